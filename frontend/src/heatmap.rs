@@ -1,0 +1,100 @@
+//! The evidence map as the page holds it while tiles arrive, and how it and
+//! the input are painted: a diverging red-white-blue scale symmetric around
+//! zero (red: evidence for the class, blue: against), scaled to the largest
+//! magnitude received so far. Pixels not computed yet stay transparent.
+
+use lens_proto::v1::{GreyImage, Tile};
+use wasm_bindgen::{Clamped, JsCast};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Heatmap {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major; NaN where no tile has arrived yet.
+    pub values: Vec<f32>,
+}
+
+impl Heatmap {
+    pub fn new(width: u32, height: u32) -> Self {
+        Heatmap {
+            width,
+            height,
+            values: vec![f32::NAN; (width * height) as usize],
+        }
+    }
+
+    pub fn apply(&mut self, tile: &Tile) {
+        for row in 0..tile.height {
+            for col in 0..tile.width {
+                let (x, y) = (tile.x + col, tile.y + row);
+                if x < self.width && y < self.height {
+                    self.values[(y * self.width + x) as usize] =
+                        tile.values[(row * tile.width + col) as usize];
+                }
+            }
+        }
+    }
+
+    /// Largest |value| so far: the end of both sides of the scale.
+    pub fn scale(&self) -> f32 {
+        self.values
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0, |m, v| m.max(v.abs()))
+    }
+
+    pub fn rgba(&self) -> Vec<u8> {
+        let scale = self.scale();
+        self.values
+            .iter()
+            .flat_map(|&v| diverging(v, scale))
+            .collect()
+    }
+}
+
+/// White at zero, pure red at +scale, pure blue at -scale.
+pub fn diverging(value: f32, scale: f32) -> [u8; 4] {
+    if !value.is_finite() {
+        return [0, 0, 0, 0];
+    }
+    let t = if scale > 0.0 {
+        (value / scale).clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    let fade = (255.0 * (1.0 - t.abs())).round() as u8;
+    if t >= 0.0 {
+        [255, fade, fade, 255]
+    } else {
+        [fade, fade, 255, 255]
+    }
+}
+
+pub fn grey_rgba(image: &GreyImage) -> Vec<u8> {
+    image
+        .values
+        .iter()
+        .flat_map(|v| {
+            let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            [g, g, g, 255]
+        })
+        .collect()
+}
+
+/// Resizes the canvas to `width x height` and paints the RGBA pixels.
+pub fn paint(canvas: &HtmlCanvasElement, width: u32, height: u32, rgba: &[u8]) {
+    canvas.set_width(width);
+    canvas.set_height(height);
+    let Some(context) = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
+    else {
+        return;
+    };
+    if let Ok(data) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(rgba), width, height) {
+        let _ = context.put_image_data(&data, 0.0, 0.0);
+    }
+}

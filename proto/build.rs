@@ -1,0 +1,13 @@
+//! Compiles the contract with the pure-Rust `protox`, so no `protoc` is needed,
+//! and generates client and server code without tonic's transport, so the same
+//! crate compiles for the browser (wasm32) and for the worker.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "evidence_lens/v1/lens.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["."])?;
+    tonic_prost_build::configure()
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The only contract between the Evidence Lens page and the worker.
+//!
+//! Generated message and service types live in [`v1`]. The worker converts
+//! them to its own domain types at the service edge; the engine never sees them.
+
+pub mod v1 {
+    tonic::include_proto!("evidence_lens.v1");
+}

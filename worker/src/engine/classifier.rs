@@ -1,0 +1,39 @@
+//! What the engine needs from a network: the input shape it takes and class
+//! probabilities for a batch. The engine never trains and never sees gRPC.
+
+use tch::{Device, Tensor};
+
+/// Channels, height and width of one input image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl InputShape {
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+    pub fn values(&self) -> usize {
+        self.channels * self.pixels()
+    }
+}
+
+pub trait Classifier: Send {
+    fn input_shape(&self) -> InputShape;
+    fn num_classes(&self) -> usize;
+    /// Size of the training set, for the Laplace correction of probabilities.
+    fn training_images(&self) -> usize;
+    fn device(&self) -> Device;
+    /// P(c | x) for a batch `[B, C, H, W]` of f32 values on `device()`,
+    /// as `[B, K]` f32. Called under `no_grad` in evaluation mode.
+    fn probabilities(&self, batch: &Tensor) -> Tensor;
+}
+
+/// An image in the model's input space: f32, channel-major `[C, H, W]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputImage {
+    pub shape: InputShape,
+    pub values: Vec<f32>,
+}

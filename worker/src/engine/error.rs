@@ -1,0 +1,45 @@
+use thiserror::Error;
+
+/// Everything the engine can refuse or fail at.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    // Bad parameters: the caller's fault, reported as such.
+    #[error("window {window} x {window} does not fit in the {width} x {height} image")]
+    WindowTooLarge {
+        window: usize,
+        width: usize,
+        height: usize,
+    },
+    #[error("window size must be at least 1")]
+    EmptyWindow,
+    #[error("stride must be between 1 and the window size {window} (got {stride}); a larger stride would leave pixels without evidence")]
+    BadStride { stride: usize, window: usize },
+    #[error("samples must be at least 1 for PDA (got 0)")]
+    NoSamples,
+    #[error("samples must be at most {max} (got {samples})")]
+    TooManySamples { samples: usize, max: usize },
+    #[error("class {class} does not exist: the model has classes 0 to {}", classes - 1)]
+    NoSuchClass { class: usize, classes: usize },
+    #[error("batch size must be between 1 and {max} (got {batch_size})")]
+    BadBatchSize { batch_size: usize, max: usize },
+    #[error("tile size must be at least 1")]
+    EmptyTile,
+    #[error("image is {got:?} but the model takes {expected:?}")]
+    ShapeMismatch {
+        got: super::InputShape,
+        expected: super::InputShape,
+    },
+
+    // Not errors of the request.
+    #[error("the explanation was cancelled")]
+    Cancelled,
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl EngineError {
+    /// Whether the request itself was wrong (as opposed to the engine failing).
+    pub fn is_invalid_argument(&self) -> bool {
+        !matches!(self, EngineError::Cancelled | EngineError::Torch(_))
+    }
+}

@@ -1,0 +1,333 @@
+//! The one loop behind every window method: perturb -> batch -> forward ->
+//! average over samples -> weight of evidence -> per-pixel mean.
+//!
+//! For each window w (see `windows.rs` for positions and the border), S
+//! perturbed copies of the image are made by the method's [`WindowFill`], run
+//! through the classifier in batches of `batch_size` images, and
+//! P(c | x \ x_w) = mean over the S probabilities (Algorithm 1 line 9). The
+//! weight of evidence of w is added to every pixel of w, and the map is the sum
+//! divided by the number of windows that contain the pixel (lines 11-14).
+//! Maps for every class of `map_classes` come from the same forward passes.
+//!
+//! Determinism: the random stream of each window is seeded from (seed, window
+//! index), so a map does not depend on how windows fall into batches.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use super::classifier::{Classifier, InputImage, InputShape};
+use super::error::EngineError;
+use super::evidence::Laplace;
+use super::fill::WindowFill;
+use super::windows::{coverage, Rect, TileSchedule};
+
+/// Largest S and batch accepted, so one request cannot exhaust memory.
+pub const MAX_SAMPLES: usize = 1000;
+pub const MAX_BATCH: usize = 4096;
+
+/// Which class the map explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Predicted,
+    Class(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct ExplainParams {
+    pub window: usize,
+    pub stride: usize,
+    pub batch_size: usize,
+    pub tile_size: usize,
+    pub seed: u64,
+    pub target: Target,
+}
+
+impl ExplainParams {
+    /// Checks the parameters against a model's input shape and class count,
+    /// before any work starts.
+    pub fn validate(
+        &self,
+        shape: InputShape,
+        classes: usize,
+        samples: usize,
+    ) -> Result<(), EngineError> {
+        let (window, stride) = (self.window, self.stride);
+        if window == 0 {
+            return Err(EngineError::EmptyWindow);
+        }
+        if window > shape.height || window > shape.width {
+            return Err(EngineError::WindowTooLarge {
+                window,
+                width: shape.width,
+                height: shape.height,
+            });
+        }
+        if stride == 0 || stride > window {
+            return Err(EngineError::BadStride { stride, window });
+        }
+        if samples == 0 {
+            return Err(EngineError::NoSamples);
+        }
+        if samples > MAX_SAMPLES {
+            return Err(EngineError::TooManySamples {
+                samples,
+                max: MAX_SAMPLES,
+            });
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+            return Err(EngineError::BadBatchSize {
+                batch_size: self.batch_size,
+                max: MAX_BATCH,
+            });
+        }
+        if self.tile_size == 0 {
+            return Err(EngineError::EmptyTile);
+        }
+        if let Target::Class(class) = self.target {
+            if class >= classes {
+                return Err(EngineError::NoSuchClass { class, classes });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the loop reports while it runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// Before any window: the unperturbed prediction.
+    Started {
+        probabilities: &'a [f32],
+        predicted: usize,
+        explained: usize,
+        total_windows: usize,
+    },
+    /// After each batch: the tiles that became final in it (maybe none).
+    Batch {
+        tiles: Vec<MapTile>,
+        windows_done: usize,
+        total_windows: usize,
+    },
+}
+
+/// Final evidence values of the explained class over one rectangle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapTile {
+    pub rect: Rect,
+    /// Row-major, `rect.width * rect.height`.
+    pub values: Vec<f32>,
+}
+
+#[derive(Debug)]
+pub struct Explanation {
+    pub probabilities: Vec<f32>,
+    pub predicted: usize,
+    pub explained: usize,
+    /// Classes with a map, the explained one first.
+    pub map_classes: Vec<usize>,
+    /// One `height x width` map per class of `map_classes`, row-major.
+    pub maps: Vec<Vec<f32>>,
+    pub windows: usize,
+    pub forward_passes: usize,
+    pub wall_seconds: f64,
+}
+
+impl Explanation {
+    /// The map of the explained class.
+    pub fn map(&self) -> &[f32] {
+        &self.maps[0]
+    }
+}
+
+/// Runs one explanation. `on_progress` may stop it by returning `Break`
+/// (checked after every batch), which ends it with `EngineError::Cancelled`.
+pub fn explain(
+    model: &dyn Classifier,
+    image: &InputImage,
+    fill: &dyn WindowFill,
+    params: &ExplainParams,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    let started_at = Instant::now();
+    let samples = fill.samples_per_window();
+    let shape = model.input_shape();
+    params.validate(shape, model.num_classes(), samples)?;
+    if image.shape != shape {
+        return Err(EngineError::ShapeMismatch {
+            got: image.shape,
+            expected: shape,
+        });
+    }
+    let _no_grad = tch::no_grad_guard();
+    let laplace = Laplace {
+        training_images: model.training_images(),
+        classes: model.num_classes(),
+    };
+
+    let probabilities = forward(model, &image.values, 1)?;
+    let predicted = argmax(&probabilities);
+    let explained = match params.target {
+        Target::Predicted => predicted,
+        Target::Class(c) => c,
+    };
+    let mut map_classes = vec![explained];
+    map_classes.extend((0..model.num_classes()).filter(|&c| c != explained));
+    let log_odds_x: Vec<f64> = map_classes
+        .iter()
+        .map(|&c| laplace.log2_odds(probabilities[c] as f64))
+        .collect();
+
+    let (height, width) = (shape.height, shape.width);
+    let schedule = TileSchedule::new(
+        height,
+        width,
+        params.window,
+        params.stride,
+        params.tile_size,
+    );
+    let total = schedule.windows.len();
+    let counts = coverage(height, width, &schedule.windows);
+    if on_progress(Progress::Started {
+        probabilities: &probabilities,
+        predicted,
+        explained,
+        total_windows: total,
+    })
+    .is_break()
+    {
+        return Err(EngineError::Cancelled);
+    }
+
+    let mut sums = vec![vec![0f64; height * width]; map_classes.len()];
+    let windows_per_batch = (params.batch_size / samples).max(1);
+    let mut next_tile = 0;
+    let mut forward_passes = 1;
+    let mut perturbed = image.clone();
+    for (batch_index, batch) in schedule.windows.chunks(windows_per_batch).enumerate() {
+        let first_window = batch_index * windows_per_batch;
+        let mut values = Vec::with_capacity(batch.len() * samples * shape.values());
+        for (offset, &window) in batch.iter().enumerate() {
+            let mut rng = window_rng(params.seed, first_window + offset);
+            for _ in 0..samples {
+                fill.fill(&mut perturbed, window, &mut rng);
+                values.extend_from_slice(&perturbed.values);
+            }
+            // Put the original pixels back for the next window.
+            perturbed.values.copy_from_slice(&image.values);
+        }
+        let probs = forward(model, &values, batch.len() * samples)?;
+        forward_passes += batch.len() * samples;
+
+        let classes = model.num_classes();
+        for (offset, window) in batch.iter().enumerate() {
+            let rows = &probs[offset * samples * classes..(offset + 1) * samples * classes];
+            for (m, &class) in map_classes.iter().enumerate() {
+                let mean = rows
+                    .chunks_exact(classes)
+                    .map(|p| p[class] as f64)
+                    .sum::<f64>()
+                    / samples as f64;
+                let evidence = log_odds_x[m] - laplace.log2_odds(mean);
+                let sum = &mut sums[m];
+                for row in window.y..window.y + window.size {
+                    for s in &mut sum[row * width + window.x..row * width + window.x + window.size]
+                    {
+                        *s += evidence;
+                    }
+                }
+            }
+        }
+
+        let windows_done = first_window + batch.len();
+        let mut tiles = Vec::new();
+        while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
+            let rect = schedule.tiles[next_tile].0;
+            tiles.push(MapTile {
+                rect,
+                values: mean_over_rect(&sums[0], &counts, width, rect),
+            });
+            next_tile += 1;
+        }
+        let progress = Progress::Batch {
+            tiles,
+            windows_done,
+            total_windows: total,
+        };
+        if on_progress(progress).is_break() {
+            return Err(EngineError::Cancelled);
+        }
+    }
+
+    let maps = sums
+        .iter()
+        .map(|sum| {
+            sum.iter()
+                .zip(&counts)
+                .map(|(s, &n)| (s / n as f64) as f32)
+                .collect()
+        })
+        .collect();
+    Ok(Explanation {
+        probabilities,
+        predicted,
+        explained,
+        map_classes,
+        maps,
+        windows: total,
+        forward_passes,
+        wall_seconds: started_at.elapsed().as_secs_f64(),
+    })
+}
+
+/// The random stream of one window: independent of batching and of the
+/// other windows.
+fn window_rng(seed: u64, window_index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(window_index as u64);
+    rng
+}
+
+/// Runs `count` images (back to back in `values`) through the model and
+/// returns their probabilities, `count x K`, on the host.
+fn forward(model: &dyn Classifier, values: &[f32], count: usize) -> Result<Vec<f32>, EngineError> {
+    let s = model.input_shape();
+    let batch = Tensor::from_slice(values)
+        .view([
+            count as i64,
+            s.channels as i64,
+            s.height as i64,
+            s.width as i64,
+        ])
+        .to_device(model.device());
+    let probs = model
+        .probabilities(&batch)
+        .to_kind(Kind::Float)
+        .to_device(tch::Device::Cpu)
+        .contiguous()
+        .view([-1]);
+    Ok(Vec::<f32>::try_from(&probs)?)
+}
+
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn mean_over_rect(sum: &[f64], counts: &[u32], width: usize, rect: Rect) -> Vec<f32> {
+    let mut values = Vec::with_capacity(rect.width * rect.height);
+    for row in rect.y..rect.y + rect.height {
+        for i in row * width + rect.x..row * width + rect.x + rect.width {
+            values.push((sum[i] / counts[i] as f64) as f32);
+        }
+    }
+    values
+}

@@ -1,0 +1,220 @@
+//! From uploaded bytes to the model's input, with limits checked before the
+//! image is decoded in full (the header is read first), so a hostile upload
+//! cannot make the worker allocate gigabytes.
+//!
+//! Digits are converted the way MNIST digits look: grey, light ink on a dark
+//! background, the ink's bounding box scaled to fit 20 x 20 and placed in a
+//! 28 x 28 frame with its centre of mass at the centre. A 28 x 28 image that
+//! already has a dark background is taken as it is.
+
+use std::io::Cursor;
+
+use image::imageops::{self, FilterType};
+use image::{ImageBuffer, ImageReader, Luma};
+
+use crate::digits::mnist::SIDE;
+use crate::engine::InputImage;
+
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InputError {
+    #[error("the image is empty (0 bytes)")]
+    Empty,
+    #[error("the image is {bytes} bytes; the limit is {max} bytes")]
+    TooManyBytes { bytes: usize, max: usize },
+    #[error("the bytes are not a PNG or JPEG image")]
+    NotAnImage,
+    #[error("the image is {width} x {height} pixels; the limit is {max} pixels")]
+    TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error("the image could not be decoded: {0}")]
+    Decode(String),
+}
+
+/// Decodes an upload into grey values in [0, 1], checking size limits first.
+pub fn decode_grey(bytes: &[u8]) -> Result<ImageBuffer<Luma<f32>, Vec<f32>>, InputError> {
+    if bytes.is_empty() {
+        return Err(InputError::Empty);
+    }
+    if bytes.len() > MAX_BYTES {
+        return Err(InputError::TooManyBytes {
+            bytes: bytes.len(),
+            max: MAX_BYTES,
+        });
+    }
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| InputError::Decode(e.to_string()))
+    };
+    let format = reader()?.format();
+    if !matches!(
+        format,
+        Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg)
+    ) {
+        return Err(InputError::NotAnImage);
+    }
+    let (width, height) = reader()?
+        .into_dimensions()
+        .map_err(|e| InputError::Decode(e.to_string()))?;
+    if width as u64 * height as u64 > MAX_PIXELS {
+        return Err(InputError::TooManyPixels {
+            width,
+            height,
+            max: MAX_PIXELS,
+        });
+    }
+    let image = reader()?
+        .decode()
+        .map_err(|e| InputError::Decode(e.to_string()))?;
+    Ok(image.to_luma32f())
+}
+
+/// An upload as a 28 x 28 MNIST-style digit.
+pub fn digit_from_bytes(bytes: &[u8]) -> Result<InputImage, InputError> {
+    let grey = decode_grey(bytes)?;
+    Ok(InputImage {
+        shape: crate::digits::SHAPE,
+        values: mnist_style(grey).into_raw(),
+    })
+}
+
+fn mnist_style(mut grey: ImageBuffer<Luma<f32>, Vec<f32>>) -> ImageBuffer<Luma<f32>, Vec<f32>> {
+    if border_mean(&grey) > 0.5 {
+        for p in grey.pixels_mut() {
+            p.0[0] = 1.0 - p.0[0];
+        }
+    }
+    let side = SIDE as u32;
+    if grey.dimensions() == (side, side) {
+        return grey;
+    }
+    let Some((x0, y0, x1, y1)) = ink_box(&grey) else {
+        return imageops::resize(&grey, side, side, FilterType::Triangle);
+    };
+    let ink = imageops::crop_imm(&grey, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    let scale = 20.0 / ink.width().max(ink.height()) as f32;
+    let w = ((ink.width() as f32 * scale).round() as u32).max(1);
+    let h = ((ink.height() as f32 * scale).round() as u32).max(1);
+    let digit = imageops::resize(&ink, w, h, FilterType::Triangle);
+    let (cx, cy) = centre_of_mass(&digit);
+    let left = (14.0 - cx).round().clamp(0.0, (side - w) as f32) as i64;
+    let top = (14.0 - cy).round().clamp(0.0, (side - h) as f32) as i64;
+    let mut frame = ImageBuffer::new(side, side);
+    imageops::overlay(&mut frame, &digit, left, top);
+    for p in frame.pixels_mut() {
+        p.0[0] = p.0[0].clamp(0.0, 1.0);
+    }
+    frame
+}
+
+fn border_mean(grey: &ImageBuffer<Luma<f32>, Vec<f32>>) -> f32 {
+    let (w, h) = grey.dimensions();
+    let mut sum = 0.0;
+    let mut n = 0;
+    for (x, y, p) in grey.enumerate_pixels() {
+        if x == 0 || y == 0 || x + 1 == w || y + 1 == h {
+            sum += p.0[0];
+            n += 1;
+        }
+    }
+    sum / n as f32
+}
+
+/// Bounding box (inclusive) of pixels brighter than a fifth of the brightest.
+fn ink_box(grey: &ImageBuffer<Luma<f32>, Vec<f32>>) -> Option<(u32, u32, u32, u32)> {
+    let max = grey.pixels().map(|p| p.0[0]).fold(0.0, f32::max);
+    if max <= 0.05 {
+        return None;
+    }
+    let mut bounds: Option<(u32, u32, u32, u32)> = None;
+    for (x, y, p) in grey.enumerate_pixels() {
+        if p.0[0] > 0.2 * max {
+            let b = bounds.get_or_insert((x, y, x, y));
+            *b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
+        }
+    }
+    bounds
+}
+
+fn centre_of_mass(grey: &ImageBuffer<Luma<f32>, Vec<f32>>) -> (f32, f32) {
+    let (mut sx, mut sy, mut total) = (0.0, 0.0, 0.0);
+    for (x, y, p) in grey.enumerate_pixels() {
+        sx += x as f32 * p.0[0];
+        sy += y as f32 * p.0[0];
+        total += p.0[0];
+    }
+    if total == 0.0 {
+        return (grey.width() as f32 / 2.0, grey.height() as f32 / 2.0);
+    }
+    (sx / total + 0.5, sy / total + 0.5)
+}
+
+/// PNG bytes of a grey image with values in [0, 1].
+pub fn grey_png(values: &[f32], width: u32, height: u32) -> Vec<u8> {
+    let bytes: Vec<u8> = values
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    let image = ImageBuffer::<Luma<u8>, _>::from_raw(width, height, bytes)
+        .expect("values match width x height");
+    let mut png = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encoding a PNG in memory cannot fail");
+    png
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_bytes_with_reasons() {
+        assert_eq!(digit_from_bytes(&[]).unwrap_err(), InputError::Empty);
+        assert_eq!(
+            digit_from_bytes(b"hello, not an image").unwrap_err(),
+            InputError::NotAnImage
+        );
+        let huge = vec![0u8; MAX_BYTES + 1];
+        assert!(matches!(
+            digit_from_bytes(&huge).unwrap_err(),
+            InputError::TooManyBytes { .. }
+        ));
+    }
+
+    #[test]
+    fn a_mnist_digit_round_trips_through_png() {
+        let values: Vec<f32> = (0..SIDE * SIDE)
+            .map(|i| if (300..500).contains(&i) { 1.0 } else { 0.0 })
+            .collect();
+        let png = grey_png(&values, SIDE as u32, SIDE as u32);
+        let digit = digit_from_bytes(&png).unwrap();
+        assert_eq!(digit.values, values);
+    }
+
+    #[test]
+    fn dark_ink_on_white_is_inverted_and_centred() {
+        // A black bar on white, off-centre in a 100 x 60 image.
+        let mut image = ImageBuffer::from_pixel(100, 60, Luma([255u8]));
+        for y in 5..45 {
+            for x in 10..20 {
+                image.put_pixel(x, y, Luma([0u8]));
+            }
+        }
+        let mut png = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let digit = digit_from_bytes(&png).unwrap();
+        // Background black, ink bright, ink centred at about (14, 14).
+        assert!(digit.values[0] < 0.01);
+        let at = |x: usize, y: usize| digit.values[y * SIDE + x];
+        assert!(at(14, 14) > 0.9);
+        assert!(at(3, 14) < 0.01 && at(25, 14) < 0.01);
+        // The 40-pixel-tall bar now spans 20 rows.
+        let lit_rows = (0..SIDE).filter(|&y| at(14, y) > 0.5).count();
+        assert!((19..=21).contains(&lit_rows), "{lit_rows} rows");
+    }
+}

@@ -1,0 +1,122 @@
+//! The `evidence-lens` binary: `serve` runs the product, `train-digits` trains
+//! the digits network once at setup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lens_worker::digits::{self, mnist, train};
+use lens_worker::server;
+use tch::nn::VarStore;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Evidence Lens: see why an image classifier decided what it decided"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the page, gRPC-Web and native gRPC on one port.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Folder with the trained models.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Folder with the digits data.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Folder with the built page (trunk's output).
+        #[arg(long, default_value = "dist")]
+        dist: PathBuf,
+    },
+    /// Train the digits network on the training split and report held-out accuracy.
+    TrainDigits {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value_t = train::TrainConfig::default().epochs)]
+        epochs: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            listen,
+            models,
+            data,
+            dist,
+        } => serve(listen, models, data, dist),
+        Command::TrainDigits {
+            data,
+            models,
+            epochs,
+        } => train_digits(data, models, epochs),
+    }
+}
+
+fn serve(listen: SocketAddr, models: PathBuf, data: PathBuf, dist: PathBuf) -> anyhow::Result<()> {
+    let device = tch::Device::cuda_if_available();
+    let kit = digits::DigitsKit::load(&models, &data, device)?;
+    if !dist.join("index.html").exists() {
+        tracing::warn!(
+            "{} has no index.html: the page is not built (./dev run builds it)",
+            dist.display()
+        );
+    }
+    let router = server::router(server::LensService::new(kit), &dist);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(
+            "Evidence Lens on http://{} (device: {device:?})",
+            listener.local_addr()?
+        );
+        server::serve(listener, router).await?;
+        Ok(())
+    })
+}
+
+fn train_digits(data: PathBuf, models: PathBuf, epochs: usize) -> anyhow::Result<()> {
+    let device = tch::Device::cuda_if_available();
+    let split = mnist::load_split(&data.join(digits::MNIST_FILE))?;
+    let config = train::TrainConfig {
+        epochs,
+        ..Default::default()
+    };
+    println!(
+        "training on {} digits, holding out {} ({device:?})",
+        split.train.len(),
+        split.held_out.len()
+    );
+    let vs: VarStore = train::train(&split.train, &config, device, &mut |line| {
+        println!("{line}")
+    })?;
+    std::fs::create_dir_all(&models)?;
+    let path = models.join(digits::WEIGHTS_FILE);
+    vs.save(&path)?;
+    let model = digits::DigitsModel::load(&path, split.train.len(), device)?;
+    let accuracy = train::accuracy(model.net(), &split.held_out, device);
+    println!(
+        "held-out accuracy: {:.2}% ({} digits)",
+        accuracy * 100.0,
+        split.held_out.len()
+    );
+    println!("saved {}", path.display());
+    Ok(())
+}

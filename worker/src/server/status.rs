@@ -1,0 +1,26 @@
+//! The one place where worker errors become gRPC statuses.
+
+use tonic::Status;
+
+use crate::engine::EngineError;
+use crate::input::InputError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Status {
+        let message = error.to_string();
+        match error {
+            ServiceError::Input(_) => Status::invalid_argument(message),
+            ServiceError::Engine(e) if e.is_invalid_argument() => Status::invalid_argument(message),
+            ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
+            ServiceError::Engine(_) => Status::internal(message),
+        }
+    }
+}
