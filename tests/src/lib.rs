@@ -1,1 +1,190 @@
-//! Helpers for the end-to-end tests.
+//! Shared pieces of the end-to-end tests: the real worker started in-process
+//! on a free port (real digits network, real data, the built page), clients
+//! for both gRPC flavours, and hand-made bad inputs.
+//!
+//! The worker needs what `./dev setup` produces (models/, data/) and the
+//! browser test the page that `./dev test` builds (dist/).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
+use lens_proto::v1::{ExplainEvent, ExplainRequest, ListPresetsRequest, Preset};
+use lens_worker::digits::DigitsKit;
+use lens_worker::server::{router, serve, LensService};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// Loads the digits kit from the repository's models/ and data/.
+pub fn load_kit() -> DigitsKit {
+    let root = repo_root();
+    DigitsKit::load(&root.join("models"), &root.join("data"), tch::Device::Cpu)
+        .unwrap_or_else(|e| panic!("{e}: run ./dev setup first"))
+}
+
+/// Starts the worker on 127.0.0.1:0 in the current runtime; returns its address.
+pub async fn start_worker() -> SocketAddr {
+    let app = router(LensService::new(load_kit()), &repo_root().join("dist"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { serve(listener, app).await.unwrap() });
+    address
+}
+
+pub async fn native_client(address: SocketAddr) -> EvidenceLensClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    EvidenceLensClient::new(channel)
+}
+
+pub type WebService = tonic_web::GrpcWebClientService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        tonic_web::GrpcWebCall<tonic::body::Body>,
+    >,
+>;
+
+/// A client that speaks gRPC-Web over HTTP/1.1, as the browser does.
+pub fn web_client(address: SocketAddr) -> EvidenceLensClient<WebService> {
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let service = tower::ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebClientLayer::new())
+        .service(http1);
+    EvidenceLensClient::with_origin(service, format!("http://{address}").parse().unwrap())
+}
+
+/// The preset digit with this label, fetched over gRPC.
+pub async fn preset<T>(client: &mut EvidenceLensClient<T>, label: u32) -> Preset
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let presets = client
+        .list_presets(ListPresetsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .presets;
+    assert_eq!(presets.len(), 10, "one preset per digit class");
+    presets.into_iter().find(|p| p.label == label).unwrap()
+}
+
+/// Every event of one explanation with the time it arrived.
+pub async fn collect_events<T>(
+    client: &mut EvidenceLensClient<T>,
+    request: ExplainRequest,
+) -> Result<Vec<(Instant, ExplainEvent)>, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let mut stream = client.explain(request).await?.into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await? {
+        events.push((Instant::now(), event));
+    }
+    Ok(events)
+}
+
+/// A PNG that claims `width x height` pixels but holds no pixel data (an
+/// empty IDAT): only a worker that checks the header before decoding rejects
+/// it for its size rather than for being truncated.
+pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, no interlace
+    for (kind, data) in [(b"IHDR", ihdr.as_slice()), (b"IDAT", &[]), (b"IEND", &[])] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        png.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    png
+}
+
+/// The parts of a finished stream, checked for shape on the way.
+pub struct Streamed {
+    pub started: lens_proto::v1::Started,
+    pub finished: lens_proto::v1::Finished,
+    /// The map assembled from the tiles (28 x 28, row-major).
+    pub map: Vec<f32>,
+    pub tile_times: Vec<Instant>,
+    pub finished_at: Instant,
+}
+
+/// Checks the order of events (Started, tiles, Finished), that the tiles
+/// cover the image exactly once with growing progress, and assembles the map.
+pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
+    use lens_proto::v1::explain_event::Event;
+    let mut events = events.into_iter();
+    let Some((
+        _,
+        ExplainEvent {
+            event: Some(Event::Started(started)),
+        },
+    )) = events.next()
+    else {
+        panic!("the first event must be Started");
+    };
+    let input = started.input.clone().expect("Started carries the input");
+    let (width, height) = (input.width as usize, input.height as usize);
+    let mut map = vec![f32::NAN; width * height];
+    let mut covered = vec![0u32; width * height];
+    let mut tile_times = Vec::new();
+    let mut last_done = 0;
+    for (at, event) in events {
+        match event.event {
+            Some(Event::Tile(tile)) => {
+                assert!(tile.windows_done >= last_done, "progress only grows");
+                assert_eq!(tile.total_windows, started.total_windows);
+                last_done = tile.windows_done;
+                tile_times.push(at);
+                for row in 0..tile.height as usize {
+                    for col in 0..tile.width as usize {
+                        let i = (tile.y as usize + row) * width + tile.x as usize + col;
+                        covered[i] += 1;
+                        map[i] = tile.values[row * tile.width as usize + col];
+                    }
+                }
+            }
+            Some(Event::Finished(finished)) => {
+                assert!(
+                    covered.iter().all(|&n| n == 1),
+                    "tiles cover every pixel once"
+                );
+                assert_eq!(last_done, started.total_windows);
+                return Streamed {
+                    started,
+                    finished,
+                    map,
+                    tile_times,
+                    finished_at: at,
+                };
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    panic!("the stream ended without Finished");
+}

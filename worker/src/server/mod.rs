@@ -22,7 +22,11 @@ pub use status::ServiceError;
 
 /// The whole HTTP surface: gRPC (both flavours) and the page from `dist`.
 pub fn router(service: LensService, dist: &Path) -> axum::Router {
-    Routes::new(EvidenceLensServer::new(service))
+    // Room for the largest image the input checks accept, so that an image
+    // just over the limit gets their clear message rather than tonic's.
+    let server = EvidenceLensServer::new(service)
+        .max_decoding_message_size(crate::input::MAX_BYTES + 64 * 1024);
+    Routes::new(server)
         .into_axum_router()
         .route_layer(GrpcWebLayer::new())
         .fallback_service(ServeDir::new(dist))

@@ -1,0 +1,196 @@
+//! The worker over native gRPC (HTTP/2), started in-process with the real
+//! digits network.
+//!
+//! - `streams_tiles_before_the_end_and_matches_the_engine`
+//! - `bad_input_is_invalid_argument_and_the_worker_keeps_serving`
+//! - `a_cancelled_stream_stops_the_computation`
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
+use lens_tests::{
+    assemble, collect_events, load_kit, native_client, png_header_only, preset, start_worker,
+};
+use lens_worker::engine::{explain, ExplainParams, Pda, Target};
+use lens_worker::input::{digit_from_bytes, MAX_BYTES};
+use tonic::Code;
+
+#[tokio::test]
+async fn streams_tiles_before_the_end_and_matches_the_engine() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let seven = preset(&mut client, 7).await;
+    let request = ExplainRequest {
+        image: seven.png.clone(),
+        method: Method::Pda as i32,
+        window: 4,
+        samples: Some(10),
+        seed: 5,
+        ..Default::default()
+    };
+    let streamed = assemble(collect_events(&mut client, request).await.unwrap());
+
+    let started = &streamed.started;
+    assert_eq!(started.total_windows, 25 * 25);
+    assert_eq!(started.probabilities.len(), 10);
+    let sum: f32 = started.probabilities.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+    assert_eq!(started.explained_class, started.predicted_class);
+    assert!(streamed.tile_times.len() >= 16, "28 x 28 in 7 x 7 tiles");
+    // Tiles arrive while the work goes on, not all at the end.
+    assert!(streamed.tile_times[0] < streamed.finished_at);
+    assert!(streamed.finished.windows_per_second > 0.0);
+    assert_eq!(streamed.finished.forward_passes, 1 + 625 * 10);
+
+    // The same request run on the engine directly gives the same map, bit for bit.
+    let kit = load_kit();
+    let image = digit_from_bytes(&seven.png).unwrap();
+    let direct = explain(
+        &kit.model,
+        &image,
+        &Pda {
+            sampler: &kit.sampler,
+            samples: 10,
+        },
+        &ExplainParams {
+            window: 4,
+            stride: 1,
+            batch_size: 64,
+            tile_size: 7,
+            seed: 5,
+            target: Target::Predicted,
+        },
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(direct.map(), streamed.map.as_slice());
+    assert!(
+        direct.map().iter().any(|v| *v > 0.0),
+        "some pixels speak for the predicted class"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_invalid_argument_and_the_worker_keeps_serving() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let good = preset(&mut client, 3).await.png;
+    let base = ExplainRequest {
+        image: good.clone(),
+        method: Method::Pda as i32,
+        window: 4,
+        samples: Some(2),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "not an image",
+            ExplainRequest {
+                image: b"GIF? no, plain text".to_vec(),
+                ..base.clone()
+            },
+            "not a PNG or JPEG",
+        ),
+        (
+            "empty upload",
+            ExplainRequest {
+                image: Vec::new(),
+                ..base.clone()
+            },
+            "empty",
+        ),
+        (
+            "too many bytes",
+            ExplainRequest {
+                image: vec![0x89; MAX_BYTES + 1],
+                ..base.clone()
+            },
+            "limit is",
+        ),
+        (
+            "too many pixels",
+            ExplainRequest {
+                image: png_header_only(100_000, 100_000),
+                ..base.clone()
+            },
+            "100000 x 100000 pixels",
+        ),
+        (
+            "window larger than the image",
+            ExplainRequest {
+                window: 29,
+                ..base.clone()
+            },
+            "window 29 x 29 does not fit",
+        ),
+        (
+            "no samples",
+            ExplainRequest {
+                samples: Some(0),
+                ..base.clone()
+            },
+            "samples must be at least 1",
+        ),
+        (
+            "no such class",
+            ExplainRequest {
+                class_index: Some(10),
+                ..base.clone()
+            },
+            "class 10 does not exist",
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let status = collect_events(&mut client, request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(
+            status.message().contains(expected),
+            "{what}: {:?}",
+            status.message()
+        );
+    }
+    // Still serving.
+    let ok = collect_events(
+        &mut client,
+        ExplainRequest {
+            method: Method::EfficientPda as i32,
+            ..base
+        },
+    )
+    .await;
+    assemble(ok.unwrap());
+}
+
+#[tokio::test]
+async fn a_cancelled_stream_stops_the_computation() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 1).await.png;
+    // About 800,000 forward passes: minutes of work if it were not stopped.
+    let long = ExplainRequest {
+        image: image.clone(),
+        method: Method::Pda as i32,
+        window: 1,
+        samples: Some(1000),
+        batch_size: 256,
+        ..Default::default()
+    };
+    let mut stream = client.explain(long).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(first.event, Some(Event::Started(_))));
+    drop(stream);
+
+    // The device is free again within a batch: a short job finishes quickly.
+    let short = ExplainRequest {
+        image,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let events = tokio::time::timeout(Duration::from_secs(60), collect_events(&mut client, short))
+        .await
+        .expect("the cancelled job still holds the device")
+        .unwrap();
+    assemble(events);
+}
