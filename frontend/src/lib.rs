@@ -324,7 +324,7 @@ pub fn App() -> impl IntoView {
                         }
                     >
                         <option value="efficient" selected=move || method.get() == Method::EfficientPda>
-                            "Efficient PDA (conditional mean, 1 pass per window)"
+                            "Efficient PDA (window replaced by its mean, 1 pass per window)"
                         </option>
                         <option value="pda" selected=move || method.get() == Method::Pda>
                             "PDA (S samples per window)"

@@ -19,7 +19,7 @@ impl MarginalSampler {
     /// `images` holds whole images of `shape`, back to back (at least one).
     pub fn new(shape: InputShape, images: Vec<f32>) -> Self {
         let per_image = shape.values();
-        assert!(!images.is_empty() && images.len() % per_image == 0);
+        assert!(!images.is_empty() && images.len().is_multiple_of(per_image));
         let count = images.len() / per_image;
         let mut sum = vec![0f64; per_image];
         for image in images.chunks_exact(per_image) {

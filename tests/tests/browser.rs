@@ -1,0 +1,259 @@
+//! The served page in a real headless Chromium (Debian's, driven through
+//! chromedriver): pick a preset digit, watch tiles arrive, check the
+//! finished heatmap, and check that a bad request shows a readable error.
+
+use std::net::TcpListener;
+use std::ops::ControlFlow;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use lens_tests::{load_kit, repo_root, start_worker};
+use lens_worker::digits::SHAPE;
+use lens_worker::engine::{explain, ExplainParams, InputImage, Pda, Target};
+use lens_worker::server::{DEFAULT_BATCH, DEFAULT_TILE};
+use serde_json::json;
+
+const SAMPLES: usize = 10;
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_chromedriver() -> Driver {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed by ./dev test (Debian chromium-driver)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Driver { child, port }
+}
+
+async fn open_browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1200,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("TLS setup")
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("connect to chromedriver")
+}
+
+/// The preset whose PDA map has the strongest evidence against its class
+/// relative to the strongest evidence overall, so blue must be visible.
+fn most_mixed_preset() -> u8 {
+    let kit = load_kit();
+    let mut best = (0u8, 0f32);
+    for (label, values) in &kit.presets {
+        let image = InputImage {
+            shape: SHAPE,
+            values: values.clone(),
+        };
+        let params = ExplainParams {
+            window: 4,
+            stride: 1,
+            batch_size: DEFAULT_BATCH,
+            tile_size: DEFAULT_TILE,
+            seed: 0,
+            target: Target::Predicted,
+        };
+        let fill = Pda {
+            sampler: &kit.sampler,
+            samples: SAMPLES,
+        };
+        let result = explain(&kit.model, &image, &fill, &params, &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let most_against = -result.map().iter().copied().fold(0f32, f32::min);
+        let most_for = result.map().iter().copied().fold(0f32, f32::max);
+        let ratio = most_against / most_for.max(most_against);
+        if ratio > best.1 {
+            best = (*label, ratio);
+        }
+    }
+    assert!(
+        best.1 > 0.3,
+        "no preset has visible evidence against its class"
+    );
+    best.0
+}
+
+async fn status(client: &Client, attribute: &str) -> String {
+    client
+        .find(Locator::Css("[data-testid=status]"))
+        .await
+        .unwrap()
+        .attr(attribute)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn wait_until_not_running(client: &Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = status(client, "data-state").await;
+        if state != "running" && state != "idle" {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "the explanation did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_streams_a_preset_explanation_and_shows_errors() {
+    assert!(
+        repo_root().join("dist/index.html").exists(),
+        "the page is not built: ./dev test builds it with trunk"
+    );
+    let label = most_mixed_preset();
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let profile = std::env::temp_dir().join(format!("lens-chromium-{}", std::process::id()));
+    let client = open_browser(&driver, &profile).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+
+    // Switch to PDA with S samples (several seconds of work), then pick the digit.
+    let preset = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(&format!("[data-testid=preset-{label}]")))
+        .await
+        .expect("presets load over gRPC-Web");
+    client
+        .find(Locator::Css("[data-testid=method]"))
+        .await
+        .unwrap()
+        .select_by_value("pda")
+        .await
+        .unwrap();
+    let samples = client
+        .find(Locator::Css("[data-testid=samples]"))
+        .await
+        .unwrap();
+    samples.clear().await.unwrap();
+    samples.send_keys(&SAMPLES.to_string()).await.unwrap();
+    preset.click().await.unwrap();
+
+    // Watch the tile count while it runs.
+    let mut partial_counts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = status(&client, "data-state").await;
+        let tiles: u32 = status(&client, "data-tiles").await.parse().unwrap_or(0);
+        if state == "running" && tiles > 0 && tiles < 16 && partial_counts.last() != Some(&tiles) {
+            partial_counts.push(tiles);
+        }
+        if state == "done" || state == "error" {
+            assert_eq!(state, "done", "the page reported an error");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the explanation did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        partial_counts.len() >= 2,
+        "tiles should arrive one after another, saw partial counts {partial_counts:?}"
+    );
+    assert_eq!(status(&client, "data-tiles").await, "16");
+    let first_tile_ms: f64 = status(&client, "data-first-tile-ms").await.parse().unwrap();
+    let elapsed_ms: f64 = status(&client, "data-elapsed-ms").await.parse().unwrap();
+    assert!(
+        first_tile_ms < elapsed_ms,
+        "{first_tile_ms} ms vs {elapsed_ms} ms"
+    );
+
+    // The finished heatmap: every pixel painted, some red and some blue.
+    let counts = client
+        .execute(
+            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
+               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+               let red = 0, blue = 0, empty = 0;
+               for (let i = 0; i < d.length; i += 4) {
+                 if (d[i + 3] === 0) { empty++; continue; }
+                 if (d[i] - d[i + 2] > 40) red++;
+                 if (d[i + 2] - d[i] > 40) blue++;
+               }
+               return [c.width, c.height, red, blue, empty];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let counts: Vec<u64> = serde_json::from_value(counts).unwrap();
+    assert_eq!(&counts[..2], &[28, 28]);
+    assert!(
+        counts[2] > 0 && counts[3] > 0,
+        "red and blue pixels: {counts:?}"
+    );
+    assert_eq!(counts[4], 0, "every pixel of the map is painted");
+    let predicted = client
+        .find(Locator::Css("[data-testid=predicted]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(predicted.starts_with("Predicted: "), "{predicted}");
+
+    // A window larger than the digit: the worker refuses, the page says why.
+    let window = client
+        .find(Locator::Css("[data-testid=window]"))
+        .await
+        .unwrap();
+    window.clear().await.unwrap();
+    window.send_keys("40").await.unwrap();
+    client
+        .find(Locator::Css("[data-testid=explain]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(wait_until_not_running(&client).await, "error");
+    let message = client
+        .find(Locator::Css("[data-testid=error]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(message.contains("window 40 x 40 does not fit"), "{message}");
+
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+}
