@@ -188,3 +188,62 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     }
     panic!("the stream ended without Finished");
 }
+
+/// Requests that must each be refused with INVALID_ARGUMENT, with what the
+/// message must say: (what is wrong, request, expected words).
+pub fn bad_requests(good_png: &[u8]) -> Vec<(&'static str, ExplainRequest, &'static str)> {
+    use lens_proto::v1::Method;
+    let base = ExplainRequest {
+        image: good_png.to_vec(),
+        method: Method::Pda as i32,
+        window: 4,
+        samples: Some(2),
+        ..Default::default()
+    };
+    let with_image = |image: Vec<u8>| ExplainRequest {
+        image,
+        ..base.clone()
+    };
+    vec![
+        (
+            "not an image",
+            with_image(b"GIF? no, plain text".to_vec()),
+            "not a PNG or JPEG",
+        ),
+        ("empty upload", with_image(Vec::new()), "empty"),
+        (
+            "too many bytes",
+            with_image(vec![0x89; lens_worker::input::MAX_BYTES + 1]),
+            "limit is",
+        ),
+        (
+            "too many pixels",
+            with_image(png_header_only(100_000, 100_000)),
+            "100000 x 100000 pixels",
+        ),
+        (
+            "window larger than the image",
+            ExplainRequest {
+                window: 29,
+                ..base.clone()
+            },
+            "window 29 x 29 does not fit",
+        ),
+        (
+            "no samples",
+            ExplainRequest {
+                samples: Some(0),
+                ..base.clone()
+            },
+            "samples must be at least 1",
+        ),
+        (
+            "no such class",
+            ExplainRequest {
+                class_index: Some(10),
+                ..base.clone()
+            },
+            "class 10 does not exist",
+        ),
+    ]
+}

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::{
-    assemble, collect_events, load_kit, native_client, png_header_only, preset, start_worker,
+    assemble, bad_requests, collect_events, load_kit, native_client, preset, start_worker,
 };
 use lens_worker::engine::{explain, ExplainParams, Pda, Target};
-use lens_worker::input::{digit_from_bytes, MAX_BYTES};
+use lens_worker::input::digit_from_bytes;
 use tonic::Code;
 
 #[tokio::test]
@@ -76,72 +76,7 @@ async fn bad_input_is_invalid_argument_and_the_worker_keeps_serving() {
     let address = start_worker().await;
     let mut client = native_client(address).await;
     let good = preset(&mut client, 3).await.png;
-    let base = ExplainRequest {
-        image: good.clone(),
-        method: Method::Pda as i32,
-        window: 4,
-        samples: Some(2),
-        ..Default::default()
-    };
-    let cases = [
-        (
-            "not an image",
-            ExplainRequest {
-                image: b"GIF? no, plain text".to_vec(),
-                ..base.clone()
-            },
-            "not a PNG or JPEG",
-        ),
-        (
-            "empty upload",
-            ExplainRequest {
-                image: Vec::new(),
-                ..base.clone()
-            },
-            "empty",
-        ),
-        (
-            "too many bytes",
-            ExplainRequest {
-                image: vec![0x89; MAX_BYTES + 1],
-                ..base.clone()
-            },
-            "limit is",
-        ),
-        (
-            "too many pixels",
-            ExplainRequest {
-                image: png_header_only(100_000, 100_000),
-                ..base.clone()
-            },
-            "100000 x 100000 pixels",
-        ),
-        (
-            "window larger than the image",
-            ExplainRequest {
-                window: 29,
-                ..base.clone()
-            },
-            "window 29 x 29 does not fit",
-        ),
-        (
-            "no samples",
-            ExplainRequest {
-                samples: Some(0),
-                ..base.clone()
-            },
-            "samples must be at least 1",
-        ),
-        (
-            "no such class",
-            ExplainRequest {
-                class_index: Some(10),
-                ..base.clone()
-            },
-            "class 10 does not exist",
-        ),
-    ];
-    for (what, request, expected) in cases {
+    for (what, request, expected) in bad_requests(&good) {
         let status = collect_events(&mut client, request).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
         assert!(
@@ -151,15 +86,12 @@ async fn bad_input_is_invalid_argument_and_the_worker_keeps_serving() {
         );
     }
     // Still serving.
-    let ok = collect_events(
-        &mut client,
-        ExplainRequest {
-            method: Method::EfficientPda as i32,
-            ..base
-        },
-    )
-    .await;
-    assemble(ok.unwrap());
+    let ok = ExplainRequest {
+        image: good,
+        method: Method::EfficientPda as i32,
+        ..Default::default()
+    };
+    assemble(collect_events(&mut client, ok).await.unwrap());
 }
 
 #[tokio::test]

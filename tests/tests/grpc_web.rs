@@ -1,10 +1,10 @@
 //! The worker over gRPC-Web (HTTP/1.1), the protocol the page speaks.
 //!
 //! - `grpc_web_streams_tiles_progressively`
-//! - `grpc_web_reports_bad_input`
+//! - `grpc_web_reports_each_bad_input_and_keeps_serving`
 
 use lens_proto::v1::{ExplainRequest, Method};
-use lens_tests::{assemble, collect_events, preset, start_worker, web_client};
+use lens_tests::{assemble, bad_requests, collect_events, preset, start_worker, web_client};
 use tonic::Code;
 
 #[tokio::test]
@@ -30,14 +30,23 @@ async fn grpc_web_streams_tiles_progressively() {
 }
 
 #[tokio::test]
-async fn grpc_web_reports_bad_input() {
+async fn grpc_web_reports_each_bad_input_and_keeps_serving() {
     let address = start_worker().await;
     let mut client = web_client(address);
-    let request = ExplainRequest {
-        image: b"definitely not a picture".to_vec(),
+    let good = preset(&mut client, 8).await.png;
+    for (what, request, expected) in bad_requests(&good) {
+        let status = collect_events(&mut client, request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(
+            status.message().contains(expected),
+            "{what}: {:?}",
+            status.message()
+        );
+    }
+    let ok = ExplainRequest {
+        image: good,
+        method: Method::EfficientPda as i32,
         ..Default::default()
     };
-    let status = collect_events(&mut client, request).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("not a PNG or JPEG"), "{status:?}");
+    assemble(collect_events(&mut client, ok).await.unwrap());
 }

@@ -161,6 +161,8 @@ fn run_job(kit: &DigitsKit, job: &Job, tx: &EventSender) -> Result<(), engine::E
         forward_passes: explanation.forward_passes as u64,
         min_value: map.iter().copied().fold(f32::INFINITY, f32::min),
         max_value: map.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        probabilities: explanation.probabilities.clone(),
+        explained_class: explanation.explained as u32,
     }));
     Ok(())
 }
