@@ -10,7 +10,9 @@
 use std::io::Cursor;
 
 use image::imageops::{self, FilterType};
-use image::{ImageBuffer, ImageReader, Luma};
+use image::{DynamicImage, ImageBuffer, ImageReader, Luma};
+
+use crate::engine::InputShape;
 
 use crate::digits::mnist::SIDE;
 use crate::engine::InputImage;
@@ -32,8 +34,8 @@ pub enum InputError {
     Decode(String),
 }
 
-/// Decodes an upload into grey values in [0, 1], checking size limits first.
-pub fn decode_grey(bytes: &[u8]) -> Result<ImageBuffer<Luma<f32>, Vec<f32>>, InputError> {
+/// Decodes an upload, checking the size limits first.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, InputError> {
     if bytes.is_empty() {
         return Err(InputError::Empty);
     }
@@ -65,19 +67,54 @@ pub fn decode_grey(bytes: &[u8]) -> Result<ImageBuffer<Luma<f32>, Vec<f32>>, Inp
             max: MAX_PIXELS,
         });
     }
-    let image = reader()?
+    reader()?
         .decode()
-        .map_err(|e| InputError::Decode(e.to_string()))?;
-    Ok(image.to_luma32f())
+        .map_err(|e| InputError::Decode(e.to_string()))
 }
 
 /// An upload as a 28 x 28 MNIST-style digit.
 pub fn digit_from_bytes(bytes: &[u8]) -> Result<InputImage, InputError> {
-    let grey = decode_grey(bytes)?;
+    let grey = decode(bytes)?.to_luma32f();
     Ok(InputImage {
         shape: crate::digits::SHAPE,
         values: mnist_style(grey).into_raw(),
     })
+}
+
+/// An upload as an RGB photo of `shape` (values in [0, 1], channel-major),
+/// the way ImageNet is evaluated: the shorter side scaled to 256/224 of the
+/// input side, then the centre cropped to the input size.
+pub fn photo_from_bytes(bytes: &[u8], shape: InputShape) -> Result<InputImage, InputError> {
+    let rgb = decode(bytes)?.to_rgb32f();
+    let (w, h) = rgb.dimensions();
+    let target = (shape.height.max(shape.width) as f64 * 256.0 / 224.0).round();
+    let scale = target / w.min(h) as f64;
+    let (sw, sh) = (
+        ((w as f64 * scale).round() as u32).max(shape.width as u32),
+        ((h as f64 * scale).round() as u32).max(shape.height as u32),
+    );
+    let scaled = imageops::resize(&rgb, sw, sh, FilterType::Triangle);
+    let (left, top) = (
+        (sw - shape.width as u32) / 2,
+        (sh - shape.height as u32) / 2,
+    );
+    let crop = imageops::crop_imm(&scaled, left, top, shape.width as u32, shape.height as u32);
+    let mut values = vec![0f32; shape.values()];
+    for (x, y, pixel) in crop.to_image().enumerate_pixels() {
+        let at = y as usize * shape.width + x as usize;
+        if shape.channels == 3 {
+            for c in 0..3 {
+                values[c * shape.pixels() + at] = pixel.0[c].clamp(0.0, 1.0);
+            }
+        } else {
+            // Grey models take the mean of the channels in every channel.
+            let grey = pixel.0.iter().sum::<f32>() / 3.0;
+            for c in 0..shape.channels {
+                values[c * shape.pixels() + at] = grey.clamp(0.0, 1.0);
+            }
+        }
+    }
+    Ok(InputImage { shape, values })
 }
 
 fn mnist_style(mut grey: ImageBuffer<Luma<f32>, Vec<f32>>) -> ImageBuffer<Luma<f32>, Vec<f32>> {

@@ -8,4 +8,5 @@
 pub mod digits;
 pub mod engine;
 pub mod input;
+pub mod models;
 pub mod server;

@@ -1,0 +1,96 @@
+//! The description file that sits beside every TorchScript model in the
+//! models folder (`<name>/model.toml`): what the network takes and gives.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::engine::InputShape;
+
+/// How the worker turns an upload into the model's input size.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resize {
+    /// Shorter side to 256/224 of the input side, then a centre crop
+    /// (ImageNet evaluation).
+    ImagenetCrop,
+    /// MNIST style: grey, light ink on dark, centred in a 28 x 28 frame.
+    MnistDigit,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Output {
+    Logits,
+    Probabilities,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDescription {
+    /// Shown in the page.
+    pub name: String,
+    /// TorchScript file, relative to the description.
+    pub file: String,
+    /// Class names, one per line in output order, relative to the description.
+    pub classes: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// "inside" when the module normalises its [0, 1] input itself.
+    pub normalise: String,
+    pub output: Output,
+    /// Size of the training set, for the Laplace correction.
+    pub training_images: usize,
+    pub resize: Resize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DescriptionError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ModelDescription {
+    pub fn read(path: &Path) -> Result<Self, DescriptionError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| DescriptionError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let description: ModelDescription =
+            toml::from_str(&text).map_err(|e| DescriptionError::Invalid {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        if description.normalise != "inside" {
+            return Err(DescriptionError::Invalid {
+                path: shown,
+                message: format!(
+                    "normalise = {:?}: only \"inside\" (the module normalises [0, 1] input) is supported",
+                    description.normalise
+                ),
+            });
+        }
+        if description.channels == 0 || description.height == 0 || description.width == 0 {
+            return Err(DescriptionError::Invalid {
+                path: shown,
+                message: "channels, height and width must be at least 1".into(),
+            });
+        }
+        Ok(description)
+    }
+
+    pub fn shape(&self) -> InputShape {
+        InputShape {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        }
+    }
+}

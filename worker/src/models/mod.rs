@@ -1,0 +1,8 @@
+//! Models as files: each is a folder with a TorchScript module, its class
+//! names and a `model.toml` description (see `description.rs`).
+
+mod description;
+mod torchscript;
+
+pub use description::{DescriptionError, ModelDescription, Output, Resize};
+pub use torchscript::{ModelError, TorchScriptModel};
