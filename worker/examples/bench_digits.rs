@@ -8,7 +8,7 @@ use std::path::Path;
 
 use lens_worker::digits::{DigitsKit, SHAPE};
 use lens_worker::engine::{
-    explain, EfficientPda, ExplainParams, InputImage, Pda, Target, WindowFill,
+    explain, EfficientPda, ExplainParams, InputImage, Pda, Quantity, Target, WindowFill,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         tile_size: 7,
         seed: 0,
         target: Target::Predicted,
+        quantity: Quantity::LogOdds,
     };
     let pda = Pda {
         sampler: &kit.sampler,

@@ -1,5 +1,5 @@
 //! What the engine needs from a network: the input shape it takes and class
-//! probabilities for a batch. The engine never trains and never sees gRPC.
+//! scores (logits) for a batch. The engine never trains and never sees gRPC.
 
 use tch::{Device, Tensor};
 
@@ -26,9 +26,15 @@ pub trait Classifier: Send {
     /// Size of the training set, for the Laplace correction of probabilities.
     fn training_images(&self) -> usize;
     fn device(&self) -> Device;
-    /// P(c | x) for a batch `[B, C, H, W]` of f32 values on `device()`,
-    /// as `[B, K]` f32. Called under `no_grad` in evaluation mode.
-    fn probabilities(&self, batch: &Tensor) -> Tensor;
+    /// Logits for a batch `[B, C, H, W]` of f32 values on `device()`, as
+    /// `[B, K]` f32 (for a network that outputs probabilities: their logs,
+    /// which the softmax maps back to them). Differentiable in the input.
+    fn logits(&self, batch: &Tensor) -> Tensor;
+
+    /// P(c | x): the softmax of the logits.
+    fn probabilities(&self, batch: &Tensor) -> Tensor {
+        self.logits(batch).softmax(-1, tch::Kind::Float)
+    }
 }
 
 /// An image in the model's input space: f32, channel-major `[C, H, W]`.

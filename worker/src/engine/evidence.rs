@@ -60,3 +60,27 @@ mod tests {
         assert!(l.weight_of_evidence(0.3, 0.3) == 0.0);
     }
 }
+
+/// Which output a map measures the change of ("which output to explain is a
+/// value, not a method"). The evidence of a window is `value(x) - value(x')`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quantity {
+    /// Laplace-corrected log2 odds of P(c): the weight of evidence of PDA.
+    #[default]
+    LogOdds,
+    /// P(c) itself: the drop in probability, as occlusion reports it.
+    Probability,
+    /// The logit z_c.
+    Logit,
+}
+
+impl Quantity {
+    /// The quantity for class probability `p` and logit `z`.
+    pub fn value(&self, laplace: &Laplace, p: f64, z: f64) -> f64 {
+        match self {
+            Quantity::LogOdds => laplace.log2_odds(p),
+            Quantity::Probability => p,
+            Quantity::Logit => z,
+        }
+    }
+}

@@ -21,8 +21,9 @@ use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage, InputShape};
 use super::error::EngineError;
-use super::evidence::Laplace;
+use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
+use super::sampler::{read_window, write_window};
 use super::windows::{coverage, Rect, TileSchedule};
 
 /// Largest S and batch accepted, so one request cannot exhaust memory.
@@ -44,6 +45,8 @@ pub struct ExplainParams {
     pub tile_size: usize,
     pub seed: u64,
     pub target: Target,
+    /// What each window's evidence measures (default: log2 odds).
+    pub quantity: Quantity,
 }
 
 impl ExplainParams {
@@ -168,7 +171,8 @@ pub fn explain(
         classes: model.num_classes(),
     };
 
-    let probabilities = forward(model, &image.values, 1)?;
+    let original = forward(model, &image.values, 1)?;
+    let probabilities = original.probabilities;
     let predicted = argmax(&probabilities);
     let explained = match params.target {
         Target::Predicted => predicted,
@@ -176,9 +180,10 @@ pub fn explain(
     };
     let mut map_classes = vec![explained];
     map_classes.extend((0..model.num_classes()).filter(|&c| c != explained));
-    let log_odds_x: Vec<f64> = map_classes
+    let quantity = params.quantity;
+    let value_x: Vec<f64> = map_classes
         .iter()
-        .map(|&c| laplace.log2_odds(probabilities[c] as f64))
+        .map(|&c| quantity.value(&laplace, probabilities[c] as f64, original.logits[c] as f64))
         .collect();
 
     let (height, width) = (shape.height, shape.width);
@@ -207,31 +212,44 @@ pub fn explain(
     let mut next_tile = 0;
     let mut forward_passes = 1;
     let mut perturbed = image.clone();
+    let mut replacement = vec![0f32; shape.channels * params.window * params.window];
+    let mut original = replacement.clone();
     for (batch_index, batch) in schedule.windows.chunks(windows_per_batch).enumerate() {
         let first_window = batch_index * windows_per_batch;
         let mut values = Vec::with_capacity(batch.len() * samples * shape.values());
         for (offset, &window) in batch.iter().enumerate() {
             let mut rng = window_rng(params.seed, first_window + offset);
             for _ in 0..samples {
-                fill.fill(&mut perturbed, window, &mut rng);
+                fill.fill(&image.values, window, &mut rng, &mut replacement);
+                write_window(&mut perturbed, window, &replacement);
                 values.extend_from_slice(&perturbed.values);
             }
             // Put the original pixels back for the next window.
-            perturbed.values.copy_from_slice(&image.values);
+            read_window(&image.values, shape, window, &mut original);
+            write_window(&mut perturbed, window, &original);
         }
-        let probs = forward(model, &values, batch.len() * samples)?;
+        let outputs = forward(model, &values, batch.len() * samples)?;
         forward_passes += batch.len() * samples;
 
         let classes = model.num_classes();
+        let mean_over_samples = |all: &[f32], offset: usize, class: usize| {
+            all[offset * samples * classes..(offset + 1) * samples * classes]
+                .chunks_exact(classes)
+                .map(|row| row[class] as f64)
+                .sum::<f64>()
+                / samples as f64
+        };
         for (offset, window) in batch.iter().enumerate() {
-            let rows = &probs[offset * samples * classes..(offset + 1) * samples * classes];
             for (m, &class) in map_classes.iter().enumerate() {
-                let mean = rows
-                    .chunks_exact(classes)
-                    .map(|p| p[class] as f64)
-                    .sum::<f64>()
-                    / samples as f64;
-                let evidence = log_odds_x[m] - laplace.log2_odds(mean);
+                // Marginalising averages probabilities (Algorithm 1 line 9);
+                // the logit quantity averages logits.
+                let p = mean_over_samples(&outputs.probabilities, offset, class);
+                let z = if quantity == Quantity::Logit {
+                    mean_over_samples(&outputs.logits, offset, class)
+                } else {
+                    0.0
+                };
+                let evidence = value_x[m] - quantity.value(&laplace, p, z);
                 let sum = &mut sums[m];
                 for row in window.y..window.y + window.size {
                     for s in &mut sum[row * width + window.x..row * width + window.x + window.size]
@@ -291,9 +309,14 @@ fn window_rng(seed: u64, window_index: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Runs `count` images (back to back in `values`) through the model and
-/// returns their probabilities, `count x K`, on the host.
-fn forward(model: &dyn Classifier, values: &[f32], count: usize) -> Result<Vec<f32>, EngineError> {
+/// Probabilities and logits of a batch, `count x K` each, on the host.
+struct Outputs {
+    probabilities: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+/// Runs `count` images (back to back in `values`) through the model.
+fn forward(model: &dyn Classifier, values: &[f32], count: usize) -> Result<Outputs, EngineError> {
     let s = model.input_shape();
     let batch = Tensor::from_slice(values)
         .view([
@@ -303,13 +326,17 @@ fn forward(model: &dyn Classifier, values: &[f32], count: usize) -> Result<Vec<f
             s.width as i64,
         ])
         .to_device(model.device());
-    let probs = model
-        .probabilities(&batch)
-        .to_kind(Kind::Float)
-        .to_device(tch::Device::Cpu)
-        .contiguous()
-        .view([-1]);
-    Ok(Vec::<f32>::try_from(&probs)?)
+    let logits = model.logits(&batch).to_kind(Kind::Float);
+    let probabilities = logits.softmax(-1, Kind::Float);
+    let to_host = |t: Tensor| -> Result<Vec<f32>, EngineError> {
+        Ok(Vec::<f32>::try_from(
+            t.to_device(tch::Device::Cpu).contiguous().view([-1]),
+        )?)
+    };
+    Ok(Outputs {
+        probabilities: to_host(probabilities)?,
+        logits: to_host(logits)?,
+    })
 }
 
 fn argmax(values: &[f32]) -> usize {

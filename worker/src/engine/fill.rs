@@ -4,17 +4,16 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::classifier::InputImage;
 use super::sampler::MarginalSampler;
 use super::windows::Window;
 
 pub trait WindowFill: Sync {
-    /// Perturbed images per window (S); their probabilities are averaged.
+    /// Perturbed images per window (S); their outputs are averaged.
     fn samples_per_window(&self) -> usize;
-    /// Overwrites the window's pixels (all channels) of `image` with sample
-    /// `sample`. `rng` is seeded per window, so the result does not depend on
-    /// the batch a window lands in.
-    fn fill(&self, image: &mut InputImage, window: Window, rng: &mut ChaCha8Rng);
+    /// Writes the replacement of the window (all channels, `C x k x k`
+    /// row-major) into `out`. `image` is the unperturbed input, `rng` is seeded
+    /// per window, so the result does not depend on the batch a window lands in.
+    fn fill(&self, image: &[f32], window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]);
 }
 
 /// Algorithm 1 (PDA): S samples of the window from the sampler.
@@ -27,8 +26,8 @@ impl WindowFill for Pda<'_> {
     fn samples_per_window(&self) -> usize {
         self.samples
     }
-    fn fill(&self, image: &mut InputImage, window: Window, rng: &mut ChaCha8Rng) {
-        self.sampler.sample_into(image, window, rng);
+    fn fill(&self, _image: &[f32], window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        self.sampler.draw(window, rng, out);
     }
 }
 
@@ -42,7 +41,50 @@ impl WindowFill for EfficientPda<'_> {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, image: &mut InputImage, window: Window, _rng: &mut ChaCha8Rng) {
-        self.sampler.mean_into(image, window);
+    fn fill(&self, _image: &[f32], window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        self.sampler.mean_window(window, out);
+    }
+}
+
+/// The paper's Fig. 15 variant: the window replaced by the empirical mean of
+/// S samples, pushed through the network once. As S grows it approaches
+/// efficient PDA.
+pub struct SampledMean<'a> {
+    pub sampler: &'a MarginalSampler,
+    pub samples: usize,
+}
+
+impl WindowFill for SampledMean<'_> {
+    fn samples_per_window(&self) -> usize {
+        1
+    }
+    fn fill(&self, _image: &[f32], window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        let mut draw = vec![0f32; out.len()];
+        let mut sum = vec![0f64; out.len()];
+        for _ in 0..self.samples {
+            self.sampler.draw(window, rng, &mut draw);
+            for (s, v) in sum.iter_mut().zip(&draw) {
+                *s += *v as f64;
+            }
+        }
+        for (o, s) in out.iter_mut().zip(&sum) {
+            *o = (s / self.samples as f64) as f32;
+        }
+    }
+}
+
+/// Occlusion (Zeiler & Fergus): the window filled with a constant (grey 0.5
+/// by default). Paired with `Quantity::Probability` it reports the drop in
+/// P(c), averaged per pixel like PDA.
+pub struct Occlusion {
+    pub value: f32,
+}
+
+impl WindowFill for Occlusion {
+    fn samples_per_window(&self) -> usize {
+        1
+    }
+    fn fill(&self, _image: &[f32], _window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        out.fill(self.value);
     }
 }

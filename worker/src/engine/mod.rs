@@ -4,7 +4,9 @@
 //! - `windows`: where windows sit, per-pixel coverage, the tile schedule.
 //! - `evidence`: Laplace-corrected log2 odds and the weight of evidence.
 //! - `sampler`: what a window may be replaced by (the marginal sampler).
-//! - `fill`: one small unit per method (PDA, efficient PDA).
+//! - `fill`: one small unit per window method (PDA, efficient PDA, sampled
+//!   mean, occlusion).
+//! - `gradient`: Algorithm 3, one forward and one backward pass.
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
 
 mod classifier;
@@ -12,15 +14,17 @@ mod error;
 mod evidence;
 mod explain;
 mod fill;
+mod gradient;
 mod sampler;
 mod windows;
 
 pub use classifier::{Classifier, InputImage, InputShape};
 pub use error::EngineError;
-pub use evidence::Laplace;
+pub use evidence::{Laplace, Quantity};
 pub use explain::{
     explain, ExplainParams, Explanation, MapTile, Progress, Target, MAX_BATCH, MAX_SAMPLES,
 };
-pub use fill::{EfficientPda, Pda, WindowFill};
-pub use sampler::MarginalSampler;
+pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
+pub use gradient::gradient_explain;
+pub use sampler::{read_window, write_window, MarginalSampler};
 pub use windows::{coverage, positions, windows, Rect, TileSchedule, Window};

@@ -47,35 +47,45 @@ impl MarginalSampler {
         &self.mean
     }
 
-    /// Copies the window from a training image drawn uniformly at random.
-    pub fn sample_into(&self, image: &mut InputImage, window: Window, rng: &mut ChaCha8Rng) {
+    /// Writes the window's values (all channels, row-major, `C x k x k`) of a
+    /// training image drawn uniformly at random into `out`.
+    pub fn draw(&self, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
         let pick = rng.random_range(0..self.len());
         let per_image = self.shape.values();
-        copy_window(
+        read_window(
             &self.images[pick * per_image..(pick + 1) * per_image],
-            image,
+            self.shape,
             window,
+            out,
         );
     }
 
-    /// Copies the window from the per-pixel mean.
-    pub fn mean_into(&self, image: &mut InputImage, window: Window) {
-        copy_window(&self.mean, image, window);
+    /// Writes the window's values of the per-pixel mean into `out`.
+    pub fn mean_window(&self, window: Window, out: &mut [f32]) {
+        read_window(&self.mean, self.shape, window, out);
     }
 }
 
-/// Copies the window's pixels, every channel, from `source` (same shape).
-fn copy_window(source: &[f32], image: &mut InputImage, window: Window) {
-    let InputShape {
-        channels,
-        height,
-        width,
-    } = image.shape;
-    for c in 0..channels {
-        for row in window.y..window.y + window.size {
-            let start = c * height * width + row * width + window.x;
-            let span = start..start + window.size;
-            image.values[span.clone()].copy_from_slice(&source[span]);
+/// Copies the window's values (every channel) of a `shape` image into `out`.
+pub fn read_window(source: &[f32], shape: InputShape, window: Window, out: &mut [f32]) {
+    let k = window.size;
+    for c in 0..shape.channels {
+        for (r, row) in (window.y..window.y + k).enumerate() {
+            let start = c * shape.pixels() + row * shape.width + window.x;
+            out[(c * k + r) * k..(c * k + r + 1) * k].copy_from_slice(&source[start..start + k]);
+        }
+    }
+}
+
+/// Overwrites the window of `image` with `values` (as `read_window` lays them out).
+pub fn write_window(image: &mut InputImage, window: Window, values: &[f32]) {
+    let shape = image.shape;
+    let k = window.size;
+    for c in 0..shape.channels {
+        for (r, row) in (window.y..window.y + k).enumerate() {
+            let start = c * shape.pixels() + row * shape.width + window.x;
+            image.values[start..start + k]
+                .copy_from_slice(&values[(c * k + r) * k..(c * k + r + 1) * k]);
         }
     }
 }

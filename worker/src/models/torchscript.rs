@@ -133,11 +133,12 @@ impl Classifier for TorchScriptModel {
     fn device(&self) -> Device {
         self.device
     }
-    fn probabilities(&self, batch: &Tensor) -> Tensor {
-        let output = self.module.forward(batch);
+    fn logits(&self, batch: &Tensor) -> Tensor {
+        let output = self.module.forward(batch).to_kind(Kind::Float);
         match self.description.output {
-            Output::Logits => output.softmax(-1, Kind::Float),
-            Output::Probabilities => output.to_kind(Kind::Float),
+            Output::Logits => output,
+            // log p has the same softmax as the logits it came from.
+            Output::Probabilities => output.clamp_min(1e-30).log(),
         }
     }
 }

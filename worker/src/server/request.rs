@@ -2,7 +2,7 @@
 
 use lens_proto::v1::{ExplainRequest, Method as WireMethod};
 
-use crate::engine::{ExplainParams, InputImage, Target};
+use crate::engine::{ExplainParams, InputImage, Quantity, Target};
 use crate::input;
 
 use super::status::ServiceError;
@@ -61,6 +61,7 @@ pub fn job_from_request(request: &ExplainRequest) -> Result<Job, ServiceError> {
         target: request
             .class_index
             .map_or(Target::Predicted, |c| Target::Class(c as usize)),
+        quantity: Quantity::LogOdds,
     };
     Ok(Job {
         image,

@@ -1,0 +1,175 @@
+//! Algorithm 3 of the paper: the gradient simplification of efficient PDA.
+//! One forward and one backward pass give g = d value(c | x) / dx; the
+//! evidence of window w is the first-order estimate of value(x) - value(x'),
+//!
+//! ```text
+//! WE_w = sum over the window's pixels and channels of g * (x - x')
+//! ```
+//!
+//! with x' the same replacement efficient PDA would use (the window's mean
+//! from the `fill`). As for the window methods, the map is the per-pixel mean
+//! over the windows that contain the pixel. For a network that is linear in
+//! its logits and `Quantity::Logit`, this equals efficient PDA exactly.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
+
+use super::classifier::{Classifier, InputImage};
+use super::error::EngineError;
+use super::evidence::{Laplace, Quantity};
+use super::explain::{ExplainParams, Explanation, MapTile, Progress, Target};
+use super::fill::WindowFill;
+use super::sampler::read_window;
+use super::windows::{coverage, TileSchedule};
+
+/// Runs Algorithm 3 for the explained class. `fill` must not depend on its
+/// random stream (a mean, not a sample).
+pub fn gradient_explain(
+    model: &dyn Classifier,
+    image: &InputImage,
+    fill: &dyn WindowFill,
+    params: &ExplainParams,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    let started_at = Instant::now();
+    let shape = model.input_shape();
+    params.validate(shape, model.num_classes(), 1)?;
+    if image.shape != shape {
+        return Err(EngineError::ShapeMismatch {
+            got: image.shape,
+            expected: shape,
+        });
+    }
+    let laplace = Laplace {
+        training_images: model.training_images(),
+        classes: model.num_classes(),
+    };
+    let x = Tensor::from_slice(&image.values)
+        .view([
+            1,
+            shape.channels as i64,
+            shape.height as i64,
+            shape.width as i64,
+        ])
+        .to_device(model.device())
+        .set_requires_grad(true);
+    let logits = model.logits(&x).to_kind(Kind::Float);
+    let probabilities_t = logits.softmax(-1, Kind::Float);
+    let probabilities = Vec::<f32>::try_from(
+        probabilities_t
+            .detach()
+            .to_device(tch::Device::Cpu)
+            .view([-1]),
+    )?;
+    let predicted =
+        probabilities.iter().enumerate().fold(
+            0,
+            |best, (i, p)| if *p > probabilities[best] { i } else { best },
+        );
+    let explained = match params.target {
+        Target::Predicted => predicted,
+        Target::Class(c) => c,
+    };
+    let class = explained as i64;
+    let value = match params.quantity {
+        Quantity::Logit => logits.get(0).get(class),
+        Quantity::Probability => probabilities_t.get(0).get(class),
+        Quantity::LogOdds => {
+            let n = laplace.training_images as f64;
+            let p = probabilities_t.get(0).get(class);
+            let q: Tensor = (p * n + 1.0) / (n + laplace.classes as f64);
+            let odds: Tensor = &q / (q.ones_like() - &q);
+            odds.log2()
+        }
+    };
+    value.backward();
+    let gradient = Vec::<f32>::try_from(x.grad().to_device(tch::Device::Cpu).view([-1]))?;
+
+    let schedule = TileSchedule::new(
+        shape.height,
+        shape.width,
+        params.window,
+        params.stride,
+        params.tile_size,
+    );
+    let total = schedule.windows.len();
+    if on_progress(Progress::Started {
+        probabilities: &probabilities,
+        predicted,
+        explained,
+        total_windows: total,
+    })
+    .is_break()
+    {
+        return Err(EngineError::Cancelled);
+    }
+
+    let counts = coverage(shape.height, shape.width, &schedule.windows);
+    let mut sum = vec![0f64; shape.pixels()];
+    let window_values = shape.channels * params.window * params.window;
+    let (mut replacement, mut original, mut grad) = (
+        vec![0f32; window_values],
+        vec![0f32; window_values],
+        vec![0f32; window_values],
+    );
+    for (index, &window) in schedule.windows.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+        rng.set_stream(index as u64);
+        fill.fill(&image.values, window, &mut rng, &mut replacement);
+        read_window(&image.values, shape, window, &mut original);
+        read_window(&gradient, shape, window, &mut grad);
+        let evidence: f64 = grad
+            .iter()
+            .zip(original.iter().zip(&replacement))
+            .map(|(g, (x, r))| *g as f64 * (*x as f64 - *r as f64))
+            .sum();
+        for row in window.y..window.y + window.size {
+            for s in
+                &mut sum[row * shape.width + window.x..row * shape.width + window.x + window.size]
+            {
+                *s += evidence;
+            }
+        }
+    }
+    let map: Vec<f32> = sum
+        .iter()
+        .zip(&counts)
+        .map(|(s, &n)| (s / n as f64) as f32)
+        .collect();
+    let tiles = schedule
+        .tiles
+        .iter()
+        .map(|(rect, _)| MapTile {
+            rect: *rect,
+            values: (rect.y..rect.y + rect.height)
+                .flat_map(|row| {
+                    map[row * shape.width + rect.x..row * shape.width + rect.x + rect.width]
+                        .to_vec()
+                })
+                .collect(),
+        })
+        .collect();
+    if on_progress(Progress::Batch {
+        tiles,
+        windows_done: total,
+        total_windows: total,
+    })
+    .is_break()
+    {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(Explanation {
+        probabilities,
+        predicted,
+        explained,
+        map_classes: vec![explained],
+        maps: vec![map],
+        windows: total,
+        forward_passes: 1,
+        wall_seconds: started_at.elapsed().as_secs_f64(),
+    })
+}
