@@ -22,6 +22,10 @@ pub enum EngineError {
     NoSuchClass { class: usize, classes: usize },
     #[error("batch size must be between 1 and {max} (got {batch_size})")]
     BadBatchSize { batch_size: usize, max: usize },
+    #[error("this sampler was fitted for {fitted} x {fitted} windows, not {window} x {window}")]
+    WindowMismatch { window: usize, fitted: usize },
+    #[error("the patch statistics are unusable: {0}")]
+    Statistics(String),
     #[error("tile size must be at least 1")]
     EmptyTile,
     #[error("image is {got:?} but the model takes {expected:?}")]

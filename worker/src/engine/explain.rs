@@ -159,6 +159,7 @@ pub fn explain(
     let samples = fill.samples_per_window();
     let shape = model.input_shape();
     params.validate(shape, model.num_classes(), samples)?;
+    check_fixed_window(fill, params.window)?;
     if image.shape != shape {
         return Err(EngineError::ShapeMismatch {
             got: image.shape,
@@ -220,7 +221,7 @@ pub fn explain(
         for (offset, &window) in batch.iter().enumerate() {
             let mut rng = window_rng(params.seed, first_window + offset);
             for _ in 0..samples {
-                fill.fill(&image.values, window, &mut rng, &mut replacement);
+                fill.fill(image, window, &mut rng, &mut replacement);
                 write_window(&mut perturbed, window, &replacement);
                 values.extend_from_slice(&perturbed.values);
             }
@@ -299,6 +300,14 @@ pub fn explain(
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses a window size the fill was not made for.
+pub(crate) fn check_fixed_window(fill: &dyn WindowFill, window: usize) -> Result<(), EngineError> {
+    match fill.fixed_window() {
+        Some(fitted) if fitted != window => Err(EngineError::WindowMismatch { window, fitted }),
+        _ => Ok(()),
+    }
 }
 
 /// The random stream of one window: independent of batching and of the

@@ -4,6 +4,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use super::classifier::InputImage;
 use super::sampler::MarginalSampler;
 use super::windows::Window;
 
@@ -13,7 +14,13 @@ pub trait WindowFill: Sync {
     /// Writes the replacement of the window (all channels, `C x k x k`
     /// row-major) into `out`. `image` is the unperturbed input, `rng` is seeded
     /// per window, so the result does not depend on the batch a window lands in.
-    fn fill(&self, image: &[f32], window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]);
+    fn fill(&self, image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]);
+
+    /// The only window size this fill works with, if it has one (the
+    /// conditional sampler is fitted for one window and patch size).
+    fn fixed_window(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Algorithm 1 (PDA): S samples of the window from the sampler.
@@ -26,7 +33,7 @@ impl WindowFill for Pda<'_> {
     fn samples_per_window(&self) -> usize {
         self.samples
     }
-    fn fill(&self, _image: &[f32], window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    fn fill(&self, _image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
         self.sampler.draw(window, rng, out);
     }
 }
@@ -41,7 +48,7 @@ impl WindowFill for EfficientPda<'_> {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, _image: &[f32], window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    fn fill(&self, _image: &InputImage, window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
         self.sampler.mean_window(window, out);
     }
 }
@@ -58,7 +65,7 @@ impl WindowFill for SampledMean<'_> {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, _image: &[f32], window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    fn fill(&self, _image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
         let mut draw = vec![0f32; out.len()];
         let mut sum = vec![0f64; out.len()];
         for _ in 0..self.samples {
@@ -84,7 +91,7 @@ impl WindowFill for Occlusion {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, _image: &[f32], _window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    fn fill(&self, _image: &InputImage, _window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
         out.fill(self.value);
     }
 }

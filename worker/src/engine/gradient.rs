@@ -38,6 +38,7 @@ pub fn gradient_explain(
     let started_at = Instant::now();
     let shape = model.input_shape();
     params.validate(shape, model.num_classes(), 1)?;
+    super::explain::check_fixed_window(fill, params.window)?;
     if image.shape != shape {
         return Err(EngineError::ShapeMismatch {
             got: image.shape,
@@ -119,7 +120,7 @@ pub fn gradient_explain(
     for (index, &window) in schedule.windows.iter().enumerate() {
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
         rng.set_stream(index as u64);
-        fill.fill(&image.values, window, &mut rng, &mut replacement);
+        fill.fill(image, window, &mut rng, &mut replacement);
         read_window(&image.values, shape, window, &mut original);
         read_window(&gradient, shape, window, &mut grad);
         let evidence: f64 = grad

@@ -14,6 +14,7 @@ mod error;
 mod evidence;
 mod explain;
 mod fill;
+mod gaussian;
 mod gradient;
 mod sampler;
 mod windows;
@@ -25,6 +26,7 @@ pub use explain::{
     explain, ExplainParams, Explanation, MapTile, Progress, Target, MAX_BATCH, MAX_SAMPLES,
 };
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
+pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};
 pub use gradient::gradient_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};
 pub use windows::{coverage, positions, windows, Rect, TileSchedule, Window};

@@ -1,0 +1,305 @@
+//! Oracles for the conditional Gaussian sampler on small synthetic Gaussians,
+//! with the answers computed independently: through the precision matrix
+//! (the inverse of the joint covariance, by Gauss-Jordan elimination here)
+//! rather than the Schur complement the sampler uses.
+//!
+//! - `interior_moments_match_the_precision_form`
+//! - `border_windows_condition_on_the_visible_ring_only`
+//! - `samples_have_the_conditional_moments_and_stay_in_range`
+//! - `fitted_statistics_match_a_brute_force_count_and_round_trip`
+
+use lens_worker::engine::{ConditionalGaussian, InputImage, InputShape, PatchStatistics, Window};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const CHANNELS: usize = 2;
+const SIDE: usize = 3; // window 1, padding 1
+const D: usize = CHANNELS * SIDE * SIDE;
+
+fn synthetic_statistics() -> PatchStatistics {
+    // Sigma = B B^T + 0.5 I with a fixed pseudo-random B: positive definite.
+    let b: Vec<f64> = (0..D * D)
+        .map(|i| (((i * 7919 + 13) % 97) as f64 / 97.0 - 0.5) * 0.6)
+        .collect();
+    let mut covariance = vec![0f64; D * D];
+    for i in 0..D {
+        for j in 0..D {
+            covariance[i * D + j] = (0..D).map(|k| b[i * D + k] * b[j * D + k]).sum::<f64>()
+                + if i == j { 0.5 } else { 0.0 };
+        }
+    }
+    PatchStatistics {
+        channels: CHANNELS,
+        side: SIDE,
+        patches: 1000,
+        mean: (0..D).map(|i| 0.1 * i as f64 - 0.4).collect(),
+        covariance,
+    }
+}
+
+fn image() -> InputImage {
+    let shape = InputShape {
+        channels: CHANNELS,
+        height: 5,
+        width: 6,
+    };
+    InputImage {
+        shape,
+        values: (0..shape.values())
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect(),
+    }
+}
+
+fn invert(matrix: &[f64], n: usize) -> Vec<f64> {
+    let mut a = matrix.to_vec();
+    let mut inverse: Vec<f64> = (0..n * n)
+        .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
+        .collect();
+    for col in 0..n {
+        let pivot = (col..n)
+            .max_by(|&x, &y| a[x * n + col].abs().total_cmp(&a[y * n + col].abs()))
+            .unwrap();
+        for k in 0..n {
+            a.swap(col * n + k, pivot * n + k);
+            inverse.swap(col * n + k, pivot * n + k);
+        }
+        let p = a[col * n + col];
+        for k in 0..n {
+            a[col * n + k] /= p;
+            inverse[col * n + k] /= p;
+        }
+        for row in 0..n {
+            if row != col {
+                let f = a[row * n + col];
+                for k in 0..n {
+                    a[row * n + k] -= f * a[col * n + k];
+                    inverse[row * n + k] -= f * inverse[col * n + k];
+                }
+            }
+        }
+    }
+    inverse
+}
+
+/// Conditional mean and covariance of the `window` positions given the
+/// `given` positions (with values `patch`), via the precision matrix of the
+/// marginal over window + given.
+fn precision_form(
+    stats: &PatchStatistics,
+    window: &[usize],
+    given: &[usize],
+    patch: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let all: Vec<usize> = window.iter().chain(given).copied().collect();
+    let n = all.len();
+    let sub: Vec<f64> = all
+        .iter()
+        .flat_map(|&i| all.iter().map(move |&j| stats.covariance[i * D + j]))
+        .collect();
+    let precision = invert(&sub, n);
+    let n1 = window.len();
+    let lambda11: Vec<f64> = (0..n1)
+        .flat_map(|i| (0..n1).map(move |j| (i, j)))
+        .map(|(i, j)| precision[i * n + j])
+        .collect();
+    let covariance = invert(&lambda11, n1);
+    let shift: Vec<f64> = (0..n1)
+        .map(|i| {
+            (n1..n)
+                .map(|j| precision[i * n + j] * (patch[all[j]] - stats.mean[all[j]]))
+                .sum()
+        })
+        .collect();
+    let mean = (0..n1)
+        .map(|i| {
+            stats.mean[window[i]]
+                - (0..n1)
+                    .map(|j| covariance[i * n1 + j] * shift[j])
+                    .sum::<f64>()
+        })
+        .collect();
+    (mean, covariance)
+}
+
+/// The patch around the 1 x 1 window at (x, y), with its visible positions.
+fn patch_at(image: &InputImage, x: usize, y: usize) -> (Vec<f64>, Vec<usize>, Vec<usize>) {
+    let s = image.shape;
+    let (mut patch, mut window, mut ring) = (vec![0f64; D], Vec::new(), Vec::new());
+    for c in 0..CHANNELS {
+        for r in 0..SIDE {
+            for q in 0..SIDE {
+                let index = (c * SIDE + r) * SIDE + q;
+                let (py, px) = (y as isize + r as isize - 1, x as isize + q as isize - 1);
+                if r == 1 && q == 1 {
+                    window.push(index);
+                }
+                if (0..s.height as isize).contains(&py) && (0..s.width as isize).contains(&px) {
+                    patch[index] =
+                        image.values[c * s.pixels() + py as usize * s.width + px as usize] as f64;
+                    if !(r == 1 && q == 1) {
+                        ring.push(index);
+                    }
+                }
+            }
+        }
+    }
+    (patch, window, ring)
+}
+
+fn assert_close(a: &[f64], b: &[f64], tolerance: f64, what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < tolerance, "{what}: {a:?} vs {b:?}");
+    }
+}
+
+fn window_at(x: usize, y: usize) -> Window {
+    Window { x, y, size: 1 }
+}
+
+#[test]
+fn interior_moments_match_the_precision_form() {
+    let stats = synthetic_statistics();
+    let gaussian = ConditionalGaussian::new(stats.clone(), 1, (-1e9, 1e9), 0.0).unwrap();
+    let image = image();
+    for (x, y) in [(2, 2), (3, 1), (4, 3)] {
+        let (mean, covariance) = gaussian.moments(&image, window_at(x, y));
+        let (patch, window, ring) = patch_at(&image, x, y);
+        assert_eq!(ring.len(), D - CHANNELS);
+        let (expected_mean, expected_covariance) = precision_form(&stats, &window, &ring, &patch);
+        assert_close(&mean, &expected_mean, 1e-9, "mean");
+        assert_close(&covariance, &expected_covariance, 1e-9, "covariance");
+        let mut out = vec![0f32; CHANNELS];
+        gaussian.conditional_mean(&image, window_at(x, y), &mut out);
+        assert_close(
+            &out.iter().map(|v| *v as f64).collect::<Vec<_>>(),
+            &expected_mean,
+            1e-5,
+            "fill",
+        );
+    }
+}
+
+#[test]
+fn border_windows_condition_on_the_visible_ring_only() {
+    let stats = synthetic_statistics();
+    let gaussian = ConditionalGaussian::new(stats.clone(), 1, (-1e9, 1e9), 0.0).unwrap();
+    let image = image();
+    // Corners see 3 of 8 ring pixels per channel, edges 5.
+    for ((x, y), visible) in [
+        ((0, 0), 3),
+        ((5, 4), 3),
+        ((0, 2), 5),
+        ((3, 0), 5),
+        ((5, 1), 5),
+    ] {
+        let (patch, window, ring) = patch_at(&image, x, y);
+        assert_eq!(ring.len(), visible * CHANNELS, "({x}, {y})");
+        let (expected_mean, expected_covariance) = precision_form(&stats, &window, &ring, &patch);
+        let (mean, covariance) = gaussian.moments(&image, window_at(x, y));
+        assert_close(&mean, &expected_mean, 1e-9, "border mean");
+        assert_close(&covariance, &expected_covariance, 1e-9, "border covariance");
+    }
+}
+
+#[test]
+fn samples_have_the_conditional_moments_and_stay_in_range() {
+    let stats = synthetic_statistics();
+    let image = image();
+    let wide = ConditionalGaussian::new(stats.clone(), 1, (-1e9, 1e9), 0.0).unwrap();
+    let (mean, covariance) = wide.moments(&image, window_at(2, 2));
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = 40_000;
+    let mut out = vec![0f32; CHANNELS];
+    let mut draws = Vec::with_capacity(n);
+    for _ in 0..n {
+        wide.sample(&image, window_at(2, 2), &mut rng, &mut out);
+        draws.push([out[0] as f64, out[1] as f64]);
+    }
+    for i in 0..CHANNELS {
+        let m = draws.iter().map(|d| d[i]).sum::<f64>() / n as f64;
+        let sd = covariance[i * CHANNELS + i].sqrt();
+        assert!(
+            (m - mean[i]).abs() < 0.03 * sd.max(0.1),
+            "mean {i}: {m} vs {}",
+            mean[i]
+        );
+        for j in 0..CHANNELS {
+            let c = draws
+                .iter()
+                .map(|d| (d[i] - mean[i]) * (d[j] - mean[j]))
+                .sum::<f64>()
+                / n as f64;
+            let expected = covariance[i * CHANNELS + j];
+            assert!(
+                (c - expected).abs() < 0.05 * covariance[i * CHANNELS + i],
+                "cov {i}{j}: {c} vs {expected}"
+            );
+        }
+    }
+    let narrow = ConditionalGaussian::new(stats, 1, (0.0, 0.25), 0.0).unwrap();
+    for _ in 0..1000 {
+        narrow.sample(&image, window_at(1, 1), &mut rng, &mut out);
+        assert!(out.iter().all(|v| (0.0..=0.25).contains(v)));
+    }
+}
+
+#[test]
+fn fitted_statistics_match_a_brute_force_count_and_round_trip() {
+    let images = [image(), {
+        let mut other = image();
+        other
+            .values
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (*v * 3.0 + (i % 5) as f32).sin());
+        other
+    }];
+    let (side, stride) = (3, 2);
+    let stats = PatchStatistics::fit(&images, side, stride).unwrap();
+    let mut patches = Vec::new();
+    for image in &images {
+        let s = image.shape;
+        for y in (0..=s.height - side).step_by(stride) {
+            for x in (0..=s.width - side).step_by(stride) {
+                let mut patch = Vec::new();
+                for c in 0..s.channels {
+                    for r in 0..side {
+                        for q in 0..side {
+                            patch.push(
+                                image.values[c * s.pixels() + (y + r) * s.width + x + q] as f64,
+                            );
+                        }
+                    }
+                }
+                patches.push(patch);
+            }
+        }
+    }
+    let n = patches.len() as f64;
+    assert_eq!(stats.patches, patches.len());
+    let mean: Vec<f64> = (0..D)
+        .map(|i| patches.iter().map(|p| p[i]).sum::<f64>() / n)
+        .collect();
+    let covariance: Vec<f64> = (0..D * D)
+        .map(|ij| {
+            let (i, j) = (ij / D, ij % D);
+            patches
+                .iter()
+                .map(|p| (p[i] - mean[i]) * (p[j] - mean[j]))
+                .sum::<f64>()
+                / (n - 1.0)
+        })
+        .collect();
+    assert_close(&stats.mean, &mean, 1e-9, "fitted mean");
+    assert_close(&stats.covariance, &covariance, 1e-9, "fitted covariance");
+
+    let path = std::env::temp_dir().join(format!(
+        "lens-patch-stats-{}.safetensors",
+        std::process::id()
+    ));
+    stats.save(&path).unwrap();
+    assert_eq!(PatchStatistics::load(&path).unwrap(), stats);
+    std::fs::remove_file(path).unwrap();
+}
