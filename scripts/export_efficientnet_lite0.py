@@ -80,6 +80,8 @@ output = "logits"
 training_images = 1281167
 # Photos are resized (shorter side 256) and centre-cropped to 224 x 224.
 resize = "imagenet-crop"
+# Conditional sampler statistics of 18 x 18 patches (./dev runs fit-patches).
+statistics = "patches-18.safetensors"
 """
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! zero (red: evidence for the class, blue: against), scaled to the largest
 //! magnitude received so far. Pixels not computed yet stay transparent.
 
+use lens_proto::palette::{diverging, symmetric_scale};
 use lens_proto::v1::{GreyImage, Tile};
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
@@ -38,10 +39,7 @@ impl Heatmap {
 
     /// Largest |value| so far: the end of both sides of the scale.
     pub fn scale(&self) -> f32 {
-        self.values
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(0.0, |m, v| m.max(v.abs()))
+        symmetric_scale(&self.values)
     }
 
     pub fn rgba(&self) -> Vec<u8> {
@@ -50,24 +48,6 @@ impl Heatmap {
             .iter()
             .flat_map(|&v| diverging(v, scale))
             .collect()
-    }
-}
-
-/// White at zero, pure red at +scale, pure blue at -scale.
-pub fn diverging(value: f32, scale: f32) -> [u8; 4] {
-    if !value.is_finite() {
-        return [0, 0, 0, 0];
-    }
-    let t = if scale > 0.0 {
-        (value / scale).clamp(-1.0, 1.0)
-    } else {
-        0.0
-    };
-    let fade = (255.0 * (1.0 - t.abs())).round() as u8;
-    if t >= 0.0 {
-        [255, fade, fade, 255]
-    } else {
-        [fade, fade, 255, 255]
     }
 }
 

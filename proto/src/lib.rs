@@ -2,6 +2,9 @@
 //!
 //! Generated message and service types live in [`v1`]. The worker converts
 //! them to its own domain types at the service edge; the engine never sees them.
+//! [`palette`] is the one shared piece of presentation: how a map is coloured.
+
+pub mod palette;
 
 pub mod v1 {
     tonic::include_proto!("evidence_lens.v1");

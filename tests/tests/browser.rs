@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use lens_tests::{load_kit, repo_root, start_worker};
 use lens_worker::digits::SHAPE;
-use lens_worker::engine::{explain, ExplainParams, InputImage, Pda, Quantity, Target};
+use lens_worker::engine::{explain, ExplainParams, InputImage, MapClasses, Pda, Quantity, Target};
 use lens_worker::server::{DEFAULT_BATCH, DEFAULT_TILE};
 use serde_json::json;
 
@@ -90,6 +90,7 @@ fn most_mixed_preset() -> u8 {
             seed: 0,
             target: Target::Predicted,
             quantity: Quantity::LogOdds,
+            maps: MapClasses::All,
         };
         let fill = Pda {
             sampler: &kit.sampler,

@@ -12,7 +12,7 @@ use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::{
     assemble, bad_requests, collect_events, load_kit, native_client, preset, start_worker,
 };
-use lens_worker::engine::{explain, ExplainParams, Pda, Quantity, Target};
+use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Target};
 use lens_worker::input::digit_from_bytes;
 use tonic::Code;
 
@@ -61,6 +61,7 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
             seed: 5,
             target: Target::Predicted,
             quantity: Quantity::LogOdds,
+            maps: MapClasses::All,
         },
         &mut |_| ControlFlow::Continue(()),
     )

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use lens_worker::digits::{DigitsKit, SHAPE};
 use lens_worker::engine::{
-    explain, EfficientPda, ExplainParams, InputImage, Pda, Quantity, Target, WindowFill,
+    explain, EfficientPda, ExplainParams, InputImage, MapClasses, Pda, Quantity, Target, WindowFill,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -23,6 +23,7 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
         target: Target::Predicted,
         quantity: Quantity::LogOdds,
+        maps: MapClasses::All,
     };
     let pda = Pda {
         sampler: &kit.sampler,

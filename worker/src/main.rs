@@ -37,6 +37,30 @@ enum Command {
         #[arg(long, default_value = "dist")]
         dist: PathBuf,
     },
+    /// Explain an image or a folder of images: .npy maps, overlay PNGs and a
+    /// JSON summary line per image on stdout.
+    Explain(lens_worker::cli::ExplainArgs),
+    /// Fit the Gaussian of l x l patches (all channels jointly) from photos, for
+    /// the conditional sampler, and save it.
+    FitPatches {
+        /// Folder of PNG/JPEG photos.
+        #[arg(long, default_value = "data/photos")]
+        photos: PathBuf,
+        /// Patch side l (window k + 2 x padding).
+        #[arg(long, default_value_t = 18)]
+        side: usize,
+        /// Distance between patches.
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
+        /// Photos are cropped as for this model input side (ImageNet crop).
+        #[arg(long, default_value_t = 224)]
+        input: usize,
+        #[arg(
+            long,
+            default_value = "models/efficientnet-lite0/patches-18.safetensors"
+        )]
+        out: PathBuf,
+    },
     /// Train the digits network on the training split and report held-out accuracy.
     TrainDigits {
         #[arg(long, default_value = "data")]
@@ -48,13 +72,23 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // Logs go to stderr: stdout carries the `explain` command's JSON.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
+    if let Err(error) = run(Cli::parse().command) {
+        // One line, whatever the cause: `{:#}` joins the context chain.
+        eprintln!("error: {error:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve {
             listen,
             models,
@@ -66,6 +100,20 @@ fn main() -> anyhow::Result<()> {
             models,
             epochs,
         } => train_digits(data, models, epochs),
+        Command::Explain(args) => {
+            let failed = lens_worker::cli::run(&args)?;
+            if failed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::FitPatches {
+            photos,
+            side,
+            stride,
+            input,
+            out,
+        } => fit_patches(photos, side, stride, input, out),
     }
 }
 
@@ -118,5 +166,49 @@ fn train_digits(data: PathBuf, models: PathBuf, epochs: usize) -> anyhow::Result
         split.held_out.len()
     );
     println!("saved {}", path.display());
+    Ok(())
+}
+
+fn fit_patches(
+    photos: PathBuf,
+    side: usize,
+    stride: usize,
+    input: usize,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let shape = lens_worker::engine::InputShape {
+        channels: 3,
+        height: input,
+        width: input,
+    };
+    let mut images = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&photos)
+        .with_context(|| format!("cannot read {}", photos.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("png" | "jpg" | "jpeg")
+            )
+        })
+        .collect();
+    paths.sort();
+    for path in &paths {
+        let bytes = std::fs::read(path)?;
+        images.push(
+            lens_worker::input::photo_from_bytes(&bytes, shape)
+                .with_context(|| format!("{}", path.display()))?,
+        );
+    }
+    let stats = lens_worker::engine::PatchStatistics::fit(&images, side, stride)?;
+    stats.save(&out)?;
+    println!(
+        "fitted {} x {} patches: {} patches from {} photos -> {}",
+        side,
+        side,
+        stats.patches,
+        images.len(),
+        out.display()
+    );
     Ok(())
 }

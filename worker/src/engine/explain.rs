@@ -30,6 +30,16 @@ use super::windows::{coverage, Rect, TileSchedule};
 pub const MAX_SAMPLES: usize = 1000;
 pub const MAX_BATCH: usize = 4096;
 
+/// Which classes get a map besides the explained one (which comes first);
+/// they cost no extra forward passes, only accumulation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapClasses {
+    All,
+    /// The n most probable classes.
+    Top(usize),
+    Classes(Vec<usize>),
+}
+
 /// Which class the map explains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -47,6 +57,7 @@ pub struct ExplainParams {
     pub target: Target,
     /// What each window's evidence measures (default: log2 odds).
     pub quantity: Quantity,
+    pub maps: MapClasses,
 }
 
 impl ExplainParams {
@@ -89,6 +100,11 @@ impl ExplainParams {
         }
         if self.tile_size == 0 {
             return Err(EngineError::EmptyTile);
+        }
+        if let MapClasses::Classes(list) = &self.maps {
+            if let Some(&class) = list.iter().find(|&&c| c >= classes) {
+                return Err(EngineError::NoSuchClass { class, classes });
+            }
         }
         if let Target::Class(class) = self.target {
             if class >= classes {
@@ -179,8 +195,7 @@ pub fn explain(
         Target::Predicted => predicted,
         Target::Class(c) => c,
     };
-    let mut map_classes = vec![explained];
-    map_classes.extend((0..model.num_classes()).filter(|&c| c != explained));
+    let map_classes = map_classes(&params.maps, explained, &probabilities);
     let quantity = params.quantity;
     let value_x: Vec<f64> = map_classes
         .iter()
@@ -300,6 +315,31 @@ pub fn explain(
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
+}
+
+/// The explained class first, then the others `maps` asks for.
+pub(crate) fn map_classes(
+    maps: &MapClasses,
+    explained: usize,
+    probabilities: &[f32],
+) -> Vec<usize> {
+    let others: Vec<usize> = match maps {
+        MapClasses::All => (0..probabilities.len()).collect(),
+        MapClasses::Top(n) => {
+            let mut ranked: Vec<usize> = (0..probabilities.len()).collect();
+            ranked.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+            ranked.truncate(*n);
+            ranked
+        }
+        MapClasses::Classes(list) => list.clone(),
+    };
+    let mut classes = vec![explained];
+    for c in others {
+        if !classes.contains(&c) {
+            classes.push(c);
+        }
+    }
+    classes
 }
 
 /// Refuses a window size the fill was not made for.

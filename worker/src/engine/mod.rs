@@ -23,7 +23,8 @@ pub use classifier::{Classifier, InputImage, InputShape};
 pub use error::EngineError;
 pub use evidence::{Laplace, Quantity};
 pub use explain::{
-    explain, ExplainParams, Explanation, MapTile, Progress, Target, MAX_BATCH, MAX_SAMPLES,
+    explain, ExplainParams, Explanation, MapClasses, MapTile, Progress, Target, MAX_BATCH,
+    MAX_SAMPLES,
 };
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
 pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};

@@ -43,6 +43,10 @@ pub struct ModelDescription {
     /// Size of the training set, for the Laplace correction.
     pub training_images: usize,
     pub resize: Resize,
+    /// Patch statistics for the conditional sampler (`fit-patches`), relative
+    /// to the description; the patch side l is stored in the file.
+    #[serde(default)]
+    pub statistics: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

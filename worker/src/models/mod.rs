@@ -2,7 +2,9 @@
 //! names and a `model.toml` description (see `description.rs`).
 
 mod description;
+mod loaded;
 mod torchscript;
 
 pub use description::{DescriptionError, ModelDescription, Output, Resize};
+pub use loaded::{LoadModelError, LoadedModel, DIGITS};
 pub use torchscript::{ModelError, TorchScriptModel};

@@ -2,7 +2,7 @@
 
 use lens_proto::v1::{ExplainRequest, Method as WireMethod};
 
-use crate::engine::{ExplainParams, InputImage, Quantity, Target};
+use crate::engine::{ExplainParams, InputImage, MapClasses, Quantity, Target};
 use crate::input;
 
 use super::status::ServiceError;
@@ -62,6 +62,7 @@ pub fn job_from_request(request: &ExplainRequest) -> Result<Job, ServiceError> {
             .class_index
             .map_or(Target::Predicted, |c| Target::Class(c as usize)),
         quantity: Quantity::LogOdds,
+        maps: MapClasses::All,
     };
     Ok(Job {
         image,

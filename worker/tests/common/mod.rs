@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 
 use lens_worker::engine::{
-    Classifier, ExplainParams, InputImage, InputShape, MarginalSampler, Progress, Quantity, Rect,
-    Target,
+    Classifier, ExplainParams, InputImage, InputShape, MapClasses, MarginalSampler, Progress,
+    Quantity, Rect, Target,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -121,6 +121,7 @@ pub fn params(window: usize, stride: usize, batch_size: usize) -> ExplainParams 
         seed: 7,
         target: Target::Class(0),
         quantity: Quantity::LogOdds,
+        maps: MapClasses::All,
     }
 }
 

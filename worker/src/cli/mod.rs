@@ -1,0 +1,365 @@
+//! `evidence-lens explain`: the engine in batch mode for researchers. One
+//! image or a folder in; per image and class a raw map (`.npy`, float32,
+//! H x W) and an overlay PNG with a legend; one JSON summary line per image on
+//! stdout. A bad image is reported on stderr and the rest are still explained.
+
+mod npy;
+mod overlay;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::engine::{
+    explain, gradient_explain, ConditionalGaussian, ConditionalMean, ConditionalPda, EfficientPda,
+    ExplainParams, Explanation, MapClasses, Occlusion, Pda, Progress, Quantity, SampledMean,
+    Target, WindowFill,
+};
+use crate::models::{LoadedModel, Resize};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MethodArg {
+    /// Algorithm 1: S samples per window, mean of the probabilities.
+    Pda,
+    /// Algorithm 2: the window replaced by its (conditional) mean.
+    EfficientPda,
+    /// The empirical mean of S samples, one pass per window (paper Fig. 15).
+    SampledMean,
+    /// Algorithm 3: one forward and one backward pass.
+    Gradient,
+    /// The drop in P(c) when the window is filled with a constant.
+    Occlusion,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum SamplerArg {
+    /// Conditional for models with patch statistics, marginal otherwise.
+    Auto,
+    /// Training images at the same pixels (the digits model).
+    Marginal,
+    /// Gaussian of the window given its ring (photo models).
+    Conditional,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// An image (PNG or JPEG) or a folder of them.
+    pub input: PathBuf,
+    /// `digits`, a model folder name under --models, or a path to a model folder.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub model: String,
+    #[arg(long, value_enum, default_value_t = MethodArg::EfficientPda)]
+    pub method: MethodArg,
+    #[arg(long, value_enum, default_value_t = SamplerArg::Auto)]
+    pub sampler: SamplerArg,
+    /// Window side k [default: 4 for digits, 10 for photos].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Distance between windows.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Ring around the window for the conditional sampler: l = k + 2 x padding
+    /// must be the side of the model's patch statistics.
+    #[arg(long, default_value_t = 4)]
+    pub padding: usize,
+    /// Samples S per window (PDA, sampled mean).
+    #[arg(long, default_value_t = 10)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Perturbed images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// `predicted`, `top-N`, or class names / indices separated by commas
+    /// (the first is explained, maps of the others come from the same passes).
+    #[arg(long, default_value = "predicted")]
+    pub classes: String,
+    /// Grey level (0-1) that occlusion fills the window with.
+    #[arg(long, default_value_t = 0.5)]
+    pub occlusion_value: f32,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Where the .npy and .png files go.
+    #[arg(long, default_value = "explanations")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+}
+
+/// Runs the command; returns how many images failed.
+pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
+    let device = match args.device {
+        DeviceArg::Auto => tch::Device::cuda_if_available(),
+        DeviceArg::Cpu => tch::Device::Cpu,
+        DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
+        DeviceArg::Cuda => anyhow::bail!("--device cuda: no CUDA device is available"),
+    };
+    let model = LoadedModel::load(&args.model, &args.models, &args.data, device)?;
+    let images = list_images(&args.input)?;
+    let window = args.window.unwrap_or(match model.resize {
+        Resize::MnistDigit => 4,
+        Resize::ImagenetCrop => 10,
+    });
+    let gaussian = conditional_sampler(args, &model, window)?;
+    let fill = window_fill(args, &model, gaussian.as_ref())?;
+    let (target, maps) = parse_classes(&args.classes, &model)?;
+    if matches!(args.method, MethodArg::Gradient) && maps != MapClasses::Classes(Vec::new()) {
+        anyhow::bail!(
+            "--method gradient explains one class per run: use --classes predicted or one class"
+        );
+    }
+    let params = ExplainParams {
+        window,
+        stride: args.stride,
+        batch_size: args.batch_size,
+        tile_size: window,
+        seed: args.seed,
+        target,
+        quantity: match args.method {
+            MethodArg::Occlusion => Quantity::Probability,
+            _ => Quantity::LogOdds,
+        },
+        maps,
+    };
+    let samples = fill.samples_per_window();
+    params.validate(
+        model.classifier.input_shape(),
+        model.classifier.num_classes(),
+        samples,
+    )?;
+    std::fs::create_dir_all(&args.out)?;
+
+    let mut failed = 0;
+    for path in &images {
+        match explain_one(args, &model, fill.as_ref(), &params, path) {
+            Ok(summary) => println!("{summary}"),
+            Err(error) => {
+                eprintln!("{}: {error:#}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} images could not be explained", images.len());
+    }
+    Ok(failed)
+}
+
+fn list_images(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if input.is_dir() {
+        let mut images: Vec<PathBuf> = std::fs::read_dir(input)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                ["png", "jpg", "jpeg"].contains(&ext.to_ascii_lowercase().as_str())
+            })
+            .collect();
+        images.sort();
+        anyhow::ensure!(
+            !images.is_empty(),
+            "{} holds no PNG or JPEG images",
+            input.display()
+        );
+        Ok(images)
+    } else if input.exists() {
+        Ok(vec![input.to_owned()])
+    } else {
+        anyhow::bail!("{} does not exist", input.display())
+    }
+}
+
+fn conditional_sampler(
+    args: &ExplainArgs,
+    model: &LoadedModel,
+    window: usize,
+) -> anyhow::Result<Option<ConditionalGaussian>> {
+    let wanted = match args.sampler {
+        SamplerArg::Conditional => true,
+        SamplerArg::Marginal => false,
+        SamplerArg::Auto => model.statistics.is_some(),
+    };
+    if !wanted || matches!(args.method, MethodArg::Occlusion) {
+        return Ok(None);
+    }
+    let Some(stats) = model.statistics.clone() else {
+        anyhow::bail!(
+            "{} has no patch statistics for the conditional sampler",
+            model.name
+        );
+    };
+    let side = window + 2 * args.padding;
+    anyhow::ensure!(
+        side == stats.side,
+        "--window {window} with --padding {} makes {side} x {side} patches, but the statistics are for {} x {}",
+        args.padding,
+        stats.side,
+        stats.side
+    );
+    Ok(Some(ConditionalGaussian::new(
+        stats,
+        window,
+        (0.0, 1.0),
+        1e-4,
+    )?))
+}
+
+fn window_fill<'a>(
+    args: &ExplainArgs,
+    model: &'a LoadedModel,
+    gaussian: Option<&'a ConditionalGaussian>,
+) -> anyhow::Result<Box<dyn WindowFill + 'a>> {
+    let samples = args.samples;
+    if let MethodArg::Occlusion = args.method {
+        return Ok(Box::new(Occlusion {
+            value: args.occlusion_value,
+        }));
+    }
+    if let Some(gaussian) = gaussian {
+        return Ok(match args.method {
+            MethodArg::Pda => Box::new(ConditionalPda { gaussian, samples }),
+            MethodArg::EfficientPda | MethodArg::Gradient => Box::new(ConditionalMean { gaussian }),
+            MethodArg::SampledMean => {
+                anyhow::bail!("--method sampled-mean uses the marginal sampler")
+            }
+            MethodArg::Occlusion => unreachable!(),
+        });
+    }
+    let Some(sampler) = model.marginal.as_ref() else {
+        anyhow::bail!(
+            "{} has no training images for the marginal sampler",
+            model.name
+        );
+    };
+    Ok(match args.method {
+        MethodArg::Pda => Box::new(Pda { sampler, samples }),
+        MethodArg::EfficientPda | MethodArg::Gradient => Box::new(EfficientPda { sampler }),
+        MethodArg::SampledMean => Box::new(SampledMean { sampler, samples }),
+        MethodArg::Occlusion => unreachable!(),
+    })
+}
+
+/// `predicted`, `top-N`, or a comma-separated list of names or indices.
+fn parse_classes(text: &str, model: &LoadedModel) -> anyhow::Result<(Target, MapClasses)> {
+    if text == "predicted" {
+        return Ok((Target::Predicted, MapClasses::Classes(Vec::new())));
+    }
+    if let Some(n) = text.strip_prefix("top-") {
+        let n: usize = n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--classes {text}: expected top-N"))?;
+        return Ok((Target::Predicted, MapClasses::Top(n)));
+    }
+    let mut classes = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let class = part
+            .parse::<usize>()
+            .ok()
+            .filter(|&c| c < model.class_names.len())
+            .or_else(|| model.class_by_name(part))
+            .ok_or_else(|| {
+                anyhow::anyhow!("--classes: {part:?} is not a class of {}", model.name)
+            })?;
+        classes.push(class);
+    }
+    let (first, rest) = classes
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("--classes is empty"))?;
+    Ok((Target::Class(*first), MapClasses::Classes(rest.to_vec())))
+}
+
+fn explain_one(
+    args: &ExplainArgs,
+    model: &LoadedModel,
+    fill: &dyn WindowFill,
+    params: &ExplainParams,
+    path: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let bytes = std::fs::read(path)?;
+    let image = model.input_from_bytes(&bytes)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} windows, {eta} left")
+            .expect("a valid template"),
+    );
+    bar.set_message(
+        path.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let mut on_progress = |progress: Progress| {
+        match progress {
+            Progress::Started { total_windows, .. } => bar.set_length(total_windows as u64),
+            Progress::Batch { windows_done, .. } => bar.set_position(windows_done as u64),
+        }
+        ControlFlow::Continue(())
+    };
+    let classifier = model.classifier.as_ref();
+    let result: Explanation = match args.method {
+        MethodArg::Gradient => {
+            gradient_explain(classifier, &image, fill, params, &mut on_progress)?
+        }
+        _ => explain(classifier, &image, fill, params, &mut on_progress)?,
+    };
+    bar.finish_and_clear();
+
+    let stem = path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let s = image.shape;
+    let mut outputs = Vec::new();
+    for (class, map) in result.map_classes.iter().zip(&result.maps) {
+        let name = &model.class_names[*class];
+        let slug: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let base = args.out.join(format!("{stem}-{class}-{slug}"));
+        let (npy, png) = (base.with_extension("npy"), base.with_extension("png"));
+        npy::write_f32(&npy, map, s.height, s.width)?;
+        overlay::render(&image, map).save(&png)?;
+        outputs.push(json!({ "class": class, "name": name, "npy": npy, "png": png }));
+    }
+    let mut ranked: Vec<usize> = (0..result.probabilities.len()).collect();
+    ranked.sort_by(|&a, &b| result.probabilities[b].total_cmp(&result.probabilities[a]));
+    let top: Vec<_> = ranked
+        .iter()
+        .take(5)
+        .map(|&c| json!({ "class": c, "name": model.class_names[c], "probability": result.probabilities[c] }))
+        .collect();
+    Ok(json!({
+        "image": path,
+        "model": model.name,
+        "method": format!("{:?}", args.method),
+        "parameters": {
+            "window": params.window, "stride": params.stride, "padding": args.padding,
+            "samples": fill.samples_per_window(), "seed": params.seed, "batch_size": params.batch_size,
+        },
+        "predicted": result.predicted,
+        "explained": result.explained,
+        "top": top,
+        "maps": outputs,
+        "windows": result.windows,
+        "forward_passes": result.forward_passes,
+        "wall_seconds": result.wall_seconds,
+    }))
+}

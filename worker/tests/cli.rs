@@ -1,0 +1,170 @@
+//! The `explain` command line on the real digits network (from ./dev setup):
+//! a folder with one good digit and one broken file gives a JSON line and
+//! files for the good one, a one-line report for the broken one, exit code 1;
+//! the .npy holds exactly the map the engine computes.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lens_worker::digits::DigitsKit;
+use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Target};
+use lens_worker::input::{digit_from_bytes, grey_png};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = shape
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let values = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (shape, values)
+}
+
+#[test]
+fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
+    let root = repo_root();
+    let kit = DigitsKit::load(&root.join("models"), &root.join("data"), tch::Device::Cpu)
+        .unwrap_or_else(|e| panic!("{e}: run ./dev setup first"));
+    let work = std::env::temp_dir().join(format!("lens-cli-{}", std::process::id()));
+    let (inputs, out) = (work.join("in"), work.join("out"));
+    std::fs::create_dir_all(&inputs).unwrap();
+    let (_, pixels) = &kit.presets[6];
+    let png = grey_png(pixels, 28, 28);
+    std::fs::write(inputs.join("six.png"), &png).unwrap();
+    std::fs::write(inputs.join("broken.png"), b"not really a png").unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_evidence-lens"))
+        .current_dir(&root)
+        .args([
+            "explain",
+            inputs.to_str().unwrap(),
+            "--model",
+            "digits",
+            "--method",
+            "pda",
+        ])
+        .args([
+            "--samples",
+            "4",
+            "--seed",
+            "9",
+            "--batch-size",
+            "40",
+            "--classes",
+            "top-3",
+        ])
+        .args(["--device", "cpu", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "one image failed: {stderr}");
+    assert!(
+        stderr.contains("broken.png: the bytes are not a PNG or JPEG image"),
+        "{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one JSON line per explained image: {stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    let maps = summary["maps"].as_array().unwrap();
+    assert_eq!(maps.len(), 3, "top-3 classes");
+    assert_eq!(summary["forward_passes"], 1 + 625 * 4);
+
+    // The explained map is the engine's, bit for bit.
+    let expected = explain(
+        &kit.model,
+        &digit_from_bytes(&png).unwrap(),
+        &Pda {
+            sampler: &kit.sampler,
+            samples: 4,
+        },
+        &ExplainParams {
+            window: 4,
+            stride: 1,
+            batch_size: 40,
+            tile_size: 4,
+            seed: 9,
+            target: Target::Predicted,
+            quantity: Quantity::LogOdds,
+            maps: MapClasses::Top(3),
+        },
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(summary["explained"], expected.explained);
+    for (m, map) in maps.iter().enumerate() {
+        assert_eq!(map["class"], expected.map_classes[m]);
+        let (shape, values) = read_npy(Path::new(map["npy"].as_str().unwrap()));
+        assert_eq!(shape, vec![28, 28]);
+        assert_eq!(values, expected.maps[m]);
+        let overlay = image::open(map["png"].as_str().unwrap()).unwrap();
+        assert!(overlay.width() > 224 && overlay.height() >= 224);
+    }
+    std::fs::remove_dir_all(work).unwrap();
+}
+
+#[test]
+fn bad_arguments_give_one_line_and_a_non_zero_exit() {
+    let root = repo_root();
+    for args in [
+        vec!["explain", "data/no-such-image.png", "--model", "digits"],
+        vec![
+            "explain",
+            "data/photos/coffee.png",
+            "--model",
+            "digits",
+            "--window",
+            "40",
+        ],
+        vec![
+            "explain",
+            "data/photos/coffee.png",
+            "--model",
+            "no-such-model",
+        ],
+        vec![
+            "explain",
+            "data/photos/coffee.png",
+            "--model",
+            "digits",
+            "--classes",
+            "zebra",
+        ],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_evidence-lens"))
+            .current_dir(&root)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+}
