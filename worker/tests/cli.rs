@@ -126,6 +126,8 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
         let overlay = image::open(map["png"].as_str().unwrap()).unwrap();
         assert!(overlay.width() > 224 && overlay.height() >= 224);
     }
+    let (_, spread) = read_npy(Path::new(summary["sample_spread"].as_str().unwrap()));
+    assert_eq!(Some(spread), expected.sample_spread);
     std::fs::remove_dir_all(work).unwrap();
 }
 

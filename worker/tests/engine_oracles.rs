@@ -55,13 +55,16 @@ fn region_model_gives_zero_evidence_away_from_the_region() {
                     .iter()
                     .any(|w| w.overlaps(&pixel) && w.overlaps(&region));
                 let value = result.map()[y * SHAPE.width + x];
+                let spread = result.sample_spread.as_ref().unwrap()[y * SHAPE.width + x];
                 if !touches {
                     assert_eq!(value, 0.0, "k={window} s={stride} pixel ({x},{y})");
+                    assert_eq!(spread, 0.0, "samples cannot disagree away from the region");
                 }
             }
         }
-        // Inside the region the samples do change the prediction.
+        // Inside the region the samples do change the prediction, and differ.
         assert!(result.map()[5 * SHAPE.width + 6].abs() > 1e-3);
+        assert!(result.sample_spread.as_ref().unwrap()[5 * SHAPE.width + 6] > 1e-4);
     }
 }
 
@@ -156,6 +159,15 @@ fn pda_equals_efficient_when_every_sample_is_the_mean() {
     )
     .unwrap();
     assert_eq!(pda.forward_passes - 1, 5 * (efficient.forward_passes - 1));
+    assert!(
+        efficient.sample_spread.is_none(),
+        "one sample has no spread"
+    );
+    let spread = pda.sample_spread.as_ref().unwrap();
+    assert!(
+        spread.iter().all(|s| s.abs() < 1e-6),
+        "identical samples agree"
+    );
     for class in 0..3 {
         for (a, b) in pda.maps[class].iter().zip(&efficient.maps[class]) {
             assert!((a - b).abs() < 1e-5, "class {class}: {a} vs {b}");

@@ -3,13 +3,14 @@
 //! - `gradient_equals_efficient_pda_logit_difference_on_a_linear_model`
 //! - `sampled_mean_approaches_efficient_pda_as_samples_grow`
 //! - `occlusion_gives_the_hand_computed_drop_in_probability`
+//! - `saliency_of_a_linear_model_is_its_largest_weight_per_pixel`
 
 mod common;
 
 use common::*;
 use lens_worker::engine::{
-    coverage, explain, gradient_explain, windows, EfficientPda, ExplainParams, Occlusion, Quantity,
-    Rect, SampledMean,
+    coverage, explain, gradient_explain, saliency_explain, windows, EfficientPda, ExplainParams,
+    Occlusion, Quantity, Rect, SampledMean,
 };
 
 fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -137,4 +138,24 @@ fn occlusion_gives_the_hand_computed_drop_in_probability() {
         assert!((got - e).abs() < 1e-6, "pixel {i}: {got} vs {e}");
     }
     assert!(expected.iter().any(|e| e.abs() > 0.01));
+}
+
+#[test]
+fn saliency_of_a_linear_model_is_its_largest_weight_per_pixel() {
+    let model = LinearModel::new();
+    let p = ExplainParams {
+        quantity: Quantity::Logit,
+        target: lens_worker::engine::Target::Class(1),
+        ..params(3, 1, 8)
+    };
+    let saliency = saliency_explain(&model, &test_image(), &p, &mut no_progress).unwrap();
+    // d z_1 / dx = W[1], whatever x is.
+    let weights = Vec::<f32>::try_from(model.weight.get(1)).unwrap();
+    for i in 0..SHAPE.pixels() {
+        let expected = (0..SHAPE.channels)
+            .map(|c| weights[c * SHAPE.pixels() + i].abs())
+            .fold(0.0, f32::max);
+        assert!((saliency.map()[i] - expected).abs() < 1e-6, "pixel {i}");
+    }
+    assert_eq!(saliency.explained, 1);
 }

@@ -14,9 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::engine::{
-    explain, gradient_explain, ConditionalGaussian, ConditionalMean, ConditionalPda, EfficientPda,
-    ExplainParams, Explanation, MapClasses, Occlusion, Pda, Progress, Quantity, SampledMean,
-    Target, WindowFill,
+    explain, gradient_explain, saliency_explain, ConditionalGaussian, ConditionalMean,
+    ConditionalPda, EfficientPda, ExplainParams, Explanation, MapClasses, Occlusion, Pda, Progress,
+    Quantity, SampledMean, Target, WindowFill,
 };
 use crate::models::{LoadedModel, Resize};
 
@@ -32,6 +32,8 @@ pub enum MethodArg {
     Gradient,
     /// The drop in P(c) when the window is filled with a constant.
     Occlusion,
+    /// |dP/dx| per pixel, the largest over channels (Simonyan et al.).
+    Saliency,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -115,9 +117,11 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
     let gaussian = conditional_sampler(args, &model, window)?;
     let fill = window_fill(args, &model, gaussian.as_ref())?;
     let (target, maps) = parse_classes(&args.classes, &model)?;
-    if matches!(args.method, MethodArg::Gradient) && maps != MapClasses::Classes(Vec::new()) {
+    if matches!(args.method, MethodArg::Gradient | MethodArg::Saliency)
+        && maps != MapClasses::Classes(Vec::new())
+    {
         anyhow::bail!(
-            "--method gradient explains one class per run: use --classes predicted or one class"
+            "gradient methods explain one class per run: use --classes predicted or one class"
         );
     }
     let params = ExplainParams {
@@ -128,7 +132,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
         seed: args.seed,
         target,
         quantity: match args.method {
-            MethodArg::Occlusion => Quantity::Probability,
+            MethodArg::Occlusion | MethodArg::Saliency => Quantity::Probability,
             _ => Quantity::LogOdds,
         },
         maps,
@@ -190,7 +194,7 @@ fn conditional_sampler(
         SamplerArg::Marginal => false,
         SamplerArg::Auto => model.statistics.is_some(),
     };
-    if !wanted || matches!(args.method, MethodArg::Occlusion) {
+    if !wanted || matches!(args.method, MethodArg::Occlusion | MethodArg::Saliency) {
         return Ok(None);
     }
     let Some(stats) = model.statistics.clone() else {
@@ -221,7 +225,8 @@ fn window_fill<'a>(
     gaussian: Option<&'a ConditionalGaussian>,
 ) -> anyhow::Result<Box<dyn WindowFill + 'a>> {
     let samples = args.samples;
-    if let MethodArg::Occlusion = args.method {
+    // Saliency uses no window fill; occlusion's is a constant.
+    if let MethodArg::Occlusion | MethodArg::Saliency = args.method {
         return Ok(Box::new(Occlusion {
             value: args.occlusion_value,
         }));
@@ -233,7 +238,7 @@ fn window_fill<'a>(
             MethodArg::SampledMean => {
                 anyhow::bail!("--method sampled-mean uses the marginal sampler")
             }
-            MethodArg::Occlusion => unreachable!(),
+            MethodArg::Occlusion | MethodArg::Saliency => unreachable!(),
         });
     }
     let Some(sampler) = model.marginal.as_ref() else {
@@ -246,7 +251,7 @@ fn window_fill<'a>(
         MethodArg::Pda => Box::new(Pda { sampler, samples }),
         MethodArg::EfficientPda | MethodArg::Gradient => Box::new(EfficientPda { sampler }),
         MethodArg::SampledMean => Box::new(SampledMean { sampler, samples }),
-        MethodArg::Occlusion => unreachable!(),
+        MethodArg::Occlusion | MethodArg::Saliency => unreachable!(),
     })
 }
 
@@ -310,15 +315,21 @@ fn explain_one(
         MethodArg::Gradient => {
             gradient_explain(classifier, &image, fill, params, &mut on_progress)?
         }
+        MethodArg::Saliency => saliency_explain(classifier, &image, params, &mut on_progress)?,
         _ => explain(classifier, &image, fill, params, &mut on_progress)?,
     };
     bar.finish_and_clear();
 
-    let stem = path
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+    // File names carry the method, so runs of several methods sit side by side.
+    let method = args
+        .method
+        .to_possible_value()
+        .expect("no skipped variants");
+    let stem = format!(
+        "{}-{}",
+        path.file_stem().unwrap_or_default().to_string_lossy(),
+        method.get_name()
+    );
     let s = image.shape;
     let mut outputs = Vec::new();
     for (class, map) in result.map_classes.iter().zip(&result.maps) {
@@ -339,6 +350,17 @@ fn explain_one(
         overlay::render(&image, map).save(&png)?;
         outputs.push(json!({ "class": class, "name": name, "npy": npy, "png": png }));
     }
+    // PDA's uncertainty: how much the S samples of the windows disagree.
+    let spread = match &result.sample_spread {
+        Some(spread) => {
+            let path = args
+                .out
+                .join(format!("{stem}-{}-spread.npy", result.explained));
+            npy::write_f32(&path, spread, s.height, s.width)?;
+            Some(path)
+        }
+        None => None,
+    };
     let mut ranked: Vec<usize> = (0..result.probabilities.len()).collect();
     ranked.sort_by(|&a, &b| result.probabilities[b].total_cmp(&result.probabilities[a]));
     let top: Vec<_> = ranked
@@ -349,7 +371,7 @@ fn explain_one(
     Ok(json!({
         "image": path,
         "model": model.name,
-        "method": format!("{:?}", args.method),
+        "method": method.get_name(),
         "parameters": {
             "window": params.window, "stride": params.stride, "padding": args.padding,
             "samples": fill.samples_per_window(), "seed": params.seed, "batch_size": params.batch_size,
@@ -358,6 +380,7 @@ fn explain_one(
         "explained": result.explained,
         "top": top,
         "maps": outputs,
+        "sample_spread": spread,
         "windows": result.windows,
         "forward_passes": result.forward_passes,
         "wall_seconds": result.wall_seconds,

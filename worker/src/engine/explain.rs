@@ -24,7 +24,7 @@ use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
 use super::sampler::{read_window, write_window};
-use super::windows::{coverage, Rect, TileSchedule};
+use super::windows::{add_over_window, coverage, per_pixel_mean, Rect, TileSchedule};
 
 /// Largest S and batch accepted, so one request cannot exhaust memory.
 pub const MAX_SAMPLES: usize = 1000;
@@ -150,6 +150,10 @@ pub struct Explanation {
     pub map_classes: Vec<usize>,
     /// One `height x width` map per class of `map_classes`, row-major.
     pub maps: Vec<Vec<f32>>,
+    /// With S > 1 samples per window: per pixel, the mean over its windows of
+    /// the standard deviation of P(explained class) across the S samples;
+    /// where it is large, the map's estimate is uncertain.
+    pub sample_spread: Option<Vec<f32>>,
     pub windows: usize,
     pub forward_passes: usize,
     pub wall_seconds: f64,
@@ -224,6 +228,8 @@ pub fn explain(
     }
 
     let mut sums = vec![vec![0f64; height * width]; map_classes.len()];
+    // How much the S samples of a window disagree (PDA only).
+    let mut spread_sums = (samples > 1).then(|| vec![0f64; height * width]);
     let windows_per_batch = (params.batch_size / samples).max(1);
     let mut next_tile = 0;
     let mut forward_passes = 1;
@@ -266,13 +272,13 @@ pub fn explain(
                     0.0
                 };
                 let evidence = value_x[m] - quantity.value(&laplace, p, z);
-                let sum = &mut sums[m];
-                for row in window.y..window.y + window.size {
-                    for s in &mut sum[row * width + window.x..row * width + window.x + window.size]
-                    {
-                        *s += evidence;
-                    }
-                }
+                add_over_window(&mut sums[m], width, window, evidence);
+            }
+            if let Some(spread) = spread_sums.as_mut() {
+                let rows = &outputs.probabilities
+                    [offset * samples * classes..(offset + 1) * samples * classes];
+                let p = rows.chunks_exact(classes).map(|r| r[explained] as f64);
+                add_over_window(spread, width, window, standard_deviation(p, samples));
             }
         }
 
@@ -296,25 +302,27 @@ pub fn explain(
         }
     }
 
-    let maps = sums
-        .iter()
-        .map(|sum| {
-            sum.iter()
-                .zip(&counts)
-                .map(|(s, &n)| (s / n as f64) as f32)
-                .collect()
-        })
-        .collect();
     Ok(Explanation {
         probabilities,
         predicted,
         explained,
         map_classes,
-        maps,
+        maps: sums
+            .iter()
+            .map(|sum| per_pixel_mean(sum, &counts))
+            .collect(),
+        sample_spread: spread_sums.map(|spread| per_pixel_mean(&spread, &counts)),
         windows: total,
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
+}
+
+/// Standard deviation (n - 1 in the denominator) of `n` values.
+fn standard_deviation(values: impl Iterator<Item = f64> + Clone, n: usize) -> f64 {
+    let mean = values.clone().sum::<f64>() / n as f64;
+    let squares: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
+    (squares / (n as f64 - 1.0)).sqrt()
 }
 
 /// The explained class first, then the others `maps` asks for.

@@ -24,7 +24,7 @@ use super::evidence::{Laplace, Quantity};
 use super::explain::{ExplainParams, Explanation, MapTile, Progress, Target};
 use super::fill::WindowFill;
 use super::sampler::read_window;
-use super::windows::{coverage, TileSchedule};
+use super::windows::{add_over_window, coverage, per_pixel_mean, TileSchedule};
 
 /// Runs Algorithm 3 for the explained class. `fill` must not depend on its
 /// random stream (a mean, not a sample).
@@ -45,6 +45,85 @@ pub fn gradient_explain(
             expected: shape,
         });
     }
+    let InputGradient {
+        probabilities,
+        predicted,
+        explained,
+        gradient,
+    } = input_gradient(model, image, params)?;
+
+    let schedule = TileSchedule::new(
+        shape.height,
+        shape.width,
+        params.window,
+        params.stride,
+        params.tile_size,
+    );
+    let total = schedule.windows.len();
+    if on_progress(Progress::Started {
+        probabilities: &probabilities,
+        predicted,
+        explained,
+        total_windows: total,
+    })
+    .is_break()
+    {
+        return Err(EngineError::Cancelled);
+    }
+
+    let counts = coverage(shape.height, shape.width, &schedule.windows);
+    let mut sum = vec![0f64; shape.pixels()];
+    let window_values = shape.channels * params.window * params.window;
+    let (mut replacement, mut original, mut grad) = (
+        vec![0f32; window_values],
+        vec![0f32; window_values],
+        vec![0f32; window_values],
+    );
+    for (index, &window) in schedule.windows.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+        rng.set_stream(index as u64);
+        fill.fill(image, window, &mut rng, &mut replacement);
+        read_window(&image.values, shape, window, &mut original);
+        read_window(&gradient, shape, window, &mut grad);
+        let evidence: f64 = grad
+            .iter()
+            .zip(original.iter().zip(&replacement))
+            .map(|(g, (x, r))| *g as f64 * (*x as f64 - *r as f64))
+            .sum();
+        add_over_window(&mut sum, shape.width, &window, evidence);
+    }
+    let map = per_pixel_mean(&sum, &counts);
+    emit_whole_map(&map, &schedule, shape.width, on_progress)?;
+    Ok(Explanation {
+        probabilities,
+        predicted,
+        explained,
+        map_classes: vec![explained],
+        maps: vec![map],
+        sample_spread: None,
+        windows: total,
+        forward_passes: 1,
+        wall_seconds: started_at.elapsed().as_secs_f64(),
+    })
+}
+
+/// What one forward and one backward pass give.
+pub(crate) struct InputGradient {
+    pub probabilities: Vec<f32>,
+    pub predicted: usize,
+    pub explained: usize,
+    /// d quantity(explained class) / dx, laid out like the input.
+    pub gradient: Vec<f32>,
+}
+
+/// The gradient of `params.quantity` of the explained class with respect to
+/// the input pixels.
+pub(crate) fn input_gradient(
+    model: &dyn Classifier,
+    image: &InputImage,
+    params: &ExplainParams,
+) -> Result<InputGradient, EngineError> {
+    let shape = model.input_shape();
     let laplace = Laplace {
         training_images: model.training_images(),
         classes: model.num_classes(),
@@ -90,57 +169,22 @@ pub fn gradient_explain(
     value.backward();
     let gradient = Vec::<f32>::try_from(x.grad().to_device(tch::Device::Cpu).view([-1]))?;
 
-    let schedule = TileSchedule::new(
-        shape.height,
-        shape.width,
-        params.window,
-        params.stride,
-        params.tile_size,
-    );
-    let total = schedule.windows.len();
-    if on_progress(Progress::Started {
-        probabilities: &probabilities,
+    Ok(InputGradient {
+        probabilities,
         predicted,
         explained,
-        total_windows: total,
+        gradient,
     })
-    .is_break()
-    {
-        return Err(EngineError::Cancelled);
-    }
+}
 
-    let counts = coverage(shape.height, shape.width, &schedule.windows);
-    let mut sum = vec![0f64; shape.pixels()];
-    let window_values = shape.channels * params.window * params.window;
-    let (mut replacement, mut original, mut grad) = (
-        vec![0f32; window_values],
-        vec![0f32; window_values],
-        vec![0f32; window_values],
-    );
-    for (index, &window) in schedule.windows.iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-        rng.set_stream(index as u64);
-        fill.fill(image, window, &mut rng, &mut replacement);
-        read_window(&image.values, shape, window, &mut original);
-        read_window(&gradient, shape, window, &mut grad);
-        let evidence: f64 = grad
-            .iter()
-            .zip(original.iter().zip(&replacement))
-            .map(|(g, (x, r))| *g as f64 * (*x as f64 - *r as f64))
-            .sum();
-        for row in window.y..window.y + window.size {
-            for s in
-                &mut sum[row * shape.width + window.x..row * shape.width + window.x + window.size]
-            {
-                *s += evidence;
-            }
-        }
-    }
-    let map: Vec<f32> = sum
-        .iter()
-        .zip(&counts)
-        .map(|(s, &n)| (s / n as f64) as f32)
-        .collect();
+/// Sends a map computed all at once as the schedule's tiles, in one batch.
+pub(crate) fn emit_whole_map(
+    map: &[f32],
+    schedule: &TileSchedule,
+    width: usize,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<(), EngineError> {
+    let total = schedule.windows.len();
     let tiles = schedule
         .tiles
         .iter()
@@ -148,8 +192,7 @@ pub fn gradient_explain(
             rect: *rect,
             values: (rect.y..rect.y + rect.height)
                 .flat_map(|row| {
-                    map[row * shape.width + rect.x..row * shape.width + rect.x + rect.width]
-                        .to_vec()
+                    map[row * width + rect.x..row * width + rect.x + rect.width].to_vec()
                 })
                 .collect(),
         })
@@ -163,14 +206,5 @@ pub fn gradient_explain(
     {
         return Err(EngineError::Cancelled);
     }
-    Ok(Explanation {
-        probabilities,
-        predicted,
-        explained,
-        map_classes: vec![explained],
-        maps: vec![map],
-        windows: total,
-        forward_passes: 1,
-        wall_seconds: started_at.elapsed().as_secs_f64(),
-    })
+    Ok(())
 }

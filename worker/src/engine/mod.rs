@@ -7,6 +7,7 @@
 //! - `fill`: one small unit per window method (PDA, efficient PDA, sampled
 //!   mean, occlusion).
 //! - `gradient`: Algorithm 3, one forward and one backward pass.
+//! - `saliency`: the |dP/dx| baseline.
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
 
 mod classifier;
@@ -16,6 +17,7 @@ mod explain;
 mod fill;
 mod gaussian;
 mod gradient;
+mod saliency;
 mod sampler;
 mod windows;
 
@@ -29,5 +31,8 @@ pub use explain::{
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
 pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};
 pub use gradient::gradient_explain;
+pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};
-pub use windows::{coverage, positions, windows, Rect, TileSchedule, Window};
+pub use windows::{
+    add_over_window, coverage, per_pixel_mean, positions, windows, Rect, TileSchedule, Window,
+};

@@ -68,6 +68,24 @@ pub fn coverage(height: usize, width: usize, windows: &[Window]) -> Vec<u32> {
     counts
 }
 
+/// Adds `amount` to every pixel of the window (row-major `width`-wide sums).
+pub fn add_over_window(sums: &mut [f64], width: usize, window: &Window, amount: f64) {
+    for row in window.y..window.y + window.size {
+        for s in &mut sums[row * width + window.x..row * width + window.x + window.size] {
+            *s += amount;
+        }
+    }
+}
+
+/// Per-pixel sums divided by the number of windows that cover each pixel
+/// (Algorithm 1, lines 11-14).
+pub fn per_pixel_mean(sums: &[f64], counts: &[u32]) -> Vec<f32> {
+    sums.iter()
+        .zip(counts)
+        .map(|(s, &n)| (s / n as f64) as f32)
+        .collect()
+}
+
 /// Windows in the order they are computed, grouped by the tile they finish.
 ///
 /// Tiles are visited in raster order; each takes every window overlapping it

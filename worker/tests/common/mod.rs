@@ -131,7 +131,8 @@ pub fn no_progress(_: Progress) -> ControlFlow<()> {
 
 /// Three classes with logits W x + b: linear in the input.
 pub struct LinearModel {
-    weight: Tensor,
+    /// `[3, C * H * W]`.
+    pub weight: Tensor,
     bias: Tensor,
 }
 

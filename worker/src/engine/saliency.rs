@@ -1,0 +1,66 @@
+//! Saliency (Simonyan et al. 2014), a baseline: |d value(c | x) / dx| for
+//! every pixel, the largest over its channels. One forward and one backward
+//! pass and no windows: the window and stride of the request only shape the
+//! tiles it is streamed in (each pixel is its own 1 x 1 "window").
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use super::classifier::{Classifier, InputImage};
+use super::error::EngineError;
+use super::explain::{ExplainParams, Explanation, Progress};
+use super::gradient::{emit_whole_map, input_gradient, InputGradient};
+use super::windows::TileSchedule;
+
+pub fn saliency_explain(
+    model: &dyn Classifier,
+    image: &InputImage,
+    params: &ExplainParams,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    let started_at = Instant::now();
+    let shape = model.input_shape();
+    params.validate(shape, model.num_classes(), 1)?;
+    if image.shape != shape {
+        return Err(EngineError::ShapeMismatch {
+            got: image.shape,
+            expected: shape,
+        });
+    }
+    let InputGradient {
+        probabilities,
+        predicted,
+        explained,
+        gradient,
+    } = input_gradient(model, image, params)?;
+    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, params.tile_size);
+    if on_progress(Progress::Started {
+        probabilities: &probabilities,
+        predicted,
+        explained,
+        total_windows: schedule.windows.len(),
+    })
+    .is_break()
+    {
+        return Err(EngineError::Cancelled);
+    }
+    let map: Vec<f32> = (0..shape.pixels())
+        .map(|i| {
+            (0..shape.channels)
+                .map(|c| gradient[c * shape.pixels() + i].abs())
+                .fold(0.0, f32::max)
+        })
+        .collect();
+    emit_whole_map(&map, &schedule, shape.width, on_progress)?;
+    Ok(Explanation {
+        probabilities,
+        predicted,
+        explained,
+        map_classes: vec![explained],
+        maps: vec![map],
+        sample_spread: None,
+        windows: shape.pixels(),
+        forward_passes: 1,
+        wall_seconds: started_at.elapsed().as_secs_f64(),
+    })
+}
