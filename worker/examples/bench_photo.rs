@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let folder = Path::new("models/efficientnet-lite0");
     let model = TorchScriptModel::load(folder, device)?;
     let stats = PatchStatistics::load(&folder.join("patches-18.safetensors"))?;
-    let gaussian = ConditionalGaussian::new(stats, 10, (0.0, 1.0), 1e-4)?;
+    let gaussian = std::sync::Arc::new(ConditionalGaussian::new(stats, 10, (0.0, 1.0), 1e-4)?);
     let image = photo_from_bytes(&std::fs::read(photo)?, model.input_shape())?;
     let params = ExplainParams {
         window: 10,
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         &model,
         &image,
         &ConditionalMean {
-            gaussian: &gaussian,
+            gaussian: gaussian.clone(),
         },
         &params,
         quiet,
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         &model,
         &image,
         &ConditionalMean {
-            gaussian: &gaussian,
+            gaussian: gaussian.clone(),
         },
         &params,
         quiet,
@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             &model,
             &image,
             &ConditionalPda {
-                gaussian: &gaussian,
+                gaussian: gaussian.clone(),
                 samples,
             },
             &params,

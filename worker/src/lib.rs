@@ -9,5 +9,6 @@ pub mod cli;
 pub mod digits;
 pub mod engine;
 pub mod input;
+pub mod methods;
 pub mod models;
 pub mod server;

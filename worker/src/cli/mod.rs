@@ -13,11 +13,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::engine::{
-    explain, gradient_explain, saliency_explain, ConditionalGaussian, ConditionalMean,
-    ConditionalPda, EfficientPda, ExplainParams, Explanation, MapClasses, Occlusion, Pda, Progress,
-    Quantity, SampledMean, Target, WindowFill,
-};
+use crate::engine::{ExplainParams, MapClasses, Progress, Target, WindowFill};
+use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Resize};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -36,6 +33,19 @@ pub enum MethodArg {
     Saliency,
 }
 
+impl MethodArg {
+    fn kind(self) -> MethodKind {
+        match self {
+            MethodArg::Pda => MethodKind::Pda,
+            MethodArg::EfficientPda => MethodKind::EfficientPda,
+            MethodArg::SampledMean => MethodKind::SampledMean,
+            MethodArg::Gradient => MethodKind::Gradient,
+            MethodArg::Occlusion => MethodKind::Occlusion,
+            MethodArg::Saliency => MethodKind::Saliency,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum SamplerArg {
     /// Conditional for models with patch statistics, marginal otherwise.
@@ -44,6 +54,16 @@ pub enum SamplerArg {
     Marginal,
     /// Gaussian of the window given its ring (photo models).
     Conditional,
+}
+
+impl SamplerArg {
+    fn kind(self) -> SamplerKind {
+        match self {
+            SamplerArg::Auto => SamplerKind::Auto,
+            SamplerArg::Marginal => SamplerKind::Marginal,
+            SamplerArg::Conditional => SamplerKind::Conditional,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,12 +134,16 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
         Resize::MnistDigit => 4,
         Resize::ImagenetCrop => 10,
     });
-    let gaussian = conditional_sampler(args, &model, window)?;
-    let fill = window_fill(args, &model, gaussian.as_ref())?;
+    let choice = MethodChoice {
+        kind: args.method.kind(),
+        sampler: args.sampler.kind(),
+        samples: args.samples,
+        padding: args.padding,
+        occlusion_value: args.occlusion_value,
+    };
+    let fill = methods::window_fill(&model, &choice, window)?;
     let (target, maps) = parse_classes(&args.classes, &model)?;
-    if matches!(args.method, MethodArg::Gradient | MethodArg::Saliency)
-        && maps != MapClasses::Classes(Vec::new())
-    {
+    if choice.kind.one_class_per_run() && maps != MapClasses::Classes(Vec::new()) {
         anyhow::bail!(
             "gradient methods explain one class per run: use --classes predicted or one class"
         );
@@ -131,10 +155,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
         tile_size: window,
         seed: args.seed,
         target,
-        quantity: match args.method {
-            MethodArg::Occlusion | MethodArg::Saliency => Quantity::Probability,
-            _ => Quantity::LogOdds,
-        },
+        quantity: choice.kind.quantity(),
         maps,
     };
     let samples = fill.samples_per_window();
@@ -182,77 +203,6 @@ fn list_images(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
     } else {
         anyhow::bail!("{} does not exist", input.display())
     }
-}
-
-fn conditional_sampler(
-    args: &ExplainArgs,
-    model: &LoadedModel,
-    window: usize,
-) -> anyhow::Result<Option<ConditionalGaussian>> {
-    let wanted = match args.sampler {
-        SamplerArg::Conditional => true,
-        SamplerArg::Marginal => false,
-        SamplerArg::Auto => model.statistics.is_some(),
-    };
-    if !wanted || matches!(args.method, MethodArg::Occlusion | MethodArg::Saliency) {
-        return Ok(None);
-    }
-    let Some(stats) = model.statistics.clone() else {
-        anyhow::bail!(
-            "{} has no patch statistics for the conditional sampler",
-            model.name
-        );
-    };
-    let side = window + 2 * args.padding;
-    anyhow::ensure!(
-        side == stats.side,
-        "--window {window} with --padding {} makes {side} x {side} patches, but the statistics are for {} x {}",
-        args.padding,
-        stats.side,
-        stats.side
-    );
-    Ok(Some(ConditionalGaussian::new(
-        stats,
-        window,
-        (0.0, 1.0),
-        1e-4,
-    )?))
-}
-
-fn window_fill<'a>(
-    args: &ExplainArgs,
-    model: &'a LoadedModel,
-    gaussian: Option<&'a ConditionalGaussian>,
-) -> anyhow::Result<Box<dyn WindowFill + 'a>> {
-    let samples = args.samples;
-    // Saliency uses no window fill; occlusion's is a constant.
-    if let MethodArg::Occlusion | MethodArg::Saliency = args.method {
-        return Ok(Box::new(Occlusion {
-            value: args.occlusion_value,
-        }));
-    }
-    if let Some(gaussian) = gaussian {
-        return Ok(match args.method {
-            MethodArg::Pda => Box::new(ConditionalPda { gaussian, samples }),
-            MethodArg::EfficientPda | MethodArg::Gradient => Box::new(ConditionalMean { gaussian }),
-            MethodArg::SampledMean => {
-                anyhow::bail!("--method sampled-mean uses the marginal sampler")
-            }
-            MethodArg::Occlusion | MethodArg::Saliency => unreachable!(),
-        });
-    }
-    let Some(sampler) = model.marginal.as_ref() else {
-        anyhow::bail!(
-            "{} has no training images for the marginal sampler",
-            model.name
-        );
-    };
-    Ok(match args.method {
-        MethodArg::Pda => Box::new(Pda { sampler, samples }),
-        MethodArg::EfficientPda | MethodArg::Gradient => Box::new(EfficientPda { sampler }),
-        MethodArg::SampledMean => Box::new(SampledMean { sampler, samples }),
-        MethodArg::Occlusion | MethodArg::Saliency => unreachable!(),
-    })
 }
 
 /// `predicted`, `top-N`, or a comma-separated list of names or indices.
@@ -310,14 +260,14 @@ fn explain_one(
         }
         ControlFlow::Continue(())
     };
-    let classifier = model.classifier.as_ref();
-    let result: Explanation = match args.method {
-        MethodArg::Gradient => {
-            gradient_explain(classifier, &image, fill, params, &mut on_progress)?
-        }
-        MethodArg::Saliency => saliency_explain(classifier, &image, params, &mut on_progress)?,
-        _ => explain(classifier, &image, fill, params, &mut on_progress)?,
-    };
+    let result = methods::run(
+        model,
+        args.method.kind(),
+        fill,
+        &image,
+        params,
+        &mut on_progress,
+    )?;
     bar.finish_and_clear();
 
     // File names carry the method, so runs of several methods sit side by side.

@@ -381,12 +381,12 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// Algorithm 1 with the conditional sampler: S samples given the ring.
-pub struct ConditionalPda<'a> {
-    pub gaussian: &'a ConditionalGaussian,
+pub struct ConditionalPda {
+    pub gaussian: Arc<ConditionalGaussian>,
     pub samples: usize,
 }
 
-impl WindowFill for ConditionalPda<'_> {
+impl WindowFill for ConditionalPda {
     fn samples_per_window(&self) -> usize {
         self.samples
     }
@@ -399,11 +399,11 @@ impl WindowFill for ConditionalPda<'_> {
 }
 
 /// Algorithm 2 with the conditional mean: one pass per window.
-pub struct ConditionalMean<'a> {
-    pub gaussian: &'a ConditionalGaussian,
+pub struct ConditionalMean {
+    pub gaussian: Arc<ConditionalGaussian>,
 }
 
-impl WindowFill for ConditionalMean<'_> {
+impl WindowFill for ConditionalMean {
     fn samples_per_window(&self) -> usize {
         1
     }

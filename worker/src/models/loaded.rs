@@ -1,15 +1,20 @@
 //! A model ready to explain, whatever it came from: the classifier, its class
 //! names, how uploads become its input, and the samplers it has data for.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use tch::Device;
 
 use super::description::Resize;
 use super::torchscript::{ModelError, TorchScriptModel};
 use crate::digits::{DigitsKit, LoadError};
-use crate::engine::{Classifier, EngineError, InputImage, MarginalSampler, PatchStatistics};
+use crate::engine::{
+    Classifier, ConditionalGaussian, EngineError, InputImage, MarginalSampler, PatchStatistics,
+};
 use crate::input::{self, InputError};
+use crate::methods::MethodError;
 
 pub struct LoadedModel {
     pub name: String,
@@ -20,7 +25,15 @@ pub struct LoadedModel {
     pub marginal: Option<MarginalSampler>,
     /// Patch statistics for the conditional sampler, when the model has them.
     pub statistics: Option<PatchStatistics>,
+    /// Conditional samplers built so far, by window size: their matrices
+    /// (and border cases) are computed once and shared by every request.
+    conditionals: Mutex<HashMap<usize, Arc<ConditionalGaussian>>>,
 }
+
+/// Ridge added to the patch covariance (natural-image covariances are
+/// nearly singular) and the data range samples are clipped to.
+const RIDGE: f64 = 1e-4;
+const DATA_RANGE: (f32, f32) = (0.0, 1.0);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadModelError {
@@ -71,6 +84,7 @@ impl LoadedModel {
             classifier: Box::new(model),
             marginal: None,
             statistics,
+            conditionals: Mutex::default(),
         })
     }
 
@@ -82,6 +96,7 @@ impl LoadedModel {
             resize: Resize::MnistDigit,
             marginal: Some(kit.sampler),
             statistics: None,
+            conditionals: Mutex::default(),
         }
     }
 
@@ -91,6 +106,41 @@ impl LoadedModel {
             Resize::MnistDigit => input::digit_from_bytes(bytes),
             Resize::ImagenetCrop => input::photo_from_bytes(bytes, self.classifier.input_shape()),
         }
+    }
+
+    /// The conditional sampler for `window` with a ring of `padding` pixels.
+    pub fn conditional(
+        &self,
+        window: usize,
+        padding: usize,
+    ) -> Result<Arc<ConditionalGaussian>, MethodError> {
+        let Some(stats) = &self.statistics else {
+            return Err(MethodError::NoStatistics {
+                model: self.name.clone(),
+            });
+        };
+        let side = window + 2 * padding;
+        if side != stats.side {
+            return Err(MethodError::PatchMismatch {
+                model: self.name.clone(),
+                window,
+                padding,
+                side,
+                fitted: stats.side,
+            });
+        }
+        let mut built = self.conditionals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gaussian) = built.get(&window) {
+            return Ok(gaussian.clone());
+        }
+        let gaussian = Arc::new(ConditionalGaussian::new(
+            stats.clone(),
+            window,
+            DATA_RANGE,
+            RIDGE,
+        )?);
+        built.insert(window, gaussian.clone());
+        Ok(gaussian)
     }
 
     /// The class with this name (exact, or ignoring case).

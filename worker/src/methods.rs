@@ -1,0 +1,142 @@
+//! The methods a person can pick, over any [`LoadedModel`]: turns a choice
+//! (method, sampler, samples, padding) into the engine's fill and call. The
+//! command line and the server both go through here, so they give the same
+//! map for the same request.
+
+use std::ops::ControlFlow;
+
+use crate::engine::{
+    explain, gradient_explain, saliency_explain, ConditionalMean, ConditionalPda, EfficientPda,
+    EngineError, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress, Quantity,
+    SampledMean, WindowFill,
+};
+use crate::models::LoadedModel;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodKind {
+    /// Algorithm 1: S samples per window, mean of the probabilities.
+    Pda,
+    /// Algorithm 2: the window replaced by its (conditional) mean.
+    EfficientPda,
+    /// The empirical mean of S samples, one pass per window (paper Fig. 15).
+    SampledMean,
+    /// Algorithm 3: one forward and one backward pass.
+    Gradient,
+    /// The drop in P(c) when the window is filled with a constant.
+    Occlusion,
+    /// |dP/dx| per pixel (Simonyan et al.).
+    Saliency,
+}
+
+impl MethodKind {
+    /// What the method's map measures.
+    pub fn quantity(self) -> Quantity {
+        match self {
+            MethodKind::Occlusion | MethodKind::Saliency => Quantity::Probability,
+            _ => Quantity::LogOdds,
+        }
+    }
+
+    /// Gradient methods give the map of one class per backward pass.
+    pub fn one_class_per_run(self) -> bool {
+        matches!(self, MethodKind::Gradient | MethodKind::Saliency)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamplerKind {
+    /// Conditional when the model has patch statistics, marginal otherwise.
+    Auto,
+    Marginal,
+    Conditional,
+}
+
+#[derive(Clone, Debug)]
+pub struct MethodChoice {
+    pub kind: MethodKind,
+    pub sampler: SamplerKind,
+    /// S, for PDA and the sampled mean.
+    pub samples: usize,
+    /// Ring width around the window for the conditional sampler.
+    pub padding: usize,
+    /// Grey level that occlusion fills windows with.
+    pub occlusion_value: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MethodError {
+    #[error("{model} has no patch statistics for the conditional sampler")]
+    NoStatistics { model: String },
+    #[error("window {window} with padding {padding} makes {side} x {side} patches, but {model}'s statistics are for {fitted} x {fitted}")]
+    PatchMismatch {
+        model: String,
+        window: usize,
+        padding: usize,
+        side: usize,
+        fitted: usize,
+    },
+    #[error("{model} has no training images for the marginal sampler")]
+    NoTrainingImages { model: String },
+    #[error("the sampled mean draws from the marginal sampler, which {model} does not have")]
+    SampledMeanNeedsMarginal { model: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The window fill a choice needs on this model (for saliency, which uses
+/// none, an unused constant fill).
+pub fn window_fill<'a>(
+    model: &'a LoadedModel,
+    choice: &MethodChoice,
+    window: usize,
+) -> Result<Box<dyn WindowFill + 'a>, MethodError> {
+    let samples = choice.samples;
+    if let MethodKind::Occlusion | MethodKind::Saliency = choice.kind {
+        return Ok(Box::new(Occlusion {
+            value: choice.occlusion_value,
+        }));
+    }
+    let conditional = match choice.sampler {
+        SamplerKind::Conditional => true,
+        SamplerKind::Marginal => false,
+        SamplerKind::Auto => model.statistics.is_some(),
+    };
+    if conditional && choice.kind != MethodKind::SampledMean {
+        let gaussian = model.conditional(window, choice.padding)?;
+        return Ok(match choice.kind {
+            MethodKind::Pda => Box::new(ConditionalPda { gaussian, samples }),
+            _ => Box::new(ConditionalMean { gaussian }),
+        });
+    }
+    let no_marginal = || match choice.kind {
+        MethodKind::SampledMean => MethodError::SampledMeanNeedsMarginal {
+            model: model.name.clone(),
+        },
+        _ => MethodError::NoTrainingImages {
+            model: model.name.clone(),
+        },
+    };
+    let sampler = model.marginal.as_ref().ok_or_else(no_marginal)?;
+    Ok(match choice.kind {
+        MethodKind::Pda => Box::new(Pda { sampler, samples }),
+        MethodKind::SampledMean => Box::new(SampledMean { sampler, samples }),
+        _ => Box::new(EfficientPda { sampler }),
+    })
+}
+
+/// Runs the chosen method.
+pub fn run(
+    model: &LoadedModel,
+    kind: MethodKind,
+    fill: &dyn WindowFill,
+    image: &InputImage,
+    params: &ExplainParams,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    let classifier = model.classifier.as_ref();
+    match kind {
+        MethodKind::Gradient => gradient_explain(classifier, image, fill, params, on_progress),
+        MethodKind::Saliency => saliency_explain(classifier, image, params, on_progress),
+        _ => explain(classifier, image, fill, params, on_progress),
+    }
+}
