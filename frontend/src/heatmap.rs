@@ -4,7 +4,7 @@
 //! magnitude received so far. Pixels not computed yet stay transparent.
 
 use lens_proto::palette::{diverging, symmetric_scale};
-use lens_proto::v1::{GreyImage, Tile};
+use lens_proto::v1::{Picture, Tile};
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
 
@@ -51,13 +51,17 @@ impl Heatmap {
     }
 }
 
-pub fn grey_rgba(image: &GreyImage) -> Vec<u8> {
-    image
-        .values
-        .iter()
-        .flat_map(|v| {
-            let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-            [g, g, g, 255]
+/// RGBA of a grey (1-channel) or RGB (3-channel, channel-major) picture.
+pub fn picture_rgba(image: &Picture) -> Vec<u8> {
+    let pixels = (image.width * image.height) as usize;
+    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    (0..pixels)
+        .flat_map(|i| {
+            let channel = |c: usize| {
+                let c = if image.channels >= 3 { c } else { 0 };
+                level(image.values.get(c * pixels + i).copied().unwrap_or(0.0))
+            };
+            [channel(0), channel(1), channel(2), 255]
         })
         .collect()
 }

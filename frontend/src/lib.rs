@@ -17,7 +17,7 @@ use leptos::task::spawn_local;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, BlobPropertyBag, HtmlInputElement, Url};
 
-use heatmap::{grey_rgba, paint, Heatmap};
+use heatmap::{paint, picture_rgba, Heatmap};
 
 /// An image the user chose, as bytes for the worker and a URL to show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -191,7 +191,7 @@ pub fn App() -> impl IntoView {
                 match event.event {
                     Some(Event::Started(s)) => {
                         if let Some(input) = &s.input {
-                            let grey = grey_rgba(input);
+                            let grey = picture_rgba(input);
                             for canvas in [input_canvas, under_canvas] {
                                 if let Some(c) = canvas.get_untracked() {
                                     paint(&c, input.width, input.height, &grey);

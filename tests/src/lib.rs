@@ -6,12 +6,12 @@
 //! browser test the page that `./dev test` builds (dist/).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
 use lens_proto::v1::{ExplainEvent, ExplainRequest, ListPresetsRequest, Preset};
 use lens_worker::digits::DigitsKit;
-use lens_worker::server::{router, serve, LensService};
+use lens_worker::server::{router, serve, LensService, Registry};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -29,9 +29,17 @@ pub fn load_kit() -> DigitsKit {
         .unwrap_or_else(|e| panic!("{e}: run ./dev setup first"))
 }
 
-/// Starts the worker on 127.0.0.1:0 in the current runtime; returns its address.
+/// Starts the worker on 127.0.0.1:0 in the current runtime with the
+/// repository's models (digits, EfficientNet-Lite0); returns its address.
 pub async fn start_worker() -> SocketAddr {
-    let app = router(LensService::new(load_kit()), &repo_root().join("dist"));
+    let root = repo_root();
+    start_worker_with(&root.join("models")).await
+}
+
+/// Starts the worker with the models of `models` (and the repository's data).
+pub async fn start_worker_with(models: &std::path::Path) -> SocketAddr {
+    let registry = Registry::load(models, &repo_root().join("data"), tch::Device::Cpu);
+    let app = router(LensService::new(registry), &repo_root().join("dist"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { serve(listener, app).await.unwrap() });
@@ -246,4 +254,21 @@ pub fn bad_requests(good_png: &[u8]) -> Vec<(&'static str, ExplainRequest, &'sta
             "class 10 does not exist",
         ),
     ]
+}
+
+/// The `evidence-lens` binary of this build (cargo builds it for the
+/// worker's own tests, next to this test binary's folder).
+pub fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("evidence-lens");
+    assert!(
+        binary.exists(),
+        "{} is missing: cargo build --release -p lens-worker",
+        binary.display()
+    );
+    binary
 }

@@ -119,14 +119,19 @@ fn run(command: Command) -> anyhow::Result<()> {
 
 fn serve(listen: SocketAddr, models: PathBuf, data: PathBuf, dist: PathBuf) -> anyhow::Result<()> {
     let device = tch::Device::cuda_if_available();
-    let kit = digits::DigitsKit::load(&models, &data, device)?;
+    let registry = server::Registry::load(&models, &data, device);
+    anyhow::ensure!(
+        !registry.entries.is_empty(),
+        "no model could be loaded from {} (run ./dev setup)",
+        models.display()
+    );
     if !dist.join("index.html").exists() {
         tracing::warn!(
             "{} has no index.html: the page is not built (./dev run builds it)",
             dist.display()
         );
     }
-    let router = server::router(server::LensService::new(kit), &dist);
+    let router = server::router(server::LensService::new(registry), &dist);
     tokio::runtime::Runtime::new()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -11,7 +11,8 @@ use super::description::Resize;
 use super::torchscript::{ModelError, TorchScriptModel};
 use crate::digits::{DigitsKit, LoadError};
 use crate::engine::{
-    Classifier, ConditionalGaussian, EngineError, InputImage, MarginalSampler, PatchStatistics,
+    Classifier, ConditionalGaussian, EngineError, InputImage, InputShape, MarginalSampler,
+    PatchStatistics,
 };
 use crate::input::{self, InputError};
 use crate::methods::MethodError;
@@ -102,10 +103,7 @@ impl LoadedModel {
 
     /// An upload converted to this model's input.
     pub fn input_from_bytes(&self, bytes: &[u8]) -> Result<InputImage, InputError> {
-        match self.resize {
-            Resize::MnistDigit => input::digit_from_bytes(bytes),
-            Resize::ImagenetCrop => input::photo_from_bytes(bytes, self.classifier.input_shape()),
-        }
+        input_for(self.resize, self.classifier.input_shape(), bytes)
     }
 
     /// The conditional sampler for `window` with a ring of `padding` pixels.
@@ -150,5 +148,17 @@ impl LoadedModel {
                 .iter()
                 .position(|n| n.eq_ignore_ascii_case(name))
         })
+    }
+}
+
+/// An upload converted to an input of `shape` the way `resize` says.
+pub fn input_for(
+    resize: Resize,
+    shape: InputShape,
+    bytes: &[u8],
+) -> Result<InputImage, InputError> {
+    match resize {
+        Resize::MnistDigit => input::digit_from_bytes(bytes),
+        Resize::ImagenetCrop => input::photo_from_bytes(bytes, shape),
     }
 }

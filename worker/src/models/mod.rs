@@ -6,5 +6,5 @@ mod loaded;
 mod torchscript;
 
 pub use description::{DescriptionError, ModelDescription, Output, Resize};
-pub use loaded::{LoadModelError, LoadedModel, DIGITS};
+pub use loaded::{input_for, LoadModelError, LoadedModel, DIGITS};
 pub use torchscript::{ModelError, TorchScriptModel};

@@ -4,6 +4,7 @@
 //! The gRPC-Web layer sits on the gRPC routes only (as a route layer); on the
 //! whole server it would answer plain page requests with 400.
 
+mod registry;
 mod request;
 mod service;
 mod status;
@@ -16,7 +17,8 @@ use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
 use tower_http::services::ServeDir;
 
-pub use request::{DEFAULT_BATCH, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE, DEFAULT_WINDOW};
+pub use registry::{ModelSummary, Registry};
+pub use request::{DEFAULT_BATCH, DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
 pub use service::LensService;
 pub use status::ServiceError;
 

@@ -1,37 +1,26 @@
-//! Wire request -> domain values, with the defaults the contract documents.
+//! Wire request -> domain values, with the defaults the contract documents,
+//! checked against the model's summary before any work is queued.
 
 use lens_proto::v1::{ExplainRequest, Method as WireMethod};
 
-use crate::engine::{ExplainParams, InputImage, MapClasses, Quantity, Target};
-use crate::input;
+use crate::engine::{ExplainParams, InputImage, MapClasses, Target};
+use crate::methods::{MethodChoice, MethodKind, SamplerKind};
+use crate::models::{input_for, DIGITS};
 
+use super::registry::{ModelSummary, Registry};
 use super::status::ServiceError;
 
-pub const DEFAULT_WINDOW: usize = 4;
 pub const DEFAULT_STRIDE: usize = 1;
 pub const DEFAULT_SAMPLES: usize = 10;
 pub const DEFAULT_BATCH: usize = 64;
 pub const DEFAULT_TILE: usize = 7;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    Pda { samples: usize },
-    EfficientPda,
-}
-
-impl Method {
-    pub fn samples_per_window(&self) -> usize {
-        match self {
-            Method::Pda { samples } => *samples,
-            Method::EfficientPda => 1,
-        }
-    }
-}
+pub const DEFAULT_PADDING: usize = 4;
 
 #[derive(Debug)]
 pub struct Job {
+    pub model: String,
     pub image: InputImage,
-    pub method: Method,
+    pub choice: MethodChoice,
     pub params: ExplainParams,
 }
 
@@ -43,30 +32,71 @@ fn or_default(value: u32, default: usize) -> usize {
     }
 }
 
-/// Decodes the image and fills in defaults; the engine validates the numbers.
-pub fn job_from_request(request: &ExplainRequest) -> Result<Job, ServiceError> {
-    let image = input::digit_from_bytes(&request.image)?;
-    let method = match request.method() {
-        WireMethod::Pda => Method::Pda {
-            samples: request.samples.map_or(DEFAULT_SAMPLES, |s| s as usize),
-        },
-        WireMethod::EfficientPda | WireMethod::Unspecified => Method::EfficientPda,
+/// The model a request names (empty: the digits).
+pub fn model_of<'r>(
+    registry: &'r Registry,
+    request: &ExplainRequest,
+) -> Result<&'r super::registry::Entry, ServiceError> {
+    let id = if request.model.is_empty() {
+        DIGITS
+    } else {
+        request.model.as_str()
     };
+    registry.get(id).ok_or_else(|| ServiceError::UnknownModel {
+        id: id.to_string(),
+        available: registry.ids().join(", "),
+    })
+}
+
+/// Decodes the image for the model, fills in defaults and validates.
+pub fn job_from_request(
+    request: &ExplainRequest,
+    model: &ModelSummary,
+) -> Result<Job, ServiceError> {
+    let image = input_for(model.resize, model.shape, &request.image)?;
+    let kind = match request.method() {
+        WireMethod::Pda => MethodKind::Pda,
+        WireMethod::EfficientPda | WireMethod::Unspecified => MethodKind::EfficientPda,
+        WireMethod::SampledMean => MethodKind::SampledMean,
+        WireMethod::Gradient => MethodKind::Gradient,
+        WireMethod::Occlusion => MethodKind::Occlusion,
+        WireMethod::Saliency => MethodKind::Saliency,
+    };
+    let samples = request.samples.map_or(DEFAULT_SAMPLES, |s| s as usize);
+    let choice = MethodChoice {
+        kind,
+        sampler: SamplerKind::Auto,
+        samples,
+        padding: or_default(request.padding, DEFAULT_PADDING),
+        occlusion_value: 0.5,
+    };
+    let window = or_default(request.window, model.default_window());
     let params = ExplainParams {
-        window: or_default(request.window, DEFAULT_WINDOW),
+        window,
         stride: or_default(request.stride, DEFAULT_STRIDE),
         batch_size: or_default(request.batch_size, DEFAULT_BATCH),
-        tile_size: or_default(request.tile_size, DEFAULT_TILE),
+        tile_size: or_default(request.tile_size, DEFAULT_TILE.max(window)),
         seed: request.seed,
         target: request
             .class_index
             .map_or(Target::Predicted, |c| Target::Class(c as usize)),
-        quantity: Quantity::LogOdds,
-        maps: MapClasses::All,
+        quantity: kind.quantity(),
+        // Maps of the other classes are kept for the digits only (ten of them).
+        maps: if kind.one_class_per_run() || model.class_names.len() > 10 {
+            MapClasses::Classes(Vec::new())
+        } else {
+            MapClasses::All
+        },
     };
+    let checked_samples = match kind {
+        MethodKind::Pda | MethodKind::SampledMean => samples,
+        _ => 1,
+    };
+    params.validate(model.shape, model.class_names.len(), checked_samples)?;
     Ok(Job {
+        model: model.id.clone(),
         image,
-        method,
+        choice,
         params,
     })
 }

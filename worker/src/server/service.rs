@@ -1,48 +1,51 @@
-//! The `EvidenceLens` gRPC service: validates a request, runs the engine on a
-//! blocking thread that owns the model while it works, and streams events
-//! through a channel. A failed send means the client left, so the engine
-//! stops after the batch in flight.
+//! The `EvidenceLens` gRPC service: validates a request against the model it
+//! names, runs the engine on a blocking thread that holds the model while it
+//! works, and streams events through a channel. A failed send means the
+//! client left, so the engine stops after the batch in flight.
 
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lens_proto::v1::{
-    evidence_lens_server::EvidenceLens, explain_event::Event, ExplainEvent, ExplainRequest,
-    Finished, GreyImage, ListPresetsRequest, ListPresetsResponse, Preset, Started, Tile,
+    evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, ExplainEvent,
+    ExplainRequest, Finished, ListModelsRequest, ListModelsResponse, ListPresetsRequest,
+    ListPresetsResponse, ModelInfo, Picture, Preset, Started, Tile,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::digits::{mnist::CLASSES, DigitsKit, SHAPE};
-use crate::engine::{self, EfficientPda, Pda, Progress, WindowFill};
+use crate::digits::SHAPE as DIGIT_SHAPE;
+use crate::engine::{EngineError, Progress};
 use crate::input::grey_png;
+use crate::methods;
+use crate::models::LoadedModel;
 
-use super::request::{job_from_request, Job, Method};
+use super::registry::Registry;
+use super::request::{job_from_request, model_of, Job};
 use super::status::ServiceError;
 
 /// Events buffered between the engine and a slow client.
 const STREAM_BUFFER: usize = 64;
 
 pub struct LensService {
-    /// The model and its data; the lock makes one job at a time own the device.
-    kit: Arc<Mutex<DigitsKit>>,
+    registry: Arc<Registry>,
     presets: Vec<Preset>,
 }
 
 impl LensService {
-    pub fn new(kit: DigitsKit) -> Self {
-        let presets = kit
-            .presets
+    pub fn new(registry: Registry) -> Self {
+        let presets = registry
+            .digit_presets
             .iter()
             .map(|(label, values)| Preset {
                 name: format!("digit {label}"),
                 label: *label as u32,
-                png: grey_png(values, SHAPE.width as u32, SHAPE.height as u32),
+                png: grey_png(values, DIGIT_SHAPE.width as u32, DIGIT_SHAPE.height as u32),
             })
             .collect();
         LensService {
-            kit: Arc::new(Mutex::new(kit)),
+            registry: Arc::new(registry),
             presets,
         }
     }
@@ -58,18 +61,19 @@ impl EvidenceLens for LensService {
         &self,
         request: Request<ExplainRequest>,
     ) -> Result<Response<Self::ExplainStream>, Status> {
-        let job = job_from_request(request.get_ref())?;
-        job.params
-            .validate(SHAPE, CLASSES, job.method.samples_per_window())
-            .map_err(ServiceError::from)?;
+        let entry = model_of(&self.registry, request.get_ref())?;
+        let job = job_from_request(request.get_ref(), &entry.summary)?;
+        let class_names = entry.summary.class_names.clone();
+        let model = entry.model.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let kit = self.kit.clone();
         tokio::task::spawn_blocking(move || {
-            let kit = kit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Err(error) = run_job(&kit, &job, &tx) {
-                if !matches!(error, engine::EngineError::Cancelled) {
-                    tracing::warn!("explanation failed: {error}");
-                    let _ = tx.blocking_send(Err(ServiceError::from(error).into()));
+            let model = model
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Err(error) = run_job(&model, &job, &class_names, &tx) {
+                if !matches!(error, ServiceError::Engine(EngineError::Cancelled)) {
+                    tracing::warn!("explanation with {} failed: {error}", job.model);
+                    let _ = tx.blocking_send(Err(error.into()));
                 }
             }
         });
@@ -84,18 +88,50 @@ impl EvidenceLens for LensService {
             presets: self.presets.clone(),
         }))
     }
+
+    async fn list_models(
+        &self,
+        _request: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        let models = self
+            .registry
+            .entries
+            .iter()
+            .map(|e| {
+                let s = &e.summary;
+                ModelInfo {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    channels: s.shape.channels as u32,
+                    width: s.shape.width as u32,
+                    height: s.shape.height as u32,
+                    class_names: s.class_names.clone(),
+                    default_window: s.default_window() as u32,
+                    conditional_sampler: s.conditional_sampler,
+                    marginal_sampler: s.marginal_sampler,
+                }
+            })
+            .collect();
+        let broken = self
+            .registry
+            .broken
+            .iter()
+            .map(|(folder, error)| BrokenModel {
+                folder: folder.clone(),
+                error: error.clone(),
+            })
+            .collect();
+        Ok(Response::new(ListModelsResponse { models, broken }))
+    }
 }
 
-fn run_job(kit: &DigitsKit, job: &Job, tx: &EventSender) -> Result<(), engine::EngineError> {
-    let fill: Box<dyn WindowFill> = match job.method {
-        Method::Pda { samples } => Box::new(Pda {
-            sampler: &kit.sampler,
-            samples,
-        }),
-        Method::EfficientPda => Box::new(EfficientPda {
-            sampler: &kit.sampler,
-        }),
-    };
+fn run_job(
+    model: &LoadedModel,
+    job: &Job,
+    class_names: &[String],
+    tx: &EventSender,
+) -> Result<(), ServiceError> {
+    let fill = methods::window_fill(model, &job.choice, job.params.window)?;
     let send = |event: Event| {
         if tx
             .blocking_send(Ok(ExplainEvent { event: Some(event) }))
@@ -106,6 +142,7 @@ fn run_job(kit: &DigitsKit, job: &Job, tx: &EventSender) -> Result<(), engine::E
             ControlFlow::Break(())
         }
     };
+    let shape = job.image.shape;
     let mut on_progress = |progress: Progress| match progress {
         Progress::Started {
             probabilities,
@@ -113,16 +150,17 @@ fn run_job(kit: &DigitsKit, job: &Job, tx: &EventSender) -> Result<(), engine::E
             explained,
             total_windows,
         } => send(Event::Started(Started {
-            input: Some(GreyImage {
-                width: SHAPE.width as u32,
-                height: SHAPE.height as u32,
+            input: Some(Picture {
+                width: shape.width as u32,
+                height: shape.height as u32,
+                channels: shape.channels as u32,
                 values: job.image.values.clone(),
             }),
             probabilities: probabilities.to_vec(),
             predicted_class: predicted as u32,
             explained_class: explained as u32,
             total_windows: total_windows as u64,
-            class_names: (0..CLASSES).map(|c| c.to_string()).collect(),
+            class_names: class_names.to_vec(),
         })),
         Progress::Batch {
             tiles,
@@ -147,10 +185,11 @@ fn run_job(kit: &DigitsKit, job: &Job, tx: &EventSender) -> Result<(), engine::E
             }
         }
     };
-    let explanation = engine::explain(
-        &kit.model,
-        &job.image,
+    let explanation = methods::run(
+        model,
+        job.choice.kind,
         fill.as_ref(),
+        &job.image,
         &job.params,
         &mut on_progress,
     )?;

@@ -1,0 +1,108 @@
+//! The models the worker serves: the built-in digits network and every folder
+//! under the models folder that has a `model.toml`. A folder that fails to
+//! load is logged and listed as broken; the others still load.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tch::Device;
+
+use crate::digits::DigitsKit;
+use crate::engine::InputShape;
+use crate::models::{LoadedModel, Resize, DIGITS};
+
+/// What requests are checked against, readable without locking the model.
+#[derive(Clone, Debug)]
+pub struct ModelSummary {
+    pub id: String,
+    pub name: String,
+    pub shape: InputShape,
+    pub class_names: Vec<String>,
+    pub resize: Resize,
+    pub conditional_sampler: bool,
+    pub marginal_sampler: bool,
+}
+
+impl ModelSummary {
+    pub fn default_window(&self) -> usize {
+        match self.resize {
+            Resize::MnistDigit => 4,
+            Resize::ImagenetCrop => 10,
+        }
+    }
+}
+
+pub struct Entry {
+    pub summary: ModelSummary,
+    /// Locked by the job that uses the model.
+    pub model: Arc<Mutex<LoadedModel>>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    pub entries: Vec<Entry>,
+    /// Folder and reason, for each model that could not be loaded.
+    pub broken: Vec<(String, String)>,
+    /// One held-out digit per class (empty when the digits did not load).
+    pub digit_presets: Vec<(u8, Vec<f32>)>,
+}
+
+impl Registry {
+    /// Loads the digits from `models` and `data`, then every model folder.
+    pub fn load(models: &Path, data: &Path, device: Device) -> Registry {
+        let mut registry = Registry::default();
+        match DigitsKit::load(models, data, device) {
+            Ok(mut kit) => {
+                registry.digit_presets = std::mem::take(&mut kit.presets);
+                registry.add(DIGITS, LoadedModel::digits(kit));
+            }
+            Err(error) => registry.report(DIGITS, error.to_string()),
+        }
+        let mut folders: Vec<_> = std::fs::read_dir(models)
+            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        folders.sort();
+        for folder in folders.iter().filter(|f| f.join("model.toml").exists()) {
+            let id = folder
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            match LoadedModel::load(&folder.to_string_lossy(), models, data, device) {
+                Ok(model) => registry.add(&id, model),
+                Err(error) => registry.report(&folder.display().to_string(), error.to_string()),
+            }
+        }
+        registry
+    }
+
+    pub fn add(&mut self, id: &str, model: LoadedModel) {
+        tracing::info!("model {id}: {}", model.name);
+        let summary = ModelSummary {
+            id: id.to_string(),
+            name: model.name.clone(),
+            shape: model.classifier.input_shape(),
+            class_names: model.class_names.clone(),
+            resize: model.resize,
+            conditional_sampler: model.statistics.is_some(),
+            marginal_sampler: model.marginal.is_some(),
+        };
+        self.entries.push(Entry {
+            summary,
+            model: Arc::new(Mutex::new(model)),
+        });
+    }
+
+    fn report(&mut self, folder: &str, error: String) {
+        tracing::error!("cannot load the model in {folder}: {error}");
+        self.broken.push((folder.to_string(), error));
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.summary.id == id)
+    }
+
+    pub fn ids(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.summary.id.as_str()).collect()
+    }
+}
