@@ -47,6 +47,11 @@ fn efficientnet_lite0_recognises_the_shipped_photos() {
         ["tiger cat", "Egyptian cat", "tabby"].contains(&cat[0].0.as_str()),
         "chelsea.png: {cat:?}"
     );
+    // The exported module exposes its last convolutional features (Grad-CAM).
+    let probe = Tensor::zeros([1, 3, 224, 224], (tch::Kind::Float, Device::Cpu));
+    let features = model.features(&probe).expect("features for Grad-CAM");
+    assert_eq!(features.size(), vec![1, 1280, 7, 7]);
+
     let coffee = top_classes(&model, "coffee.png", 3);
     assert_eq!(coffee[0].0, "espresso", "coffee.png: {coffee:?}");
     assert!(coffee[0].1 > 0.5);

@@ -6,9 +6,9 @@
 use std::ops::ControlFlow;
 
 use crate::engine::{
-    explain, gradient_explain, saliency_explain, ConditionalMean, ConditionalPda, EfficientPda,
-    EngineError, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress, Quantity,
-    SampledMean, WindowFill,
+    explain, gradcam_explain, gradient_explain, saliency_explain, ConditionalMean, ConditionalPda,
+    EfficientPda, EngineError, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress,
+    Quantity, SampledMean, WindowFill,
 };
 use crate::models::LoadedModel;
 
@@ -26,6 +26,8 @@ pub enum MethodKind {
     Occlusion,
     /// |dP/dx| per pixel (Simonyan et al.).
     Saliency,
+    /// Grad-CAM on the last convolutional features (Selvaraju et al.).
+    GradCam,
 }
 
 impl MethodKind {
@@ -33,13 +35,17 @@ impl MethodKind {
     pub fn quantity(self) -> Quantity {
         match self {
             MethodKind::Occlusion | MethodKind::Saliency => Quantity::Probability,
+            MethodKind::GradCam => Quantity::Logit,
             _ => Quantity::LogOdds,
         }
     }
 
     /// Gradient methods give the map of one class per backward pass.
     pub fn one_class_per_run(self) -> bool {
-        matches!(self, MethodKind::Gradient | MethodKind::Saliency)
+        matches!(
+            self,
+            MethodKind::Gradient | MethodKind::Saliency | MethodKind::GradCam
+        )
     }
 }
 
@@ -91,7 +97,7 @@ pub fn window_fill<'a>(
     window: usize,
 ) -> Result<Box<dyn WindowFill + 'a>, MethodError> {
     let samples = choice.samples;
-    if let MethodKind::Occlusion | MethodKind::Saliency = choice.kind {
+    if let MethodKind::Occlusion | MethodKind::Saliency | MethodKind::GradCam = choice.kind {
         return Ok(Box::new(Occlusion {
             value: choice.occlusion_value,
         }));
@@ -137,6 +143,7 @@ pub fn run(
     match kind {
         MethodKind::Gradient => gradient_explain(classifier, image, fill, params, on_progress),
         MethodKind::Saliency => saliency_explain(classifier, image, params, on_progress),
+        MethodKind::GradCam => gradcam_explain(classifier, image, params, on_progress),
         _ => explain(classifier, image, fill, params, on_progress),
     }
 }

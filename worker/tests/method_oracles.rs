@@ -4,13 +4,14 @@
 //! - `sampled_mean_approaches_efficient_pda_as_samples_grow`
 //! - `occlusion_gives_the_hand_computed_drop_in_probability`
 //! - `saliency_of_a_linear_model_is_its_largest_weight_per_pixel`
+//! - `grad_cam_of_a_pooled_linear_head_is_the_hand_computed_map`
 
 mod common;
 
 use common::*;
 use lens_worker::engine::{
-    coverage, explain, gradient_explain, saliency_explain, windows, EfficientPda, ExplainParams,
-    Occlusion, Quantity, Rect, SampledMean,
+    coverage, explain, gradcam_explain, gradient_explain, saliency_explain, windows, Classifier,
+    EfficientPda, ExplainParams, InputImage, InputShape, Occlusion, Quantity, Rect, SampledMean,
 };
 
 fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -158,4 +159,76 @@ fn saliency_of_a_linear_model_is_its_largest_weight_per_pixel() {
         assert!((saliency.map()[i] - expected).abs() < 1e-6, "pixel {i}");
     }
     assert_eq!(saliency.explained, 1);
+}
+
+/// Features = the input itself (two channels); head = global average pooling
+/// and a linear layer, logits_c = sum_k W[c][k] mean(x_k).
+struct PooledLinear {
+    weight: [[f32; 2]; 3],
+}
+
+const TWO_CHANNELS: InputShape = InputShape {
+    channels: 2,
+    height: 6,
+    width: 5,
+};
+
+impl Classifier for PooledLinear {
+    fn input_shape(&self) -> InputShape {
+        TWO_CHANNELS
+    }
+    fn num_classes(&self) -> usize {
+        3
+    }
+    fn training_images(&self) -> usize {
+        TRAINING_IMAGES
+    }
+    fn device(&self) -> tch::Device {
+        tch::Device::Cpu
+    }
+    fn features(&self, batch: &tch::Tensor) -> Option<tch::Tensor> {
+        Some(batch.shallow_clone())
+    }
+    fn head(&self, features: &tch::Tensor) -> Option<tch::Tensor> {
+        let w: Vec<f32> = self.weight.iter().flatten().copied().collect();
+        let w = tch::Tensor::from_slice(&w).view([3, 2]);
+        let pooled = features.mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float);
+        Some(pooled.matmul(&w.tr()))
+    }
+    fn logits(&self, batch: &tch::Tensor) -> tch::Tensor {
+        self.head(batch).unwrap()
+    }
+}
+
+#[test]
+fn grad_cam_of_a_pooled_linear_head_is_the_hand_computed_map() {
+    let model = PooledLinear {
+        weight: [[1.0, -2.0], [0.5, 0.25], [-1.0, 3.0]],
+    };
+    let s = TWO_CHANNELS;
+    let image = InputImage {
+        shape: s,
+        values: (0..s.values())
+            .map(|i| ((i * 13) % 7) as f32 / 6.0)
+            .collect(),
+    };
+    for class in 0..3 {
+        let p = ExplainParams {
+            target: lens_worker::engine::Target::Class(class),
+            ..params(1, 1, 8)
+        };
+        let cam = gradcam_explain(&model, &image, &p, &mut no_progress).unwrap();
+        // d z_c / d A_k(i) = W[c][k] / (h w) everywhere, so the channel weight
+        // is W[c][k] / (h w) and the map is ReLU(sum_k W[c][k] A_k / (h w)).
+        for i in 0..s.pixels() {
+            let sum: f32 = (0..2)
+                .map(|k| model.weight[class][k] * image.values[k * s.pixels() + i])
+                .sum();
+            let expected = (sum / s.pixels() as f32).max(0.0);
+            assert!(
+                (cam.map()[i] - expected).abs() < 1e-6,
+                "class {class} pixel {i}"
+            );
+        }
+    }
 }

@@ -31,6 +31,8 @@ pub enum MethodArg {
     Occlusion,
     /// |dP/dx| per pixel, the largest over channels (Simonyan et al.).
     Saliency,
+    /// Grad-CAM on the last convolutional features (models that expose them).
+    GradCam,
 }
 
 impl MethodArg {
@@ -42,6 +44,7 @@ impl MethodArg {
             MethodArg::Gradient => MethodKind::Gradient,
             MethodArg::Occlusion => MethodKind::Occlusion,
             MethodArg::Saliency => MethodKind::Saliency,
+            MethodArg::GradCam => MethodKind::GradCam,
         }
     }
 }

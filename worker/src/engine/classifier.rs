@@ -31,6 +31,17 @@ pub trait Classifier: Send {
     /// which the softmax maps back to them). Differentiable in the input.
     fn logits(&self, batch: &Tensor) -> Tensor;
 
+    /// The last convolutional feature map `[B, F, h, w]`, for Grad-CAM;
+    /// `None` when the model does not expose it.
+    fn features(&self, _batch: &Tensor) -> Option<Tensor> {
+        None
+    }
+
+    /// Logits from `features(batch)` (the rest of the network).
+    fn head(&self, _features: &Tensor) -> Option<Tensor> {
+        None
+    }
+
     /// P(c | x): the softmax of the logits.
     fn probabilities(&self, batch: &Tensor) -> Tensor {
         self.logits(batch).softmax(-1, tch::Kind::Float)

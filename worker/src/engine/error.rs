@@ -26,6 +26,8 @@ pub enum EngineError {
     WindowMismatch { window: usize, fitted: usize },
     #[error("the patch statistics are unusable: {0}")]
     Statistics(String),
+    #[error("this model does not expose its last convolutional features, which Grad-CAM needs")]
+    NoFeatures,
     #[error("tile size must be at least 1")]
     EmptyTile,
     #[error("image is {got:?} but the model takes {expected:?}")]

@@ -7,7 +7,7 @@
 //! - `fill`: one small unit per window method (PDA, efficient PDA, sampled
 //!   mean, occlusion).
 //! - `gradient`: Algorithm 3, one forward and one backward pass.
-//! - `saliency`: the |dP/dx| baseline.
+//! - `saliency`: the |dP/dx| baseline; `gradcam`: Grad-CAM.
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
 
 mod classifier;
@@ -16,6 +16,7 @@ mod evidence;
 mod explain;
 mod fill;
 mod gaussian;
+mod gradcam;
 mod gradient;
 mod saliency;
 mod sampler;
@@ -30,6 +31,7 @@ pub use explain::{
 };
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
 pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};
+pub use gradcam::gradcam_explain;
 pub use gradient::gradient_explain;
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};

@@ -12,6 +12,8 @@ use crate::engine::{Classifier, InputShape};
 
 pub struct TorchScriptModel {
     module: CModule,
+    /// Whether the module has `features` and `head` methods (for Grad-CAM).
+    exposes_features: bool,
     description: ModelDescription,
     class_names: Vec<String>,
     device: Device,
@@ -70,13 +72,15 @@ impl TorchScriptModel {
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect();
-        let model = TorchScriptModel {
+        let mut model = TorchScriptModel {
             module,
+            exposes_features: false,
             description,
             class_names,
             device,
         };
         model.check(&path)?;
+        model.exposes_features = model.check_features();
         Ok(model)
     }
 
@@ -111,6 +115,28 @@ impl TorchScriptModel {
         Ok(())
     }
 
+    /// Whether `features` then `head` reproduce `forward` on a test input.
+    fn check_features(&self) -> bool {
+        let shape = self.input_shape();
+        let _guard = tch::no_grad_guard();
+        let input = Tensor::rand(
+            [
+                1,
+                shape.channels as i64,
+                shape.height as i64,
+                shape.width as i64,
+            ],
+            (Kind::Float, self.device),
+        );
+        let Ok(features) = self.module.method_ts("features", &[&input]) else {
+            return false;
+        };
+        let Ok(logits) = self.module.method_ts("head", &[&features]) else {
+            return false;
+        };
+        features.dim() == 4 && logits.allclose(&self.module.forward(&input), 1e-4, 1e-4, false)
+    }
+
     pub fn description(&self) -> &ModelDescription {
         &self.description
     }
@@ -133,6 +159,18 @@ impl Classifier for TorchScriptModel {
     fn device(&self) -> Device {
         self.device
     }
+    fn features(&self, batch: &Tensor) -> Option<Tensor> {
+        self.exposes_features
+            .then(|| self.module.method_ts("features", &[batch]).ok())
+            .flatten()
+    }
+
+    fn head(&self, features: &Tensor) -> Option<Tensor> {
+        self.exposes_features
+            .then(|| self.module.method_ts("head", &[features]).ok())
+            .flatten()
+    }
+
     fn logits(&self, batch: &Tensor) -> Tensor {
         let output = self.module.forward(batch).to_kind(Kind::Float);
         match self.description.output {

@@ -61,6 +61,7 @@ pub fn job_from_request(
         WireMethod::Gradient => MethodKind::Gradient,
         WireMethod::Occlusion => MethodKind::Occlusion,
         WireMethod::Saliency => MethodKind::Saliency,
+        WireMethod::GradCam => MethodKind::GradCam,
     };
     let samples = request.samples.map_or(DEFAULT_SAMPLES, |s| s as usize);
     let choice = MethodChoice {

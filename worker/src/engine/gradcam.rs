@@ -1,0 +1,102 @@
+//! Grad-CAM (Selvaraju et al. 2017), a baseline: the last convolutional
+//! feature maps A_k weighted by the spatial mean of d z_c / d A_k (z_c the
+//! class logit), summed, passed through ReLU and upsampled bilinearly to the
+//! input size. It shows evidence for the class only (values >= 0), at the
+//! resolution of the feature map. Needs a model that exposes its features
+//! (`Classifier::features` and `head`).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use tch::{Kind, Tensor};
+
+use super::classifier::{Classifier, InputImage};
+use super::error::EngineError;
+use super::explain::{ExplainParams, Explanation, Progress, Target};
+use super::gradient::emit_whole_map;
+use super::windows::TileSchedule;
+
+pub fn gradcam_explain(
+    model: &dyn Classifier,
+    image: &InputImage,
+    params: &ExplainParams,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    let started_at = Instant::now();
+    let shape = model.input_shape();
+    params.validate(shape, model.num_classes(), 1)?;
+    if image.shape != shape {
+        return Err(EngineError::ShapeMismatch {
+            got: image.shape,
+            expected: shape,
+        });
+    }
+    let x = Tensor::from_slice(&image.values)
+        .view([
+            1,
+            shape.channels as i64,
+            shape.height as i64,
+            shape.width as i64,
+        ])
+        .to_device(model.device());
+    let features = model
+        .features(&x)
+        .ok_or(EngineError::NoFeatures)?
+        .detach()
+        .set_requires_grad(true);
+    let logits = model
+        .head(&features)
+        .ok_or(EngineError::NoFeatures)?
+        .to_kind(Kind::Float);
+    let probabilities = Vec::<f32>::try_from(
+        logits
+            .softmax(-1, Kind::Float)
+            .detach()
+            .to_device(tch::Device::Cpu)
+            .view([-1]),
+    )?;
+    let predicted = (0..probabilities.len()).fold(0, |best, i| {
+        if probabilities[i] > probabilities[best] {
+            i
+        } else {
+            best
+        }
+    });
+    let explained = match params.target {
+        Target::Predicted => predicted,
+        Target::Class(c) => c,
+    };
+    logits.get(0).get(explained as i64).backward();
+    let weights = features
+        .grad()
+        .mean_dim([2i64, 3].as_slice(), true, Kind::Float);
+    let cam = (&weights * features.detach())
+        .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+        .relu()
+        .upsample_bilinear2d([shape.height as i64, shape.width as i64], false, None, None);
+    let map = Vec::<f32>::try_from(cam.to_device(tch::Device::Cpu).contiguous().view([-1]))?;
+
+    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, params.tile_size);
+    if on_progress(Progress::Started {
+        probabilities: &probabilities,
+        predicted,
+        explained,
+        total_windows: schedule.windows.len(),
+    })
+    .is_break()
+    {
+        return Err(EngineError::Cancelled);
+    }
+    emit_whole_map(&map, &schedule, shape.width, on_progress)?;
+    Ok(Explanation {
+        probabilities,
+        predicted,
+        explained,
+        map_classes: vec![explained],
+        maps: vec![map],
+        sample_spread: None,
+        windows: shape.pixels(),
+        forward_passes: 1,
+        wall_seconds: started_at.elapsed().as_secs_f64(),
+    })
+}
