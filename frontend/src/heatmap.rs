@@ -51,6 +51,20 @@ impl Heatmap {
     }
 }
 
+/// White (0) to purple (the largest value): for non-negative maps such as
+/// the sample spread.
+pub fn sequential_rgba(values: &[f32]) -> Vec<u8> {
+    let top = symmetric_scale(values).max(f32::MIN_POSITIVE);
+    values
+        .iter()
+        .flat_map(|v| {
+            let t = (v / top).clamp(0.0, 1.0);
+            let fade = |full: f32| (255.0 - t * (255.0 - full)).round() as u8;
+            [fade(118.0), fade(42.0), fade(131.0), 255]
+        })
+        .collect()
+}
+
 /// RGBA of a grey (1-channel) or RGB (3-channel, channel-major) picture.
 pub fn picture_rgba(image: &Picture) -> Vec<u8> {
     let pixels = (image.width * image.height) as usize;

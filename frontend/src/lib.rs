@@ -10,7 +10,9 @@ mod client;
 mod heatmap;
 
 use js_sys::{Array, Uint8Array};
-use lens_proto::v1::{explain_event::Event, ExplainRequest, ListPresetsRequest, Method};
+use lens_proto::v1::{
+    explain_event::Event, ExplainRequest, ListModelsRequest, ListPresetsRequest, Method, ModelInfo,
+};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -25,7 +27,40 @@ struct Chosen {
     name: String,
     bytes: Vec<u8>,
     url: String,
+    /// Author and licence, for preset photos.
+    credit: String,
 }
+
+/// The methods offered, with the value the select uses.
+const METHODS: [(Method, &str, &str); 7] = [
+    (
+        Method::EfficientPda,
+        "efficient",
+        "Efficient PDA (window replaced by its mean, 1 pass per window)",
+    ),
+    (Method::Pda, "pda", "PDA (S samples per window)"),
+    (
+        Method::SampledMean,
+        "sampled-mean",
+        "Sampled mean (mean of S samples, 1 pass per window)",
+    ),
+    (
+        Method::Gradient,
+        "gradient",
+        "Gradient (Algorithm 3: 1 forward + 1 backward pass)",
+    ),
+    (
+        Method::Occlusion,
+        "occlusion",
+        "Occlusion with grey (drop in probability)",
+    ),
+    (Method::Saliency, "saliency", "Saliency |dP/dx|"),
+    (
+        Method::GradCam,
+        "grad-cam",
+        "Grad-CAM (last convolutional features)",
+    ),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -53,6 +88,8 @@ struct RunView {
     error: Option<String>,
     probabilities: Vec<f32>,
     class_names: Vec<String>,
+    /// PDA's per-pixel sample spread, once finished.
+    spread: Vec<f32>,
     predicted: u32,
     explained: u32,
     windows_done: u64,
@@ -64,6 +101,15 @@ struct RunView {
     first_tile_ms: Option<f64>,
 }
 
+impl RunView {
+    fn class_name(&self, class: u32) -> String {
+        self.class_names
+            .get(class as usize)
+            .cloned()
+            .unwrap_or_else(|| class.to_string())
+    }
+}
+
 impl Default for RunView {
     fn default() -> Self {
         RunView {
@@ -71,6 +117,7 @@ impl Default for RunView {
             error: None,
             probabilities: Vec::new(),
             class_names: Vec::new(),
+            spread: Vec::new(),
             predicted: 0,
             explained: 0,
             windows_done: 0,
@@ -102,10 +149,16 @@ fn object_url(bytes: &[u8], mime: &str) -> String {
 #[component]
 pub fn App() -> impl IntoView {
     let presets = RwSignal::new(Vec::<(u32, Chosen)>::new());
+    let models = RwSignal::new(Vec::<ModelInfo>::new());
+    let model_id = RwSignal::new(String::from("digits"));
     let chosen = RwSignal::new(None::<Chosen>);
     let method = RwSignal::new(Method::EfficientPda);
     let window = RwSignal::new(4u32);
+    let stride = RwSignal::new(1u32);
     let samples = RwSignal::new(10u32);
+    let show_spread = RwSignal::new(false);
+    // The finished map, kept to repaint when the view switches.
+    let finished_map = RwSignal::new(Heatmap::default());
     let class_choice = RwSignal::new(None::<u32>);
     let opacity = RwSignal::new(0.8f64);
     let run = RwSignal::new(RunView::default());
@@ -115,29 +168,49 @@ pub fn App() -> impl IntoView {
     let under_canvas = NodeRef::<Canvas>::new();
     let heat_canvas = NodeRef::<Canvas>::new();
 
+    let fail_page = move |status: tonic::Status| {
+        run.update(|r| {
+            r.phase = Phase::Failed;
+            r.error = Some(client::readable(&status));
+        })
+    };
     spawn_local(async move {
-        match client::worker().list_presets(ListPresetsRequest {}).await {
-            Ok(response) => presets.set(
-                response
-                    .into_inner()
-                    .presets
-                    .into_iter()
-                    .map(|p| {
-                        let url = object_url(&p.png, "image/png");
-                        let chosen = Chosen {
-                            name: p.name,
-                            bytes: p.png,
-                            url,
-                        };
-                        (p.label, chosen)
-                    })
-                    .collect(),
-            ),
-            Err(status) => run.update(|r| {
-                r.phase = Phase::Failed;
-                r.error = Some(client::readable(&status));
-            }),
+        match client::worker().list_models(ListModelsRequest {}).await {
+            Ok(response) => models.set(response.into_inner().models),
+            Err(status) => fail_page(status),
         }
+    });
+    // Presets follow the model: held-out digits, or the sample photos.
+    Effect::new(move |_| {
+        let model = model_id.get();
+        spawn_local(async move {
+            let request = ListPresetsRequest { model };
+            match client::worker().list_presets(request).await {
+                Ok(response) => presets.set(
+                    response
+                        .into_inner()
+                        .presets
+                        .into_iter()
+                        .map(|p| {
+                            let mime = if p.png.starts_with(b"\x89PNG") {
+                                "image/png"
+                            } else {
+                                "image/jpeg"
+                            };
+                            let url = object_url(&p.png, mime);
+                            let chosen = Chosen {
+                                name: p.name,
+                                bytes: p.png,
+                                url,
+                                credit: p.credit,
+                            };
+                            (p.label, chosen)
+                        })
+                        .collect(),
+                ),
+                Err(status) => fail_page(status),
+            }
+        });
     });
 
     let explain = move || {
@@ -155,14 +228,17 @@ pub fn App() -> impl IntoView {
             image: image.bytes,
             method: method.get_untracked() as i32,
             window: window.get_untracked(),
+            stride: stride.get_untracked(),
             samples: Some(samples.get_untracked()),
             class_index: class_choice.get_untracked(),
+            model: model_id.get_untracked(),
             ..Default::default()
         };
         run.set(RunView {
             phase: Phase::Running,
             ..Default::default()
         });
+        finished_map.set(Heatmap::default());
         spawn_local(async move {
             let started = now_ms();
             let fail = move |message: String| {
@@ -227,7 +303,9 @@ pub fn App() -> impl IntoView {
                         });
                     }
                     Some(Event::Finished(f)) => {
+                        finished_map.set(map.clone());
                         run.update(|r| {
+                            r.spread = f.sample_spread;
                             r.phase = Phase::Done;
                             r.elapsed_ms = elapsed_ms;
                             r.windows_per_second = f.windows_per_second;
@@ -240,6 +318,27 @@ pub fn App() -> impl IntoView {
             fail("The worker ended the stream before the explanation finished.".into());
         });
     };
+
+    // The uncertainty view paints the sample spread (white to purple)
+    // instead of the evidence, and back.
+    Effect::new(move |_| {
+        let spread_view = show_spread.get();
+        let Some(canvas) = heat_canvas.get_untracked() else {
+            return;
+        };
+        let map = finished_map.get();
+        let spread = run.with_untracked(|r| r.spread.clone());
+        if spread_view && spread.len() == map.values.len() {
+            paint(
+                &canvas,
+                map.width,
+                map.height,
+                &heatmap::sequential_rgba(&spread),
+            );
+        } else if !map.values.is_empty() {
+            paint(&canvas, map.width, map.height, &map.rgba());
+        }
+    });
 
     let choose = move |image: Chosen| {
         chosen.set(Some(image));
@@ -260,6 +359,7 @@ pub fn App() -> impl IntoView {
                         name: file.name(),
                         bytes,
                         url,
+                        credit: String::new(),
                     });
                 }
                 Err(_) => run.set(RunView {
@@ -280,7 +380,34 @@ pub fn App() -> impl IntoView {
         </header>
         <main>
             <section class="pick">
-                <h2>"1. Pick a digit"</h2>
+                <h2>"1. Pick a model and an image"</h2>
+                <label>
+                    "Model "
+                    <select
+                        data-testid="model"
+                        on:change=move |ev| {
+                            let id = event_target_value(&ev);
+                            let default_window = models
+                                .with_untracked(|m| m.iter().find(|m| m.id == id).map(|m| m.default_window));
+                            if let Some(w) = default_window {
+                                window.set(w);
+                            }
+                            chosen.set(None);
+                            model_id.set(id);
+                        }
+                    >
+                        {move || {
+                            models
+                                .get()
+                                .into_iter()
+                                .map(|m| {
+                                    let selected = m.id == model_id.get_untracked();
+                                    view! { <option value=m.id.clone() selected=selected>{m.name.clone()}</option> }
+                                })
+                                .collect_view()
+                        }}
+                    </select>
+                </label>
                 <div class="presets" data-testid="presets">
                     {move || {
                         presets
@@ -292,21 +419,38 @@ pub fn App() -> impl IntoView {
                                     let url = url.clone();
                                     move || chosen.with(|c| c.as_ref().is_some_and(|c| c.url == url))
                                 };
+                                // Digits by their class, photos by their file name.
+                                let id = image.name.strip_prefix("digit ").unwrap_or(&image.name).to_string();
+                                let title = if image.credit.is_empty() {
+                                    image.name.clone()
+                                } else {
+                                    format!("{}: {}", image.name, image.credit)
+                                };
                                 view! {
                                     <button
                                         class="preset"
                                         class:selected=selected
-                                        data-testid=format!("preset-{label}")
-                                        title=image.name.clone()
+                                        data-testid=format!("preset-{id}")
+                                        title=title
                                         on:click=move |_| choose(image.clone())
                                     >
-                                        <img src=url alt=format!("handwritten {label}") />
+                                        <img src=url alt=format!("preset {label} {id}") />
                                     </button>
                                 }
                             })
                             .collect_view()
                     }}
                 </div>
+                <ul class="credits" data-testid="credits">
+                    {move || {
+                        presets
+                            .get()
+                            .into_iter()
+                            .filter(|(_, p)| !p.credit.is_empty() && !p.credit.starts_with("MNIST"))
+                            .map(|(_, p)| view! { <li>{format!("{}: {}", p.name, p.credit)}</li> })
+                            .collect_view()
+                    }}
+                </ul>
                 <label class="upload">
                     "…or upload a PNG or JPEG: "
                     <input type="file" accept="image/png,image/jpeg" data-testid="upload" on:change=on_upload />
@@ -320,15 +464,19 @@ pub fn App() -> impl IntoView {
                     <select
                         data-testid="method"
                         on:change=move |ev| {
-                            method.set(if event_target_value(&ev) == "pda" { Method::Pda } else { Method::EfficientPda })
+                            let value = event_target_value(&ev);
+                            if let Some((m, _, _)) = METHODS.iter().find(|(_, v, _)| *v == value) {
+                                method.set(*m);
+                            }
                         }
                     >
-                        <option value="efficient" selected=move || method.get() == Method::EfficientPda>
-                            "Efficient PDA (window replaced by its mean, 1 pass per window)"
-                        </option>
-                        <option value="pda" selected=move || method.get() == Method::Pda>
-                            "PDA (S samples per window)"
-                        </option>
+                        {METHODS
+                            .iter()
+                            .map(|(m, value, label)| {
+                                let m = *m;
+                                view! { <option value=*value selected=move || method.get() == m>{*label}</option> }
+                            })
+                            .collect_view()}
                     </select>
                 </label>
                 <label>
@@ -340,17 +488,25 @@ pub fn App() -> impl IntoView {
                 <label>
                     "Samples S "
                     <input type="number" min="1" max="1000" data-testid="samples"
-                        disabled=move || method.get() != Method::Pda
+                        disabled=move || !matches!(method.get(), Method::Pda | Method::SampledMean)
                         prop:value=move || samples.get().to_string()
                         on:input=move |ev| samples.set(event_target_value(&ev).parse().unwrap_or(0)) />
                 </label>
                 <label>
-                    "Class "
-                    <select data-testid="class" on:change=move |ev| class_choice.set(event_target_value(&ev).parse().ok())>
-                        <option value="predicted">"the predicted one"</option>
-                        {(0..10u32).map(|c| view! { <option value=c.to_string()>{c.to_string()}</option> }).collect_view()}
-                    </select>
+                    "Stride "
+                    <input type="number" min="1" data-testid="stride"
+                        prop:value=move || stride.get().to_string()
+                        on:input=move |ev| stride.set(event_target_value(&ev).parse().unwrap_or(0)) />
                 </label>
+                <p class="class-choice" data-testid="class">
+                    {move || match class_choice.get() {
+                        None => "Class: the predicted one (click a class under the map to explain it)".to_string(),
+                        Some(c) => format!("Class: {c}"),
+                    }}
+                    <Show when=move || class_choice.get().is_some()>
+                        <button on:click=move |_| class_choice.set(None)>"back to predicted"</button>
+                    </Show>
+                </p>
                 <button class="explain" data-testid="explain" on:click=move |_| explain()>"Explain"</button>
             </section>
 
@@ -399,7 +555,7 @@ pub fn App() -> impl IntoView {
                                 style:opacity=move || opacity.get().to_string()></canvas>
                         </div>
                         <figcaption>
-                            {move || run.with(|r| format!("Evidence for class {}", r.explained))}
+                            {move || run.with(|r| format!("Evidence for {}", r.class_name(r.explained)))}
                         </figcaption>
                     </figure>
                     <div class="legend" data-testid="legend">
@@ -409,6 +565,13 @@ pub fn App() -> impl IntoView {
                         <small>"log₂ odds: red for, blue against, white 0"</small>
                     </div>
                 </div>
+                <label class="uncertainty">
+                    <input type="checkbox" data-testid="show-spread"
+                        disabled=move || run.with(|r| r.spread.is_empty())
+                        prop:checked=move || show_spread.get()
+                        on:change=move |ev| show_spread.set(event_target_checked(&ev)) />
+                    " Show where PDA is uncertain (spread of P(class) over the S samples)"
+                </label>
                 <label class="opacity">
                     "Overlay opacity "
                     <input type="range" min="0" max="1" step="0.05" data-testid="opacity"
@@ -417,14 +580,28 @@ pub fn App() -> impl IntoView {
                 </label>
                 <ol class="probabilities" data-testid="probabilities">
                     {move || run.with(|r| {
-                        r.probabilities
-                            .iter()
-                            .enumerate()
-                            .map(|(class, p)| {
+                        // All classes when there are few (digits), else the top 5.
+                        let mut shown: Vec<usize> = (0..r.probabilities.len()).collect();
+                        if shown.len() > 10 {
+                            shown.sort_by(|&a, &b| r.probabilities[b].total_cmp(&r.probabilities[a]));
+                            shown.truncate(5);
+                        }
+                        shown
+                            .into_iter()
+                            .map(|class| {
+                                let p = r.probabilities[class];
                                 let name = r.class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
                                 let predicted = class as u32 == r.predicted;
                                 view! {
-                                    <li class:predicted=predicted data-testid=format!("probability-{class}")>
+                                    <li
+                                        class:predicted=predicted
+                                        data-testid=format!("probability-{class}")
+                                        title="Explain this class"
+                                        on:click=move |_| {
+                                            class_choice.set(Some(class as u32));
+                                            explain();
+                                        }
+                                    >
                                         <span class="name">{name}</span>
                                         <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
                                         <span class="value">{format!("{:.3}", p)}</span>
@@ -436,7 +613,7 @@ pub fn App() -> impl IntoView {
                 </ol>
                 <Show when=move || run.with(|r| !r.probabilities.is_empty())>
                     <p class="predicted" data-testid="predicted">
-                        {move || run.with(|r| format!("Predicted: {} (p = {:.3})", r.predicted,
+                        {move || run.with(|r| format!("Predicted: {} (p = {:.3})", r.class_name(r.predicted),
                             r.probabilities.get(r.predicted as usize).copied().unwrap_or(0.0)))}
                     </p>
                 </Show>

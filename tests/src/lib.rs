@@ -82,7 +82,7 @@ where
         Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     let presets = client
-        .list_presets(ListPresetsRequest {})
+        .list_presets(ListPresetsRequest::default())
         .await
         .unwrap()
         .into_inner()

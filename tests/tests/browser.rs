@@ -259,3 +259,79 @@ async fn page_streams_a_preset_explanation_and_shows_errors() {
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profile);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_explains_a_photo_preset_with_the_efficient_method() {
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let profile = std::env::temp_dir().join(format!("lens-chromium-photo-{}", std::process::id()));
+    let client = open_browser(&driver, &profile).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+
+    // Pick EfficientNet-Lite0: the presets become the photos, with credits.
+    let model = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(
+            "[data-testid=model] option[value=efficientnet-lite0]",
+        ))
+        .await
+        .expect("models listed over gRPC-Web");
+    model.click().await.unwrap();
+    let coffee = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid='preset-coffee.png']"))
+        .await
+        .expect("photo presets");
+    let credits = client
+        .find(Locator::Css("[data-testid=credits]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(credits.contains("Rachel Michetti (CC0"), "{credits}");
+    // Efficient PDA (the default method) with the conditional mean, k = 10,
+    // stride 10 so that it takes seconds on a CPU.
+    let stride = client
+        .find(Locator::Css("[data-testid=stride]"))
+        .await
+        .unwrap();
+    stride.clear().await.unwrap();
+    stride.send_keys("10").await.unwrap();
+    coffee.click().await.unwrap();
+    assert_eq!(wait_until_not_running(&client).await, "done");
+
+    let predicted = client
+        .find(Locator::Css("[data-testid=predicted]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(predicted.contains("espresso"), "{predicted}");
+    let counts = client
+        .execute(
+            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
+               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+               let painted = 0, coloured = 0;
+               for (let i = 0; i < d.length; i += 4) {
+                 if (d[i + 3] !== 0) painted++;
+                 if (Math.abs(d[i] - d[i + 2]) > 40) coloured++;
+               }
+               return [c.width, c.height, painted, coloured];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let counts: Vec<u64> = serde_json::from_value(counts).unwrap();
+    assert_eq!(
+        &counts[..3],
+        &[224, 224, 224 * 224],
+        "the whole crop is painted"
+    );
+    assert!(counts[3] > 0, "some evidence is visible: {counts:?}");
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+}

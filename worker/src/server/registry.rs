@@ -45,6 +45,8 @@ pub struct Registry {
     pub broken: Vec<(String, String)>,
     /// One held-out digit per class (empty when the digits did not load).
     pub digit_presets: Vec<(u8, Vec<f32>)>,
+    /// Sample photos for photo models: file name, bytes, credit line.
+    pub photos: Vec<(String, Vec<u8>, String)>,
 }
 
 impl Registry {
@@ -58,6 +60,7 @@ impl Registry {
             }
             Err(error) => registry.report(DIGITS, error.to_string()),
         }
+        registry.photos = load_photos(&data.join("photos"));
         let mut folders: Vec<_> = std::fs::read_dir(models)
             .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
@@ -105,4 +108,23 @@ impl Registry {
     pub fn ids(&self) -> Vec<&str> {
         self.entries.iter().map(|e| e.summary.id.as_str()).collect()
     }
+}
+
+/// The photos listed in `folder/CREDITS.txt` (file name, tab, credit line).
+fn load_photos(folder: &Path) -> Vec<(String, Vec<u8>, String)> {
+    let Ok(credits) = std::fs::read_to_string(folder.join("CREDITS.txt")) else {
+        tracing::warn!(
+            "no photos in {} (./dev setup copies them)",
+            folder.display()
+        );
+        return Vec::new();
+    };
+    credits
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter_map(|(file, credit)| {
+            let bytes = std::fs::read(folder.join(file)).ok()?;
+            Some((file.to_string(), bytes, credit.to_string()))
+        })
+        .collect()
 }

@@ -7,7 +7,7 @@ use crate::engine::{ExplainParams, InputImage, MapClasses, Target};
 use crate::methods::{MethodChoice, MethodKind, SamplerKind};
 use crate::models::{input_for, DIGITS};
 
-use super::registry::{ModelSummary, Registry};
+use super::registry::{Entry, ModelSummary, Registry};
 use super::status::ServiceError;
 
 pub const DEFAULT_STRIDE: usize = 1;
@@ -32,16 +32,9 @@ fn or_default(value: u32, default: usize) -> usize {
     }
 }
 
-/// The model a request names (empty: the digits).
-pub fn model_of<'r>(
-    registry: &'r Registry,
-    request: &ExplainRequest,
-) -> Result<&'r super::registry::Entry, ServiceError> {
-    let id = if request.model.is_empty() {
-        DIGITS
-    } else {
-        request.model.as_str()
-    };
+/// The model with this id (empty: the digits).
+pub fn model_by_id<'r>(registry: &'r Registry, id: &str) -> Result<&'r Entry, ServiceError> {
+    let id = if id.is_empty() { DIGITS } else { id };
     registry.get(id).ok_or_else(|| ServiceError::UnknownModel {
         id: id.to_string(),
         available: registry.ids().join(", "),

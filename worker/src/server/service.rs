@@ -19,10 +19,10 @@ use crate::digits::SHAPE as DIGIT_SHAPE;
 use crate::engine::{EngineError, Progress};
 use crate::input::grey_png;
 use crate::methods;
-use crate::models::LoadedModel;
+use crate::models::{LoadedModel, Resize};
 
 use super::registry::Registry;
-use super::request::{job_from_request, model_of, Job};
+use super::request::{job_from_request, model_by_id, Job};
 use super::status::ServiceError;
 
 /// Events buffered between the engine and a slow client.
@@ -42,6 +42,7 @@ impl LensService {
                 name: format!("digit {label}"),
                 label: *label as u32,
                 png: grey_png(values, DIGIT_SHAPE.width as u32, DIGIT_SHAPE.height as u32),
+                credit: "MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0), held out".into(),
             })
             .collect();
         LensService {
@@ -61,7 +62,7 @@ impl EvidenceLens for LensService {
         &self,
         request: Request<ExplainRequest>,
     ) -> Result<Response<Self::ExplainStream>, Status> {
-        let entry = model_of(&self.registry, request.get_ref())?;
+        let entry = model_by_id(&self.registry, &request.get_ref().model)?;
         let job = job_from_request(request.get_ref(), &entry.summary)?;
         let class_names = entry.summary.class_names.clone();
         let model = entry.model.clone();
@@ -82,11 +83,24 @@ impl EvidenceLens for LensService {
 
     async fn list_presets(
         &self,
-        _request: Request<ListPresetsRequest>,
+        request: Request<ListPresetsRequest>,
     ) -> Result<Response<ListPresetsResponse>, Status> {
-        Ok(Response::new(ListPresetsResponse {
-            presets: self.presets.clone(),
-        }))
+        let entry = model_by_id(&self.registry, &request.get_ref().model)?;
+        let presets = match entry.summary.resize {
+            Resize::MnistDigit => self.presets.clone(),
+            Resize::ImagenetCrop => self
+                .registry
+                .photos
+                .iter()
+                .map(|(name, bytes, credit)| Preset {
+                    name: name.clone(),
+                    label: 0,
+                    png: bytes.clone(),
+                    credit: credit.clone(),
+                })
+                .collect(),
+        };
+        Ok(Response::new(ListPresetsResponse { presets }))
     }
 
     async fn list_models(
@@ -202,6 +216,7 @@ fn run_job(
         max_value: map.iter().copied().fold(f32::NEG_INFINITY, f32::max),
         probabilities: explanation.probabilities.clone(),
         explained_class: explanation.explained as u32,
+        sample_spread: explanation.sample_spread.clone().unwrap_or_default(),
     }));
     Ok(())
 }
