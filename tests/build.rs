@@ -1,19 +1,9 @@
-//! Lets the test binaries find libtorch at run time (see worker/build.rs).
+//! Lets the test binaries find libtorch at run time: the same rpath logic as
+//! the worker's build script.
 
-use std::path::Path;
+#[path = "../worker/build.rs"]
+mod worker_build;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        return;
-    };
-    let lib = Path::new(&lib)
-        .canonicalize()
-        .unwrap_or_else(|_| lib.into());
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    // The linker drops libtorch_cuda.so as unneeded, and CUDA then reads as
-    // unavailable even on a GPU host (tch-rs issue 980): keep it linked.
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-    }
+    worker_build::main();
 }

@@ -177,15 +177,8 @@ pub fn explain(
 ) -> Result<Explanation, EngineError> {
     let started_at = Instant::now();
     let samples = fill.samples_per_window();
-    let shape = model.input_shape();
-    params.validate(shape, model.num_classes(), samples)?;
+    let shape = check_request(model, image, params, samples)?;
     check_fixed_window(fill, params.window)?;
-    if image.shape != shape {
-        return Err(EngineError::ShapeMismatch {
-            got: image.shape,
-            expected: shape,
-        });
-    }
     let _no_grad = tch::no_grad_guard();
     let laplace = Laplace {
         training_images: model.training_images(),
@@ -323,6 +316,25 @@ fn standard_deviation(values: impl Iterator<Item = f64> + Clone, n: usize) -> f6
     let mean = values.clone().sum::<f64>() / n as f64;
     let squares: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
     (squares / (n as f64 - 1.0)).sqrt()
+}
+
+/// Validates the parameters and the image against the model (every method
+/// starts here); returns the model's input shape.
+pub(crate) fn check_request(
+    model: &dyn Classifier,
+    image: &InputImage,
+    params: &ExplainParams,
+    samples: usize,
+) -> Result<InputShape, EngineError> {
+    let shape = model.input_shape();
+    params.validate(shape, model.num_classes(), samples)?;
+    if image.shape != shape {
+        return Err(EngineError::ShapeMismatch {
+            got: image.shape,
+            expected: shape,
+        });
+    }
+    Ok(shape)
 }
 
 /// The explained class first, then the others `maps` asks for.

@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{ExplainParams, Explanation, Progress, Target};
+use super::explain::{check_request, ExplainParams, Explanation, Progress, Target};
 use super::gradient::emit_whole_map;
 use super::windows::TileSchedule;
 
@@ -23,14 +23,7 @@ pub fn gradcam_explain(
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Explanation, EngineError> {
     let started_at = Instant::now();
-    let shape = model.input_shape();
-    params.validate(shape, model.num_classes(), 1)?;
-    if image.shape != shape {
-        return Err(EngineError::ShapeMismatch {
-            got: image.shape,
-            expected: shape,
-        });
-    }
+    let shape = check_request(model, image, params, 1)?;
     let x = Tensor::from_slice(&image.values)
         .view([
             1,

@@ -21,7 +21,7 @@ use tch::{Kind, Tensor};
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
-use super::explain::{ExplainParams, Explanation, MapTile, Progress, Target};
+use super::explain::{check_request, ExplainParams, Explanation, MapTile, Progress, Target};
 use super::fill::WindowFill;
 use super::sampler::read_window;
 use super::windows::{add_over_window, coverage, per_pixel_mean, TileSchedule};
@@ -36,15 +36,8 @@ pub fn gradient_explain(
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Explanation, EngineError> {
     let started_at = Instant::now();
-    let shape = model.input_shape();
-    params.validate(shape, model.num_classes(), 1)?;
+    let shape = check_request(model, image, params, 1)?;
     super::explain::check_fixed_window(fill, params.window)?;
-    if image.shape != shape {
-        return Err(EngineError::ShapeMismatch {
-            got: image.shape,
-            expected: shape,
-        });
-    }
     let InputGradient {
         probabilities,
         predicted,

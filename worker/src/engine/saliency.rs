@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{ExplainParams, Explanation, Progress};
+use super::explain::{check_request, ExplainParams, Explanation, Progress};
 use super::gradient::{emit_whole_map, input_gradient, InputGradient};
 use super::windows::TileSchedule;
 
@@ -19,14 +19,7 @@ pub fn saliency_explain(
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Explanation, EngineError> {
     let started_at = Instant::now();
-    let shape = model.input_shape();
-    params.validate(shape, model.num_classes(), 1)?;
-    if image.shape != shape {
-        return Err(EngineError::ShapeMismatch {
-            got: image.shape,
-            expected: shape,
-        });
-    }
+    let shape = check_request(model, image, params, 1)?;
     let InputGradient {
         probabilities,
         predicted,
