@@ -272,3 +272,28 @@ pub fn worker_binary() -> PathBuf {
     );
     binary
 }
+
+/// Sends every request of `bad_requests` and checks each is refused with
+/// INVALID_ARGUMENT and a message that names the problem.
+pub async fn refuses_each_bad_request<T>(client: &mut EvidenceLensClient<T>, good_png: &[u8])
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    for (what, request, expected) in bad_requests(good_png) {
+        let status = collect_events(client, request).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {status:?}"
+        );
+        assert!(
+            status.message().contains(expected),
+            "{what}: {:?}",
+            status.message()
+        );
+    }
+}

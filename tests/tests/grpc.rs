@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::{
-    assemble, bad_requests, collect_events, load_kit, native_client, preset, start_worker,
+    assemble, collect_events, load_kit, native_client, preset, refuses_each_bad_request,
+    start_worker,
 };
 use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Target};
 use lens_worker::input::digit_from_bytes;
-use tonic::Code;
 
 #[tokio::test]
 async fn streams_tiles_before_the_end_and_matches_the_engine() {
@@ -78,15 +78,7 @@ async fn bad_input_is_invalid_argument_and_the_worker_keeps_serving() {
     let address = start_worker().await;
     let mut client = native_client(address).await;
     let good = preset(&mut client, 3).await.png;
-    for (what, request, expected) in bad_requests(&good) {
-        let status = collect_events(&mut client, request).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
-        assert!(
-            status.message().contains(expected),
-            "{what}: {:?}",
-            status.message()
-        );
-    }
+    refuses_each_bad_request(&mut client, &good).await;
     // Still serving.
     let ok = ExplainRequest {
         image: good,

@@ -47,6 +47,17 @@ pub enum Target {
     Class(usize),
 }
 
+impl Target {
+    /// The predicted class (the most probable) and the class to explain.
+    pub fn resolve(self, probabilities: &[f32]) -> (usize, usize) {
+        let predicted = argmax(probabilities);
+        match self {
+            Target::Predicted => (predicted, predicted),
+            Target::Class(c) => (predicted, c),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ExplainParams {
     pub window: usize,
@@ -187,11 +198,7 @@ pub fn explain(
 
     let original = forward(model, &image.values, 1)?;
     let probabilities = original.probabilities;
-    let predicted = argmax(&probabilities);
-    let explained = match params.target {
-        Target::Predicted => predicted,
-        Target::Class(c) => c,
-    };
+    let (predicted, explained) = params.target.resolve(&probabilities);
     let map_classes = map_classes(&params.maps, explained, &probabilities);
     let quantity = params.quantity;
     let value_x: Vec<f64> = map_classes
@@ -209,16 +216,7 @@ pub fn explain(
     );
     let total = schedule.windows.len();
     let counts = coverage(height, width, &schedule.windows);
-    if on_progress(Progress::Started {
-        probabilities: &probabilities,
-        predicted,
-        explained,
-        total_windows: total,
-    })
-    .is_break()
-    {
-        return Err(EngineError::Cancelled);
-    }
+    announce(on_progress, &probabilities, predicted, explained, total)?;
 
     let mut sums = vec![vec![0f64; height * width]; map_classes.len()];
     // How much the S samples of a window disagree (PDA only).
@@ -318,6 +316,26 @@ fn standard_deviation(values: impl Iterator<Item = f64> + Clone, n: usize) -> f6
     (squares / (n as f64 - 1.0)).sqrt()
 }
 
+/// Sends `Progress::Started`; a `Break` from the caller cancels the run.
+pub(crate) fn announce(
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    probabilities: &[f32],
+    predicted: usize,
+    explained: usize,
+    total_windows: usize,
+) -> Result<(), EngineError> {
+    let started = Progress::Started {
+        probabilities,
+        predicted,
+        explained,
+        total_windows,
+    };
+    match on_progress(started) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(EngineError::Cancelled),
+    }
+}
+
 /// Validates the parameters and the image against the model (every method
 /// starts here); returns the model's input shape.
 pub(crate) fn check_request(
@@ -372,7 +390,7 @@ pub(crate) fn check_fixed_window(fill: &dyn WindowFill, window: usize) -> Result
 
 /// The random stream of one window: independent of batching and of the
 /// other windows.
-fn window_rng(seed: u64, window_index: usize) -> ChaCha8Rng {
+pub(crate) fn window_rng(seed: u64, window_index: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(window_index as u64);
     rng

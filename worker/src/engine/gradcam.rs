@@ -12,8 +12,8 @@ use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{check_request, ExplainParams, Explanation, Progress, Target};
-use super::gradient::emit_whole_map;
+use super::explain::{announce, check_request, ExplainParams, Explanation, Progress};
+use super::gradient::finish_one_pass;
 use super::windows::TileSchedule;
 
 pub fn gradcam_explain(
@@ -48,17 +48,7 @@ pub fn gradcam_explain(
             .to_device(tch::Device::Cpu)
             .view([-1]),
     )?;
-    let predicted = (0..probabilities.len()).fold(0, |best, i| {
-        if probabilities[i] > probabilities[best] {
-            i
-        } else {
-            best
-        }
-    });
-    let explained = match params.target {
-        Target::Predicted => predicted,
-        Target::Class(c) => c,
-    };
+    let (predicted, explained) = params.target.resolve(&probabilities);
     logits.get(0).get(explained as i64).backward();
     let weights = features
         .grad()
@@ -70,26 +60,21 @@ pub fn gradcam_explain(
     let map = Vec::<f32>::try_from(cam.to_device(tch::Device::Cpu).contiguous().view([-1]))?;
 
     let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, params.tile_size);
-    if on_progress(Progress::Started {
-        probabilities: &probabilities,
+    announce(
+        on_progress,
+        &probabilities,
         predicted,
         explained,
-        total_windows: schedule.windows.len(),
-    })
-    .is_break()
-    {
-        return Err(EngineError::Cancelled);
-    }
-    emit_whole_map(&map, &schedule, shape.width, on_progress)?;
-    Ok(Explanation {
-        probabilities,
-        predicted,
-        explained,
-        map_classes: vec![explained],
-        maps: vec![map],
-        sample_spread: None,
-        windows: shape.pixels(),
-        forward_passes: 1,
-        wall_seconds: started_at.elapsed().as_secs_f64(),
-    })
+        schedule.windows.len(),
+    )?;
+    let prediction = (probabilities, predicted, explained);
+    finish_one_pass(
+        prediction,
+        map,
+        &schedule,
+        shape.width,
+        shape.pixels(),
+        started_at,
+        on_progress,
+    )
 }

@@ -14,14 +14,14 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
-use super::explain::{check_request, ExplainParams, Explanation, MapTile, Progress, Target};
+use super::explain::{
+    announce, check_request, window_rng, ExplainParams, Explanation, MapTile, Progress,
+};
 use super::fill::WindowFill;
 use super::sampler::read_window;
 use super::windows::{add_over_window, coverage, per_pixel_mean, TileSchedule};
@@ -53,16 +53,7 @@ pub fn gradient_explain(
         params.tile_size,
     );
     let total = schedule.windows.len();
-    if on_progress(Progress::Started {
-        probabilities: &probabilities,
-        predicted,
-        explained,
-        total_windows: total,
-    })
-    .is_break()
-    {
-        return Err(EngineError::Cancelled);
-    }
+    announce(on_progress, &probabilities, predicted, explained, total)?;
 
     let counts = coverage(shape.height, shape.width, &schedule.windows);
     let mut sum = vec![0f64; shape.pixels()];
@@ -73,8 +64,7 @@ pub fn gradient_explain(
         vec![0f32; window_values],
     );
     for (index, &window) in schedule.windows.iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-        rng.set_stream(index as u64);
+        let mut rng = window_rng(params.seed, index);
         fill.fill(image, window, &mut rng, &mut replacement);
         read_window(&image.values, shape, window, &mut original);
         read_window(&gradient, shape, window, &mut grad);
@@ -86,18 +76,16 @@ pub fn gradient_explain(
         add_over_window(&mut sum, shape.width, &window, evidence);
     }
     let map = per_pixel_mean(&sum, &counts);
-    emit_whole_map(&map, &schedule, shape.width, on_progress)?;
-    Ok(Explanation {
-        probabilities,
-        predicted,
-        explained,
-        map_classes: vec![explained],
-        maps: vec![map],
-        sample_spread: None,
-        windows: total,
-        forward_passes: 1,
-        wall_seconds: started_at.elapsed().as_secs_f64(),
-    })
+    let prediction = (probabilities, predicted, explained);
+    finish_one_pass(
+        prediction,
+        map,
+        &schedule,
+        shape.width,
+        total,
+        started_at,
+        on_progress,
+    )
 }
 
 /// What one forward and one backward pass give.
@@ -138,15 +126,7 @@ pub(crate) fn input_gradient(
             .to_device(tch::Device::Cpu)
             .view([-1]),
     )?;
-    let predicted =
-        probabilities.iter().enumerate().fold(
-            0,
-            |best, (i, p)| if *p > probabilities[best] { i } else { best },
-        );
-    let explained = match params.target {
-        Target::Predicted => predicted,
-        Target::Class(c) => c,
-    };
+    let (predicted, explained) = params.target.resolve(&probabilities);
     let class = explained as i64;
     let value = match params.quantity {
         Quantity::Logit => logits.get(0).get(class),
@@ -170,8 +150,35 @@ pub(crate) fn input_gradient(
     })
 }
 
+/// Streams a map computed in one pass (all tiles in one batch) and returns
+/// it as the map of the explained class. `prediction` is (probabilities,
+/// predicted, explained).
+pub(crate) fn finish_one_pass(
+    prediction: (Vec<f32>, usize, usize),
+    map: Vec<f32>,
+    schedule: &TileSchedule,
+    width: usize,
+    windows: usize,
+    started_at: Instant,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    emit_whole_map(&map, schedule, width, on_progress)?;
+    let (probabilities, predicted, explained) = prediction;
+    Ok(Explanation {
+        probabilities,
+        predicted,
+        explained,
+        map_classes: vec![explained],
+        maps: vec![map],
+        sample_spread: None,
+        windows,
+        forward_passes: 1,
+        wall_seconds: started_at.elapsed().as_secs_f64(),
+    })
+}
+
 /// Sends a map computed all at once as the schedule's tiles, in one batch.
-pub(crate) fn emit_whole_map(
+fn emit_whole_map(
     map: &[f32],
     schedule: &TileSchedule,
     width: usize,

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{check_request, ExplainParams, Explanation, Progress};
-use super::gradient::{emit_whole_map, input_gradient, InputGradient};
+use super::explain::{announce, check_request, ExplainParams, Explanation, Progress};
+use super::gradient::{finish_one_pass, input_gradient, InputGradient};
 use super::windows::TileSchedule;
 
 pub fn saliency_explain(
@@ -27,16 +27,13 @@ pub fn saliency_explain(
         gradient,
     } = input_gradient(model, image, params)?;
     let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, params.tile_size);
-    if on_progress(Progress::Started {
-        probabilities: &probabilities,
+    announce(
+        on_progress,
+        &probabilities,
         predicted,
         explained,
-        total_windows: schedule.windows.len(),
-    })
-    .is_break()
-    {
-        return Err(EngineError::Cancelled);
-    }
+        schedule.windows.len(),
+    )?;
     let map: Vec<f32> = (0..shape.pixels())
         .map(|i| {
             (0..shape.channels)
@@ -44,16 +41,14 @@ pub fn saliency_explain(
                 .fold(0.0, f32::max)
         })
         .collect();
-    emit_whole_map(&map, &schedule, shape.width, on_progress)?;
-    Ok(Explanation {
-        probabilities,
-        predicted,
-        explained,
-        map_classes: vec![explained],
-        maps: vec![map],
-        sample_spread: None,
-        windows: shape.pixels(),
-        forward_passes: 1,
-        wall_seconds: started_at.elapsed().as_secs_f64(),
-    })
+    let prediction = (probabilities, predicted, explained);
+    finish_one_pass(
+        prediction,
+        map,
+        &schedule,
+        shape.width,
+        shape.pixels(),
+        started_at,
+        on_progress,
+    )
 }
