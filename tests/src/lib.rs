@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
 use lens_proto::v1::{ExplainEvent, ExplainRequest, ListPresetsRequest, Preset};
 use lens_worker::digits::DigitsKit;
-use lens_worker::server::{router, serve, LensService, Registry};
+use lens_worker::server::{router, serve, LensService, Limits, Registry};
+use lens_worker::store::SqliteStore;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -36,14 +39,94 @@ pub async fn start_worker() -> SocketAddr {
     start_worker_with(&root.join("models")).await
 }
 
-/// Starts the worker with the models of `models` (and the repository's data).
+/// Starts the worker with the models of `models` (and the repository's
+/// data), a fresh store and the default limits.
 pub async fn start_worker_with(models: &std::path::Path) -> SocketAddr {
+    start_worker_configured(models, &temp_folder("store"), Limits::default()).await
+}
+
+/// Starts the worker in-process with this store folder and these limits.
+pub async fn start_worker_configured(
+    models: &std::path::Path,
+    store: &Path,
+    limits: Limits,
+) -> SocketAddr {
     let registry = Registry::load(models, &repo_root().join("data"), tch::Device::Cpu);
-    let app = router(LensService::new(registry), &repo_root().join("dist"));
+    let store = Arc::new(SqliteStore::open(store).unwrap());
+    let app = router(
+        LensService::new(registry, store, limits),
+        &repo_root().join("dist"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { serve(listener, app).await.unwrap() });
     address
+}
+
+/// A new empty folder under the system's temporary folder.
+pub fn temp_folder(what: &str) -> PathBuf {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let folder = std::env::temp_dir().join(format!(
+        "lens-{what}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&folder).unwrap();
+    folder
+}
+
+/// The worker as a separate process (the `evidence-lens serve` binary), for
+/// tests that restart or kill it.
+pub struct ChildWorker {
+    pub process: std::process::Child,
+    pub address: SocketAddr,
+}
+
+impl ChildWorker {
+    /// Starts `evidence-lens serve` on a free port with this store folder.
+    pub fn start(store: &Path) -> ChildWorker {
+        use std::io::BufRead;
+        let root = repo_root();
+        let mut process = std::process::Command::new(worker_binary())
+            .current_dir(&root)
+            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The worker logs "Evidence Lens on http://ADDRESS" once it listens.
+        let mut lines = std::io::BufReader::new(process.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("the worker exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("Evidence Lens on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ChildWorker { process, address }
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(mut self) {
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+    }
+}
+
+impl Drop for ChildWorker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
 
 pub async fn native_client(address: SocketAddr) -> EvidenceLensClient<Channel> {
@@ -103,7 +186,31 @@ where
     <T::ResponseBody as tonic::codegen::Body>::Error:
         Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
-    let mut stream = client.explain(request).await?.into_inner();
+    let stream = client.explain(request).await?.into_inner();
+    drain(stream).await
+}
+
+/// Every event of a share link (live or stored) with the time it arrived.
+pub async fn watch_events<T>(
+    client: &mut EvidenceLensClient<T>,
+    id: &str,
+) -> Result<Vec<(Instant, ExplainEvent)>, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let request = lens_proto::v1::WatchRequest { id: id.to_string() };
+    let stream = client.watch(request).await?.into_inner();
+    drain(stream).await
+}
+
+/// Reads a stream to its end, noting when each event arrived.
+pub async fn drain(
+    mut stream: tonic::Streaming<ExplainEvent>,
+) -> Result<Vec<(Instant, ExplainEvent)>, tonic::Status> {
     let mut events = Vec::new();
     while let Some(event) = stream.message().await? {
         events.push((Instant::now(), event));

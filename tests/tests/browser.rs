@@ -93,10 +93,10 @@ fn most_mixed_preset() -> u8 {
             maps: MapClasses::All,
         };
         let fill = Pda {
-            sampler: &kit.sampler,
+            sampler: kit.sampler(),
             samples: SAMPLES,
         };
-        let result = explain(&kit.model, &image, &fill, &params, &mut |_| {
+        let result = explain(kit.classifier(), &image, &fill, &params, &mut |_| {
             ControlFlow::Continue(())
         })
         .unwrap();

@@ -47,10 +47,10 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
     let kit = load_kit();
     let image = digit_from_bytes(&seven.png).unwrap();
     let direct = explain(
-        &kit.model,
+        kit.classifier(),
         &image,
         &Pda {
-            sampler: &kit.sampler,
+            sampler: kit.sampler(),
             samples: 10,
         },
         &ExplainParams {

@@ -26,11 +26,11 @@ fn main() -> anyhow::Result<()> {
         maps: MapClasses::All,
     };
     let pda = Pda {
-        sampler: &kit.sampler,
+        sampler: kit.sampler(),
         samples: 10,
     };
     let efficient = EfficientPda {
-        sampler: &kit.sampler,
+        sampler: kit.sampler(),
     };
     println!(
         "device {device:?}, {} torch threads, k = 4, stride 1, batch 64, {rounds} rounds per digit",
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             values: values.clone(),
         };
         let time = |fill: &dyn WindowFill| -> anyhow::Result<(f64, usize)> {
-            let r = explain(&kit.model, &image, fill, &params, &mut |_| {
+            let r = explain(kit.classifier(), &image, fill, &params, &mut |_| {
                 ControlFlow::Continue(())
             })?;
             Ok((r.wall_seconds, r.forward_passes))

@@ -12,3 +12,4 @@ pub mod input;
 pub mod methods;
 pub mod models;
 pub mod server;
+pub mod store;

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lens_worker::digits::{self, mnist, train};
 use lens_worker::server;
-use tch::nn::VarStore;
+use lens_worker::store::{SqliteStore, Store};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,8 @@ enum Command {
         /// Folder with the built page (trunk's output).
         #[arg(long, default_value = "dist")]
         dist: PathBuf,
+        #[command(flatten)]
+        hosting: Hosting,
     },
     /// Explain an image or a folder of images: .npy maps, overlay PNGs and a
     /// JSON summary line per image on stdout.
@@ -72,6 +75,23 @@ enum Command {
     },
 }
 
+/// Where explanations are stored and the limits that keep a host alive.
+#[derive(clap::Args)]
+struct Hosting {
+    /// Folder of the explanation store (one SQLite file).
+    #[arg(long, default_value = "store")]
+    store: PathBuf,
+    /// Remove stored explanations after this many days (0: keep them).
+    #[arg(long, default_value_t = 0)]
+    retention_days: u64,
+    /// Explanations running or queued at most; more are refused as busy.
+    #[arg(long, default_value_t = server::Limits::default().jobs)]
+    max_jobs: usize,
+    /// Explanations one client (IP address) may have running or queued.
+    #[arg(long, default_value_t = server::Limits::default().per_client)]
+    per_client: usize,
+}
+
 fn main() {
     // Logs go to stderr: stdout carries the `explain` command's JSON.
     tracing_subscriber::fmt()
@@ -94,7 +114,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             models,
             data,
             dist,
-        } => serve(listen, models, data, dist),
+            hosting,
+        } => serve(listen, models, data, dist, hosting),
         Command::TrainDigits {
             data,
             models,
@@ -117,7 +138,13 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn serve(listen: SocketAddr, models: PathBuf, data: PathBuf, dist: PathBuf) -> anyhow::Result<()> {
+fn serve(
+    listen: SocketAddr,
+    models: PathBuf,
+    data: PathBuf,
+    dist: PathBuf,
+    hosting: Hosting,
+) -> anyhow::Result<()> {
     let device = tch::Device::cuda_if_available();
     let registry = server::Registry::load(&models, &data, device);
     anyhow::ensure!(
@@ -131,8 +158,19 @@ fn serve(listen: SocketAddr, models: PathBuf, data: PathBuf, dist: PathBuf) -> a
             dist.display()
         );
     }
-    let router = server::router(server::LensService::new(registry), &dist);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&hosting.store)?);
+    let limits = server::Limits {
+        jobs: hosting.max_jobs.max(1),
+        per_client: hosting.per_client.max(1),
+    };
+    let router = server::router(
+        server::LensService::new(registry, store.clone(), limits),
+        &dist,
+    );
     tokio::runtime::Runtime::new()?.block_on(async {
+        if hosting.retention_days > 0 {
+            server::spawn_retention(store, hosting.retention_days);
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -157,20 +195,20 @@ fn train_digits(data: PathBuf, models: PathBuf, epochs: usize) -> anyhow::Result
         split.train.len(),
         split.held_out.len()
     );
-    let vs: VarStore = train::train(&split.train, &config, device, &mut |line| {
+    let (mut vs, net) = train::train(&split.train, &config, device, &mut |line| {
         println!("{line}")
     })?;
-    std::fs::create_dir_all(&models)?;
-    let path = models.join(digits::WEIGHTS_FILE);
-    vs.save(&path)?;
-    let model = digits::DigitsModel::load(&path, split.train.len(), device)?;
-    let accuracy = train::accuracy(model.net(), &split.held_out, device);
+    let folder = models.join(lens_worker::models::DIGITS);
+    digits::export(&mut vs, &net, &split.train, &folder)?;
+    // Measured on the exported folder, so the export itself is checked.
+    let model = lens_worker::models::LoadedModel::load(&folder.to_string_lossy(), &models, device)?;
+    let accuracy = train::accuracy(model.classifier.as_ref(), &split.held_out);
     println!(
         "held-out accuracy: {:.2}% ({} digits)",
         accuracy * 100.0,
         split.held_out.len()
     );
-    println!("saved {}", path.display());
+    println!("saved {}", folder.display());
     Ok(())
 }
 

@@ -83,8 +83,6 @@ pub enum MethodError {
     },
     #[error("{model} has no training images for the marginal sampler")]
     NoTrainingImages { model: String },
-    #[error("the sampled mean draws from the marginal sampler, which {model} does not have")]
-    SampledMeanNeedsMarginal { model: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -107,25 +105,27 @@ pub fn window_fill<'a>(
         SamplerKind::Marginal => false,
         SamplerKind::Auto => model.statistics.is_some(),
     };
-    if conditional && choice.kind != MethodKind::SampledMean {
+    if conditional {
         let gaussian = model.conditional(window, choice.padding)?;
         return Ok(match choice.kind {
             MethodKind::Pda => Box::new(ConditionalPda { gaussian, samples }),
+            MethodKind::SampledMean => Box::new(SampledMean {
+                draws: ConditionalPda { gaussian, samples },
+            }),
             _ => Box::new(ConditionalMean { gaussian }),
         });
     }
-    let no_marginal = || match choice.kind {
-        MethodKind::SampledMean => MethodError::SampledMeanNeedsMarginal {
+    let sampler = model
+        .marginal
+        .as_ref()
+        .ok_or_else(|| MethodError::NoTrainingImages {
             model: model.name.clone(),
-        },
-        _ => MethodError::NoTrainingImages {
-            model: model.name.clone(),
-        },
-    };
-    let sampler = model.marginal.as_ref().ok_or_else(no_marginal)?;
+        })?;
     Ok(match choice.kind {
         MethodKind::Pda => Box::new(Pda { sampler, samples }),
-        MethodKind::SampledMean => Box::new(SampledMean { sampler, samples }),
+        MethodKind::SampledMean => Box::new(SampledMean {
+            draws: Pda { sampler, samples },
+        }),
         _ => Box::new(EfficientPda { sampler }),
     })
 }

@@ -98,10 +98,10 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
 
     // The explained map is the engine's, bit for bit.
     let expected = explain(
-        &kit.model,
+        kit.classifier(),
         &digit_from_bytes(&png).unwrap(),
         &Pda {
-            sampler: &kit.sampler,
+            sampler: kit.sampler(),
             samples: 4,
         },
         &ExplainParams {

@@ -6,9 +6,15 @@
 //! - `interior_moments_match_the_precision_form`
 //! - `border_windows_condition_on_the_visible_ring_only`
 //! - `samples_have_the_conditional_moments_and_stay_in_range`
+//! - `sampled_mean_of_conditional_draws_approaches_the_conditional_mean`
 //! - `fitted_statistics_match_a_brute_force_count_and_round_trip`
 
-use lens_worker::engine::{ConditionalGaussian, InputImage, InputShape, PatchStatistics, Window};
+use std::sync::Arc;
+
+use lens_worker::engine::{
+    ConditionalGaussian, ConditionalMean, ConditionalPda, InputImage, InputShape, PatchStatistics,
+    SampledMean, Window, WindowFill,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -243,6 +249,55 @@ fn samples_have_the_conditional_moments_and_stay_in_range() {
         narrow.sample(&image, window_at(1, 1), &mut rng, &mut out);
         assert!(out.iter().all(|v| (0.0..=0.25).contains(v)));
     }
+}
+
+/// The Fig. 15 variant with the conditional sampler: the average of S
+/// conditional draws tends to the conditional mean (error ~ 1/sqrt(S)).
+#[test]
+fn sampled_mean_of_conditional_draws_approaches_the_conditional_mean() {
+    let gaussian =
+        Arc::new(ConditionalGaussian::new(synthetic_statistics(), 1, (-1e9, 1e9), 0.0).unwrap());
+    let image = image();
+    let window = window_at(2, 2);
+    let mut mean = vec![0f32; CHANNELS];
+    ConditionalMean {
+        gaussian: gaussian.clone(),
+    }
+    .fill(&image, window, &mut ChaCha8Rng::seed_from_u64(0), &mut mean);
+    let error = |samples: usize| {
+        let fill = SampledMean {
+            draws: ConditionalPda {
+                gaussian: gaussian.clone(),
+                samples,
+            },
+        };
+        assert_eq!(fill.samples_per_window(), 1, "one pass per window");
+        assert_eq!(fill.fixed_window(), Some(1));
+        // Averaged over seeds, so the comparison is not one lucky draw.
+        (0..20u64)
+            .map(|seed| {
+                let mut out = vec![0f32; CHANNELS];
+                fill.fill(
+                    &image,
+                    window,
+                    &mut ChaCha8Rng::seed_from_u64(seed),
+                    &mut out,
+                );
+                out.iter()
+                    .zip(&mean)
+                    .map(|(a, b)| (a - b).abs() as f64)
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / 20.0
+    };
+    let (few, many, lots) = (error(1), error(100), error(10_000));
+    assert!(
+        many < few * 0.3 && lots < many * 0.3,
+        "{few} > {many} > {lots}"
+    );
+    let (_, covariance) = gaussian.moments(&image, window);
+    assert!(lots < 0.05 * covariance[0].sqrt(), "{lots}");
 }
 
 #[test]

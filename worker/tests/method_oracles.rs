@@ -11,7 +11,8 @@ mod common;
 use common::*;
 use lens_worker::engine::{
     coverage, explain, gradcam_explain, gradient_explain, saliency_explain, windows, Classifier,
-    EfficientPda, ExplainParams, InputImage, InputShape, Occlusion, Quantity, Rect, SampledMean,
+    EfficientPda, ExplainParams, InputImage, InputShape, Occlusion, Pda, Quantity, Rect,
+    SampledMean,
 };
 
 fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -60,8 +61,10 @@ fn sampled_mean_approaches_efficient_pda_as_samples_grow() {
     .unwrap();
     let error = |samples| {
         let fill = SampledMean {
-            sampler: &sampler,
-            samples,
+            draws: Pda {
+                sampler: &sampler,
+                samples,
+            },
         };
         let sampled = explain(&model, &test_image(), &fill, &p, &mut no_progress).unwrap();
         assert_eq!(

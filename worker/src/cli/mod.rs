@@ -117,10 +117,9 @@ pub struct ExplainArgs {
     /// Where the .npy and .png files go.
     #[arg(long, default_value = "explanations")]
     pub out: PathBuf,
+    /// The models folder (each model is a sub-folder with a model.toml).
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
 }
 
 /// Runs the command; returns how many images failed.
@@ -131,7 +130,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
         DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
         DeviceArg::Cuda => anyhow::bail!("--device cuda: no CUDA device is available"),
     };
-    let model = LoadedModel::load(&args.model, &args.models, &args.data, device)?;
+    let model = LoadedModel::load(&args.model, &args.models, device)?;
     let images = list_images(&args.input)?;
     let window = args.window.unwrap_or(match model.resize {
         Resize::MnistDigit => 4,

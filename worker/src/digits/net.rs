@@ -41,7 +41,7 @@ impl ModuleT for DigitsNet {
             .apply(&self.conv2)
             .relu()
             .max_pool2d_default(2)
-            .flat_view()
+            .flatten(1, -1) // not flat_view: its batch size would be traced as a constant
             .apply(&self.fc1)
             .relu()
             .dropout(0.5, train)

@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::mnist::{Digits, PIXELS, SIDE};
 use super::net::DigitsNet;
+use crate::engine::Classifier;
 
 pub struct TrainConfig {
     pub epochs: usize,
@@ -35,7 +36,7 @@ pub fn train(
     config: &TrainConfig,
     device: Device,
     log: &mut dyn FnMut(String),
-) -> Result<nn::VarStore, tch::TchError> {
+) -> Result<(nn::VarStore, DigitsNet), tch::TchError> {
     tch::manual_seed(config.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let vs = nn::VarStore::new(device);
@@ -67,11 +68,12 @@ pub fn train(
             loss_sum / batches as f64
         ));
     }
-    Ok(vs)
+    Ok((vs, net))
 }
 
-/// Fraction of `digits` the network classifies correctly.
-pub fn accuracy(net: &DigitsNet, digits: &Digits, device: Device) -> f64 {
+/// Fraction of `digits` the classifier gets right.
+pub fn accuracy(classifier: &dyn Classifier, digits: &Digits) -> f64 {
+    let device = classifier.device();
     let _guard = tch::no_grad_guard();
     let mut correct = 0i64;
     for start in (0..digits.len()).step_by(500) {
@@ -83,8 +85,8 @@ pub fn accuracy(net: &DigitsNet, digits: &Digits, device: Device) -> f64 {
             .iter()
             .map(|&l| l as i64)
             .collect();
-        let predicted = net
-            .forward_t(&images, false)
+        let predicted = classifier
+            .logits(&images)
             .argmax(-1, false)
             .to_device(Device::Cpu);
         correct += predicted

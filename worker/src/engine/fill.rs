@@ -54,29 +54,33 @@ impl WindowFill for EfficientPda<'_> {
 }
 
 /// The paper's Fig. 15 variant: the window replaced by the empirical mean of
-/// S samples, pushed through the network once. As S grows it approaches
-/// efficient PDA.
-pub struct SampledMean<'a> {
-    pub sampler: &'a MarginalSampler,
-    pub samples: usize,
+/// the S draws of a PDA fill (marginal or conditional), pushed through the
+/// network once. As S grows it approaches efficient PDA.
+pub struct SampledMean<F> {
+    /// The PDA fill whose draws are averaged; its S is the sample count.
+    pub draws: F,
 }
 
-impl WindowFill for SampledMean<'_> {
+impl<F: WindowFill> WindowFill for SampledMean<F> {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, _image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    fn fill(&self, image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        let samples = self.draws.samples_per_window();
         let mut draw = vec![0f32; out.len()];
         let mut sum = vec![0f64; out.len()];
-        for _ in 0..self.samples {
-            self.sampler.draw(window, rng, &mut draw);
+        for _ in 0..samples {
+            self.draws.fill(image, window, rng, &mut draw);
             for (s, v) in sum.iter_mut().zip(&draw) {
                 *s += *v as f64;
             }
         }
         for (o, s) in out.iter_mut().zip(&sum) {
-            *o = (s / self.samples as f64) as f32;
+            *o = (s / samples as f64) as f32;
         }
+    }
+    fn fixed_window(&self) -> Option<usize> {
+        self.draws.fixed_window()
     }
 }
 

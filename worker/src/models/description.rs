@@ -47,6 +47,10 @@ pub struct ModelDescription {
     /// to the description; the patch side l is stored in the file.
     #[serde(default)]
     pub statistics: Option<String>,
+    /// Training images for the marginal sampler: a safetensors file whose
+    /// tensor `images` is N x C x H x W in [0, 1], relative to the description.
+    #[serde(default)]
+    pub marginal: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

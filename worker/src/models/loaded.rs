@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 use super::description::Resize;
 use super::torchscript::{ModelError, TorchScriptModel};
-use crate::digits::{DigitsKit, LoadError};
 use crate::engine::{
     Classifier, ConditionalGaussian, EngineError, InputImage, InputShape, MarginalSampler,
     PatchStatistics,
@@ -39,34 +38,27 @@ const DATA_RANGE: (f32, f32) = (0.0, 1.0);
 #[derive(Debug, thiserror::Error)]
 pub enum LoadModelError {
     #[error(transparent)]
-    Digits(#[from] LoadError),
-    #[error(transparent)]
     Model(#[from] ModelError),
     #[error("patch statistics of {path}: {source}")]
     Statistics { path: String, source: EngineError },
+    #[error("training images {path}: {message}")]
+    Marginal { path: String, message: String },
 }
 
-/// The name that loads the built-in digits network.
+/// The id of the digits network (the default model of a request).
 pub const DIGITS: &str = "digits";
 
 impl LoadedModel {
-    /// `spec` is `digits` or a model folder (a path, or a name under `models`).
-    pub fn load(
-        spec: &str,
-        models: &Path,
-        data: &Path,
-        device: Device,
-    ) -> Result<Self, LoadModelError> {
-        if spec == DIGITS {
-            return Ok(Self::digits(DigitsKit::load(models, data, device)?));
-        }
+    /// `spec` is a model folder: a path, or a folder name under `models`.
+    pub fn load(spec: &str, models: &Path, device: Device) -> Result<Self, LoadModelError> {
         let folder = if Path::new(spec).join("model.toml").exists() {
             Path::new(spec).to_owned()
         } else {
             models.join(spec)
         };
         let model = TorchScriptModel::load(&folder, device)?;
-        let statistics = match &model.description().statistics {
+        let description = model.description();
+        let statistics = match &description.statistics {
             Some(file) => {
                 let path = folder.join(file);
                 Some(
@@ -78,27 +70,19 @@ impl LoadedModel {
             }
             None => None,
         };
+        let marginal = match &description.marginal {
+            Some(file) => Some(load_marginal(&folder.join(file), model.input_shape())?),
+            None => None,
+        };
         Ok(LoadedModel {
-            name: model.description().name.clone(),
+            name: description.name.clone(),
             class_names: model.class_names().to_vec(),
-            resize: model.description().resize,
+            resize: description.resize,
             classifier: Box::new(model),
-            marginal: None,
+            marginal,
             statistics,
             conditionals: Mutex::default(),
         })
-    }
-
-    pub fn digits(kit: DigitsKit) -> Self {
-        LoadedModel {
-            name: "Handwritten digits (six-layer CNN)".into(),
-            classifier: Box::new(kit.model),
-            class_names: (0..10).map(|c| c.to_string()).collect(),
-            resize: Resize::MnistDigit,
-            marginal: Some(kit.sampler),
-            statistics: None,
-            conditionals: Mutex::default(),
-        }
     }
 
     /// An upload converted to this model's input.
@@ -161,4 +145,27 @@ pub fn input_for(
         Resize::MnistDigit => input::digit_from_bytes(bytes),
         Resize::ImagenetCrop => input::photo_from_bytes(bytes, shape),
     }
+}
+
+/// The marginal sampler over the `images` tensor of a safetensors file.
+fn load_marginal(path: &Path, shape: InputShape) -> Result<MarginalSampler, LoadModelError> {
+    let invalid = |message: String| LoadModelError::Marginal {
+        path: path.display().to_string(),
+        message,
+    };
+    let tensors = Tensor::read_safetensors(path).map_err(|e| invalid(e.to_string()))?;
+    let (_, images) = tensors
+        .into_iter()
+        .find(|(name, _)| name == "images")
+        .ok_or_else(|| invalid("no tensor named `images`".into()))?;
+    let size = images.size();
+    let expected = [shape.channels, shape.height, shape.width].map(|d| d as i64);
+    if size.len() != 4 || size[1..] != expected || size[0] == 0 {
+        return Err(invalid(format!(
+            "images have shape {size:?}, the model takes N x {expected:?}"
+        )));
+    }
+    let values = Vec::<f32>::try_from(images.to_kind(Kind::Float).flatten(0, -1))
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(MarginalSampler::new(shape, values))
 }

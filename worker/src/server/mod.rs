@@ -4,6 +4,8 @@
 //! The gRPC-Web layer sits on the gRPC routes only (as a route layer); on the
 //! whole server it would answer plain page requests with 400.
 
+mod admission;
+mod live;
 mod registry;
 mod request;
 mod service;
@@ -17,6 +19,7 @@ use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
 use tower_http::services::ServeDir;
 
+pub use admission::Limits;
 pub use registry::{ModelSummary, Registry};
 pub use request::{DEFAULT_BATCH, DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
 pub use service::LensService;
@@ -34,7 +37,30 @@ pub fn router(service: LensService, dist: &Path) -> axum::Router {
         .fallback_service(ServeDir::new(dist))
 }
 
-/// Serves until the process ends.
+/// Serves until the process ends. The client's address travels with each
+/// request (for the per-client limit).
 pub async fn serve(listener: TcpListener, router: axum::Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}
+
+/// Removes stored explanations older than `days`, now and every hour.
+pub fn spawn_retention(store: std::sync::Arc<dyn crate::store::Store>, days: u64) {
+    let max_age = (days * 24 * 3600) as i64;
+    tokio::spawn(async move {
+        loop {
+            let store = store.clone();
+            let cutoff = crate::store::now_unix() - max_age;
+            match tokio::task::spawn_blocking(move || store.remove_older_than(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => tracing::info!("retention: removed {removed} explanations"),
+                Ok(Err(error)) => tracing::error!("retention: {error}"),
+                Err(error) => tracing::error!("retention: {error}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    });
 }

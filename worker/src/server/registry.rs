@@ -1,5 +1,5 @@
-//! The models the worker serves: the built-in digits network and every folder
-//! under the models folder that has a `model.toml`. A folder that fails to
+//! The models the worker serves: every folder under the models folder that
+//! has a `model.toml` (the digits network is one of them). A folder that fails to
 //! load is logged and listed as broken; the others still load.
 
 use std::path::Path;
@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use tch::Device;
 
-use crate::digits::DigitsKit;
+use crate::digits::held_out_presets;
 use crate::engine::InputShape;
-use crate::models::{LoadedModel, Resize, DIGITS};
+use crate::models::{LoadedModel, Resize};
 
 /// What requests are checked against, readable without locking the model.
 #[derive(Clone, Debug)]
@@ -50,15 +50,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads the digits from `models` and `data`, then every model folder.
+    /// Loads every model folder, the digit presets and the sample photos.
     pub fn load(models: &Path, data: &Path, device: Device) -> Registry {
         let mut registry = Registry::default();
-        match DigitsKit::load(models, data, device) {
-            Ok(mut kit) => {
-                registry.digit_presets = std::mem::take(&mut kit.presets);
-                registry.add(DIGITS, LoadedModel::digits(kit));
-            }
-            Err(error) => registry.report(DIGITS, error.to_string()),
+        match held_out_presets(data) {
+            Ok(presets) => registry.digit_presets = presets,
+            Err(error) => tracing::warn!("no digit presets: {error}"),
         }
         registry.photos = load_photos(&data.join("photos"));
         let mut folders: Vec<_> = std::fs::read_dir(models)
@@ -71,7 +68,7 @@ impl Registry {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            match LoadedModel::load(&folder.to_string_lossy(), models, data, device) {
+            match LoadedModel::load(&folder.to_string_lossy(), models, device) {
                 Ok(model) => registry.add(&id, model),
                 Err(error) => registry.report(&folder.display().to_string(), error.to_string()),
             }

@@ -7,6 +7,8 @@ use crate::engine::{ExplainParams, InputImage, MapClasses, Target};
 use crate::methods::{MethodChoice, MethodKind, SamplerKind};
 use crate::models::{input_for, DIGITS};
 
+use crate::store::{request_key, RequestKey};
+
 use super::registry::{Entry, ModelSummary, Registry};
 use super::status::ServiceError;
 
@@ -22,6 +24,10 @@ pub struct Job {
     pub image: InputImage,
     pub choice: MethodChoice,
     pub params: ExplainParams,
+    /// What identical requests share (see `store::request_key`).
+    pub key: RequestKey,
+    /// The request with every default filled in and the image left out.
+    pub resolved: ExplainRequest,
 }
 
 fn or_default(value: u32, default: usize) -> usize {
@@ -87,10 +93,53 @@ pub fn job_from_request(
         _ => 1,
     };
     params.validate(model.shape, model.class_names.len(), checked_samples)?;
+    let resolved = ExplainRequest {
+        image: Vec::new(),
+        method: wire_method(kind) as i32,
+        window: params.window as u32,
+        stride: params.stride as u32,
+        samples: Some(samples as u32),
+        seed: params.seed,
+        batch_size: params.batch_size as u32,
+        class_index: request.class_index,
+        tile_size: params.tile_size as u32,
+        model: model.id.clone(),
+        padding: choice.padding as u32,
+    };
+    // Batch and tile size do not change the result, so they are not part of
+    // the key; everything else is.
+    let settings = format!(
+        "{} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
+        model.id,
+        kind,
+        choice.sampler,
+        samples,
+        choice.padding,
+        choice.occlusion_value,
+        params.window,
+        params.stride,
+        params.seed,
+        params.target,
+        params.quantity,
+    );
     Ok(Job {
         model: model.id.clone(),
+        key: request_key(&request.image, &settings),
         image,
         choice,
         params,
+        resolved,
     })
+}
+
+fn wire_method(kind: MethodKind) -> WireMethod {
+    match kind {
+        MethodKind::Pda => WireMethod::Pda,
+        MethodKind::EfficientPda => WireMethod::EfficientPda,
+        MethodKind::SampledMean => WireMethod::SampledMean,
+        MethodKind::Gradient => WireMethod::Gradient,
+        MethodKind::Occlusion => WireMethod::Occlusion,
+        MethodKind::Saliency => WireMethod::Saliency,
+        MethodKind::GradCam => WireMethod::GradCam,
+    }
 }

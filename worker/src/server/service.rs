@@ -1,18 +1,24 @@
-//! The `EvidenceLens` gRPC service: validates a request against the model it
-//! names, runs the engine on a blocking thread that holds the model while it
-//! works, and streams events through a channel. A failed send means the
-//! client left, so the engine stops after the batch in flight.
+//! The `EvidenceLens` gRPC service. `Explain` validates a request, answers
+//! it from the store or joins an identical run when it can, and otherwise
+//! queues a job: a blocking thread that takes the device (one job at a time),
+//! runs the engine and publishes events to the run's viewers, the creator
+//! first among them. The finished explanation is stored before `Finished`
+//! goes out. When every viewer has left, the engine stops after the batch in
+//! flight.
 
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use lens_proto::v1::{
-    evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, ExplainEvent,
-    ExplainRequest, Finished, ListModelsRequest, ListModelsResponse, ListPresetsRequest,
-    ListPresetsResponse, ModelInfo, Picture, Preset, Started, Tile,
+    evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, DeleteRequest,
+    DeleteResponse, ExplainEvent, ExplainRequest, Finished, ListModelsRequest, ListModelsResponse,
+    ListPresetsRequest, ListPresetsResponse, ModelInfo, Picture, Preset, Started,
+    StoredExplanation, Tile, WatchRequest,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::digits::SHAPE as DIGIT_SHAPE;
@@ -20,21 +26,26 @@ use crate::engine::{EngineError, Progress};
 use crate::input::grey_png;
 use crate::methods;
 use crate::models::{LoadedModel, Resize};
+use crate::store::{self, Deletion, Record, Store};
 
+use super::admission::{Admission, Limits};
+use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id, Job};
 use super::status::ServiceError;
 
-/// Events buffered between the engine and a slow client.
-const STREAM_BUFFER: usize = 64;
-
 pub struct LensService {
     registry: Arc<Registry>,
     presets: Vec<Preset>,
+    store: Arc<dyn Store>,
+    live: Arc<LiveRuns>,
+    admission: Arc<Admission>,
+    /// Held by the job that runs; the others wait for it.
+    device: Arc<Mutex<()>>,
 }
 
 impl LensService {
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: Registry, store: Arc<dyn Store>, limits: Limits) -> Self {
         let presets = registry
             .digit_presets
             .iter()
@@ -48,37 +59,160 @@ impl LensService {
         LensService {
             registry: Arc::new(registry),
             presets,
+            store,
+            live: Arc::default(),
+            admission: Admission::new(limits),
+            device: Arc::default(),
         }
     }
 }
 
-type EventSender = mpsc::Sender<Result<ExplainEvent, Status>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<ExplainEvent, Status>> + Send>>;
+
+/// Runs a store call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(ServiceError::from)
+}
+
+fn event(event: Event) -> ExplainEvent {
+    ExplainEvent { event: Some(event) }
+}
+
+/// A stored explanation as a stream: Started, the whole map, Finished.
+fn replay(record: Record) -> EventStream {
+    let StoredExplanation {
+        started,
+        map,
+        finished,
+    } = record.explanation;
+    let finished = finished.map(|f| Finished {
+        replayed: true,
+        ..f
+    });
+    let events: Vec<Result<ExplainEvent, Status>> = [
+        started.map(Event::Started),
+        map.map(Event::Tile),
+        finished.map(Event::Finished),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|e| Ok(event(e)))
+    .collect();
+    Box::pin(tokio_stream::iter(events))
+}
+
+fn watch_live(run: &LiveRun) -> EventStream {
+    Box::pin(UnboundedReceiverStream::new(run.subscribe()))
+}
 
 #[tonic::async_trait]
 impl EvidenceLens for LensService {
-    type ExplainStream = ReceiverStream<Result<ExplainEvent, Status>>;
+    type ExplainStream = EventStream;
+    type WatchStream = EventStream;
 
     async fn explain(
         &self,
         request: Request<ExplainRequest>,
-    ) -> Result<Response<Self::ExplainStream>, Status> {
+    ) -> Result<Response<EventStream>, Status> {
+        let client = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .or_else(|| request.remote_addr().map(|a| a.ip()));
         let entry = model_by_id(&self.registry, &request.get_ref().model)?;
         let job = job_from_request(request.get_ref(), &entry.summary)?;
-        let class_names = entry.summary.class_names.clone();
-        let model = entry.model.clone();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let store = self.store.clone();
+        let key = job.key;
+        if let Some(record) =
+            blocking(move || store.find(&key)?.map_or(Ok(None), |id| store.load(&id))).await?
+        {
+            return Ok(Response::new(replay(record)));
+        }
+        let id = store::new_id();
+        let (run, is_new) = self.live.join_or_start(&id, job.key);
+        if !is_new {
+            return Ok(Response::new(watch_live(&run)));
+        }
+        let ticket = match self.admission.admit(client) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                self.live.remove(&id);
+                return Err(error.into());
+            }
+        };
+        let secret = store::new_secret();
+        let creator = watch_live(&run);
+        let context = JobContext {
+            id: id.clone(),
+            secret_hash: store::hash_secret(&secret),
+            class_names: entry.summary.class_names.clone(),
+            store: self.store.clone(),
+            run,
+            live: self.live.clone(),
+        };
+        let (model, device) = (entry.model.clone(), self.device.clone());
         tokio::task::spawn_blocking(move || {
-            let model = model
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Err(error) = run_job(&model, &job, &class_names, &tx) {
-                if !matches!(error, ServiceError::Engine(EngineError::Cancelled)) {
+            let _ticket = ticket;
+            let _device = device.lock().unwrap_or_else(|e| e.into_inner());
+            let model = model.lock().unwrap_or_else(|e| e.into_inner());
+            let outcome = run_job(&model, &job, &context);
+            match outcome {
+                Ok(()) | Err(ServiceError::Engine(EngineError::Cancelled)) => context.run.end(None),
+                Err(error) => {
                     tracing::warn!("explanation with {} failed: {error}", job.model);
-                    let _ = tx.blocking_send(Err(error.into()));
+                    context.run.end(Some(error.into()));
                 }
             }
+            context.live.remove(&context.id);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // Only the creator's stream carries the delete secret.
+        let with_secret = creator.map(move |item| {
+            item.map(|mut e| {
+                if let Some(Event::Started(started)) = &mut e.event {
+                    started.owner_secret = secret.clone();
+                }
+                e
+            })
+        });
+        Ok(Response::new(Box::pin(with_secret)))
+    }
+
+    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let id = request.into_inner().id;
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        if let Some(run) = self.live.get(&id) {
+            return Ok(Response::new(watch_live(&run)));
+        }
+        let store = self.store.clone();
+        let wanted = id.clone();
+        match blocking(move || store.load(&wanted)).await? {
+            Some(record) => Ok(Response::new(replay(record))),
+            None => Err(ServiceError::NotFound { id }.into()),
+        }
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let DeleteRequest { id, owner_secret } = request.into_inner();
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let store = self.store.clone();
+        let wanted = id.clone();
+        match blocking(move || store.delete(&wanted, &owner_secret)).await? {
+            Deletion::Deleted => Ok(Response::new(DeleteResponse {})),
+            Deletion::NotFound => Err(ServiceError::NotFound { id }.into()),
+            Deletion::WrongSecret => Err(ServiceError::WrongSecret { id }.into()),
+        }
     }
 
     async fn list_presets(
@@ -139,50 +273,64 @@ impl EvidenceLens for LensService {
     }
 }
 
-fn run_job(
-    model: &LoadedModel,
-    job: &Job,
-    class_names: &[String],
-    tx: &EventSender,
-) -> Result<(), ServiceError> {
+/// What a job needs beyond the model and the request.
+struct JobContext {
+    id: String,
+    secret_hash: [u8; 32],
+    class_names: Vec<String>,
+    store: Arc<dyn Store>,
+    run: Arc<LiveRun>,
+    live: Arc<LiveRuns>,
+}
+
+fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), ServiceError> {
     let fill = methods::window_fill(model, &job.choice, job.params.window)?;
-    let send = |event: Event| {
-        if tx
-            .blocking_send(Ok(ExplainEvent { event: Some(event) }))
-            .is_ok()
-        {
+    let run = &context.run;
+    let publish = |e: Event| {
+        run.publish(event(e));
+        if run.has_viewers() {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())
         }
     };
     let shape = job.image.shape;
+    let created_unix = store::now_unix();
+    let mut started_event = None;
     let mut on_progress = |progress: Progress| match progress {
         Progress::Started {
             probabilities,
             predicted,
             explained,
             total_windows,
-        } => send(Event::Started(Started {
-            input: Some(Picture {
-                width: shape.width as u32,
-                height: shape.height as u32,
-                channels: shape.channels as u32,
-                values: job.image.values.clone(),
-            }),
-            probabilities: probabilities.to_vec(),
-            predicted_class: predicted as u32,
-            explained_class: explained as u32,
-            total_windows: total_windows as u64,
-            class_names: class_names.to_vec(),
-        })),
+        } => {
+            let started = Started {
+                input: Some(Picture {
+                    width: shape.width as u32,
+                    height: shape.height as u32,
+                    channels: shape.channels as u32,
+                    values: job.image.values.clone(),
+                }),
+                probabilities: probabilities.to_vec(),
+                predicted_class: predicted as u32,
+                explained_class: explained as u32,
+                total_windows: total_windows as u64,
+                class_names: context.class_names.clone(),
+                id: context.id.clone(),
+                owner_secret: String::new(),
+                request: Some(job.resolved.clone()),
+                created_unix,
+            };
+            started_event = Some(started.clone());
+            publish(Event::Started(started))
+        }
         Progress::Batch {
             tiles,
             windows_done,
             total_windows,
         } => {
             for tile in tiles {
-                send(Event::Tile(Tile {
+                publish(Event::Tile(Tile {
                     x: tile.rect.x as u32,
                     y: tile.rect.y as u32,
                     width: tile.rect.width as u32,
@@ -192,11 +340,7 @@ fn run_job(
                     total_windows: total_windows as u64,
                 }))?;
             }
-            if tx.is_closed() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
+            ControlFlow::Continue(())
         }
     };
     let explanation = methods::run(
@@ -208,7 +352,7 @@ fn run_job(
         &mut on_progress,
     )?;
     let map = explanation.map();
-    let _ = send(Event::Finished(Finished {
+    let mut finished = Finished {
         wall_seconds: explanation.wall_seconds,
         windows_per_second: explanation.windows as f64 / explanation.wall_seconds.max(1e-9),
         forward_passes: explanation.forward_passes as u64,
@@ -217,6 +361,39 @@ fn run_job(
         probabilities: explanation.probabilities.clone(),
         explained_class: explanation.explained as u32,
         sample_spread: explanation.sample_spread.clone().unwrap_or_default(),
-    }));
+        replayed: false,
+        id: context.id.clone(),
+    };
+    let record = Record {
+        id: context.id.clone(),
+        request_key: job.key,
+        secret_hash: context.secret_hash,
+        created_unix,
+        model: job.model.clone(),
+        method: format!("{:?}", job.choice.kind),
+        explanation: StoredExplanation {
+            started: started_event,
+            map: Some(Tile {
+                x: 0,
+                y: 0,
+                width: shape.width as u32,
+                height: shape.height as u32,
+                values: map.to_vec(),
+                windows_done: explanation.windows as u64,
+                total_windows: explanation.windows as u64,
+            }),
+            finished: Some(finished.clone()),
+        },
+    };
+    // Stored before Finished goes out: a client that saw Finished can rely
+    // on the link.
+    if let Err(error) = context.store.save(&record) {
+        tracing::error!("could not store explanation {}: {error}", context.id);
+        finished.id.clear();
+    }
+    // From here on the link opens the stored result; whoever subscribed
+    // before still gets Finished from the run.
+    context.live.remove(&context.id);
+    let _ = publish(Event::Finished(finished));
     Ok(())
 }

@@ -16,6 +16,20 @@ pub enum ServiceError {
     Method(#[from] MethodError),
     #[error("there is no model {id:?}; the models are: {available}")]
     UnknownModel { id: String, available: String },
+    #[error("the worker is busy ({jobs} explanations running or queued): try again in a minute")]
+    Busy { jobs: usize },
+    #[error("you already have {limit} explanations running: wait for one to finish")]
+    TooManyRuns { limit: usize },
+    #[error("{id:?} is not a share link id (32 hex digits)")]
+    BadId { id: String },
+    #[error("there is no explanation {id} (it may have been deleted or expired)")]
+    NotFound { id: String },
+    #[error("only the creator of {id} can delete it: the secret does not match")]
+    WrongSecret { id: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<ServiceError> for Status {
@@ -29,9 +43,15 @@ impl From<ServiceError> for Status {
             ServiceError::Method(MethodError::Engine(e)) if !e.is_invalid_argument() => {
                 Status::internal(message)
             }
-            ServiceError::Method(_) | ServiceError::UnknownModel { .. } => {
-                Status::invalid_argument(message)
+            ServiceError::Method(_)
+            | ServiceError::UnknownModel { .. }
+            | ServiceError::BadId { .. } => Status::invalid_argument(message),
+            ServiceError::Busy { .. } | ServiceError::TooManyRuns { .. } => {
+                Status::resource_exhausted(message)
             }
+            ServiceError::NotFound { .. } => Status::not_found(message),
+            ServiceError::WrongSecret { .. } => Status::permission_denied(message),
+            ServiceError::Store(_) | ServiceError::Internal(_) => Status::internal(message),
         }
     }
 }

@@ -1,0 +1,128 @@
+//! The store with the real worker binary as a child process: explanations
+//! survive a restart unchanged, and a worker killed with SIGKILL while it
+//! writes leaves a database that opens cleanly, holds only whole rows and
+//! keeps every explanation whose end a client saw.
+//!
+//! - `a_stored_explanation_survives_a_restart_unchanged`
+//! - `a_kill_mid_write_leaves_whole_rows_only`
+
+use std::time::Duration;
+
+use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
+use lens_tests::{
+    assemble, collect_events, native_client, preset, temp_folder, watch_events, ChildWorker,
+};
+use lens_worker::store::{SqliteStore, Store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_explanation_survives_a_restart_unchanged() {
+    let store = temp_folder("store");
+    let worker = ChildWorker::start(&store);
+    let mut client = native_client(worker.address).await;
+    let image = preset(&mut client, 4).await.png;
+    let request = ExplainRequest {
+        image,
+        method: Method::Pda as i32,
+        window: 4,
+        samples: Some(3),
+        seed: 11,
+        ..Default::default()
+    };
+    let original = assemble(collect_events(&mut client, request.clone()).await.unwrap());
+    worker.kill();
+
+    let restarted = ChildWorker::start(&store);
+    let mut client = native_client(restarted.address).await;
+    let reopened = assemble(
+        watch_events(&mut client, &original.started.id)
+            .await
+            .unwrap(),
+    );
+    assert!(reopened.finished.replayed, "no recomputation");
+    assert_eq!(reopened.map, original.map, "bit for bit");
+    assert_eq!(reopened.started.input, original.started.input);
+    assert_eq!(reopened.started.request, original.started.request);
+    assert_eq!(
+        reopened.started.probabilities,
+        original.started.probabilities
+    );
+    assert_eq!(
+        reopened.finished.sample_spread,
+        original.finished.sample_spread
+    );
+    assert_eq!(
+        reopened.finished.wall_seconds,
+        original.finished.wall_seconds
+    );
+    // The same request after the restart is answered from the store too.
+    let again = assemble(collect_events(&mut client, request).await.unwrap());
+    assert!(again.finished.replayed);
+    assert_eq!(again.started.id, original.started.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_write_leaves_whole_rows_only() {
+    let store = temp_folder("store");
+    let mut acknowledged = Vec::new();
+    // Kill after different delays, so the kills land at different points of
+    // the write cycle (between runs, mid-run, mid-commit).
+    for (round, kill_after_ms) in [350u64, 800, 1300].into_iter().enumerate() {
+        let worker = ChildWorker::start(&store);
+        let mut client = native_client(worker.address).await;
+        let image = preset(&mut client, round as u32).await.png;
+        // Quick, distinct explanations (a new seed each): one stored row
+        // every few milliseconds.
+        let writer = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for seed in 0.. {
+                let request = ExplainRequest {
+                    image: image.clone(),
+                    method: Method::SampledMean as i32,
+                    window: 4,
+                    stride: 4,
+                    samples: Some(2),
+                    seed,
+                    ..Default::default()
+                };
+                match collect_events(&mut client, request).await {
+                    Ok(events) => seen.push(assemble(events).finished.id),
+                    Err(_) => break, // the worker is gone
+                }
+            }
+            seen
+        });
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        worker.kill();
+        let seen = tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the client notices the kill")
+            .unwrap();
+        assert!(!seen.is_empty(), "round {round}: some runs finished");
+        acknowledged.extend(seen);
+
+        let opened = SqliteStore::open(&store).unwrap();
+        assert_eq!(opened.integrity_check().unwrap(), "ok");
+        let ids = opened.ids().unwrap();
+        for id in &acknowledged {
+            assert!(ids.contains(id), "a run whose end was seen is stored");
+        }
+        for id in &ids {
+            let record = opened.load(id).unwrap().expect("listed rows load");
+            let stored = record.explanation;
+            let started = stored.started.expect("whole row: Started");
+            let map = stored.map.expect("whole row: map");
+            let finished = stored.finished.expect("whole row: Finished");
+            assert_eq!(map.values.len(), 28 * 28);
+            assert_eq!(started.id, *id);
+            assert_eq!(finished.id, *id);
+            assert!(map.values.iter().all(|v| v.is_finite()));
+        }
+    }
+    // And the worker starts and serves on the store it was killed over.
+    let worker = ChildWorker::start(&store);
+    let mut client = native_client(worker.address).await;
+    client.list_models(ListModelsRequest {}).await.unwrap();
+    let last = acknowledged.last().unwrap();
+    let reopened = assemble(watch_events(&mut client, last).await.unwrap());
+    assert!(reopened.finished.replayed);
+}
