@@ -7,11 +7,14 @@
 //! hooks the headless-browser test reads.
 
 mod client;
+mod export;
 mod heatmap;
+mod link;
 
 use js_sys::{Array, Uint8Array};
 use lens_proto::v1::{
-    explain_event::Event, ExplainRequest, ListModelsRequest, ListPresetsRequest, Method, ModelInfo,
+    explain_event::Event, DeleteRequest, ExplainEvent, ExplainRequest, ListModelsRequest,
+    ListPresetsRequest, Method, ModelInfo, WatchRequest,
 };
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -62,6 +65,20 @@ const METHODS: [(Method, &str, &str); 7] = [
     ),
 ];
 
+fn method_value(method: Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|(m, _, _)| *m == method)
+        .map_or("efficient", |(_, value, _)| value)
+}
+
+fn method_from_value(value: &str) -> Option<Method> {
+    METHODS
+        .iter()
+        .find(|(_, v, _)| *v == value)
+        .map(|(m, _, _)| *m)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Idle,
@@ -99,6 +116,10 @@ struct RunView {
     elapsed_ms: f64,
     windows_per_second: f64,
     first_tile_ms: Option<f64>,
+    /// Shown from the store, not computed now.
+    replayed: bool,
+    /// The computation's own time (as stored).
+    wall_seconds: f64,
 }
 
 impl RunView {
@@ -127,6 +148,8 @@ impl Default for RunView {
             elapsed_ms: 0.0,
             windows_per_second: 0.0,
             first_tile_ms: None,
+            replayed: false,
+            wall_seconds: 0.0,
         }
     }
 }
@@ -148,19 +171,50 @@ fn object_url(bytes: &[u8], mime: &str) -> String {
 
 #[component]
 pub fn App() -> impl IntoView {
+    // Settings start from the address, so a copied link shows the same view.
+    let from_link = link::read();
     let presets = RwSignal::new(Vec::<(u32, Chosen)>::new());
     let models = RwSignal::new(Vec::<ModelInfo>::new());
-    let model_id = RwSignal::new(String::from("digits"));
+    let model_id = RwSignal::new(from_link.model.clone().unwrap_or_else(|| "digits".into()));
     let chosen = RwSignal::new(None::<Chosen>);
-    let method = RwSignal::new(Method::EfficientPda);
-    let window = RwSignal::new(4u32);
-    let stride = RwSignal::new(1u32);
-    let samples = RwSignal::new(10u32);
-    let show_spread = RwSignal::new(false);
+    let method = RwSignal::new(
+        from_link
+            .method
+            .as_deref()
+            .and_then(method_from_value)
+            .unwrap_or(Method::EfficientPda),
+    );
+    let window = RwSignal::new(from_link.window.unwrap_or(4));
+    let stride = RwSignal::new(from_link.stride.unwrap_or(1));
+    let samples = RwSignal::new(from_link.samples.unwrap_or(10));
+    let show_spread = RwSignal::new(from_link.view.as_deref() == Some("spread"));
     // The finished map, kept to repaint when the view switches.
     let finished_map = RwSignal::new(Heatmap::default());
-    let class_choice = RwSignal::new(None::<u32>);
-    let opacity = RwSignal::new(0.8f64);
+    let class_choice = RwSignal::new(from_link.class);
+    let opacity = RwSignal::new(from_link.opacity.unwrap_or(0.8).clamp(0.0, 1.0));
+    // The explanation on screen (its share id), and whether this browser
+    // created it (then it holds the delete secret).
+    let share_id = RwSignal::new(from_link.explanation.clone());
+    let notice = RwSignal::new(None::<String>);
+    let page_state = move || link::PageState {
+        model: Some(model_id.get()),
+        method: Some(method_value(method.get()).to_string()),
+        window: Some(window.get()),
+        stride: Some(stride.get()),
+        samples: Some(samples.get()),
+        class: class_choice.get(),
+        opacity: Some(opacity.get()),
+        view: Some(
+            if show_spread.get() {
+                "spread"
+            } else {
+                "evidence"
+            }
+            .to_string(),
+        ),
+        explanation: share_id.get(),
+    };
+    Effect::new(move |_| link::write(&page_state()));
     let run = RwSignal::new(RunView::default());
     // Bumped by every new run; an older run's loop sees it and stops reading.
     let generation = RwSignal::new(0u64);
@@ -213,6 +267,109 @@ pub fn App() -> impl IntoView {
         });
     });
 
+    let start_run = move |_this_run: u64| {
+        run.set(RunView {
+            phase: Phase::Running,
+            ..Default::default()
+        });
+        notice.set(None);
+        finished_map.set(Heatmap::default());
+    };
+    let fail = move |this_run: u64, message: String| {
+        if generation.get_untracked() == this_run {
+            run.update(|r| {
+                r.phase = Phase::Failed;
+                r.error = Some(message);
+            })
+        }
+    };
+    // Paints one explanation's events as they come, for a new run and for a
+    // watched one alike.
+    let follow = move |mut stream: tonic::Streaming<ExplainEvent>, this_run: u64| async move {
+        let started = now_ms();
+        let mut map = Heatmap::default();
+        loop {
+            let event = match stream.message().await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(status) => return fail(this_run, client::readable(&status)),
+            };
+            if generation.get_untracked() != this_run {
+                return; // A newer run owns the page; dropping the stream ends this one.
+            }
+            let elapsed_ms = now_ms() - started;
+            match event.event {
+                Some(Event::Started(s)) => {
+                    if let Some(input) = &s.input {
+                        let pixels = picture_rgba(input);
+                        for canvas in [input_canvas, under_canvas] {
+                            if let Some(c) = canvas.get_untracked() {
+                                paint(&c, input.width, input.height, &pixels);
+                            }
+                        }
+                        map = Heatmap::new(input.width, input.height);
+                        if let Some(c) = heat_canvas.get_untracked() {
+                            paint(&c, map.width, map.height, &map.rgba());
+                        }
+                    }
+                    if !s.owner_secret.is_empty() {
+                        link::secrets::remember(&s.id, &s.owner_secret);
+                    }
+                    if let Some(asked) = &s.request {
+                        // A watched explanation brings its own settings.
+                        model_id.set(asked.model.clone());
+                        method.set(asked.method());
+                        window.set(asked.window);
+                        stride.set(asked.stride);
+                        samples.set(asked.samples.unwrap_or(10));
+                        class_choice.set(asked.class_index);
+                    }
+                    share_id.set(Some(s.id.clone()).filter(|id| !id.is_empty()));
+                    run.update(|r| {
+                        r.probabilities = s.probabilities;
+                        r.class_names = s.class_names;
+                        r.predicted = s.predicted_class;
+                        r.explained = s.explained_class;
+                        r.total_windows = s.total_windows;
+                        r.elapsed_ms = elapsed_ms;
+                    });
+                }
+                Some(Event::Tile(tile)) => {
+                    map.apply(&tile);
+                    if let Some(c) = heat_canvas.get_untracked() {
+                        paint(&c, map.width, map.height, &map.rgba());
+                    }
+                    let scale = map.scale();
+                    run.update(|r| {
+                        r.tiles += 1;
+                        r.windows_done = tile.windows_done;
+                        r.total_windows = tile.total_windows;
+                        r.scale = scale;
+                        r.elapsed_ms = elapsed_ms;
+                        r.first_tile_ms.get_or_insert(elapsed_ms);
+                    });
+                }
+                Some(Event::Finished(f)) => {
+                    finished_map.set(map.clone());
+                    run.update(|r| {
+                        r.spread = f.sample_spread;
+                        r.phase = Phase::Done;
+                        r.replayed = f.replayed;
+                        r.wall_seconds = f.wall_seconds;
+                        r.elapsed_ms = elapsed_ms;
+                        r.windows_per_second = f.windows_per_second;
+                    });
+                    return;
+                }
+                None => {}
+            }
+        }
+        fail(
+            this_run,
+            "The worker ended the stream before the explanation finished.".into(),
+        );
+    };
+
     let explain = move || {
         let Some(image) = chosen.get_untracked() else {
             run.set(RunView {
@@ -234,90 +391,32 @@ pub fn App() -> impl IntoView {
             model: model_id.get_untracked(),
             ..Default::default()
         };
-        run.set(RunView {
-            phase: Phase::Running,
-            ..Default::default()
-        });
-        finished_map.set(Heatmap::default());
+        share_id.set(None);
+        start_run(this_run);
         spawn_local(async move {
-            let started = now_ms();
-            let fail = move |message: String| {
-                if generation.get_untracked() == this_run {
-                    run.update(|r| {
-                        r.phase = Phase::Failed;
-                        r.error = Some(message);
-                    })
-                }
-            };
-            let mut stream = match client::worker().explain(request).await {
-                Ok(response) => response.into_inner(),
-                Err(status) => return fail(client::readable(&status)),
-            };
-            let mut map = Heatmap::default();
-            loop {
-                let event = match stream.message().await {
-                    Ok(Some(event)) => event,
-                    Ok(None) => break,
-                    Err(status) => return fail(client::readable(&status)),
-                };
-                if generation.get_untracked() != this_run {
-                    return; // A newer run owns the page; dropping the stream ends this one.
-                }
-                let elapsed_ms = now_ms() - started;
-                match event.event {
-                    Some(Event::Started(s)) => {
-                        if let Some(input) = &s.input {
-                            let grey = picture_rgba(input);
-                            for canvas in [input_canvas, under_canvas] {
-                                if let Some(c) = canvas.get_untracked() {
-                                    paint(&c, input.width, input.height, &grey);
-                                }
-                            }
-                            map = Heatmap::new(input.width, input.height);
-                            if let Some(c) = heat_canvas.get_untracked() {
-                                paint(&c, map.width, map.height, &map.rgba());
-                            }
-                        }
-                        run.update(|r| {
-                            r.probabilities = s.probabilities;
-                            r.class_names = s.class_names;
-                            r.predicted = s.predicted_class;
-                            r.explained = s.explained_class;
-                            r.total_windows = s.total_windows;
-                            r.elapsed_ms = elapsed_ms;
-                        });
-                    }
-                    Some(Event::Tile(tile)) => {
-                        map.apply(&tile);
-                        if let Some(c) = heat_canvas.get_untracked() {
-                            paint(&c, map.width, map.height, &map.rgba());
-                        }
-                        let scale = map.scale();
-                        run.update(|r| {
-                            r.tiles += 1;
-                            r.windows_done = tile.windows_done;
-                            r.total_windows = tile.total_windows;
-                            r.scale = scale;
-                            r.elapsed_ms = elapsed_ms;
-                            r.first_tile_ms.get_or_insert(elapsed_ms);
-                        });
-                    }
-                    Some(Event::Finished(f)) => {
-                        finished_map.set(map.clone());
-                        run.update(|r| {
-                            r.spread = f.sample_spread;
-                            r.phase = Phase::Done;
-                            r.elapsed_ms = elapsed_ms;
-                            r.windows_per_second = f.windows_per_second;
-                        });
-                        return;
-                    }
-                    None => {}
-                }
+            match client::worker().explain(request).await {
+                Ok(response) => follow(response.into_inner(), this_run).await,
+                Err(status) => fail(this_run, client::readable(&status)),
             }
-            fail("The worker ended the stream before the explanation finished.".into());
         });
     };
+
+    // Opens a share link: the run live if it is still going, else the stored
+    // result at once.
+    let watch = move |id: String| {
+        let this_run = generation.get_untracked() + 1;
+        generation.set(this_run);
+        start_run(this_run);
+        spawn_local(async move {
+            match client::worker().watch(WatchRequest { id }).await {
+                Ok(response) => follow(response.into_inner(), this_run).await,
+                Err(status) => fail(this_run, client::readable(&status)),
+            }
+        });
+    };
+    if let Some(id) = from_link.explanation.clone() {
+        watch(id);
+    }
 
     // The uncertainty view paints the sample spread (white to purple)
     // instead of the evidence, and back.
@@ -339,6 +438,55 @@ pub fn App() -> impl IntoView {
             paint(&canvas, map.width, map.height, &map.rgba());
         }
     });
+
+    let delete = move |_| {
+        let Some(id) = share_id.get_untracked() else {
+            return;
+        };
+        let Some(owner_secret) = link::secrets::get(&id) else {
+            return;
+        };
+        spawn_local(async move {
+            let request = DeleteRequest {
+                id: id.clone(),
+                owner_secret,
+            };
+            match client::worker().delete(request).await {
+                Ok(_) => {
+                    link::secrets::forget(&id);
+                    share_id.set(None);
+                    notice.set(Some("Deleted: the link no longer opens.".into()));
+                }
+                Err(status) => notice.set(Some(client::readable(&status))),
+            }
+        });
+    };
+    let file_stem = move || format!("evidence-{}", share_id.get_untracked().unwrap_or_default());
+    let download_npy = move |_| {
+        let map = finished_map.get_untracked();
+        if !map.values.is_empty() {
+            let bytes = export::npy(&map.values, map.width, map.height);
+            export::download(
+                &bytes,
+                "application/octet-stream",
+                &format!("{}.npy", file_stem()),
+            );
+        }
+    };
+    let download_map = move |_| {
+        if let Some(heat) = heat_canvas.get_untracked() {
+            export::download_canvas(&heat, &format!("{}-map.png", file_stem()));
+        }
+    };
+    let download_overlay = move |_| {
+        if let (Some(under), Some(heat)) =
+            (under_canvas.get_untracked(), heat_canvas.get_untracked())
+        {
+            if let Some(canvas) = export::overlay(&under, &heat, opacity.get_untracked()) {
+                export::download_canvas(&canvas, &format!("{}-overlay.png", file_stem()));
+            }
+        }
+    };
 
     let choose = move |image: Chosen| {
         chosen.set(Some(image));
@@ -464,9 +612,8 @@ pub fn App() -> impl IntoView {
                     <select
                         data-testid="method"
                         on:change=move |ev| {
-                            let value = event_target_value(&ev);
-                            if let Some((m, _, _)) = METHODS.iter().find(|(_, v, _)| *v == value) {
-                                method.set(*m);
+                            if let Some(m) = method_from_value(&event_target_value(&ev)) {
+                                method.set(m);
                             }
                         }
                     >
@@ -520,12 +667,17 @@ pub fn App() -> impl IntoView {
                     data-total-windows=move || run.with(|r| r.total_windows.to_string())
                     data-first-tile-ms=move || run.with(|r| r.first_tile_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
                     data-elapsed-ms=move || run.with(|r| format!("{:.1}", r.elapsed_ms))
+                    data-replayed=move || run.with(|r| r.replayed.to_string())
                 >
                     {move || run.with(|r| match r.phase {
                         Phase::Idle => "Pick a digit to start.".to_string(),
                         Phase::Running => format!(
                             "Computing… {} of {} windows, {:.1} s",
                             r.windows_done, r.total_windows, r.elapsed_ms / 1000.0
+                        ),
+                        Phase::Done if r.replayed => format!(
+                            "Stored explanation: {} windows, computed in {:.2} s, opened in {:.2} s",
+                            r.total_windows, r.wall_seconds, r.elapsed_ms / 1000.0
                         ),
                         Phase::Done => format!(
                             "Done: {} windows in {:.2} s ({:.0} windows per second)",
@@ -611,6 +763,29 @@ pub fn App() -> impl IntoView {
                             .collect_view()
                     })}
                 </ol>
+                <Show when=move || share_id.get().is_some()>
+                    <div class="share" data-testid="share">
+                        <label>
+                            "Share link "
+                            <input readonly data-testid="share-link"
+                                prop:value=move || link::share_url(&page_state()) />
+                        </label>
+                        <Show when=move || run.with(|r| r.phase == Phase::Done)>
+                            <span class="downloads">
+                                "Download: "
+                                <button data-testid="download-npy" on:click=download_npy>"map (.npy)"</button>
+                                <button data-testid="download-map" on:click=download_map>"map (PNG)"</button>
+                                <button data-testid="download-overlay" on:click=download_overlay>"overlay (PNG)"</button>
+                            </span>
+                        </Show>
+                        <Show when=move || share_id.get().and_then(|id| link::secrets::get(&id)).is_some()>
+                            <button class="delete" data-testid="delete" on:click=delete>"Delete this explanation"</button>
+                        </Show>
+                    </div>
+                </Show>
+                <Show when=move || notice.get().is_some()>
+                    <p class="notice" data-testid="notice">{move || notice.get().unwrap_or_default()}</p>
+                </Show>
                 <Show when=move || run.with(|r| !r.probabilities.is_empty())>
                     <p class="predicted" data-testid="predicted">
                         {move || run.with(|r| format!("Predicted: {} (p = {:.3})", r.class_name(r.predicted),

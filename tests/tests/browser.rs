@@ -1,6 +1,8 @@
 //! The served page in a real headless Chromium (Debian's, driven through
 //! chromedriver): pick a preset digit, watch tiles arrive, check the
-//! finished heatmap, and check that a bad request shows a readable error.
+//! finished heatmap, and check that a bad request shows a readable error;
+//! explain a photo; share a run with a second live viewer and open its link
+//! again after a worker restart.
 
 use std::net::TcpListener;
 use std::ops::ControlFlow;
@@ -8,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use lens_tests::{load_kit, repo_root, start_worker};
+use lens_tests::{load_kit, repo_root, start_worker, temp_folder, ChildWorker};
 use lens_worker::digits::SHAPE;
 use lens_worker::engine::{explain, ExplainParams, InputImage, MapClasses, Pda, Quantity, Target};
 use lens_worker::server::{DEFAULT_BATCH, DEFAULT_TILE};
@@ -334,4 +336,119 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
     assert!(counts[3] > 0, "some evidence is visible: {counts:?}");
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profile);
+}
+
+/// The heat canvas's RGBA bytes.
+async fn heat_pixels(client: &Client) -> Vec<u8> {
+    let pixels = client
+        .execute(
+            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
+               return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(pixels).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_run_is_watched_live_and_opens_again_after_a_restart() {
+    let store = temp_folder("store");
+    let worker = ChildWorker::start(&store);
+    let driver = start_chromedriver();
+    let teacher = open_browser(&driver, &temp_folder("chromium-teacher")).await;
+    teacher
+        .goto(&format!("http://{}/", worker.address))
+        .await
+        .unwrap();
+    let preset = teacher
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=preset-2]"))
+        .await
+        .expect("presets load over gRPC-Web");
+    // PDA with S = 100: tens of seconds, time for a student to join.
+    teacher
+        .find(Locator::Css("[data-testid=method]"))
+        .await
+        .unwrap()
+        .select_by_value("pda")
+        .await
+        .unwrap();
+    let samples = teacher
+        .find(Locator::Css("[data-testid=samples]"))
+        .await
+        .unwrap();
+    samples.clear().await.unwrap();
+    samples.send_keys("100").await.unwrap();
+    preset.click().await.unwrap();
+    let link = teacher
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=share-link]"))
+        .await
+        .expect("a running explanation has a link")
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let query = link.split_once('?').unwrap().1.to_string();
+    assert!(
+        query.contains("method=pda") && query.contains("S=100"),
+        "{query}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&teacher, "data-tiles").await == "0" {
+        assert!(Instant::now() < deadline, "no tile arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A student opens the link mid-run, in a browser of their own.
+    let student = open_browser(&driver, &temp_folder("chromium-student")).await;
+    student.goto(&link).await.unwrap();
+    assert_eq!(wait_until_not_running(&student).await, "done");
+    assert_eq!(wait_until_not_running(&teacher).await, "done");
+    assert_eq!(
+        status(&student, "data-replayed").await,
+        "false",
+        "the student watched the run live"
+    );
+    let teachers = heat_pixels(&teacher).await;
+    assert_eq!(teachers.len(), 28 * 28 * 4);
+    assert_eq!(heat_pixels(&student).await, teachers, "identical canvases");
+    assert!(
+        student
+            .find(Locator::Css("[data-testid=delete]"))
+            .await
+            .is_err(),
+        "only the creator's browser can delete"
+    );
+    assert!(teacher
+        .find(Locator::Css("[data-testid=delete]"))
+        .await
+        .is_ok());
+    teacher.close().await.unwrap();
+    student.close().await.unwrap();
+
+    // After a restart (new port), a fresh browser opens the same link.
+    worker.kill();
+    let worker = ChildWorker::start(&store);
+    let later = open_browser(&driver, &temp_folder("chromium-later")).await;
+    later
+        .goto(&format!("http://{}/?{query}", worker.address))
+        .await
+        .unwrap();
+    assert_eq!(wait_until_not_running(&later).await, "done");
+    assert_eq!(
+        status(&later, "data-replayed").await,
+        "true",
+        "from the store"
+    );
+    assert_eq!(heat_pixels(&later).await, teachers, "the same map");
+    let address = later.current_url().await.unwrap();
+    assert!(
+        address.query().unwrap_or_default().contains("method=pda"),
+        "the page's state is in its address: {address}"
+    );
+    later.close().await.unwrap();
 }

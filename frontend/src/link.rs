@@ -1,0 +1,112 @@
+//! The page's state in its address, so that copying the address bar
+//! reproduces the same view (as TensorFlow Playground does): model, method,
+//! parameters, class, overlay opacity, view, and the explanation shown.
+
+use web_sys::UrlSearchParams;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PageState {
+    pub model: Option<String>,
+    pub method: Option<String>,
+    pub window: Option<u32>,
+    pub stride: Option<u32>,
+    pub samples: Option<u32>,
+    pub class: Option<u32>,
+    pub opacity: Option<f64>,
+    /// "spread" for the uncertainty view, else the evidence.
+    pub view: Option<String>,
+    /// The shared explanation (the share link's id).
+    pub explanation: Option<String>,
+}
+
+/// The state in the current address (absent keys stay `None`).
+pub fn read() -> PageState {
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    let Ok(params) = UrlSearchParams::new_with_str(&search) else {
+        return PageState::default();
+    };
+    let text = |key: &str| params.get(key).filter(|v| !v.is_empty());
+    let number = |key: &str| text(key).and_then(|v| v.parse().ok());
+    PageState {
+        model: text("model"),
+        method: text("method"),
+        window: number("k"),
+        stride: number("stride"),
+        samples: number("S"),
+        class: number("class"),
+        opacity: text("opacity").and_then(|v| v.parse().ok()),
+        view: text("view"),
+        explanation: text("e"),
+    }
+}
+
+/// The query string for `state`, keys in a fixed order.
+pub fn query(state: &PageState) -> String {
+    let Ok(params) = UrlSearchParams::new() else {
+        return String::new();
+    };
+    let add = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            params.append(key, &value);
+        }
+    };
+    add("e", state.explanation.clone());
+    add("model", state.model.clone());
+    add("method", state.method.clone());
+    add("k", state.window.map(|v| v.to_string()));
+    add("stride", state.stride.map(|v| v.to_string()));
+    add("S", state.samples.map(|v| v.to_string()));
+    add("class", state.class.map(|v| v.to_string()));
+    add("opacity", state.opacity.map(|v| format!("{v:.2}")));
+    add("view", state.view.clone());
+    String::from(params.to_string())
+}
+
+/// Replaces the address (no new history entry) with `state`.
+pub fn write(state: &PageState) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let path = window.location().pathname().unwrap_or_else(|_| "/".into());
+    let url = format!("{path}?{}", query(state));
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+}
+
+/// The full link to an explanation, keeping the view settings.
+pub fn share_url(state: &PageState) -> String {
+    let origin = web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default();
+    format!("{origin}/?{}", query(state))
+}
+
+/// The creator's delete secrets live in this browser only, by share id.
+pub mod secrets {
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok()?
+    }
+
+    fn key(id: &str) -> String {
+        format!("evidence-lens-secret-{id}")
+    }
+
+    pub fn remember(id: &str, secret: &str) {
+        if let Some(storage) = storage() {
+            let _ = storage.set_item(&key(id), secret);
+        }
+    }
+
+    pub fn get(id: &str) -> Option<String> {
+        storage()?.get_item(&key(id)).ok()?
+    }
+
+    pub fn forget(id: &str) {
+        if let Some(storage) = storage() {
+            let _ = storage.remove_item(&key(id));
+        }
+    }
+}
