@@ -1,30 +1,12 @@
 //! Downloads of the finished map: the raw values as a float32 `.npy`
-//! (H x W, loadable with numpy), the colour map as PNG, and the map overlaid
-//! on the input as PNG.
+//! (H x W, loadable with numpy; encoded by `lens_proto::npy`), the colour
+//! map as PNG, and the map overlaid on the input as PNG.
 
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsCast;
 use web_sys::{
     Blob, BlobPropertyBag, CanvasRenderingContext2d, HtmlAnchorElement, HtmlCanvasElement, Url,
 };
-
-/// A little-endian float32 `.npy` (format version 1.0) of a row-major map.
-pub fn npy(values: &[f32], width: u32, height: u32) -> Vec<u8> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
-    // Magic (6) + version (2) + length (2) + header + newline: a multiple of 64.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    bytes
-}
 
 /// Offers `bytes` to the user as a file called `name`.
 pub fn download(bytes: &[u8], mime: &str, name: &str) {

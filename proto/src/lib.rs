@@ -4,6 +4,7 @@
 //! them to its own domain types at the service edge; the engine never sees them.
 //! [`palette`] is the one shared piece of presentation: how a map is coloured.
 
+pub mod npy;
 pub mod palette;
 
 pub mod v1 {

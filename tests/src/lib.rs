@@ -89,12 +89,18 @@ pub struct ChildWorker {
 impl ChildWorker {
     /// Starts `evidence-lens serve` on a free port with this store folder.
     pub fn start(store: &Path) -> ChildWorker {
+        Self::start_with(store, &[])
+    }
+
+    /// The same, with more `serve` options.
+    pub fn start_with(store: &Path, options: &[&str]) -> ChildWorker {
         use std::io::BufRead;
         let root = repo_root();
         let mut process = std::process::Command::new(worker_binary())
             .current_dir(&root)
             .args(["serve", "--listen", "127.0.0.1:0", "--store"])
             .arg(store)
+            .args(options)
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -452,3 +452,113 @@ async fn a_shared_run_is_watched_live_and_opens_again_after_a_restart() {
     );
     later.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_comparison_view_shows_every_map_with_its_time_and_presents_large() {
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let client = open_browser(&driver, &temp_folder("chromium-compare")).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=preset-4]"))
+        .await
+        .expect("presets load over gRPC-Web")
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(wait_until_not_running(&client).await, "done");
+    client
+        .find(Locator::Css("[data-testid=compare]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let methods = ["efficient", "gradient", "occlusion", "pda"];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seconds = std::collections::HashMap::new();
+    for method in methods {
+        let panel = client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(&format!("[data-testid=compare-{method}]")))
+            .await
+            .expect("a panel per method");
+        loop {
+            let state = panel.attr("data-state").await.unwrap().unwrap_or_default();
+            assert_ne!(state, "error", "{method}: {}", panel.text().await.unwrap());
+            if state == "done" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{method} did not finish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let s: f64 = panel
+            .attr("data-seconds")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(s > 0.0, "{method}: wall time {s}");
+        seconds.insert(method, s);
+        let painted = client
+            .execute(
+                &format!(
+                    r#"const c = document.querySelector('[data-testid=compare-canvas-{method}]');
+                       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                       let painted = 0;
+                       for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+                       return painted;"#
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            painted,
+            json!(28 * 28),
+            "{method}: the whole map is painted"
+        );
+    }
+    // The paper's claim, live: efficient PDA is several times faster.
+    let speed_up = seconds["pda"] / seconds["efficient"];
+    assert!(speed_up > 2.0, "PDA / efficient = {speed_up}");
+    let caption = client
+        .find(Locator::Css("[data-testid=compare-efficient] .timing"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(caption.contains("faster than PDA"), "{caption}");
+
+    // Presentation layout: larger canvases, and the address says so.
+    client
+        .find(Locator::Css("[data-testid=presentation]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let width = client
+        .execute(
+            "return document.querySelector('[data-testid=heatmap-canvas]').clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(width, json!(448));
+    let address = client.current_url().await.unwrap();
+    assert!(
+        address
+            .query()
+            .unwrap_or_default()
+            .contains("layout=presentation"),
+        "{address}"
+    );
+    client.close().await.unwrap();
+}

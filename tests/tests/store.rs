@@ -5,6 +5,7 @@
 //!
 //! - `a_stored_explanation_survives_a_restart_unchanged`
 //! - `a_kill_mid_write_leaves_whole_rows_only`
+//! - `retention_removes_old_explanations_at_start_and_keeps_new_ones`
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
     assemble, collect_events, native_client, preset, temp_folder, watch_events, ChildWorker,
 };
-use lens_worker::store::{SqliteStore, Store};
+use lens_worker::store::{now_unix, SqliteStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_explanation_survives_a_restart_unchanged() {
@@ -125,4 +126,49 @@ async fn a_kill_mid_write_leaves_whole_rows_only() {
     let last = acknowledged.last().unwrap();
     let reopened = assemble(watch_events(&mut client, last).await.unwrap());
     assert!(reopened.finished.replayed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_explanations_at_start_and_keeps_new_ones() {
+    let store = temp_folder("store");
+    let worker = ChildWorker::start(&store);
+    let mut client = native_client(worker.address).await;
+    let image = preset(&mut client, 6).await.png;
+    let mut ids = Vec::new();
+    for seed in 0..2 {
+        let request = ExplainRequest {
+            image: image.clone(),
+            method: Method::Gradient as i32,
+            seed,
+            ..Default::default()
+        };
+        ids.push(
+            assemble(collect_events(&mut client, request).await.unwrap())
+                .started
+                .id,
+        );
+    }
+    worker.kill();
+    // Age the first explanation by ten days, as if made then.
+    let opened = SqliteStore::open(&store).unwrap();
+    let mut old = opened.load(&ids[0]).unwrap().unwrap();
+    old.created_unix = now_unix() - 10 * 24 * 3600;
+    opened.save(&old).unwrap();
+    drop(opened);
+
+    let worker = ChildWorker::start_with(&store, &["--retention-days", "7"]);
+    let mut client = native_client(worker.address).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match watch_events(&mut client, &ids[0]).await {
+            Err(status) if status.code() == tonic::Code::NotFound => break,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "the ten-day-old explanation outlived a 7-day retention"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = assemble(watch_events(&mut client, &ids[1]).await.unwrap());
+    assert!(kept.finished.replayed, "the new one stays");
 }
