@@ -116,6 +116,33 @@ fn most_mixed_preset() -> u8 {
     best.0
 }
 
+/// Waits (up to 30 s) for the element with this `data-testid`.
+async fn wait_for(client: &Client, testid: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(&format!("[data-testid='{testid}']")))
+        .await
+        .unwrap_or_else(|e| panic!("{testid} never appeared: {e}"))
+}
+
+/// Chooses PDA with `samples` samples per window in the controls.
+async fn choose_pda(client: &Client, samples: usize) {
+    client
+        .find(Locator::Css("[data-testid=method]"))
+        .await
+        .unwrap()
+        .select_by_value("pda")
+        .await
+        .unwrap();
+    let field = client
+        .find(Locator::Css("[data-testid=samples]"))
+        .await
+        .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(&samples.to_string()).await.unwrap();
+}
+
 async fn status(client: &Client, attribute: &str) -> String {
     client
         .find(Locator::Css("[data-testid=status]"))
@@ -153,25 +180,8 @@ async fn page_streams_a_preset_explanation_and_shows_errors() {
     client.goto(&format!("http://{address}/")).await.unwrap();
 
     // Switch to PDA with S samples (several seconds of work), then pick the digit.
-    let preset = client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(&format!("[data-testid=preset-{label}]")))
-        .await
-        .expect("presets load over gRPC-Web");
-    client
-        .find(Locator::Css("[data-testid=method]"))
-        .await
-        .unwrap()
-        .select_by_value("pda")
-        .await
-        .unwrap();
-    let samples = client
-        .find(Locator::Css("[data-testid=samples]"))
-        .await
-        .unwrap();
-    samples.clear().await.unwrap();
-    samples.send_keys(&SAMPLES.to_string()).await.unwrap();
+    let preset = wait_for(&client, &format!("preset-{label}")).await;
+    choose_pda(&client, SAMPLES).await;
     preset.click().await.unwrap();
 
     // Watch the tile count while it runs.
@@ -280,12 +290,7 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
         .await
         .expect("models listed over gRPC-Web");
     model.click().await.unwrap();
-    let coffee = client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("[data-testid='preset-coffee.png']"))
-        .await
-        .expect("photo presets");
+    let coffee = wait_for(&client, "preset-coffee.png").await;
     let credits = client
         .find(Locator::Css("[data-testid=credits]"))
         .await
@@ -361,33 +366,12 @@ async fn a_shared_run_is_watched_live_and_opens_again_after_a_restart() {
         .goto(&format!("http://{}/", worker.address))
         .await
         .unwrap();
-    let preset = teacher
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("[data-testid=preset-2]"))
-        .await
-        .expect("presets load over gRPC-Web");
+    let preset = wait_for(&teacher, "preset-2").await;
     // PDA with S = 100: tens of seconds, time for a student to join.
-    teacher
-        .find(Locator::Css("[data-testid=method]"))
-        .await
-        .unwrap()
-        .select_by_value("pda")
-        .await
-        .unwrap();
-    let samples = teacher
-        .find(Locator::Css("[data-testid=samples]"))
-        .await
-        .unwrap();
-    samples.clear().await.unwrap();
-    samples.send_keys("100").await.unwrap();
+    choose_pda(&teacher, 100).await;
     preset.click().await.unwrap();
-    let link = teacher
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("[data-testid=share-link]"))
+    let link = wait_for(&teacher, "share-link")
         .await
-        .expect("a running explanation has a link")
         .prop("value")
         .await
         .unwrap()
@@ -459,15 +443,7 @@ async fn the_comparison_view_shows_every_map_with_its_time_and_presents_large() 
     let driver = start_chromedriver();
     let client = open_browser(&driver, &temp_folder("chromium-compare")).await;
     client.goto(&format!("http://{address}/")).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("[data-testid=preset-4]"))
-        .await
-        .expect("presets load over gRPC-Web")
-        .click()
-        .await
-        .unwrap();
+    wait_for(&client, "preset-4").await.click().await.unwrap();
     assert_eq!(wait_until_not_running(&client).await, "done");
     client
         .find(Locator::Css("[data-testid=compare]"))
@@ -481,12 +457,7 @@ async fn the_comparison_view_shows_every_map_with_its_time_and_presents_large() 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seconds = std::collections::HashMap::new();
     for method in methods {
-        let panel = client
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Css(&format!("[data-testid=compare-{method}]")))
-            .await
-            .expect("a panel per method");
+        let panel = wait_for(&client, &format!("compare-{method}")).await;
         loop {
             let state = panel.attr("data-state").await.unwrap().unwrap_or_default();
             assert_ne!(state, "error", "{method}: {}", panel.text().await.unwrap());
