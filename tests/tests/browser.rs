@@ -2,7 +2,8 @@
 //! chromedriver): pick a preset digit, watch tiles arrive, check the
 //! finished heatmap, and check that a bad request shows a readable error;
 //! explain a photo; share a run with a second live viewer and open its link
-//! again after a worker restart.
+//! again after a worker restart; download the map; compare methods side by
+//! side; switch to the presentation layout.
 
 use std::net::TcpListener;
 use std::ops::ControlFlow;
@@ -437,14 +438,62 @@ async fn a_shared_run_is_watched_live_and_opens_again_after_a_restart() {
     later.close().await.unwrap();
 }
 
+/// Clicks the three download buttons with the page's link clicks captured,
+/// then fetches what each would have saved: a 28 x 28 float32 .npy and two
+/// PNGs.
+async fn check_downloads(client: &Client) {
+    client
+        .execute(
+            r#"window.captured = [];
+               HTMLAnchorElement.prototype.click = function () {
+                 window.captured.push([this.download, this.href]);
+               };
+               URL.revokeObjectURL = function () {};"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    for button in ["download-npy", "download-map", "download-overlay"] {
+        wait_for(client, button).await.click().await.unwrap();
+    }
+    let files = client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               Promise.all(window.captured.map(([name, href]) =>
+                 fetch(href).then(r => r.arrayBuffer()).then(b =>
+                   [name, Array.from(new Uint8Array(b.slice(0, 128))), b.byteLength])))
+                 .then(done);"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let files: Vec<(String, Vec<u8>, usize)> = serde_json::from_value(files).unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let (npy_name, npy_head, npy_size) = &files[0];
+    assert!(npy_name.ends_with(".npy"), "{npy_name}");
+    assert_eq!(&npy_head[..6], b"\x93NUMPY");
+    assert!(String::from_utf8_lossy(npy_head).contains("'shape': (28, 28)"));
+    assert_eq!(
+        *npy_size,
+        128 + 28 * 28 * 4,
+        "float32 values after the header"
+    );
+    for (name, head, _) in &files[1..] {
+        assert!(name.ends_with(".png"), "{name}");
+        assert_eq!(&head[..4], b"\x89PNG", "{name}");
+    }
+    assert!(files[1].0.ends_with("-map.png") && files[2].0.ends_with("-overlay.png"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_comparison_view_shows_every_map_with_its_time_and_presents_large() {
+async fn downloads_the_comparison_view_and_the_presentation_layout() {
     let address = start_worker().await;
     let driver = start_chromedriver();
     let client = open_browser(&driver, &temp_folder("chromium-compare")).await;
     client.goto(&format!("http://{address}/")).await.unwrap();
     wait_for(&client, "preset-4").await.click().await.unwrap();
     assert_eq!(wait_until_not_running(&client).await, "done");
+    check_downloads(&client).await;
     client
         .find(Locator::Css("[data-testid=compare]"))
         .await
