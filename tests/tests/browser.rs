@@ -127,6 +127,16 @@ async fn wait_for(client: &Client, testid: &str) -> fantoccini::elements::Elemen
         .unwrap_or_else(|e| panic!("{testid} never appeared: {e}"))
 }
 
+/// The text of the element with this `data-testid`.
+async fn text_of(client: &Client, testid: &str) -> String {
+    wait_for(client, testid).await.text().await.unwrap()
+}
+
+/// Clicks the element with this `data-testid`.
+async fn click(client: &Client, testid: &str) {
+    wait_for(client, testid).await.click().await.unwrap();
+}
+
 /// Chooses PDA with `samples` samples per window in the controls.
 async fn choose_pda(client: &Client, samples: usize) {
     client
@@ -236,13 +246,7 @@ async fn page_streams_a_preset_explanation_and_shows_errors() {
         "red and blue pixels: {counts:?}"
     );
     assert_eq!(counts[4], 0, "every pixel of the map is painted");
-    let predicted = client
-        .find(Locator::Css("[data-testid=predicted]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let predicted = text_of(&client, "predicted").await;
     assert!(predicted.starts_with("Predicted: "), "{predicted}");
 
     // A window larger than the digit: the worker refuses, the page says why.
@@ -252,21 +256,9 @@ async fn page_streams_a_preset_explanation_and_shows_errors() {
         .unwrap();
     window.clear().await.unwrap();
     window.send_keys("40").await.unwrap();
-    client
-        .find(Locator::Css("[data-testid=explain]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "explain").await;
     assert_eq!(wait_until_not_running(&client).await, "error");
-    let message = client
-        .find(Locator::Css("[data-testid=error]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let message = text_of(&client, "error").await;
     assert!(message.contains("window 40 x 40 does not fit"), "{message}");
 
     client.close().await.unwrap();
@@ -292,13 +284,7 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
         .expect("models listed over gRPC-Web");
     model.click().await.unwrap();
     let coffee = wait_for(&client, "preset-coffee.png").await;
-    let credits = client
-        .find(Locator::Css("[data-testid=credits]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let credits = text_of(&client, "credits").await;
     assert!(credits.contains("Rachel Michetti (CC0"), "{credits}");
     // Efficient PDA (the default method) with the conditional mean, k = 10,
     // stride 10 so that it takes seconds on a CPU.
@@ -311,13 +297,7 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
     coffee.click().await.unwrap();
     assert_eq!(wait_until_not_running(&client).await, "done");
 
-    let predicted = client
-        .find(Locator::Css("[data-testid=predicted]"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let predicted = text_of(&client, "predicted").await;
     assert!(predicted.contains("espresso"), "{predicted}");
     let counts = client
         .execute(
@@ -494,13 +474,7 @@ async fn downloads_the_comparison_view_and_the_presentation_layout() {
     wait_for(&client, "preset-4").await.click().await.unwrap();
     assert_eq!(wait_until_not_running(&client).await, "done");
     check_downloads(&client).await;
-    client
-        .find(Locator::Css("[data-testid=compare]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "compare").await;
 
     let methods = ["efficient", "gradient", "occlusion", "pda"];
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -557,13 +531,7 @@ async fn downloads_the_comparison_view_and_the_presentation_layout() {
     assert!(caption.contains("faster than PDA"), "{caption}");
 
     // Presentation layout: larger canvases, and the address says so.
-    client
-        .find(Locator::Css("[data-testid=presentation]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "presentation").await;
     let width = client
         .execute(
             "return document.querySelector('[data-testid=heatmap-canvas]').clientWidth;",

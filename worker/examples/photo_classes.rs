@@ -16,16 +16,7 @@ fn main() -> anyhow::Result<()> {
     let top: usize = args.next().map_or(Ok(3), |a| a.parse())?;
     let model = TorchScriptModel::load(&folder, tch::Device::cuda_if_available())?;
     let shape = model.input_shape();
-    let mut photos: Vec<PathBuf> = std::fs::read_dir("data/photos")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("png" | "jpg" | "jpeg")
-            )
-        })
-        .collect();
-    photos.sort();
+    let photos = lens_worker::input::image_files(std::path::Path::new("data/photos"))?;
     let _guard = tch::no_grad_guard();
     for path in photos {
         let image = photo_from_bytes(&std::fs::read(&path)?, shape)?;

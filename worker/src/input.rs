@@ -203,6 +203,19 @@ pub fn grey_png(values: &[f32], width: u32, height: u32) -> Vec<u8> {
     png
 }
 
+/// The PNG and JPEG files directly in `folder`, sorted by name.
+pub fn image_files(folder: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(folder)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            ["png", "jpg", "jpeg"].contains(&ext.to_ascii_lowercase().as_str())
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,17 +225,8 @@ fn fit_patches(
         width: input,
     };
     let mut images = Vec::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&photos)
-        .with_context(|| format!("cannot read {}", photos.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("png" | "jpg" | "jpeg")
-            )
-        })
-        .collect();
-    paths.sort();
+    let paths = lens_worker::input::image_files(&photos)
+        .with_context(|| format!("cannot read {}", photos.display()))?;
     for path in &paths {
         let bytes = std::fs::read(path)?;
         images.push(

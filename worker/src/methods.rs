@@ -12,7 +12,8 @@ use crate::engine::{
 };
 use crate::models::LoadedModel;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Also the CLI's `--method` values (kebab-case: `efficient-pda`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodKind {
     /// Algorithm 1: S samples per window, mean of the probabilities.
     Pda,
@@ -49,11 +50,14 @@ impl MethodKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Also the CLI's `--sampler` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SamplerKind {
     /// Conditional when the model has patch statistics, marginal otherwise.
     Auto,
+    /// Training images at the same pixels (the digits model).
     Marginal,
+    /// Gaussian of the window given its ring (photo models).
     Conditional,
 }
 

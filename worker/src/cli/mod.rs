@@ -18,58 +18,6 @@ use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Resize};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum MethodArg {
-    /// Algorithm 1: S samples per window, mean of the probabilities.
-    Pda,
-    /// Algorithm 2: the window replaced by its (conditional) mean.
-    EfficientPda,
-    /// The empirical mean of S samples, one pass per window (paper Fig. 15).
-    SampledMean,
-    /// Algorithm 3: one forward and one backward pass.
-    Gradient,
-    /// The drop in P(c) when the window is filled with a constant.
-    Occlusion,
-    /// |dP/dx| per pixel, the largest over channels (Simonyan et al.).
-    Saliency,
-    /// Grad-CAM on the last convolutional features (models that expose them).
-    GradCam,
-}
-
-impl MethodArg {
-    fn kind(self) -> MethodKind {
-        match self {
-            MethodArg::Pda => MethodKind::Pda,
-            MethodArg::EfficientPda => MethodKind::EfficientPda,
-            MethodArg::SampledMean => MethodKind::SampledMean,
-            MethodArg::Gradient => MethodKind::Gradient,
-            MethodArg::Occlusion => MethodKind::Occlusion,
-            MethodArg::Saliency => MethodKind::Saliency,
-            MethodArg::GradCam => MethodKind::GradCam,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-pub enum SamplerArg {
-    /// Conditional for models with patch statistics, marginal otherwise.
-    Auto,
-    /// Training images at the same pixels (the digits model).
-    Marginal,
-    /// Gaussian of the window given its ring (photo models).
-    Conditional,
-}
-
-impl SamplerArg {
-    fn kind(self) -> SamplerKind {
-        match self {
-            SamplerArg::Auto => SamplerKind::Auto,
-            SamplerArg::Marginal => SamplerKind::Marginal,
-            SamplerArg::Conditional => SamplerKind::Conditional,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DeviceArg {
     Auto,
     Cpu,
@@ -83,10 +31,10 @@ pub struct ExplainArgs {
     /// `digits`, a model folder name under --models, or a path to a model folder.
     #[arg(long, default_value = "efficientnet-lite0")]
     pub model: String,
-    #[arg(long, value_enum, default_value_t = MethodArg::EfficientPda)]
-    pub method: MethodArg,
-    #[arg(long, value_enum, default_value_t = SamplerArg::Auto)]
-    pub sampler: SamplerArg,
+    #[arg(long, value_enum, default_value_t = MethodKind::EfficientPda)]
+    pub method: MethodKind,
+    #[arg(long, value_enum, default_value_t = SamplerKind::Auto)]
+    pub sampler: SamplerKind,
     /// Window side k [default: 4 for digits, 10 for photos].
     #[arg(long)]
     pub window: Option<usize>,
@@ -137,8 +85,8 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
         Resize::ImagenetCrop => 10,
     });
     let choice = MethodChoice {
-        kind: args.method.kind(),
-        sampler: args.sampler.kind(),
+        kind: args.method,
+        sampler: args.sampler,
         samples: args.samples,
         padding: args.padding,
         occlusion_value: args.occlusion_value,
@@ -186,14 +134,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
 
 fn list_images(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if input.is_dir() {
-        let mut images: Vec<PathBuf> = std::fs::read_dir(input)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-                ["png", "jpg", "jpeg"].contains(&ext.to_ascii_lowercase().as_str())
-            })
-            .collect();
-        images.sort();
+        let images = crate::input::image_files(input)?;
         anyhow::ensure!(
             !images.is_empty(),
             "{} holds no PNG or JPEG images",
@@ -262,14 +203,7 @@ fn explain_one(
         }
         ControlFlow::Continue(())
     };
-    let result = methods::run(
-        model,
-        args.method.kind(),
-        fill,
-        &image,
-        params,
-        &mut on_progress,
-    )?;
+    let result = methods::run(model, args.method, fill, &image, params, &mut on_progress)?;
     bar.finish_and_clear();
 
     // File names carry the method, so runs of several methods sit side by side.

@@ -12,9 +12,8 @@ use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{announce, check_request, ExplainParams, Explanation, Progress};
-use super::gradient::finish_one_pass;
-use super::windows::TileSchedule;
+use super::explain::{check_request, ExplainParams, Explanation, Progress};
+use super::gradient::finish_pixel_map;
 
 pub fn gradcam_explain(
     model: &dyn Classifier,
@@ -59,21 +58,12 @@ pub fn gradcam_explain(
         .upsample_bilinear2d([shape.height as i64, shape.width as i64], false, None, None);
     let map = Vec::<f32>::try_from(cam.to_device(tch::Device::Cpu).contiguous().view([-1]))?;
 
-    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, params.tile_size);
-    announce(
-        on_progress,
-        &probabilities,
-        predicted,
-        explained,
-        schedule.windows.len(),
-    )?;
     let prediction = (probabilities, predicted, explained);
-    finish_one_pass(
+    finish_pixel_map(
         prediction,
         map,
-        &schedule,
-        shape.width,
-        shape.pixels(),
+        shape,
+        params.tile_size,
         started_at,
         on_progress,
     )

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use super::classifier::{Classifier, InputImage};
+use super::classifier::{Classifier, InputImage, InputShape};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
 use super::explain::{
@@ -175,6 +175,36 @@ pub(crate) fn finish_one_pass(
         forward_passes: 1,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
+}
+
+/// The ending of a per-pixel map computed in one pass (saliency, Grad-CAM):
+/// announce it over a schedule of 1 x 1 windows, then stream and return it.
+pub(crate) fn finish_pixel_map(
+    prediction: (Vec<f32>, usize, usize),
+    map: Vec<f32>,
+    shape: InputShape,
+    tile_size: usize,
+    started_at: Instant,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Explanation, EngineError> {
+    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, tile_size);
+    let (probabilities, predicted, explained) = &prediction;
+    announce(
+        on_progress,
+        probabilities,
+        *predicted,
+        *explained,
+        schedule.windows.len(),
+    )?;
+    finish_one_pass(
+        prediction,
+        map,
+        &schedule,
+        shape.width,
+        shape.pixels(),
+        started_at,
+        on_progress,
+    )
 }
 
 /// Sends a map computed all at once as the schedule's tiles, in one batch.

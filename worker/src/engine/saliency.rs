@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{announce, check_request, ExplainParams, Explanation, Progress};
-use super::gradient::{finish_one_pass, input_gradient, InputGradient};
-use super::windows::TileSchedule;
+use super::explain::{check_request, ExplainParams, Explanation, Progress};
+use super::gradient::{finish_pixel_map, input_gradient, InputGradient};
 
 pub fn saliency_explain(
     model: &dyn Classifier,
@@ -26,14 +25,6 @@ pub fn saliency_explain(
         explained,
         gradient,
     } = input_gradient(model, image, params)?;
-    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, params.tile_size);
-    announce(
-        on_progress,
-        &probabilities,
-        predicted,
-        explained,
-        schedule.windows.len(),
-    )?;
     let map: Vec<f32> = (0..shape.pixels())
         .map(|i| {
             (0..shape.channels)
@@ -42,12 +33,11 @@ pub fn saliency_explain(
         })
         .collect();
     let prediction = (probabilities, predicted, explained);
-    finish_one_pass(
+    finish_pixel_map(
         prediction,
         map,
-        &schedule,
-        shape.width,
-        shape.pixels(),
+        shape,
+        params.tile_size,
         started_at,
         on_progress,
     )
