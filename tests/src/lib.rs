@@ -410,3 +410,32 @@ where
         );
     }
 }
+
+/// The description of the 2-class, 3 x 32 x 32 models the tests trace.
+pub const USER_MODEL_DESCRIPTION: &str = r#"
+name = "Left or right"
+file = "model.pt"
+classes = "classes.txt"
+channels = 3
+height = 32
+width = 32
+normalise = "inside"
+output = "logits"
+training_images = 100
+resize = "imagenet-crop"
+"#;
+
+/// Writes a model folder (TorchScript, classes "left" and "right", the
+/// description above) whose forward pass is `forward`, traced from Rust on
+/// one 3 x 32 x 32 input.
+pub fn write_traced_model(folder: &Path, forward: &mut dyn FnMut(&tch::Tensor) -> tch::Tensor) {
+    std::fs::create_dir_all(folder).unwrap();
+    let example = tch::Tensor::rand([1, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    let module = tch::CModule::create_by_tracing("user", "forward", &[example], &mut |inputs| {
+        vec![forward(&inputs[0])]
+    })
+    .unwrap();
+    module.save(folder.join("model.pt")).unwrap();
+    std::fs::write(folder.join("classes.txt"), "left\nright\n").unwrap();
+    std::fs::write(folder.join("model.toml"), USER_MODEL_DESCRIPTION).unwrap();
+}

@@ -19,7 +19,8 @@ fn top_classes(model: &TorchScriptModel, photo: &str, n: usize) -> Vec<(String, 
         s.width as i64,
     ]);
     let _guard = tch::no_grad_guard();
-    let probabilities = Vec::<f32>::try_from(model.probabilities(&batch).view([-1])).unwrap();
+    let probabilities =
+        Vec::<f32>::try_from(model.probabilities(&batch).unwrap().view([-1])).unwrap();
     let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked
@@ -49,7 +50,10 @@ fn efficientnet_lite0_recognises_the_shipped_photos() {
     );
     // The exported module exposes its last convolutional features (Grad-CAM).
     let probe = Tensor::zeros([1, 3, 224, 224], (tch::Kind::Float, Device::Cpu));
-    let features = model.features(&probe).expect("features for Grad-CAM");
+    let features = model
+        .features(&probe)
+        .unwrap()
+        .expect("features for Grad-CAM");
     assert_eq!(features.size(), vec![1, 1280, 7, 7]);
 
     let coffee = top_classes(&model, "coffee.png", 3);

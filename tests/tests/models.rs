@@ -10,9 +10,9 @@ use std::process::Command;
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
     assemble, collect_events, native_client, repo_root, start_worker, start_worker_with,
-    worker_binary,
+    worker_binary, write_traced_model, USER_MODEL_DESCRIPTION,
 };
-use tch::{CModule, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_the_models_and_explains_a_photo_like_the_cli() {
@@ -93,36 +93,17 @@ fn read_npy_values(path: &Path) -> Vec<f32> {
 /// A user's model: 2 classes, "left" scores the mean of the left half of the
 /// red channel, "right" the right half. Traced to TorchScript from Rust.
 fn write_user_model(folder: &Path) {
-    std::fs::create_dir_all(folder).unwrap();
-    let example = Tensor::rand([1, 3, 32, 32], (Kind::Float, tch::Device::Cpu));
-    let module = CModule::create_by_tracing("user", "forward", &[example], &mut |inputs| {
-        let red = inputs[0].narrow(1, 0, 1);
+    write_traced_model(folder, &mut |input| {
+        let red = input.narrow(1, 0, 1);
         let left = red
             .narrow(3, 0, 16)
             .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
         let right = red
             .narrow(3, 16, 16)
             .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
-        vec![Tensor::stack(&[left, right], 1) * 10.0]
-    })
-    .unwrap();
-    module.save(folder.join("model.pt")).unwrap();
-    std::fs::write(folder.join("classes.txt"), "left\nright\n").unwrap();
-    std::fs::write(folder.join("model.toml"), DESCRIPTION).unwrap();
+        Tensor::stack(&[left, right], 1) * 10.0
+    });
 }
-
-const DESCRIPTION: &str = r#"
-name = "Left or right"
-file = "model.pt"
-classes = "classes.txt"
-channels = 3
-height = 32
-width = 32
-normalise = "inside"
-output = "logits"
-training_images = 100
-resize = "imagenet-crop"
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_in_model_is_listed_and_explained_and_broken_ones_are_reported() {
@@ -131,7 +112,7 @@ async fn a_dropped_in_model_is_listed_and_explained_and_broken_ones_are_reported
     // A description whose TorchScript file is garbage, and one missing a field.
     let garbage = models.join("garbage");
     std::fs::create_dir_all(&garbage).unwrap();
-    std::fs::write(garbage.join("model.toml"), DESCRIPTION).unwrap();
+    std::fs::write(garbage.join("model.toml"), USER_MODEL_DESCRIPTION).unwrap();
     std::fs::write(garbage.join("classes.txt"), "a\nb\n").unwrap();
     std::fs::write(garbage.join("model.pt"), b"not torchscript").unwrap();
     let incomplete = models.join("incomplete");

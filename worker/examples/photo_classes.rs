@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
                 shape.width as i64,
             ])
             .to_device(model.device());
-        let probabilities = Vec::<f32>::try_from(model.probabilities(&batch).view([-1]))?;
+        let probabilities = Vec::<f32>::try_from(model.probabilities(&batch)?.view([-1]))?;
         let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let names: Vec<String> = ranked[..top]

@@ -8,37 +8,46 @@
 //! - `samples_have_the_conditional_moments_and_stay_in_range`
 //! - `sampled_mean_of_conditional_draws_approaches_the_conditional_mean`
 //! - `fitted_statistics_match_a_brute_force_count_and_round_trip`
+//! - `bulk_means_and_samples_equal_the_per_window_path`: the device path
+//!   (every window of an image at once: interior and each border case)
+//!   against the per-window one, with the same draws.
 
 use std::sync::Arc;
 
 use lens_worker::engine::{
-    ConditionalGaussian, ConditionalMean, ConditionalPda, InputImage, InputShape, PatchStatistics,
-    SampledMean, Window, WindowFill,
+    window_stream, windows, ConditionalGaussian, ConditionalMean, ConditionalPda, DeviceInput,
+    InputImage, InputShape, PatchStatistics, SampledMean, Window, WindowFill,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
 
 const CHANNELS: usize = 2;
 const SIDE: usize = 3; // window 1, padding 1
 const D: usize = CHANNELS * SIDE * SIDE;
 
 fn synthetic_statistics() -> PatchStatistics {
-    // Sigma = B B^T + 0.5 I with a fixed pseudo-random B: positive definite.
-    let b: Vec<f64> = (0..D * D)
+    statistics_of(CHANNELS, SIDE)
+}
+
+/// Sigma = B B^T + 0.5 I with a fixed pseudo-random B: positive definite.
+fn statistics_of(channels: usize, side: usize) -> PatchStatistics {
+    let d = channels * side * side;
+    let b: Vec<f64> = (0..d * d)
         .map(|i| (((i * 7919 + 13) % 97) as f64 / 97.0 - 0.5) * 0.6)
         .collect();
-    let mut covariance = vec![0f64; D * D];
-    for i in 0..D {
-        for j in 0..D {
-            covariance[i * D + j] = (0..D).map(|k| b[i * D + k] * b[j * D + k]).sum::<f64>()
+    let mut covariance = vec![0f64; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            covariance[i * d + j] = (0..d).map(|k| b[i * d + k] * b[j * d + k]).sum::<f64>()
                 + if i == j { 0.5 } else { 0.0 };
         }
     }
     PatchStatistics {
-        channels: CHANNELS,
-        side: SIDE,
+        channels,
+        side,
         patches: 1000,
-        mean: (0..D).map(|i| 0.1 * i as f64 - 0.4).collect(),
+        mean: (0..d).map(|i| 0.1 * (i % 9) as f64 - 0.4).collect(),
         covariance,
     }
 }
@@ -259,11 +268,12 @@ fn sampled_mean_of_conditional_draws_approaches_the_conditional_mean() {
         Arc::new(ConditionalGaussian::new(synthetic_statistics(), 1, (-1e9, 1e9), 0.0).unwrap());
     let image = image();
     let window = window_at(2, 2);
-    let mut mean = vec![0f32; CHANNELS];
-    ConditionalMean {
+    let input = DeviceInput::new(&image, 1, Device::Cpu);
+    let mean = ConditionalMean {
         gaussian: gaussian.clone(),
     }
-    .fill(&image, window, &mut ChaCha8Rng::seed_from_u64(0), &mut mean);
+    .fill_batch(&input, &[window], 0)
+    .unwrap();
     let error = |samples: usize| {
         let fill = SampledMean {
             draws: ConditionalPda {
@@ -276,17 +286,8 @@ fn sampled_mean_of_conditional_draws_approaches_the_conditional_mean() {
         // Averaged over seeds, so the comparison is not one lucky draw.
         (0..20u64)
             .map(|seed| {
-                let mut out = vec![0f32; CHANNELS];
-                fill.fill(
-                    &image,
-                    window,
-                    &mut ChaCha8Rng::seed_from_u64(seed),
-                    &mut out,
-                );
-                out.iter()
-                    .zip(&mean)
-                    .map(|(a, b)| (a - b).abs() as f64)
-                    .sum::<f64>()
+                let out = fill.fill_batch(&input, &[window], seed).unwrap();
+                (out - &mean).abs().sum(Kind::Double).double_value(&[])
             })
             .sum::<f64>()
             / 20.0
@@ -357,4 +358,52 @@ fn fitted_statistics_match_a_brute_force_count_and_round_trip() {
     stats.save(&path).unwrap();
     assert_eq!(PatchStatistics::load(&path).unwrap(), stats);
     std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn bulk_means_and_samples_equal_the_per_window_path() {
+    // Window 1 with a ring of 1 and window 2 with a ring of 2 (which has
+    // border cases two pixels deep), over every window of the image.
+    for (window, side) in [(1, 3), (2, 6)] {
+        let gaussian =
+            ConditionalGaussian::new(statistics_of(CHANNELS, side), window, (-0.5, 0.8), 0.0)
+                .unwrap();
+        let image = image();
+        let all = windows(image.shape.height, image.shape.width, window, 1);
+        let input = DeviceInput::new(&image, window, Device::Cpu);
+        let values = CHANNELS * window * window;
+        let as_rows = |t: Tensor| {
+            let flat = Vec::<f64>::try_from(t.to_kind(Kind::Double).view([-1])).unwrap();
+            flat.chunks(values).map(|c| c.to_vec()).collect::<Vec<_>>()
+        };
+
+        let means = as_rows(gaussian.mean_batch(&input, &all).unwrap());
+        for (w, bulk) in all.iter().zip(&means) {
+            let (expected, _) = gaussian.moments(&image, *w);
+            assert_close(bulk, &expected, 1e-9, &format!("mean at {w:?}"));
+        }
+
+        let (samples, seed) = (3, 42);
+        let drawn = as_rows(gaussian.sample_batch(&input, &all, samples, seed).unwrap());
+        let mut clipped = 0;
+        for (i, w) in all.iter().enumerate() {
+            let mut rng = window_stream(seed, *w);
+            for s in 0..samples {
+                let mut expected = vec![0f32; values];
+                gaussian.sample(&image, *w, &mut rng, &mut expected);
+                let expected: Vec<f64> = expected.iter().map(|v| *v as f64).collect();
+                clipped += expected
+                    .iter()
+                    .filter(|v| **v == -0.5 || **v == 0.8)
+                    .count();
+                assert_close(
+                    &drawn[i * samples + s],
+                    &expected,
+                    1e-6,
+                    &format!("sample {s} at {w:?}"),
+                );
+            }
+        }
+        assert!(clipped > 0, "the range clips some draws, on both paths");
+    }
 }

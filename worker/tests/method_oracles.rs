@@ -189,17 +189,17 @@ impl Classifier for PooledLinear {
     fn device(&self) -> tch::Device {
         tch::Device::Cpu
     }
-    fn features(&self, batch: &tch::Tensor) -> Option<tch::Tensor> {
-        Some(batch.shallow_clone())
+    fn features(&self, batch: &tch::Tensor) -> Result<Option<tch::Tensor>, tch::TchError> {
+        Ok(Some(batch.shallow_clone()))
     }
-    fn head(&self, features: &tch::Tensor) -> Option<tch::Tensor> {
+    fn head(&self, features: &tch::Tensor) -> Result<Option<tch::Tensor>, tch::TchError> {
         let w: Vec<f32> = self.weight.iter().flatten().copied().collect();
         let w = tch::Tensor::from_slice(&w).view([3, 2]);
         let pooled = features.mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float);
-        Some(pooled.matmul(&w.tr()))
+        Ok(Some(pooled.matmul(&w.tr())))
     }
-    fn logits(&self, batch: &tch::Tensor) -> tch::Tensor {
-        self.head(batch).unwrap()
+    fn logits(&self, batch: &tch::Tensor) -> Result<tch::Tensor, tch::TchError> {
+        Ok(self.head(batch)?.expect("this model exposes its head"))
     }
 }
 

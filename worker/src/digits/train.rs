@@ -87,6 +87,7 @@ pub fn accuracy(classifier: &dyn Classifier, digits: &Digits) -> f64 {
             .collect();
         let predicted = classifier
             .logits(&images)
+            .expect("the digits network runs on its own training data")
             .argmax(-1, false)
             .to_device(Device::Cpu);
         correct += predicted

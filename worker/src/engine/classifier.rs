@@ -1,7 +1,9 @@
 //! What the engine needs from a network: the input shape it takes and class
 //! scores (logits) for a batch. The engine never trains and never sees gRPC.
 
-use tch::{Device, Tensor};
+use tch::{Device, TchError, Tensor};
+
+use super::error::EngineError;
 
 /// Channels, height and width of one input image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,23 +31,47 @@ pub trait Classifier: Send {
     /// Logits for a batch `[B, C, H, W]` of f32 values on `device()`, as
     /// `[B, K]` f32 (for a network that outputs probabilities: their logs,
     /// which the softmax maps back to them). Differentiable in the input.
-    fn logits(&self, batch: &Tensor) -> Tensor;
+    /// A user's model may fail on some batches (a bug, out of memory): that
+    /// is an error here, never a panic.
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, TchError>;
 
     /// The last convolutional feature map `[B, F, h, w]`, for Grad-CAM;
-    /// `None` when the model does not expose it.
-    fn features(&self, _batch: &Tensor) -> Option<Tensor> {
-        None
+    /// `Ok(None)` when the model does not expose it.
+    fn features(&self, _batch: &Tensor) -> Result<Option<Tensor>, TchError> {
+        Ok(None)
     }
 
     /// Logits from `features(batch)` (the rest of the network).
-    fn head(&self, _features: &Tensor) -> Option<Tensor> {
-        None
+    fn head(&self, _features: &Tensor) -> Result<Option<Tensor>, TchError> {
+        Ok(None)
     }
 
     /// P(c | x): the softmax of the logits.
-    fn probabilities(&self, batch: &Tensor) -> Tensor {
-        self.logits(batch).softmax(-1, tch::Kind::Float)
+    fn probabilities(&self, batch: &Tensor) -> Result<Tensor, TchError> {
+        self.logits(batch)?.f_softmax(-1, tch::Kind::Float)
     }
+}
+
+/// Logits of a batch as f32, with a model's failure turned into an engine
+/// error that says what failed (out of memory gets its own error, so the
+/// caller can suggest a smaller batch).
+pub(crate) fn logits_of(model: &dyn Classifier, batch: &Tensor) -> Result<Tensor, EngineError> {
+    let images = batch.size().first().copied().unwrap_or(0) as usize;
+    let logits = model
+        .logits(batch)
+        .and_then(|logits| logits.f_to_kind(tch::Kind::Float))
+        .map_err(|error| EngineError::from_model(error, images))?;
+    let expected = vec![images as i64, model.num_classes() as i64];
+    if logits.size() != expected {
+        return Err(EngineError::Model {
+            images,
+            message: format!(
+                "it returned shape {:?} where {expected:?} (images x classes) was expected",
+                logits.size()
+            ),
+        });
+    }
+    Ok(logits)
 }
 
 /// An image in the model's input space: f32, channel-major `[C, H, W]`.

@@ -39,6 +39,10 @@ pub enum EngineError {
     // Not errors of the request.
     #[error("the explanation was cancelled")]
     Cancelled,
+    #[error("the model failed on a batch of {images} images: {message}")]
+    Model { images: usize, message: String },
+    #[error("out of memory on a batch of {images} images: try a batch size of {}", (images / 2).max(1))]
+    OutOfMemory { images: usize },
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -46,6 +50,37 @@ pub enum EngineError {
 impl EngineError {
     /// Whether the request itself was wrong (as opposed to the engine failing).
     pub fn is_invalid_argument(&self) -> bool {
-        !matches!(self, EngineError::Cancelled | EngineError::Torch(_))
+        !matches!(
+            self,
+            EngineError::Cancelled
+                | EngineError::Torch(_)
+                | EngineError::Model { .. }
+                | EngineError::OutOfMemory { .. }
+        )
     }
+
+    /// A model's failure on a batch of `images`; allocation failures (CUDA's
+    /// or the CPU allocator's) become `OutOfMemory`.
+    pub fn from_model(error: tch::TchError, images: usize) -> Self {
+        let message = error.to_string();
+        let lower = message.to_lowercase();
+        if lower.contains("out of memory") || lower.contains("can't allocate memory") {
+            EngineError::OutOfMemory { images }
+        } else {
+            EngineError::Model {
+                images,
+                message: essential_line(&message).to_string(),
+            }
+        }
+    }
+}
+
+/// The line of a libtorch error that says what went wrong: TorchScript wraps
+/// it (`RuntimeError: ...`) between an interpreter traceback and a C++ one.
+fn essential_line(message: &str) -> &str {
+    let lines = || message.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find_map(|l| l.split_once("Error: ").map(|(_, rest)| rest))
+        .or_else(|| lines().next())
+        .unwrap_or("no message")
 }

@@ -24,6 +24,15 @@ impl Laplace {
         (q / (1.0 - q)).log2()
     }
 
+    /// `log2_odds` of every element of a tensor of probabilities (f64), on
+    /// its device.
+    pub fn log2_odds_tensor(&self, p: &tch::Tensor) -> tch::Tensor {
+        let n = self.training_images as f64;
+        let q: tch::Tensor = (p * n + 1.0) / (n + self.classes as f64);
+        let odds: tch::Tensor = &q / (q.ones_like() - &q);
+        odds.log2()
+    }
+
     /// Weight of evidence of a window: how much more the class is believed with
     /// the window's pixels than with them marginalised out.
     pub fn weight_of_evidence(&self, p_with: f64, p_without: f64) -> f64 {

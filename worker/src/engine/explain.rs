@@ -9,22 +9,23 @@
 //! divided by the number of windows that contain the pixel (lines 11-14).
 //! Maps for every class of `map_classes` come from the same forward passes.
 //!
-//! Determinism: the random stream of each window is seeded from (seed, window
-//! index), so a map does not depend on how windows fall into batches.
+//! Determinism: each window's random draws come from a stream keyed by
+//! (seed, window position) (`draws.rs`), and each window's evidence lands in
+//! its own cell of the grid (`grid.rs`), so neither batches, tiles nor the
+//! order of windows change a map.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
-use super::classifier::{Classifier, InputImage, InputShape};
+use super::classifier::{logits_of, Classifier, InputImage, InputShape};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
-use super::sampler::{read_window, write_window};
-use super::windows::{add_over_window, coverage, per_pixel_mean, Rect, TileSchedule};
+use super::grid::EvidenceGrid;
+use super::perturb::DeviceInput;
+use super::windows::{Rect, TileSchedule};
 
 /// Largest S and batch accepted, so one request cannot exhaust memory.
 pub const MAX_SAMPLES: usize = 1000;
@@ -179,6 +180,12 @@ impl Explanation {
 
 /// Runs one explanation. `on_progress` may stop it by returning `Break`
 /// (checked after every batch), which ends it with `EngineError::Cancelled`.
+///
+/// Everything per window happens on the model's device: the batch is built
+/// there (`perturb`), the fill draws there (`fill`), the outputs are reduced
+/// there to one evidence value per window and class (`grid`). The host only
+/// orders the windows, uploads their positions and random draws, and copies
+/// back finished tiles.
 pub fn explain(
     model: &dyn Classifier,
     image: &InputImage,
@@ -191,20 +198,28 @@ pub fn explain(
     let shape = check_request(model, image, params, samples)?;
     check_fixed_window(fill, params.window)?;
     let _no_grad = tch::no_grad_guard();
+    let device = model.device();
+    let input = DeviceInput::new(image, params.window, device);
     let laplace = Laplace {
         training_images: model.training_images(),
         classes: model.num_classes(),
     };
 
-    let original = forward(model, &image.values, 1)?;
-    let probabilities = original.probabilities;
+    let original_logits = logits_of(model, &input.batch_of_one())?;
+    let probabilities = host_f32(&original_logits.f_softmax(-1, Kind::Float)?)?;
     let (predicted, explained) = params.target.resolve(&probabilities);
     let map_classes = map_classes(&params.maps, explained, &probabilities);
+    let class_index =
+        Tensor::from_slice(&map_classes.iter().map(|&c| c as i64).collect::<Vec<_>>())
+            .to_device(device);
     let quantity = params.quantity;
-    let value_x: Vec<f64> = map_classes
-        .iter()
-        .map(|&c| quantity.value(&laplace, probabilities[c] as f64, original.logits[c] as f64))
-        .collect();
+    let outputs = ClassOutputs {
+        laplace,
+        quantity,
+        classes: &class_index,
+    };
+    // value(c | x) of every mapped class, `[1, M]`.
+    let value_x = outputs.value(&original_logits, 1, 1)?;
 
     let (height, width) = (shape.height, shape.width);
     let schedule = TileSchedule::new(
@@ -214,75 +229,49 @@ pub fn explain(
         params.stride,
         params.tile_size,
     );
+    let grid = EvidenceGrid::new(height, width, params.window, params.stride, device);
     let total = schedule.windows.len();
-    let counts = coverage(height, width, &schedule.windows);
     announce(on_progress, &probabilities, predicted, explained, total)?;
 
-    let mut sums = vec![vec![0f64; height * width]; map_classes.len()];
-    // How much the S samples of a window disagree (PDA only).
-    let mut spread_sums = (samples > 1).then(|| vec![0f64; height * width]);
+    let double = (Kind::Double, device);
+    // One evidence value per window position and class, `[M, cells]`.
+    let mut evidence = Tensor::zeros([map_classes.len() as i64, grid.cells() as i64], double);
+    // How much the S samples of a window disagree (PDA only), `[cells]`.
+    let mut spread = (samples > 1).then(|| Tensor::zeros([grid.cells() as i64], double));
     let windows_per_batch = (params.batch_size / samples).max(1);
     let mut next_tile = 0;
     let mut forward_passes = 1;
-    let mut perturbed = image.clone();
-    let mut replacement = vec![0f32; shape.channels * params.window * params.window];
-    let mut original = replacement.clone();
     for (batch_index, batch) in schedule.windows.chunks(windows_per_batch).enumerate() {
-        let first_window = batch_index * windows_per_batch;
-        let mut values = Vec::with_capacity(batch.len() * samples * shape.values());
-        for (offset, &window) in batch.iter().enumerate() {
-            let mut rng = window_rng(params.seed, first_window + offset);
-            for _ in 0..samples {
-                fill.fill(image, window, &mut rng, &mut replacement);
-                write_window(&mut perturbed, window, &replacement);
-                values.extend_from_slice(&perturbed.values);
-            }
-            // Put the original pixels back for the next window.
-            read_window(&image.values, shape, window, &mut original);
-            write_window(&mut perturbed, window, &original);
-        }
-        let outputs = forward(model, &values, batch.len() * samples)?;
+        let replacement = fill.fill_batch(&input, batch, params.seed)?;
+        let images = input.perturbed(batch, samples, &replacement)?;
+        let logits = logits_of(model, &images)?;
         forward_passes += batch.len() * samples;
 
-        let classes = model.num_classes();
-        let mean_over_samples = |all: &[f32], offset: usize, class: usize| {
-            all[offset * samples * classes..(offset + 1) * samples * classes]
-                .chunks_exact(classes)
-                .map(|row| row[class] as f64)
-                .sum::<f64>()
-                / samples as f64
-        };
-        for (offset, window) in batch.iter().enumerate() {
-            for (m, &class) in map_classes.iter().enumerate() {
-                // Marginalising averages probabilities (Algorithm 1 line 9);
-                // the logit quantity averages logits.
-                let p = mean_over_samples(&outputs.probabilities, offset, class);
-                let z = if quantity == Quantity::Logit {
-                    mean_over_samples(&outputs.logits, offset, class)
-                } else {
-                    0.0
-                };
-                let evidence = value_x[m] - quantity.value(&laplace, p, z);
-                add_over_window(&mut sums[m], width, window, evidence);
-            }
-            if let Some(spread) = spread_sums.as_mut() {
-                let rows = &outputs.probabilities
-                    [offset * samples * classes..(offset + 1) * samples * classes];
-                let p = rows.chunks_exact(classes).map(|r| r[explained] as f64);
-                add_over_window(spread, width, window, standard_deviation(p, samples));
-            }
+        let cells = grid.cell_indices(batch, device);
+        let value = outputs.value(&logits, batch.len(), samples)?;
+        let window_evidence = (&value_x - value).f_tr()?;
+        evidence = evidence.f_index_copy(1, &cells, &window_evidence)?;
+        if let Some(spread) = spread.as_mut() {
+            let p = outputs
+                .probabilities(&logits)?
+                .f_select(1, 0)?
+                .f_view([batch.len() as i64, samples as i64])?;
+            let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
+            *spread = spread.f_index_copy(0, &cells, &deviation)?;
         }
 
-        let windows_done = first_window + batch.len();
-        let mut tiles = Vec::new();
+        let windows_done = batch_index * windows_per_batch + batch.len();
+        let mut finished = Vec::new();
         while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
-            let rect = schedule.tiles[next_tile].0;
-            tiles.push(MapTile {
-                rect,
-                values: mean_over_rect(&sums[0], &counts, width, rect),
-            });
+            finished.push(schedule.tiles[next_tile].0);
             next_tile += 1;
         }
+        let tiles = if finished.is_empty() {
+            Vec::new()
+        } else {
+            let map = grid.per_pixel_mean(&evidence.get(0));
+            read_tiles(&map, width, &finished)?
+        };
         let progress = Progress::Batch {
             tiles,
             windows_done,
@@ -293,27 +282,105 @@ pub fn explain(
         }
     }
 
+    let maps = (0..map_classes.len() as i64)
+        .map(|m| host_f32(&grid.per_pixel_mean(&evidence.get(m))))
+        .collect::<Result<_, _>>()?;
+    let sample_spread = match spread {
+        Some(spread) => Some(host_f32(&grid.per_pixel_mean(&spread))?),
+        None => None,
+    };
     Ok(Explanation {
         probabilities,
         predicted,
         explained,
         map_classes,
-        maps: sums
-            .iter()
-            .map(|sum| per_pixel_mean(sum, &counts))
-            .collect(),
-        sample_spread: spread_sums.map(|spread| per_pixel_mean(&spread, &counts)),
+        maps,
+        sample_spread,
         windows: total,
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
 }
 
-/// Standard deviation (n - 1 in the denominator) of `n` values.
-fn standard_deviation(values: impl Iterator<Item = f64> + Clone, n: usize) -> f64 {
-    let mean = values.clone().sum::<f64>() / n as f64;
-    let squares: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
-    (squares / (n as f64 - 1.0)).sqrt()
+/// The outputs of the mapped classes, reduced on the device.
+struct ClassOutputs<'a> {
+    laplace: Laplace,
+    quantity: Quantity,
+    /// The mapped classes, `[M]` i64.
+    classes: &'a Tensor,
+}
+
+impl ClassOutputs<'_> {
+    /// P(c | image) of the mapped classes, `[rows, M]` f64.
+    fn probabilities(&self, logits: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(logits
+            .f_softmax(-1, Kind::Float)?
+            .f_index_select(1, self.classes)?
+            .f_to_kind(Kind::Double)?)
+    }
+
+    /// The quantity of every mapped class per window, `[windows, M]` f64:
+    /// probabilities averaged over the S samples of a window (Algorithm 1
+    /// line 9), logits likewise for the logit quantity.
+    fn value(
+        &self,
+        logits: &Tensor,
+        windows: usize,
+        samples: usize,
+    ) -> Result<Tensor, EngineError> {
+        let per_window = |t: Tensor| -> Result<Tensor, EngineError> {
+            Ok(t.f_view([windows as i64, samples as i64, -1])?.f_mean_dim(
+                [1i64].as_slice(),
+                false,
+                Kind::Double,
+            )?)
+        };
+        let p = per_window(self.probabilities(logits)?)?;
+        Ok(match self.quantity {
+            Quantity::Probability => p,
+            Quantity::LogOdds => self.laplace.log2_odds_tensor(&p),
+            Quantity::Logit => per_window(
+                logits
+                    .f_index_select(1, self.classes)?
+                    .f_to_kind(Kind::Double)?,
+            )?,
+        })
+    }
+}
+
+/// The values of each rectangle of an `[H, W]` map, in one copy to the host.
+fn read_tiles(map: &Tensor, width: usize, rects: &[Rect]) -> Result<Vec<MapTile>, EngineError> {
+    let pixels: Vec<i64> = rects
+        .iter()
+        .flat_map(|r| {
+            (r.y..r.y + r.height)
+                .flat_map(move |y| (r.x..r.x + r.width).map(move |x| (y * width + x) as i64))
+        })
+        .collect();
+    let index = Tensor::from_slice(&pixels).to_device(map.device());
+    let values = host_f32(&map.f_view([-1])?.f_take(&index)?)?;
+    let mut rest = values.as_slice();
+    Ok(rects
+        .iter()
+        .map(|&rect| {
+            let (mine, after) = rest.split_at(rect.width * rect.height);
+            rest = after;
+            MapTile {
+                rect,
+                values: mine.to_vec(),
+            }
+        })
+        .collect())
+}
+
+/// A tensor's values as f32 on the host, flattened.
+pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>, EngineError> {
+    Ok(Vec::<f32>::try_from(
+        t.f_to_kind(Kind::Float)?
+            .f_to_device(tch::Device::Cpu)?
+            .f_contiguous()?
+            .f_view([-1])?,
+    )?)
 }
 
 /// Sends `Progress::Started`; a `Break` from the caller cancels the run.
@@ -388,44 +455,6 @@ pub(crate) fn check_fixed_window(fill: &dyn WindowFill, window: usize) -> Result
     }
 }
 
-/// The random stream of one window: independent of batching and of the
-/// other windows.
-pub(crate) fn window_rng(seed: u64, window_index: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(window_index as u64);
-    rng
-}
-
-/// Probabilities and logits of a batch, `count x K` each, on the host.
-struct Outputs {
-    probabilities: Vec<f32>,
-    logits: Vec<f32>,
-}
-
-/// Runs `count` images (back to back in `values`) through the model.
-fn forward(model: &dyn Classifier, values: &[f32], count: usize) -> Result<Outputs, EngineError> {
-    let s = model.input_shape();
-    let batch = Tensor::from_slice(values)
-        .view([
-            count as i64,
-            s.channels as i64,
-            s.height as i64,
-            s.width as i64,
-        ])
-        .to_device(model.device());
-    let logits = model.logits(&batch).to_kind(Kind::Float);
-    let probabilities = logits.softmax(-1, Kind::Float);
-    let to_host = |t: Tensor| -> Result<Vec<f32>, EngineError> {
-        Ok(Vec::<f32>::try_from(
-            t.to_device(tch::Device::Cpu).contiguous().view([-1]),
-        )?)
-    };
-    Ok(Outputs {
-        probabilities: to_host(probabilities)?,
-        logits: to_host(logits)?,
-    })
-}
-
 fn argmax(values: &[f32]) -> usize {
     let mut best = 0;
     for (i, v) in values.iter().enumerate() {
@@ -434,14 +463,4 @@ fn argmax(values: &[f32]) -> usize {
         }
     }
     best
-}
-
-fn mean_over_rect(sum: &[f64], counts: &[u32], width: usize, rect: Rect) -> Vec<f32> {
-    let mut values = Vec::with_capacity(rect.width * rect.height);
-    for row in rect.y..rect.y + rect.height {
-        for i in row * width + rect.x..row * width + rect.x + rect.width {
-            values.push((sum[i] / counts[i] as f64) as f32);
-        }
-    }
-    values
 }

@@ -1,20 +1,30 @@
 //! What each method puts into a window. The loop in `explain.rs` does the
 //! rest (perturb, batch, forward, average, accumulate), so a new method is
-//! one small implementation of [`WindowFill`].
+//! one small implementation of [`WindowFill`] that fills a whole batch of
+//! windows at once, on the model's device.
 
-use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
 
-use super::classifier::InputImage;
+use super::error::EngineError;
+use super::perturb::DeviceInput;
 use super::sampler::MarginalSampler;
 use super::windows::Window;
 
 pub trait WindowFill: Sync {
     /// Perturbed images per window (S); their outputs are averaged.
     fn samples_per_window(&self) -> usize;
-    /// Writes the replacement of the window (all channels, `C x k x k`
-    /// row-major) into `out`. `image` is the unperturbed input, `rng` is seeded
-    /// per window, so the result does not depend on the batch a window lands in.
-    fn fill(&self, image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]);
+
+    /// The replacements of a batch of windows on the input's device:
+    /// `[B * S, C * k * k]` (f32 or f64), the S samples of window b in rows
+    /// `b * S .. (b + 1) * S`, each laid out like `read_window` (channel,
+    /// row, column). Random draws come only from `draws::window_stream(seed,
+    /// window)`, so a window's replacement does not depend on its batch.
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        seed: u64,
+    ) -> Result<Tensor, EngineError>;
 
     /// The only window size this fill works with, if it has one (the
     /// conditional sampler is fitted for one window and patch size).
@@ -33,8 +43,13 @@ impl WindowFill for Pda<'_> {
     fn samples_per_window(&self) -> usize {
         self.samples
     }
-    fn fill(&self, _image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        self.sampler.draw(window, rng, out);
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        seed: u64,
+    ) -> Result<Tensor, EngineError> {
+        Ok(self.sampler.draw_batch(input, windows, self.samples, seed))
     }
 }
 
@@ -48,8 +63,13 @@ impl WindowFill for EfficientPda<'_> {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, _image: &InputImage, window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        self.sampler.mean_window(window, out);
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        _seed: u64,
+    ) -> Result<Tensor, EngineError> {
+        Ok(self.sampler.mean_batch(input, windows))
     }
 }
 
@@ -65,19 +85,18 @@ impl<F: WindowFill> WindowFill for SampledMean<F> {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        let samples = self.draws.samples_per_window();
-        let mut draw = vec![0f32; out.len()];
-        let mut sum = vec![0f64; out.len()];
-        for _ in 0..samples {
-            self.draws.fill(image, window, rng, &mut draw);
-            for (s, v) in sum.iter_mut().zip(&draw) {
-                *s += *v as f64;
-            }
-        }
-        for (o, s) in out.iter_mut().zip(&sum) {
-            *o = (s / samples as f64) as f32;
-        }
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        seed: u64,
+    ) -> Result<Tensor, EngineError> {
+        let samples = self.draws.samples_per_window() as i64;
+        let draws = self.draws.fill_batch(input, windows, seed)?;
+        Ok(draws
+            .f_to_kind(Kind::Double)?
+            .f_view([windows.len() as i64, samples, -1])?
+            .f_mean_dim([1i64].as_slice(), false, Kind::Double)?)
     }
     fn fixed_window(&self) -> Option<usize> {
         self.draws.fixed_window()
@@ -95,7 +114,17 @@ impl WindowFill for Occlusion {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, _image: &InputImage, _window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        out.fill(self.value);
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        _seed: u64,
+    ) -> Result<Tensor, EngineError> {
+        let shape = [windows.len() as i64, input.window_values() as i64];
+        Ok(Tensor::f_full(
+            shape,
+            self.value as f64,
+            (Kind::Float, input.device),
+        )?)
     }
 }

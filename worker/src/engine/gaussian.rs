@@ -24,14 +24,17 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use super::classifier::{InputImage, InputShape};
+use super::draws::standard_normal;
 use super::error::EngineError;
 use super::fill::WindowFill;
+use super::perturb::DeviceInput;
 use super::windows::Window;
+
+mod bulk;
 
 /// Mean and covariance of l x l patches.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,6 +172,8 @@ pub struct ConditionalGaussian {
     range: (f32, f32),
     ridge: f64,
     cache: Mutex<HashMap<Clip, Arc<Conditioner>>>,
+    /// The same matrices on the model's device (see `bulk`).
+    on_device: Mutex<Option<bulk::DeviceCache>>,
 }
 
 impl ConditionalGaussian {
@@ -192,6 +197,7 @@ impl ConditionalGaussian {
             range,
             ridge,
             cache: Mutex::new(HashMap::new()),
+            on_device: Mutex::default(),
         };
         // Build the interior case now, so an unusable covariance fails here.
         gaussian.build(Clip {
@@ -262,6 +268,30 @@ impl ConditionalGaussian {
             .collect()
     }
 
+    /// Which rows and columns of the window's patch fall outside the image.
+    fn clip(&self, shape: InputShape, window: Window) -> Clip {
+        let p = self.padding;
+        Clip {
+            left: p.saturating_sub(window.x),
+            top: p.saturating_sub(window.y),
+            right: (window.x + window.size + p).saturating_sub(shape.width),
+            bottom: (window.y + window.size + p).saturating_sub(shape.height),
+        }
+    }
+
+    /// The conditioner of a clip, built on first use.
+    fn conditioner(&self, clip: Clip) -> Arc<Conditioner> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(clip)
+            .or_insert_with(|| {
+                // Sub-blocks of a positive-definite matrix are positive
+                // definite, and the interior case was built in `new`.
+                Arc::new(self.build(clip).expect("a sub-block of a valid covariance"))
+            })
+            .clone()
+    }
+
     /// The conditioner for this window's clip, and the patch's values (0 where
     /// outside the image; those positions are never read).
     fn prepare(&self, image: &InputImage, window: Window) -> (Arc<Conditioner>, Vec<f64>) {
@@ -271,26 +301,7 @@ impl ConditionalGaussian {
             width,
         } = image.shape;
         let (p, l) = (self.padding, self.stats.side);
-        let clip = Clip {
-            left: p.saturating_sub(window.x),
-            top: p.saturating_sub(window.y),
-            right: (window.x + window.size + p).saturating_sub(width),
-            bottom: (window.y + window.size + p).saturating_sub(height),
-        };
-        let conditioner = {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            match cache.get(&clip) {
-                Some(c) => c.clone(),
-                None => {
-                    // Sub-blocks of a positive-definite matrix are positive
-                    // definite, and the interior case was built in `new`.
-                    let built =
-                        Arc::new(self.build(clip).expect("a sub-block of a valid covariance"));
-                    cache.insert(clip, built.clone());
-                    built
-                }
-            }
-        };
+        let conditioner = self.conditioner(self.clip(image.shape, window));
         let mut patch = vec![0f64; self.stats.dimension()];
         for c in 0..channels {
             for r in 0..l {
@@ -373,13 +384,6 @@ impl ConditionalGaussian {
     }
 }
 
-/// Box-Muller from two uniforms of the window's own stream.
-fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 /// Algorithm 1 with the conditional sampler: S samples given the ring.
 pub struct ConditionalPda {
     pub gaussian: Arc<ConditionalGaussian>,
@@ -390,8 +394,14 @@ impl WindowFill for ConditionalPda {
     fn samples_per_window(&self) -> usize {
         self.samples
     }
-    fn fill(&self, image: &InputImage, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        self.gaussian.sample(image, window, rng, out);
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        seed: u64,
+    ) -> Result<Tensor, EngineError> {
+        self.gaussian
+            .sample_batch(input, windows, self.samples, seed)
     }
     fn fixed_window(&self) -> Option<usize> {
         Some(self.gaussian.window())
@@ -407,8 +417,13 @@ impl WindowFill for ConditionalMean {
     fn samples_per_window(&self) -> usize {
         1
     }
-    fn fill(&self, image: &InputImage, window: Window, _rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        self.gaussian.conditional_mean(image, window, out);
+    fn fill_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        _seed: u64,
+    ) -> Result<Tensor, EngineError> {
+        self.gaussian.mean_batch(input, windows)
     }
     fn fixed_window(&self) -> Option<usize> {
         Some(self.gaussian.window())

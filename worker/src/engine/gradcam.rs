@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{check_request, ExplainParams, Explanation, Progress};
+use super::explain::{check_request, host_f32, ExplainParams, Explanation, Progress};
 use super::gradient::finish_pixel_map;
 
 pub fn gradcam_explain(
@@ -31,22 +31,19 @@ pub fn gradcam_explain(
             shape.width as i64,
         ])
         .to_device(model.device());
+    let model_error = |e| EngineError::from_model(e, 1);
     let features = model
         .features(&x)
+        .map_err(model_error)?
         .ok_or(EngineError::NoFeatures)?
         .detach()
         .set_requires_grad(true);
     let logits = model
         .head(&features)
+        .map_err(model_error)?
         .ok_or(EngineError::NoFeatures)?
         .to_kind(Kind::Float);
-    let probabilities = Vec::<f32>::try_from(
-        logits
-            .softmax(-1, Kind::Float)
-            .detach()
-            .to_device(tch::Device::Cpu)
-            .view([-1]),
-    )?;
+    let probabilities = host_f32(&logits.f_softmax(-1, Kind::Float)?.detach())?;
     let (predicted, explained) = params.target.resolve(&probabilities);
     logits.get(0).get(explained as i64).backward();
     let weights = features
@@ -56,7 +53,7 @@ pub fn gradcam_explain(
         .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
         .relu()
         .upsample_bilinear2d([shape.height as i64, shape.width as i64], false, None, None);
-    let map = Vec::<f32>::try_from(cam.to_device(tch::Device::Cpu).contiguous().view([-1]))?;
+    let map = host_f32(&cam)?;
 
     let prediction = (probabilities, predicted, explained);
     finish_pixel_map(

@@ -16,18 +16,26 @@ use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use super::classifier::{Classifier, InputImage, InputShape};
+use super::classifier::{logits_of, Classifier, InputImage, InputShape};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
 use super::explain::{
-    announce, check_request, window_rng, ExplainParams, Explanation, MapTile, Progress,
+    announce, check_request, host_f32, ExplainParams, Explanation, MapTile, Progress,
 };
 use super::fill::WindowFill;
-use super::sampler::read_window;
-use super::windows::{add_over_window, coverage, per_pixel_mean, TileSchedule};
+use super::grid::EvidenceGrid;
+use super::perturb::DeviceInput;
+use super::windows::TileSchedule;
+
+/// Fill values computed at once by the gradient method (windows x values
+/// per window), to bound its memory.
+const FILL_VALUES_AT_ONCE: usize = 1 << 22;
 
 /// Runs Algorithm 3 for the explained class. `fill` must not depend on its
-/// random stream (a mean, not a sample).
+/// random stream (a mean, not a sample). After the one backward pass, the
+/// per-window sums run on the model's device in bulk: each window's fill
+/// and its pixels' gradient gathered by index, one dot product per window,
+/// and the per-pixel mean from the evidence grid.
 pub fn gradient_explain(
     model: &dyn Classifier,
     image: &InputImage,
@@ -38,12 +46,14 @@ pub fn gradient_explain(
     let started_at = Instant::now();
     let shape = check_request(model, image, params, 1)?;
     super::explain::check_fixed_window(fill, params.window)?;
+    let device = model.device();
+    let input = DeviceInput::new(image, params.window, device);
     let InputGradient {
         probabilities,
         predicted,
         explained,
         gradient,
-    } = input_gradient(model, image, params)?;
+    } = input_gradient(model, &input, params)?;
 
     let schedule = TileSchedule::new(
         shape.height,
@@ -55,27 +65,32 @@ pub fn gradient_explain(
     let total = schedule.windows.len();
     announce(on_progress, &probabilities, predicted, explained, total)?;
 
-    let counts = coverage(shape.height, shape.width, &schedule.windows);
-    let mut sum = vec![0f64; shape.pixels()];
-    let window_values = shape.channels * params.window * params.window;
-    let (mut replacement, mut original, mut grad) = (
-        vec![0f32; window_values],
-        vec![0f32; window_values],
-        vec![0f32; window_values],
+    let _no_grad = tch::no_grad_guard();
+    let grid = EvidenceGrid::new(
+        shape.height,
+        shape.width,
+        params.window,
+        params.stride,
+        device,
     );
-    for (index, &window) in schedule.windows.iter().enumerate() {
-        let mut rng = window_rng(params.seed, index);
-        fill.fill(image, window, &mut rng, &mut replacement);
-        read_window(&image.values, shape, window, &mut original);
-        read_window(&gradient, shape, window, &mut grad);
-        let evidence: f64 = grad
-            .iter()
-            .zip(original.iter().zip(&replacement))
-            .map(|(g, (x, r))| *g as f64 * (*x as f64 - *r as f64))
-            .sum();
-        add_over_window(&mut sum, shape.width, &window, evidence);
+    let mut evidence = Tensor::zeros([grid.cells() as i64], (Kind::Double, device));
+    let chunk = (FILL_VALUES_AT_ONCE / input.window_values()).max(1);
+    for windows in schedule.windows.chunks(chunk) {
+        let replacement = fill
+            .fill_batch(&input, windows, params.seed)?
+            .f_to_kind(Kind::Double)?;
+        let targets = input.targets(windows);
+        let original = input.values.f_take(&targets)?.f_to_kind(Kind::Double)?;
+        let g = gradient.f_take(&targets)?.f_to_kind(Kind::Double)?;
+        let window_evidence = (g * (original - replacement)).f_sum_dim_intlist(
+            [1i64].as_slice(),
+            false,
+            Kind::Double,
+        )?;
+        let cells = grid.cell_indices(windows, device);
+        evidence = evidence.f_index_copy(0, &cells, &window_evidence)?;
     }
-    let map = per_pixel_mean(&sum, &counts);
+    let map = host_f32(&grid.per_pixel_mean(&evidence))?;
     let prediction = (probabilities, predicted, explained);
     finish_one_pass(
         prediction,
@@ -93,55 +108,34 @@ pub(crate) struct InputGradient {
     pub probabilities: Vec<f32>,
     pub predicted: usize,
     pub explained: usize,
-    /// d quantity(explained class) / dx, laid out like the input.
-    pub gradient: Vec<f32>,
+    /// d quantity(explained class) / dx, flat like the input, on its device.
+    pub gradient: Tensor,
 }
 
 /// The gradient of `params.quantity` of the explained class with respect to
 /// the input pixels.
 pub(crate) fn input_gradient(
     model: &dyn Classifier,
-    image: &InputImage,
+    input: &DeviceInput,
     params: &ExplainParams,
 ) -> Result<InputGradient, EngineError> {
-    let shape = model.input_shape();
     let laplace = Laplace {
         training_images: model.training_images(),
         classes: model.num_classes(),
     };
-    let x = Tensor::from_slice(&image.values)
-        .view([
-            1,
-            shape.channels as i64,
-            shape.height as i64,
-            shape.width as i64,
-        ])
-        .to_device(model.device())
-        .set_requires_grad(true);
-    let logits = model.logits(&x).to_kind(Kind::Float);
-    let probabilities_t = logits.softmax(-1, Kind::Float);
-    let probabilities = Vec::<f32>::try_from(
-        probabilities_t
-            .detach()
-            .to_device(tch::Device::Cpu)
-            .view([-1]),
-    )?;
+    let x = input.batch_of_one().detach().set_requires_grad(true);
+    let logits = logits_of(model, &x)?;
+    let probabilities_t = logits.f_softmax(-1, Kind::Float)?;
+    let probabilities = host_f32(&probabilities_t.detach())?;
     let (predicted, explained) = params.target.resolve(&probabilities);
     let class = explained as i64;
     let value = match params.quantity {
         Quantity::Logit => logits.get(0).get(class),
         Quantity::Probability => probabilities_t.get(0).get(class),
-        Quantity::LogOdds => {
-            let n = laplace.training_images as f64;
-            let p = probabilities_t.get(0).get(class);
-            let q: Tensor = (p * n + 1.0) / (n + laplace.classes as f64);
-            let odds: Tensor = &q / (q.ones_like() - &q);
-            odds.log2()
-        }
+        Quantity::LogOdds => laplace.log2_odds_tensor(&probabilities_t.get(0).get(class)),
     };
-    value.backward();
-    let gradient = Vec::<f32>::try_from(x.grad().to_device(tch::Device::Cpu).view([-1]))?;
-
+    value.f_backward()?;
+    let gradient = x.grad().f_view([-1])?;
     Ok(InputGradient {
         probabilities,
         predicted,

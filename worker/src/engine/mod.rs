@@ -3,14 +3,19 @@
 //!
 //! - `windows`: where windows sit, per-pixel coverage, the tile schedule.
 //! - `evidence`: Laplace-corrected log2 odds and the weight of evidence.
+//! - `perturb`: the input on the model's device and batches built there.
+//! - `draws`: random draws keyed by (seed, window position, sample).
+//! - `grid`: one evidence value per window position, per-pixel means on the device.
 //! - `sampler`: what a window may be replaced by (the marginal sampler).
+//! - `gaussian`: the conditional Gaussian sampler (per window and in bulk).
 //! - `fill`: one small unit per window method (PDA, efficient PDA, sampled
-//!   mean, occlusion).
+//!   mean, occlusion), filling a whole batch of windows at once.
 //! - `gradient`: Algorithm 3, one forward and one backward pass.
 //! - `saliency`: the |dP/dx| baseline; `gradcam`: Grad-CAM.
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
 
 mod classifier;
+mod draws;
 mod error;
 mod evidence;
 mod explain;
@@ -18,11 +23,14 @@ mod fill;
 mod gaussian;
 mod gradcam;
 mod gradient;
+mod grid;
+mod perturb;
 mod saliency;
 mod sampler;
 mod windows;
 
 pub use classifier::{Classifier, InputImage, InputShape};
+pub use draws::{standard_normal, window_stream};
 pub use error::EngineError;
 pub use evidence::{Laplace, Quantity};
 pub use explain::{
@@ -33,6 +41,8 @@ pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
 pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};
 pub use gradcam::gradcam_explain;
 pub use gradient::gradient_explain;
+pub use grid::EvidenceGrid;
+pub use perturb::DeviceInput;
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};
 pub use windows::{

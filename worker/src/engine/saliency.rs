@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::classifier::{Classifier, InputImage};
 use super::error::EngineError;
-use super::explain::{check_request, ExplainParams, Explanation, Progress};
+use super::explain::{check_request, host_f32, ExplainParams, Explanation, Progress};
 use super::gradient::{finish_pixel_map, input_gradient, InputGradient};
+use super::perturb::DeviceInput;
 
 pub fn saliency_explain(
     model: &dyn Classifier,
@@ -19,19 +20,20 @@ pub fn saliency_explain(
 ) -> Result<Explanation, EngineError> {
     let started_at = Instant::now();
     let shape = check_request(model, image, params, 1)?;
+    let input = DeviceInput::new(image, params.window, model.device());
     let InputGradient {
         probabilities,
         predicted,
         explained,
         gradient,
-    } = input_gradient(model, image, params)?;
-    let map: Vec<f32> = (0..shape.pixels())
-        .map(|i| {
-            (0..shape.channels)
-                .map(|c| gradient[c * shape.pixels() + i].abs())
-                .fold(0.0, f32::max)
-        })
-        .collect();
+    } = input_gradient(model, &input, params)?;
+    // The largest |gradient| over the channels of each pixel, on the device.
+    let map = host_f32(
+        &gradient
+            .f_view([shape.channels as i64, shape.pixels() as i64])?
+            .f_abs()?
+            .f_amax([0i64].as_slice(), false)?,
+    )?;
     let prediction = (probabilities, predicted, explained);
     finish_pixel_map(
         prediction,

@@ -2,10 +2,13 @@
 //! images (the paper's choice for MNIST, whose neighbouring pixels are weakly
 //! dependent). Its mean is the per-pixel mean of the training images.
 
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use std::sync::Mutex;
+
+use tch::{Device, Tensor};
 
 use super::classifier::{InputImage, InputShape};
+use super::draws;
+use super::perturb::DeviceInput;
 use super::windows::Window;
 
 pub struct MarginalSampler {
@@ -13,6 +16,8 @@ pub struct MarginalSampler {
     /// Training images, each `shape.values()` long, back to back.
     images: Vec<f32>,
     mean: Vec<f32>,
+    /// The images and the mean on the device last used, both flat.
+    on_device: Mutex<Option<(Device, Tensor, Tensor)>>,
 }
 
 impl MarginalSampler {
@@ -32,6 +37,7 @@ impl MarginalSampler {
             shape,
             images,
             mean,
+            on_device: Mutex::default(),
         }
     }
 
@@ -47,22 +53,46 @@ impl MarginalSampler {
         &self.mean
     }
 
-    /// Writes the window's values (all channels, row-major, `C x k x k`) of a
-    /// training image drawn uniformly at random into `out`.
-    pub fn draw(&self, window: Window, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        let pick = rng.random_range(0..self.len());
-        let per_image = self.shape.values();
-        read_window(
-            &self.images[pick * per_image..(pick + 1) * per_image],
-            self.shape,
-            window,
-            out,
-        );
+    /// The training images and their mean on `device` (uploaded once).
+    fn tensors(&self, device: Device) -> (Tensor, Tensor) {
+        let mut cached = self.on_device.lock().unwrap_or_else(|e| e.into_inner());
+        match cached.as_ref() {
+            Some((d, images, mean)) if *d == device => {
+                (images.shallow_clone(), mean.shallow_clone())
+            }
+            _ => {
+                let images = Tensor::from_slice(&self.images).to_device(device);
+                let mean = Tensor::from_slice(&self.mean).to_device(device);
+                *cached = Some((device, images.shallow_clone(), mean.shallow_clone()));
+                (images, mean)
+            }
+        }
     }
 
-    /// Writes the window's values of the per-pixel mean into `out`.
-    pub fn mean_window(&self, window: Window, out: &mut [f32]) {
-        read_window(&self.mean, self.shape, window, out);
+    /// S draws per window: the window's pixels (all channels) of a training
+    /// image picked uniformly at random from the window's own stream,
+    /// `[B * S, C * k * k]` on the input's device.
+    pub fn draw_batch(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        samples: usize,
+        seed: u64,
+    ) -> Tensor {
+        let (images, _) = self.tensors(input.device);
+        let picks = draws::picks(seed, windows, samples, self.len(), input.device);
+        let first_value = (picks * self.shape.values() as i64).unsqueeze(1);
+        let targets =
+            input
+                .targets(windows)
+                .repeat_interleave_self_int(samples as i64, Some(0), None::<i64>);
+        images.take(&(first_value + targets))
+    }
+
+    /// The per-pixel mean over each window, `[B, C * k * k]`.
+    pub fn mean_batch(&self, input: &DeviceInput, windows: &[Window]) -> Tensor {
+        let (_, mean) = self.tensors(input.device);
+        mean.take(&input.targets(windows))
     }
 }
 

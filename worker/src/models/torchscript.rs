@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::nn::Module;
-use tch::{CModule, Device, Kind, Tensor};
+use tch::{CModule, Device, Kind, TchError, Tensor};
 
 use super::description::{DescriptionError, ModelDescription, Output};
 use crate::engine::{Classifier, InputShape};
@@ -134,7 +133,10 @@ impl TorchScriptModel {
         let Ok(logits) = self.module.method_ts("head", &[&features]) else {
             return false;
         };
-        features.dim() == 4 && logits.allclose(&self.module.forward(&input), 1e-4, 1e-4, false)
+        let Ok(forward) = self.module.forward_ts(&[&input]) else {
+            return false;
+        };
+        features.dim() == 4 && logits.allclose(&forward, 1e-4, 1e-4, false)
     }
 
     pub fn description(&self) -> &ModelDescription {
@@ -159,24 +161,26 @@ impl Classifier for TorchScriptModel {
     fn device(&self) -> Device {
         self.device
     }
-    fn features(&self, batch: &Tensor) -> Option<Tensor> {
-        self.exposes_features
-            .then(|| self.module.method_ts("features", &[batch]).ok())
-            .flatten()
+    fn features(&self, batch: &Tensor) -> Result<Option<Tensor>, TchError> {
+        if !self.exposes_features {
+            return Ok(None);
+        }
+        self.module.method_ts("features", &[batch]).map(Some)
     }
 
-    fn head(&self, features: &Tensor) -> Option<Tensor> {
-        self.exposes_features
-            .then(|| self.module.method_ts("head", &[features]).ok())
-            .flatten()
+    fn head(&self, features: &Tensor) -> Result<Option<Tensor>, TchError> {
+        if !self.exposes_features {
+            return Ok(None);
+        }
+        self.module.method_ts("head", &[features]).map(Some)
     }
 
-    fn logits(&self, batch: &Tensor) -> Tensor {
-        let output = self.module.forward(batch).to_kind(Kind::Float);
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, TchError> {
+        let output = self.module.forward_ts(&[batch])?.f_to_kind(Kind::Float)?;
         match self.description.output {
-            Output::Logits => output,
+            Output::Logits => Ok(output),
             // log p has the same softmax as the logits it came from.
-            Output::Probabilities => output.clamp_min(1e-30).log(),
+            Output::Probabilities => output.f_clamp_min(1e-30)?.f_log(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -160,7 +161,14 @@ impl EvidenceLens for LensService {
             let _ticket = ticket;
             let _device = device.lock().unwrap_or_else(|e| e.into_inner());
             let model = model.lock().unwrap_or_else(|e| e.into_inner());
-            let outcome = run_job(&model, &job, &context);
+            // The last line of defence: a panic anywhere in the job (a model
+            // or libtorch call without an error path) ends the run like an
+            // error, so no viewer waits forever on a dead run.
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| run_job(&model, &job, &context)))
+                    .unwrap_or_else(|panic| {
+                        Err(ServiceError::Panicked(panic_message(panic.as_ref())))
+                    });
             match outcome {
                 Ok(()) | Err(ServiceError::Engine(EngineError::Cancelled)) => context.run.end(None),
                 Err(error) => {
@@ -271,6 +279,15 @@ impl EvidenceLens for LensService {
             .collect();
         Ok(Response::new(ListModelsResponse { models, broken }))
     }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// What a job needs beyond the model and the request.

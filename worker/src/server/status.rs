@@ -30,6 +30,8 @@ pub enum ServiceError {
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the explanation stopped unexpectedly: {0}")]
+    Panicked(String),
 }
 
 impl From<ServiceError> for Status {
@@ -39,6 +41,9 @@ impl From<ServiceError> for Status {
             ServiceError::Input(_) => Status::invalid_argument(message),
             ServiceError::Engine(e) if e.is_invalid_argument() => Status::invalid_argument(message),
             ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
+            ServiceError::Engine(EngineError::OutOfMemory { .. }) => {
+                Status::resource_exhausted(message)
+            }
             ServiceError::Engine(_) => Status::internal(message),
             ServiceError::Method(MethodError::Engine(e)) if !e.is_invalid_argument() => {
                 Status::internal(message)
@@ -51,7 +56,9 @@ impl From<ServiceError> for Status {
             }
             ServiceError::NotFound { .. } => Status::not_found(message),
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
-            ServiceError::Store(_) | ServiceError::Internal(_) => Status::internal(message),
+            ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {
+                Status::internal(message)
+            }
         }
     }
 }

@@ -35,14 +35,14 @@ impl Classifier for RegionModel {
     fn device(&self) -> Device {
         Device::Cpu
     }
-    fn logits(&self, batch: &Tensor) -> Tensor {
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, tch::TchError> {
         let r = self.region;
         let region_sum = batch
             .narrow(2, r.y as i64, r.height as i64)
             .narrow(3, r.x as i64, r.width as i64)
             .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double);
         let logit0 = region_sum * self.gain;
-        Tensor::stack(&[logit0.shallow_clone(), logit0.zeros_like()], 1).to_kind(Kind::Float)
+        Ok(Tensor::stack(&[logit0.shallow_clone(), logit0.zeros_like()], 1).to_kind(Kind::Float))
     }
 }
 
@@ -85,13 +85,13 @@ impl Classifier for ConvModel {
     fn device(&self) -> Device {
         Device::Cpu
     }
-    fn logits(&self, batch: &Tensor) -> Tensor {
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, tch::TchError> {
         batch
             .conv2d(&self.weight, Some(&self.bias), [1, 1], [1, 1], [1, 1], 1)
             .relu()
             .max_pool2d_default(2)
             .flatten(1, -1)
-            .matmul(&self.head)
+            .f_matmul(&self.head)
     }
 }
 
@@ -164,7 +164,10 @@ impl Classifier for LinearModel {
     fn device(&self) -> Device {
         Device::Cpu
     }
-    fn logits(&self, batch: &Tensor) -> Tensor {
-        batch.flatten(1, -1).matmul(&self.weight.tr()) + &self.bias
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, tch::TchError> {
+        batch
+            .flatten(1, -1)
+            .f_matmul(&self.weight.tr())?
+            .f_add(&self.bias)
     }
 }
