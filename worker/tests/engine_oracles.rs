@@ -6,7 +6,9 @@
 //!   is 0; evidence is exactly zero for windows that miss the region, and
 //!   efficient PDA's map matches the hand-computed one.
 //! - `pda_equals_efficient_when_every_sample_is_the_mean`
-//! - `same_seed_same_map_bit_for_bit`, `batch_size_never_changes_the_map`
+//! - `same_seed_same_map_bit_for_bit`, `batch_and_tile_sizes_never_change_the_map`,
+//!   `draws_belong_to_the_window_not_to_the_batch`
+//! - `device_batches_equal_host_built_batches`
 //! - `tiles_are_final_and_cover_the_image_once`, `cancellation_stops_within_one_batch`
 
 use std::ops::ControlFlow;
@@ -14,9 +16,12 @@ use std::ops::ControlFlow;
 mod common;
 
 use common::*;
+use std::sync::Arc;
+
 use lens_worker::engine::{
-    coverage, explain, windows, EfficientPda, EngineError, ExplainParams, Laplace, MarginalSampler,
-    Pda, Progress, Rect, Target,
+    coverage, explain, read_window, windows, write_window, ConditionalGaussian, ConditionalPda,
+    DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, Laplace, MarginalSampler,
+    Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Target, WindowFill,
 };
 
 #[test]
@@ -199,33 +204,126 @@ fn same_seed_same_map_bit_for_bit() {
     );
 }
 
+/// Captum's habit: every case repeated over several batch sizes. Here the
+/// maps must be bit-identical, over batch sizes and tile sizes, for every
+/// window fill: draws belong to windows, evidence to grid cells.
 #[test]
-fn batch_size_never_changes_the_map() {
+fn batch_and_tile_sizes_never_change_the_map() {
+    let model = ConvModel::new();
+    let sampler = varied_sampler(30);
+    let pda = Pda {
+        sampler: &sampler,
+        samples: 3,
+    };
+    let conditional = ConditionalPda {
+        gaussian: Arc::new(fitted_gaussian(4, 1)),
+        samples: 3,
+    };
+    let fills: [(&str, &dyn WindowFill); 5] = [
+        ("pda", &pda),
+        ("conditional pda", &conditional),
+        (
+            "sampled mean",
+            &SampledMean {
+                draws: Pda {
+                    sampler: &sampler,
+                    samples: 4,
+                },
+            },
+        ),
+        ("efficient pda", &EfficientPda { sampler: &sampler }),
+        ("occlusion", &Occlusion { value: 0.5 }),
+    ];
+    for (name, fill) in fills {
+        let run = |batch_size, tile_size| {
+            let p = ExplainParams {
+                tile_size,
+                ..params(4, 2, batch_size)
+            };
+            explain(&model, &test_image(), fill, &p, &mut no_progress).unwrap()
+        };
+        let reference = run(1, 1);
+        assert!(reference.map().iter().any(|v| v.abs() > 1e-4), "{name}");
+        for (batch_size, tile_size) in [(3, 4), (64, 12), (7, 5)] {
+            let other = run(batch_size, tile_size);
+            assert_eq!(
+                reference.maps, other.maps,
+                "{name}: batch {batch_size}, tile {tile_size}"
+            );
+            assert_eq!(reference.sample_spread, other.sample_spread, "{name}");
+        }
+    }
+}
+
+/// A conditional sampler for `window` with a ring of `padding`, fitted to
+/// shifted copies of the test image.
+fn fitted_gaussian(window: usize, padding: usize) -> ConditionalGaussian {
+    let images: Vec<InputImage> = (0..12)
+        .map(|shift| InputImage {
+            shape: SHAPE,
+            values: (0..SHAPE.values())
+                .map(|i| ((i * 37 + shift * 5) % 11) as f32 / 10.0)
+                .collect(),
+        })
+        .collect();
+    let stats = PatchStatistics::fit(&images, window + 2 * padding, 1).unwrap();
+    ConditionalGaussian::new(stats, window, (0.0, 1.0), 1e-3).unwrap()
+}
+
+/// A window's draws are the same whichever windows share its batch: a map
+/// over every window equals, on each window's own pixels, the evidence the
+/// window gets when it is computed alone.
+#[test]
+fn draws_belong_to_the_window_not_to_the_batch() {
     let model = ConvModel::new();
     let sampler = varied_sampler(30);
     let fill = Pda {
         sampler: &sampler,
-        samples: 3,
+        samples: 2,
     };
-    let maps: Vec<_> = [1, 3, 64]
-        .into_iter()
-        .map(|batch| {
-            explain(
-                &model,
-                &test_image(),
-                &fill,
-                &params(4, 2, batch),
-                &mut no_progress,
-            )
-            .unwrap()
-            .maps
-        })
-        .collect();
-    for other in &maps[1..] {
-        for (a, b) in maps[0].iter().flatten().zip(other.iter().flatten()) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-        }
+    let image = test_image();
+    let input = DeviceInput::new(&image, 3, tch::Device::Cpu);
+    let all = windows(SHAPE.height, SHAPE.width, 3, 3);
+    let together = fill.fill_batch(&input, &all, 5).unwrap();
+    for (i, w) in all.iter().enumerate() {
+        let alone = fill.fill_batch(&input, &[*w], 5).unwrap();
+        assert!(alone.equal(&together.narrow(0, 2 * i as i64, 2)), "{w:?}");
     }
+    let other_seed = fill.fill_batch(&input, &all, 6).unwrap();
+    assert!(!other_seed.equal(&together));
+}
+
+/// The batch built on the device equals the batch built the old way on the
+/// host: a copy of the image per sample, the window overwritten in place.
+#[test]
+fn device_batches_equal_host_built_batches() {
+    let image = test_image();
+    let all = windows(SHAPE.height, SHAPE.width, 5, 2);
+    let samples = 3;
+    let input = DeviceInput::new(&image, 5, tch::Device::Cpu);
+    let values = SHAPE.channels * 25;
+    let replacement: Vec<f32> = (0..all.len() * samples * values)
+        .map(|i| (i % 17) as f32 / 16.0)
+        .collect();
+    let on_device = input
+        .perturbed(
+            &all,
+            samples,
+            &tch::Tensor::from_slice(&replacement).view([-1, values as i64]),
+        )
+        .unwrap();
+    let mut on_host = Vec::new();
+    for (row, chunk) in replacement.chunks(values).enumerate() {
+        let mut copy = image.clone();
+        write_window(&mut copy, all[row / samples], chunk);
+        on_host.extend(copy.values);
+    }
+    assert_eq!(Vec::<f32>::try_from(on_device.view([-1])).unwrap(), on_host);
+    // And the window's own values read back through the same indices.
+    let mut expected = vec![0f32; values];
+    read_window(&image.values, SHAPE, all[4], &mut expected);
+    let read = input.values.take(&input.targets(&all[4..5])).view([-1]);
+    assert_eq!(Vec::<f32>::try_from(read).unwrap(), expected);
 }
 
 #[test]

@@ -81,11 +81,9 @@ impl DeviceInput {
             Some(0),
             None::<i64>,
         )?;
-        let mut batch = self
-            .values
-            .unsqueeze(0)
-            .f_expand([rows, self.shape.values() as i64], false)?
-            .f_contiguous()?;
+        // `repeat` always copies (an expand made contiguous would alias the
+        // input itself when there is one row).
+        let mut batch = self.values.unsqueeze(0).f_repeat([rows, 1])?;
         let _ = batch.f_scatter_(1, &targets, &replacement.f_to_kind(Kind::Float)?)?;
         batch.f_view(self.dims(rows))
     }
