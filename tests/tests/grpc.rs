@@ -4,14 +4,16 @@
 //! - `streams_tiles_before_the_end_and_matches_the_engine`
 //! - `bad_input_is_invalid_argument_and_the_worker_keeps_serving`
 //! - `a_cancelled_stream_stops_the_computation`
+//! - `server_and_cli_give_the_same_pda_map_for_a_seed`: the server streams
+//!   7 x 7 tiles, the CLI k x k ones; a seed still names one map.
 
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::{
-    assemble, collect_events, load_kit, native_client, preset, refuses_each_bad_request,
-    start_worker,
+    assemble, collect_events, load_kit, native_client, preset, read_npy_values,
+    refuses_each_bad_request, repo_root, start_worker, temp_folder, worker_binary,
 };
 use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Target};
 use lens_worker::input::digit_from_bytes;
@@ -119,4 +121,43 @@ async fn a_cancelled_stream_stops_the_computation() {
         .expect("the cancelled job still holds the device")
         .unwrap();
     assemble(events);
+}
+
+#[tokio::test]
+async fn server_and_cli_give_the_same_pda_map_for_a_seed() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let two = preset(&mut client, 2).await.png;
+    let request = ExplainRequest {
+        image: two.clone(),
+        method: Method::Pda as i32,
+        window: 4,
+        samples: Some(5),
+        seed: 12345,
+        ..Default::default()
+    };
+    let streamed = assemble(collect_events(&mut client, request).await.unwrap());
+
+    let work = temp_folder("same-seed");
+    let digit = work.join("two.png");
+    std::fs::write(&digit, &two).unwrap();
+    let output = std::process::Command::new(worker_binary())
+        .current_dir(repo_root())
+        .arg("explain")
+        .arg(&digit)
+        .args(["--model", "digits", "--method", "pda", "--window", "4"])
+        .args(["--samples", "5", "--seed", "12345", "--batch-size", "64"])
+        .args(["--device", "cpu", "--out"])
+        .arg(work.join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let npy = summary["maps"][0]["npy"].as_str().unwrap();
+    assert_eq!(read_npy_values(std::path::Path::new(npy)), streamed.map);
+    std::fs::remove_dir_all(work).unwrap();
 }

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
-    assemble, collect_events, native_client, repo_root, start_worker, start_worker_with,
-    worker_binary, write_traced_model, USER_MODEL_DESCRIPTION,
+    assemble, collect_events, native_client, read_npy_values, repo_root, start_worker,
+    start_worker_with, worker_binary, write_traced_model, USER_MODEL_DESCRIPTION,
 };
 use tch::{Kind, Tensor};
 
@@ -79,15 +79,6 @@ async fn lists_the_models_and_explains_a_photo_like_the_cli() {
     let npy = summary["maps"][0]["npy"].as_str().unwrap();
     assert_eq!(read_npy_values(Path::new(npy)), streamed.map);
     std::fs::remove_dir_all(out).unwrap();
-}
-
-fn read_npy_values(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    bytes[10 + header..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
 }
 
 /// A user's model: 2 classes, "left" scores the mean of the left half of the

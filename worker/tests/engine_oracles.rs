@@ -20,8 +20,9 @@ use std::sync::Arc;
 
 use lens_worker::engine::{
     coverage, explain, read_window, windows, write_window, ConditionalGaussian, ConditionalPda,
-    DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, Laplace, MarginalSampler,
-    Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Target, WindowFill,
+    DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape, Laplace,
+    MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Target,
+    WindowFill,
 };
 
 #[test]
@@ -297,33 +298,58 @@ fn draws_belong_to_the_window_not_to_the_batch() {
 /// host: a copy of the image per sample, the window overwritten in place.
 #[test]
 fn device_batches_equal_host_built_batches() {
-    let image = test_image();
-    let all = windows(SHAPE.height, SHAPE.width, 5, 2);
-    let samples = 3;
-    let input = DeviceInput::new(&image, 5, tch::Device::Cpu);
-    let values = SHAPE.channels * 25;
-    let replacement: Vec<f32> = (0..all.len() * samples * values)
-        .map(|i| (i % 17) as f32 / 16.0)
-        .collect();
-    let on_device = input
-        .perturbed(
-            &all,
-            samples,
-            &tch::Tensor::from_slice(&replacement).view([-1, values as i64]),
-        )
-        .unwrap();
-    let mut on_host = Vec::new();
-    for (row, chunk) in replacement.chunks(values).enumerate() {
-        let mut copy = image.clone();
-        write_window(&mut copy, all[row / samples], chunk);
-        on_host.extend(copy.values);
+    let three_channels = InputShape {
+        channels: 3,
+        height: 9,
+        width: 11,
+    };
+    let colour = InputImage {
+        shape: three_channels,
+        values: (0..three_channels.values())
+            .map(|i| ((i * 29) % 13) as f32 / 12.0)
+            .collect(),
+    };
+    for image in [test_image(), colour] {
+        let shape = image.shape;
+        let all = windows(shape.height, shape.width, 5, 2);
+        let samples = 3;
+        let input = DeviceInput::new(&image, 5, tch::Device::Cpu);
+        let values = shape.channels * 25;
+        let replacement: Vec<f32> = (0..all.len() * samples * values)
+            .map(|i| (i % 17) as f32 / 16.0)
+            .collect();
+        let on_device = input
+            .perturbed(
+                &all,
+                samples,
+                &tch::Tensor::from_slice(&replacement).view([-1, values as i64]),
+            )
+            .unwrap();
+        assert_eq!(
+            on_device.size(),
+            [
+                (all.len() * samples) as i64,
+                shape.channels as i64,
+                shape.height as i64,
+                shape.width as i64
+            ]
+        );
+        let mut on_host = Vec::new();
+        for (row, chunk) in replacement.chunks(values).enumerate() {
+            let mut copy = image.clone();
+            write_window(&mut copy, all[row / samples], chunk);
+            on_host.extend(copy.values);
+        }
+        assert_eq!(
+            Vec::<f32>::try_from(on_device.contiguous().view([-1])).unwrap(),
+            on_host
+        );
+        // And the window's own values read back through the same indices.
+        let mut expected = vec![0f32; values];
+        read_window(&image.values, shape, all[4], &mut expected);
+        let read = input.values.take(&input.targets(&all[4..5])).view([-1]);
+        assert_eq!(Vec::<f32>::try_from(read).unwrap(), expected);
     }
-    assert_eq!(Vec::<f32>::try_from(on_device.view([-1])).unwrap(), on_host);
-    // And the window's own values read back through the same indices.
-    let mut expected = vec![0f32; values];
-    read_window(&image.values, SHAPE, all[4], &mut expected);
-    let read = input.values.take(&input.targets(&all[4..5])).view([-1]);
-    assert_eq!(Vec::<f32>::try_from(read).unwrap(), expected);
 }
 
 #[test]

@@ -123,7 +123,7 @@ pub(crate) fn input_gradient(
         training_images: model.training_images(),
         classes: model.num_classes(),
     };
-    let x = input.batch_of_one().detach().set_requires_grad(true);
+    let x = input.image().detach().set_requires_grad(true);
     let logits = logits_of(model, &x)?;
     let probabilities_t = logits.f_softmax(-1, Kind::Float)?;
     let probabilities = host_f32(&probabilities_t.detach())?;

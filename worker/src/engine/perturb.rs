@@ -1,7 +1,13 @@
 //! Batches built where the model runs. The image goes to the model's device
-//! once; a batch is that image expanded to B x S copies with each window's
+//! once; a batch is that image repeated B x S times with each window's
 //! replacement values scattered in by precomputed indices. The host only
 //! says which windows; it never copies an image per window.
+//!
+//! Batches are built channels-last (each pixel's channels side by side in
+//! memory) and handed to the network as `[B, C, H, W]` views of that
+//! memory: CPU convolutions run about 1.8 times faster on EfficientNet-Lite0
+//! so (0.56 s against 1.03 s for 32 images on two cores), and no copy is
+//! needed to get there.
 
 use tch::{Device, Kind, TchError, Tensor};
 
@@ -14,11 +20,17 @@ pub struct DeviceInput {
     pub shape: InputShape,
     pub window: usize,
     pub device: Device,
-    /// The image, flat `[C * H * W]` f32 (channel, row, column).
+    /// The image, flat `[C * H * W]` f32 (channel, row, column): what fills
+    /// read from.
     pub values: Tensor,
     /// Where a window's `C x k x k` values sit relative to its top-left
-    /// pixel in the flat image, in `read_window`'s order: `[C * k * k]` i64.
+    /// pixel in `values`, in `read_window`'s order: `[C * k * k]` i64.
     offsets: Tensor,
+    /// The image flat in (row, column, channel) order: what batches are
+    /// built from.
+    pixels_last: Tensor,
+    /// The same window positions in `pixels_last`.
+    offsets_last: Tensor,
 }
 
 impl DeviceInput {
@@ -28,19 +40,27 @@ impl DeviceInput {
             height,
             width,
         } = image.shape;
-        let offsets: Vec<i64> = (0..channels)
-            .flat_map(|c| {
-                (0..window).flat_map(move |r| {
-                    (0..window).map(move |q| (c * height * width + r * width + q) as i64)
-                })
-            })
-            .collect();
+        let offsets = |at: &dyn Fn(usize, usize, usize) -> usize| {
+            let values: Vec<i64> = (0..channels)
+                .flat_map(|c| (0..window).flat_map(move |r| (0..window).map(move |q| (c, r, q))))
+                .map(|(c, r, q)| at(c, r, q) as i64)
+                .collect();
+            Tensor::from_slice(&values).to_device(device)
+        };
+        let values = Tensor::from_slice(&image.values).to_device(device);
+        let pixels_last = values
+            .view([channels as i64, -1])
+            .permute([1, 0])
+            .contiguous()
+            .view([-1]);
         DeviceInput {
             shape: image.shape,
             window,
             device,
-            values: Tensor::from_slice(&image.values).to_device(device),
-            offsets: Tensor::from_slice(&offsets).to_device(device),
+            offsets: offsets(&|c, r, q| c * height * width + r * width + q),
+            offsets_last: offsets(&|c, r, q| (r * width + q) * channels + c),
+            values,
+            pixels_last,
         }
     }
 
@@ -49,21 +69,33 @@ impl DeviceInput {
         self.shape.channels * self.window * self.window
     }
 
-    /// The image as a batch of one, `[1, C, H, W]`.
+    /// The image as a batch of one, `[1, C, H, W]` (channels-last, like
+    /// every batch).
     pub fn batch_of_one(&self) -> Tensor {
-        self.values.view(self.dims(1))
+        self.as_images(&self.pixels_last, 1)
     }
 
-    /// Flat image indices of each window's values: `[B, C * k * k]` i64.
+    /// The image as a contiguous `[1, C, H, W]` (for gradients).
+    pub fn image(&self) -> Tensor {
+        let s = self.shape;
+        self.values
+            .view([1, s.channels as i64, s.height as i64, s.width as i64])
+    }
+
+    /// Flat indices in `values` of each window's values: `[B, C * k * k]` i64.
     pub fn targets(&self, windows: &[Window]) -> Tensor {
+        self.window_indices(windows, 1, &self.offsets)
+    }
+
+    fn window_indices(&self, windows: &[Window], scale: usize, offsets: &Tensor) -> Tensor {
         let starts: Vec<i64> = windows
             .iter()
-            .map(|w| (w.y * self.shape.width + w.x) as i64)
+            .map(|w| ((w.y * self.shape.width + w.x) * scale) as i64)
             .collect();
         Tensor::from_slice(&starts)
             .to_device(self.device)
             .unsqueeze(1)
-            + self.offsets.unsqueeze(0)
+            + offsets.unsqueeze(0)
     }
 
     /// B x S copies of the image, the S copies of window b with rows
@@ -76,20 +108,26 @@ impl DeviceInput {
         replacement: &Tensor,
     ) -> Result<Tensor, TchError> {
         let rows = (windows.len() * samples) as i64;
-        let targets = self.targets(windows).f_repeat_interleave_self_int(
-            samples as i64,
-            Some(0),
-            None::<i64>,
-        )?;
+        let targets = self
+            .window_indices(windows, self.shape.channels, &self.offsets_last)
+            .f_repeat_interleave_self_int(samples as i64, Some(0), None::<i64>)?;
         // `repeat` always copies (an expand made contiguous would alias the
         // input itself when there is one row).
-        let mut batch = self.values.unsqueeze(0).f_repeat([rows, 1])?;
+        let mut batch = self.pixels_last.unsqueeze(0).f_repeat([rows, 1])?;
         let _ = batch.f_scatter_(1, &targets, &replacement.f_to_kind(Kind::Float)?)?;
-        batch.f_view(self.dims(rows))
+        Ok(self.as_images(&batch, rows))
     }
 
-    fn dims(&self, batch: i64) -> [i64; 4] {
+    /// `[rows, H * W * C]` as `[rows, C, H, W]` with channels-last strides.
+    /// One channel is laid out the same either way: it keeps the ordinary
+    /// strides, whose meaning libtorch never has to guess.
+    fn as_images(&self, flat: &Tensor, rows: i64) -> Tensor {
         let s = self.shape;
-        [batch, s.channels as i64, s.height as i64, s.width as i64]
+        let (c, h, w) = (s.channels as i64, s.height as i64, s.width as i64);
+        if c == 1 {
+            flat.view([rows, 1, h, w])
+        } else {
+            flat.view([rows, h, w, c]).permute([0, 3, 1, 2])
+        }
     }
 }

@@ -1,0 +1,205 @@
+//! The engine against Captum, side by side in one run: the same photo, the
+//! same TorchScript file (`models/efficientnet-lite0/model.pt`), the same
+//! device. Captum's `Occlusion` runs in the project's Python (`./dev bench`
+//! installs it); then our occlusion, efficient PDA, PDA and the gradient
+//! method, at stride 8, and at stride 1 where a GPU is present.
+//!
+//! For each it prints the wall time, forward passes, passes per second, the
+//! time per pass relative to Captum's (below 1: faster at identical work),
+//! and the share of the wall time the network itself takes (the passes
+//! times the network's own time per image on channels-last batches,
+//! measured alone first; Captum hands the network contiguous batches, so
+//! its share is against the slower contiguous time).
+//!
+//! cargo run --release --example bench_engine -- [PHOTO] [BATCH] [SAMPLES]
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lens_worker::engine::{
+    explain, gradient_explain, Classifier, ConditionalGaussian, ConditionalMean, ConditionalPda,
+    ExplainParams, Explanation, MapClasses, Occlusion, PatchStatistics, Progress, Quantity, Target,
+    WindowFill,
+};
+use lens_worker::input::photo_from_bytes;
+use lens_worker::models::TorchScriptModel;
+use tch::{Device, Kind, Tensor};
+
+const MODEL: &str = "models/efficientnet-lite0";
+const WINDOW: usize = 10;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let photo = args
+        .first()
+        .map_or("data/photos/chelsea.png", String::as_str);
+    let device = Device::cuda_if_available();
+    let default_batch = if device.is_cuda() { 256 } else { 32 };
+    let batch_size: usize = args.get(1).map_or(Ok(default_batch), |a| a.parse())?;
+    let samples: usize = args.get(2).map_or(Ok(10), |a| a.parse())?;
+    let folder = Path::new(MODEL);
+    let model = TorchScriptModel::load(folder, device)?;
+    let stats = PatchStatistics::load(&folder.join("patches-18.safetensors"))?;
+    let gaussian = Arc::new(ConditionalGaussian::new(stats, WINDOW, (0.0, 1.0), 1e-4)?);
+    let image = photo_from_bytes(&std::fs::read(photo)?, model.input_shape())?;
+    println!(
+        "{photo}, {device:?}, {} torch threads, k = {WINDOW}, l = 18, batch {batch_size}",
+        tch::get_num_threads()
+    );
+    let contiguous = network_seconds_per_image(&model, batch_size, false)?;
+    let per_image = network_seconds_per_image(&model, batch_size, true)?;
+    println!(
+        "the network alone, per image: {:.2} ms channels-last (the engine's batches), \
+         {:.2} ms contiguous",
+        per_image * 1e3,
+        contiguous * 1e3
+    );
+
+    let strides: &[usize] = if device.is_cuda() { &[8, 1] } else { &[8] };
+    for &stride in strides {
+        let captum = run_captum(&image.values, stride, batch_size, device)?;
+        let captum_per_pass = captum.0 / captum.1 as f64;
+        println!("\nstride {stride}");
+        println!(
+            "{:<22} {:>9} {:>9} {:>10} {:>10} {:>9}",
+            "method", "wall s", "passes", "passes/s", "vs Captum", "network"
+        );
+        let row = |name: &str, wall: f64, passes: usize| {
+            println!(
+                "{name:<22} {wall:>9.3} {passes:>9} {:>10.1} {:>10.2} {:>8.0}%",
+                passes as f64 / wall,
+                wall / passes as f64 / captum_per_pass,
+                100.0 * passes as f64 * per_image / wall
+            );
+        };
+        row(
+            &format!("Captum {} Occlusion", captum.2),
+            captum.0,
+            captum.1,
+        );
+        let params = ExplainParams {
+            window: WINDOW,
+            stride,
+            batch_size,
+            tile_size: 28,
+            seed: 0,
+            target: Target::Predicted,
+            quantity: Quantity::LogOdds,
+            maps: MapClasses::Classes(Vec::new()),
+        };
+        let occlusion_params = ExplainParams {
+            quantity: Quantity::Probability,
+            ..params.clone()
+        };
+        let mean = ConditionalMean {
+            gaussian: gaussian.clone(),
+        };
+        let pda = ConditionalPda {
+            gaussian: gaussian.clone(),
+            samples,
+        };
+        let timed =
+            |fill: &dyn WindowFill, params: &ExplainParams| -> anyhow::Result<Explanation> {
+                Ok(explain(&model, &image, fill, params, &mut quiet)?)
+            };
+        let r = timed(&Occlusion { value: 0.5 }, &occlusion_params)?;
+        row("occlusion", r.wall_seconds, r.forward_passes, per_image);
+        let efficient = timed(&mean, &params)?;
+        row(
+            "efficient PDA",
+            efficient.wall_seconds,
+            efficient.forward_passes,
+        );
+        // PDA at stride 1 on a CPU would take hours.
+        if samples > 0 && (device.is_cuda() || stride > 1) {
+            let r = timed(&pda, &params)?;
+            row(
+                &format!("PDA (S = {samples})"),
+                r.wall_seconds,
+                r.forward_passes,
+            );
+            println!(
+                "PDA / efficient PDA: {:.2}",
+                r.wall_seconds / efficient.wall_seconds
+            );
+        }
+        for attempt in ["gradient (cold)", "gradient (warm)"] {
+            let r = gradient_explain(&model, &image, &mean, &params, &mut quiet)?;
+            println!("{attempt:<22} {:>9.3} s", r.wall_seconds);
+        }
+    }
+    Ok(())
+}
+
+fn quiet(_: Progress) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
+/// The network's own time per image, from three full batches after a
+/// warm-up, with the batch laid out channels-last (as the engine builds
+/// it) or contiguous (as a caller usually hands it over).
+fn network_seconds_per_image(
+    model: &TorchScriptModel,
+    batch: usize,
+    channels_last: bool,
+) -> anyhow::Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let s = model.input_shape();
+    let (b, c, h, w) = (
+        batch as i64,
+        s.channels as i64,
+        s.height as i64,
+        s.width as i64,
+    );
+    let options = (Kind::Float, model.device());
+    let images = if channels_last {
+        Tensor::rand([b, h, w, c], options).permute([0, 3, 1, 2])
+    } else {
+        Tensor::rand([b, c, h, w], options)
+    };
+    let wait = |t: Tensor| t.sum(Kind::Float).double_value(&[]);
+    wait(model.logits(&images)?);
+    let start = Instant::now();
+    for _ in 0..3 {
+        wait(model.logits(&images)?);
+    }
+    Ok(start.elapsed().as_secs_f64() / (3 * batch) as f64)
+}
+
+/// Captum's occlusion (grey 0.5) on the same input: (wall s, passes, version).
+fn run_captum(
+    input: &[f32],
+    stride: usize,
+    batch: usize,
+    device: Device,
+) -> anyhow::Result<(f64, usize, String)> {
+    let npy = std::env::temp_dir().join(format!("lens-bench-{}.npy", std::process::id()));
+    std::fs::write(&npy, lens_proto::npy::f32_matrix(input, 3 * 224, 224))?;
+    let output = Command::new(".venv/bin/python")
+        .arg("scripts/bench_captum.py")
+        .arg(Path::new(MODEL).join("model.pt"))
+        .arg(&npy)
+        .args([
+            "3",
+            &WINDOW.to_string(),
+            &stride.to_string(),
+            &batch.to_string(),
+        ])
+        .arg(if device.is_cuda() { "cuda" } else { "cpu" })
+        .output()?;
+    std::fs::remove_file(&npy)?;
+    anyhow::ensure!(
+        output.status.success(),
+        "Captum failed (is it installed? ./dev bench installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok((
+        result["wall_seconds"].as_f64().unwrap_or(f64::NAN),
+        result["forward_passes"].as_u64().unwrap_or(0) as usize,
+        result["captum"].as_str().unwrap_or("?").to_string(),
+    ))
+}
