@@ -67,19 +67,16 @@ fn main() -> anyhow::Result<()> {
             "{:<22} {:>9} {:>9} {:>10} {:>10} {:>9}",
             "method", "wall s", "passes", "passes/s", "vs Captum", "network"
         );
-        let row = |name: &str, wall: f64, passes: usize| {
+        let row = |name: &str, wall: f64, passes: usize, network_per_image: f64| {
             println!(
                 "{name:<22} {wall:>9.3} {passes:>9} {:>10.1} {:>10.2} {:>8.0}%",
                 passes as f64 / wall,
                 wall / passes as f64 / captum_per_pass,
-                100.0 * passes as f64 * per_image / wall
+                100.0 * passes as f64 * network_per_image / wall
             );
         };
-        row(
-            &format!("Captum {} Occlusion", captum.2),
-            captum.0,
-            captum.1,
-        );
+        let captum_name = format!("Captum {} Occlusion", captum.2);
+        row(&captum_name, captum.0, captum.1, contiguous);
         let params = ExplainParams {
             window: WINDOW,
             stride,
@@ -112,6 +109,7 @@ fn main() -> anyhow::Result<()> {
             "efficient PDA",
             efficient.wall_seconds,
             efficient.forward_passes,
+            per_image,
         );
         // PDA at stride 1 on a CPU would take hours.
         if samples > 0 && (device.is_cuda() || stride > 1) {
@@ -120,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 &format!("PDA (S = {samples})"),
                 r.wall_seconds,
                 r.forward_passes,
+                per_image,
             );
             println!(
                 "PDA / efficient PDA: {:.2}",
