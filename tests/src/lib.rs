@@ -251,12 +251,16 @@ pub struct Streamed {
     pub finished: lens_proto::v1::Finished,
     /// The map assembled from the tiles (28 x 28, row-major).
     pub map: Vec<f32>,
+    /// The coarse map and when it arrived, if the run streamed one.
+    pub coarse: Option<(Instant, Vec<f32>)>,
+    /// When each final tile arrived.
     pub tile_times: Vec<Instant>,
     pub finished_at: Instant,
 }
 
-/// Checks the order of events (Started, tiles, Finished), that the tiles
-/// cover the image exactly once with growing progress, and assembles the map.
+/// Checks the order of events (Started, an optional coarse map covering the
+/// whole image, tiles, Finished), that the final tiles cover the image
+/// exactly once with growing progress, and assembles the map.
 pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     use lens_proto::v1::explain_event::Event;
     let mut events = events.into_iter();
@@ -274,9 +278,20 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     let mut map = vec![f32::NAN; width * height];
     let mut covered = vec![0u32; width * height];
     let mut tile_times = Vec::new();
+    let mut coarse = None;
     let mut last_done = 0;
     for (at, event) in events {
         match event.event {
+            Some(Event::Tile(tile)) if tile.coarse => {
+                assert!(
+                    tile_times.is_empty() && coarse.is_none(),
+                    "one coarse map, first"
+                );
+                assert_eq!((tile.x, tile.y), (0, 0));
+                assert_eq!((tile.width, tile.height), (input.width, input.height));
+                last_done = tile.windows_done;
+                coarse = Some((at, tile.values));
+            }
             Some(Event::Tile(tile)) => {
                 assert!(tile.windows_done >= last_done, "progress only grows");
                 assert_eq!(tile.total_windows, started.total_windows);
@@ -300,6 +315,7 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
                     started,
                     finished,
                     map,
+                    coarse,
                     tile_times,
                     finished_at: at,
                 };

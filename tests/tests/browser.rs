@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use lens_tests::{load_kit, repo_root, start_worker, temp_folder, ChildWorker};
 use lens_worker::digits::SHAPE;
-use lens_worker::engine::{explain, ExplainParams, InputImage, MapClasses, Pda, Quantity, Target};
+use lens_worker::engine::{
+    explain, ExplainParams, InputImage, MapClasses, Pda, Quantity, Schedule, Target,
+};
 use lens_worker::server::{DEFAULT_BATCH, DEFAULT_TILE};
 use serde_json::json;
 
@@ -94,6 +96,7 @@ fn most_mixed_preset() -> u8 {
             target: Target::Predicted,
             quantity: Quantity::LogOdds,
             maps: MapClasses::All,
+            schedule: Schedule::Plain,
         };
         let fill = Pda {
             sampler: kit.sampler(),

@@ -15,7 +15,7 @@ use lens_tests::{
     assemble, collect_events, load_kit, native_client, preset, read_npy_values,
     refuses_each_bad_request, repo_root, start_worker, temp_folder, worker_binary,
 };
-use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Target};
+use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
 use lens_worker::input::digit_from_bytes;
 
 #[tokio::test]
@@ -40,7 +40,15 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
     assert!((sum - 1.0).abs() < 1e-4);
     assert_eq!(started.explained_class, started.predicted_class);
     assert!(streamed.tile_times.len() >= 16, "28 x 28 in 7 x 7 tiles");
-    // Tiles arrive while the work goes on, not all at the end.
+    // A run this long first streams a coarse map (the 7 x 7 windows that
+    // cover the digit once), then final tiles while the work goes on.
+    let (coarse_at, coarse) = streamed.coarse.as_ref().expect("a coarse map first");
+    assert!(*coarse_at <= streamed.tile_times[0]);
+    assert!(coarse.iter().all(|v| v.is_finite()));
+    assert_ne!(
+        coarse, &streamed.map,
+        "the final map refines the coarse one"
+    );
     assert!(streamed.tile_times[0] < streamed.finished_at);
     assert!(streamed.finished.windows_per_second > 0.0);
     assert_eq!(streamed.finished.forward_passes, 1 + 625 * 10);
@@ -64,6 +72,7 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
             target: Target::Predicted,
             quantity: Quantity::LogOdds,
             maps: MapClasses::All,
+            schedule: Schedule::Plain,
         },
         &mut |_| ControlFlow::Continue(()),
     )

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use lens_worker::digits::{DigitsKit, SHAPE};
 use lens_worker::engine::{
-    explain, EfficientPda, ExplainParams, InputImage, MapClasses, Pda, Quantity, Target, WindowFill,
+    explain, EfficientPda, ExplainParams, InputImage, MapClasses, Pda, Quantity, Schedule, Target,
+    WindowFill,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -24,6 +25,7 @@ fn main() -> anyhow::Result<()> {
         target: Target::Predicted,
         quantity: Quantity::LogOdds,
         maps: MapClasses::All,
+        schedule: Schedule::Plain,
     };
     let pda = Pda {
         sampler: kit.sampler(),

@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use lens_worker::engine::{
     explain, gradient_explain, Classifier, ConditionalGaussian, ConditionalMean, ConditionalPda,
-    ExplainParams, Explanation, MapClasses, Occlusion, PatchStatistics, Progress, Quantity, Target,
-    WindowFill,
+    ExplainParams, Explanation, MapClasses, Occlusion, PatchStatistics, Progress, Quantity,
+    Schedule, Target, WindowFill,
 };
 use lens_worker::input::photo_from_bytes;
 use lens_worker::models::TorchScriptModel;
@@ -86,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             target: Target::Predicted,
             quantity: Quantity::LogOdds,
             maps: MapClasses::Classes(Vec::new()),
+            schedule: Schedule::Plain,
         };
         let occlusion_params = ExplainParams {
             quantity: Quantity::Probability,

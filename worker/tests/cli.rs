@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lens_worker::digits::DigitsKit;
-use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Target};
+use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
 use lens_worker::input::{digit_from_bytes, grey_png};
 
 fn repo_root() -> PathBuf {
@@ -113,6 +113,7 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
             target: Target::Predicted,
             quantity: Quantity::LogOdds,
             maps: MapClasses::Top(3),
+            schedule: Schedule::Plain,
         },
         &mut |_| ControlFlow::Continue(()),
     )

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use lens_worker::engine::{
     coverage, explain, read_window, windows, write_window, ConditionalGaussian, ConditionalPda,
     DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape, Laplace,
-    MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Target,
-    WindowFill,
+    MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Schedule,
+    Target, WindowFill,
 };
 
 #[test]
@@ -271,12 +271,10 @@ fn fitted_gaussian(window: usize, padding: usize) -> ConditionalGaussian {
     ConditionalGaussian::new(stats, window, (0.0, 1.0), 1e-3).unwrap()
 }
 
-/// A window's draws are the same whichever windows share its batch: a map
-/// over every window equals, on each window's own pixels, the evidence the
-/// window gets when it is computed alone.
+/// A window's draws are the same whichever windows share its batch: the
+/// fill of every window at once equals each window's fill alone.
 #[test]
 fn draws_belong_to_the_window_not_to_the_batch() {
-    let model = ConvModel::new();
     let sampler = varied_sampler(30);
     let fill = Pda {
         sampler: &sampler,
@@ -437,4 +435,60 @@ fn bad_parameters_are_refused_with_reasons() {
         ..params(3, 1, 8)
     };
     assert!(run(p, 2).contains("class 3 does not exist"));
+}
+
+/// Coarse to fine: a complete coarse map first (the map of the windows that
+/// cover the image once, here exactly the stride-k map), then final tiles,
+/// and in the end the same map as the plain schedule, bit for bit.
+#[test]
+fn coarse_to_fine_gives_a_coarse_map_first_and_the_same_final_map() {
+    let model = ConvModel::new();
+    let sampler = varied_sampler(30);
+    let fill = Pda {
+        sampler: &sampler,
+        samples: 3,
+    };
+    let image = test_image();
+    let run = |stride, schedule, events: &mut Vec<String>, coarse: &mut Option<Vec<f32>>| {
+        let p = ExplainParams {
+            schedule,
+            ..params(3, stride, 8)
+        };
+        explain(&model, &image, &fill, &p, &mut |progress| {
+            match progress {
+                Progress::Started { .. } => events.push("started".into()),
+                Progress::Coarse { values, .. } => {
+                    events.push("coarse".into());
+                    *coarse = Some(values);
+                }
+                Progress::Batch { tiles, .. } => {
+                    events.extend(tiles.iter().map(|_| "tile".to_string()))
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+    };
+    let (mut events, mut coarse) = (Vec::new(), None);
+    let plain = run(1, Schedule::Plain, &mut events, &mut coarse);
+    assert!(coarse.is_none() && !events.contains(&"coarse".to_string()));
+
+    let (mut events, mut coarse) = (Vec::new(), None);
+    let progressive = run(1, Schedule::CoarseToFine, &mut events, &mut coarse);
+    assert_eq!(
+        &events[..2],
+        ["started", "coarse"],
+        "coarse before any tile"
+    );
+    assert_eq!(
+        events.iter().filter(|e| *e == "tile").count(),
+        9,
+        "3 x 3 tiles"
+    );
+    assert_eq!(progressive.maps, plain.maps);
+    assert_eq!(progressive.sample_spread, plain.sample_spread);
+
+    let (mut events, mut unused) = (Vec::new(), None);
+    let stride_k = run(3, Schedule::Plain, &mut events, &mut unused);
+    assert_eq!(coarse.unwrap(), stride_k.map());
 }

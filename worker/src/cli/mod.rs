@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::engine::{ExplainParams, MapClasses, Progress, Target, WindowFill};
+use crate::engine::{ExplainParams, MapClasses, Progress, Schedule, Target, WindowFill};
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Resize};
 
@@ -107,6 +107,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
         target,
         quantity: choice.kind.quantity(),
         maps,
+        schedule: Schedule::Plain,
     };
     let samples = fill.samples_per_window();
     params.validate(
@@ -199,7 +200,9 @@ fn explain_one(
     let mut on_progress = |progress: Progress| {
         match progress {
             Progress::Started { total_windows, .. } => bar.set_length(total_windows as u64),
-            Progress::Batch { windows_done, .. } => bar.set_position(windows_done as u64),
+            Progress::Batch { windows_done, .. } | Progress::Coarse { windows_done, .. } => {
+                bar.set_position(windows_done as u64)
+            }
         }
         ControlFlow::Continue(())
     };

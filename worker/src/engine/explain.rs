@@ -25,7 +25,7 @@ use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
 use super::grid::EvidenceGrid;
 use super::perturb::DeviceInput;
-use super::windows::{Rect, TileSchedule};
+use super::windows::{Rect, Schedule, TileSchedule};
 
 /// Largest S and batch accepted, so one request cannot exhaust memory.
 pub const MAX_SAMPLES: usize = 1000;
@@ -70,6 +70,8 @@ pub struct ExplainParams {
     /// What each window's evidence measures (default: log2 odds).
     pub quantity: Quantity,
     pub maps: MapClasses,
+    /// The order windows are computed in (never changes the map).
+    pub schedule: Schedule,
 }
 
 impl ExplainParams {
@@ -135,6 +137,14 @@ pub enum Progress<'a> {
         probabilities: &'a [f32],
         predicted: usize,
         explained: usize,
+        total_windows: usize,
+    },
+    /// Once, with `Schedule::CoarseToFine`, when the coarse windows are
+    /// done: the whole map from them alone (`H x W`, row-major), before any
+    /// final tile.
+    Coarse {
+        values: Vec<f32>,
+        windows_done: usize,
         total_windows: usize,
     },
     /// After each batch: the tiles that became final in it (maybe none).
@@ -228,6 +238,7 @@ pub fn explain(
         params.window,
         params.stride,
         params.tile_size,
+        params.schedule,
     );
     let grid = EvidenceGrid::new(height, width, params.window, params.stride, device);
     let total = schedule.windows.len();
@@ -261,6 +272,18 @@ pub fn explain(
         }
 
         let windows_done = batch_index * windows_per_batch + batch.len();
+        let coarse_now =
+            windows_done - batch.len() < schedule.coarse && windows_done >= schedule.coarse;
+        if coarse_now && schedule.coarse < total {
+            let coarse = Progress::Coarse {
+                values: host_f32(&grid.coarse_mean(&evidence.get(0)))?,
+                windows_done,
+                total_windows: total,
+            };
+            if on_progress(coarse).is_break() {
+                return Err(EngineError::Cancelled);
+            }
+        }
         let mut finished = Vec::new();
         while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
             finished.push(schedule.tiles[next_tile].0);

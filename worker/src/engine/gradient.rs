@@ -25,7 +25,7 @@ use super::explain::{
 use super::fill::WindowFill;
 use super::grid::EvidenceGrid;
 use super::perturb::DeviceInput;
-use super::windows::TileSchedule;
+use super::windows::{Schedule, TileSchedule};
 
 /// Fill values computed at once by the gradient method (windows x values
 /// per window), to bound its memory.
@@ -61,6 +61,7 @@ pub fn gradient_explain(
         params.window,
         params.stride,
         params.tile_size,
+        Schedule::Plain,
     );
     let total = schedule.windows.len();
     announce(on_progress, &probabilities, predicted, explained, total)?;
@@ -181,7 +182,7 @@ pub(crate) fn finish_pixel_map(
     started_at: Instant,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Explanation, EngineError> {
-    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, tile_size);
+    let schedule = TileSchedule::new(shape.height, shape.width, 1, 1, tile_size, Schedule::Plain);
     let (probabilities, predicted, explained) = &prediction;
     announce(
         on_progress,

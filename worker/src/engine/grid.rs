@@ -14,7 +14,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::windows::{positions, Window};
+use super::windows::{coarse_positions, positions, Window};
 
 pub struct EvidenceGrid {
     xs: Vec<usize>,
@@ -25,6 +25,47 @@ pub struct EvidenceGrid {
     columns: Tensor,
     /// Windows per pixel, `[H, W]` f64.
     counts: Tensor,
+    /// The same for the coarse windows of `Schedule::CoarseToFine` only.
+    coarse: Axes,
+}
+
+/// Membership matrices and counts of a subset of the grid's rows and columns.
+struct Axes {
+    /// Which grid rows and columns (`[n]` i64 each).
+    row_cells: Tensor,
+    column_cells: Tensor,
+    rows: Tensor,
+    columns: Tensor,
+    counts: Tensor,
+}
+
+impl Axes {
+    fn new(
+        (height, width): (usize, usize),
+        (ys, xs): (&[usize], &[usize]),
+        (all_ys, all_xs): (&[usize], &[usize]),
+        window: usize,
+        device: Device,
+    ) -> Self {
+        let cells = |chosen: &[usize], all: &[usize]| {
+            let index: Vec<i64> = chosen
+                .iter()
+                .map(|p| all.binary_search(p).expect("a start of the grid") as i64)
+                .collect();
+            Tensor::from_slice(&index).to_device(device)
+        };
+        let rows = membership(height, ys, window, device);
+        let columns = membership(width, xs, window, device).tr().contiguous();
+        let per_row = rows.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+        let per_column = columns.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
+        Axes {
+            row_cells: cells(ys, all_ys),
+            column_cells: cells(xs, all_xs),
+            counts: per_row.outer(&per_column),
+            rows,
+            columns,
+        }
+    }
 }
 
 /// `[length, starts]` 0/1: whether pixel i lies in the window starting at
@@ -45,17 +86,17 @@ impl EvidenceGrid {
     pub fn new(height: usize, width: usize, window: usize, stride: usize, device: Device) -> Self {
         let ys = positions(height, window, stride);
         let xs = positions(width, window, stride);
-        let rows = membership(height, &ys, window, device);
-        let columns = membership(width, &xs, window, device).tr().contiguous();
-        let per_row = rows.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
-        let per_column = columns.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
-        let counts = per_row.outer(&per_column);
+        let size = (height, width);
+        let all = Axes::new(size, (&ys, &xs), (&ys, &xs), window, device);
+        let (coarse_ys, coarse_xs) = (coarse_positions(&ys, window), coarse_positions(&xs, window));
+        let coarse = Axes::new(size, (&coarse_ys, &coarse_xs), (&ys, &xs), window, device);
         EvidenceGrid {
             xs,
             ys,
-            rows,
-            columns,
-            counts,
+            rows: all.rows,
+            columns: all.columns,
+            counts: all.counts,
+            coarse,
         }
     }
 
@@ -82,5 +123,17 @@ impl EvidenceGrid {
             .contiguous()
             .view([self.ys.len() as i64, self.xs.len() as i64]);
         self.rows.matmul(&grid).matmul(&self.columns) / &self.counts
+    }
+
+    /// The per-pixel mean over the coarse windows only (see
+    /// `windows::coarse_positions`), `[H, W]` f64.
+    pub fn coarse_mean(&self, values: &Tensor) -> Tensor {
+        let c = &self.coarse;
+        let grid = values
+            .contiguous()
+            .view([self.ys.len() as i64, self.xs.len() as i64])
+            .index_select(0, &c.row_cells)
+            .index_select(1, &c.column_cells);
+        c.rows.matmul(&grid).matmul(&c.columns) / &c.counts
     }
 }

@@ -46,5 +46,5 @@ pub use perturb::DeviceInput;
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};
 pub use windows::{
-    add_over_window, coverage, per_pixel_mean, positions, windows, Rect, TileSchedule, Window,
+    coarse_positions, coverage, positions, windows, Rect, Schedule, TileSchedule, Window,
 };

@@ -46,6 +46,24 @@ pub fn positions(length: usize, window: usize, stride: usize) -> Vec<usize> {
     starts
 }
 
+/// A covering subset of `starts` with as little overlap as the grid allows:
+/// from the first start, each next one is the furthest that leaves no gap.
+/// When the stride divides the window these windows do not overlap.
+pub fn coarse_positions(starts: &[usize], window: usize) -> Vec<usize> {
+    let mut chosen = vec![starts[0]];
+    let last = starts[starts.len() - 1];
+    while let Some(&current) = chosen.last().filter(|&&c| c != last) {
+        let furthest = starts.iter().rev().find(|&&p| p <= current + window);
+        // With a stride above the window a gap cannot be avoided: the next.
+        let next = furthest
+            .filter(|&&p| p > current)
+            .or_else(|| starts.iter().find(|&&p| p > current))
+            .expect("the last start lies ahead");
+        chosen.push(*next);
+    }
+    chosen
+}
+
 /// All windows of an image, row by row.
 pub fn windows(height: usize, width: usize, window: usize, stride: usize) -> Vec<Window> {
     let xs = positions(width, window, stride);
@@ -68,29 +86,24 @@ pub fn coverage(height: usize, width: usize, windows: &[Window]) -> Vec<u32> {
     counts
 }
 
-/// Adds `amount` to every pixel of the window (row-major `width`-wide sums).
-pub fn add_over_window(sums: &mut [f64], width: usize, window: &Window, amount: f64) {
-    for row in window.y..window.y + window.size {
-        for s in &mut sums[row * width + window.x..row * width + window.x + window.size] {
-            *s += amount;
-        }
-    }
-}
-
-/// Per-pixel sums divided by the number of windows that cover each pixel
-/// (Algorithm 1, lines 11-14).
-pub fn per_pixel_mean(sums: &[f64], counts: &[u32]) -> Vec<f32> {
-    sums.iter()
-        .zip(counts)
-        .map(|(s, &n)| (s / n as f64) as f32)
-        .collect()
+/// The order windows are computed in. Neither changes the map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Tile by tile in raster order.
+    #[default]
+    Plain,
+    /// First a set of windows that covers the image once (`coarse_positions`
+    /// on both axes), which gives a complete coarse map at a fraction of the
+    /// cost; then the others, tile by tile, refining it.
+    CoarseToFine,
 }
 
 /// Windows in the order they are computed, grouped by the tile they finish.
 ///
 /// Tiles are visited in raster order; each takes every window overlapping it
 /// that no earlier tile took. Once a tile's windows and all earlier ones are
-/// done, no later window touches the tile, so its values are final.
+/// done, no later window touches the tile, so its values are final. With
+/// `Schedule::CoarseToFine` the coarse windows come before all tiles.
 #[derive(Debug)]
 pub struct TileSchedule {
     /// Every window exactly once, in computation order.
@@ -98,12 +111,31 @@ pub struct TileSchedule {
     /// Each tile with the number of windows (a prefix of `windows`) after
     /// which it is final, in nondecreasing order.
     pub tiles: Vec<(Rect, usize)>,
+    /// How many windows come first to make the coarse map (0 when plain).
+    pub coarse: usize,
 }
 
 impl TileSchedule {
-    pub fn new(height: usize, width: usize, window: usize, stride: usize, tile: usize) -> Self {
+    pub fn new(
+        height: usize,
+        width: usize,
+        window: usize,
+        stride: usize,
+        tile: usize,
+        schedule: Schedule,
+    ) -> Self {
         let mut pending = windows(height, width, window, stride);
         let mut ordered = Vec::with_capacity(pending.len());
+        if schedule == Schedule::CoarseToFine {
+            let ys = coarse_positions(&positions(height, window, stride), window);
+            let xs = coarse_positions(&positions(width, window, stride), window);
+            let (coarse, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|w| ys.contains(&w.y) && xs.contains(&w.x));
+            ordered.extend(coarse);
+            pending = rest;
+        }
+        let coarse = ordered.len();
         let mut tiles = Vec::new();
         for y in (0..height).step_by(tile) {
             for x in (0..width).step_by(tile) {
@@ -125,6 +157,7 @@ impl TileSchedule {
         TileSchedule {
             windows: ordered,
             tiles,
+            coarse,
         }
     }
 }
@@ -183,9 +216,36 @@ mod tests {
     }
 
     #[test]
+    fn coarse_positions_cover_the_axis_once_where_they_can() {
+        // Stride divides the window: non-overlapping, plus the last start.
+        assert_eq!(
+            coarse_positions(&positions(28, 4, 1), 4),
+            vec![0, 4, 8, 12, 16, 20, 24]
+        );
+        assert_eq!(coarse_positions(&positions(224, 10, 2), 10).len(), 23);
+        assert_eq!(coarse_positions(&positions(10, 4, 2), 4), vec![0, 4, 6]);
+        // Stride 3 with k = 4: the furthest start that leaves no gap.
+        assert_eq!(coarse_positions(&positions(13, 4, 3), 4), vec![0, 3, 6, 9]);
+        assert_eq!(coarse_positions(&positions(4, 4, 1), 4), vec![0]);
+    }
+
+    #[test]
     fn schedule_takes_every_window_once_and_tiles_are_final() {
-        for (n, k, s, t) in [(28, 4, 1, 7), (28, 5, 2, 8), (10, 10, 1, 3), (13, 3, 4, 5)] {
-            let schedule = TileSchedule::new(n, n, k, s, t);
+        let cases = [(28, 4, 1, 7), (28, 5, 2, 8), (10, 10, 1, 3), (13, 3, 4, 5)];
+        for ((n, k, s, t), schedule) in cases
+            .into_iter()
+            .flat_map(|c| [(c, Schedule::Plain), (c, Schedule::CoarseToFine)])
+        {
+            let kind = schedule;
+            let schedule = TileSchedule::new(n, n, k, s, t, kind);
+            if kind == Schedule::CoarseToFine && s <= k {
+                // The coarse windows alone cover every pixel.
+                let first = coverage(n, n, &schedule.windows[..schedule.coarse]);
+                assert!(first.iter().all(|&c| c >= 1), "n {n} k {k} s {s}");
+                if (n, k, s) == (28, 4, 1) {
+                    assert_eq!(schedule.coarse, 7 * 7, "non-overlapping 4 x 4 windows");
+                }
+            }
             let all = windows(n, n, k, s);
             assert_eq!(schedule.windows.len(), all.len());
             for w in &all {

@@ -3,7 +3,7 @@
 
 use lens_proto::v1::{ExplainRequest, Method as WireMethod};
 
-use crate::engine::{ExplainParams, InputImage, MapClasses, Target};
+use crate::engine::{positions, ExplainParams, InputImage, MapClasses, Schedule, Target};
 use crate::methods::{MethodChoice, MethodKind, SamplerKind};
 use crate::models::{input_for, DIGITS};
 
@@ -17,6 +17,8 @@ pub const DEFAULT_SAMPLES: usize = 10;
 pub const DEFAULT_BATCH: usize = 64;
 pub const DEFAULT_TILE: usize = 7;
 pub const DEFAULT_PADDING: usize = 4;
+/// A run longer than this many batches streams a coarse map first.
+pub const COARSE_AFTER_BATCHES: usize = 4;
 
 #[derive(Debug)]
 pub struct Job {
@@ -71,7 +73,7 @@ pub fn job_from_request(
         occlusion_value: 0.5,
     };
     let window = or_default(request.window, model.default_window());
-    let params = ExplainParams {
+    let mut params = ExplainParams {
         window,
         stride: or_default(request.stride, DEFAULT_STRIDE),
         batch_size: or_default(request.batch_size, DEFAULT_BATCH),
@@ -87,11 +89,13 @@ pub fn job_from_request(
         } else {
             MapClasses::All
         },
+        schedule: Schedule::Plain,
     };
     let checked_samples = match kind {
         MethodKind::Pda | MethodKind::SampledMean => samples,
         _ => 1,
     };
+    params.schedule = schedule_for(&params, model, checked_samples);
     params.validate(model.shape, model.class_names.len(), checked_samples)?;
     let resolved = ExplainRequest {
         image: Vec::new(),
@@ -106,10 +110,11 @@ pub fn job_from_request(
         model: model.id.clone(),
         padding: choice.padding as u32,
     };
-    // Batch and tile size do not change the result, so they are not part of
-    // the key; everything else is.
+    // Batch size, tile size and schedule do not change the result, so they
+    // are not part of the key; everything else is, with the engine's
+    // version (version 2 keys draws by window position).
     let settings = format!(
-        "{} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
+        "engine=2 {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
         model.id,
         kind,
         choice.sampler,
@@ -130,6 +135,22 @@ pub fn job_from_request(
         params,
         resolved,
     })
+}
+
+/// Runs of more than a few batches with windows that overlap stream a
+/// coarse map first (`Schedule::CoarseToFine`); short ones need no preview.
+fn schedule_for(params: &ExplainParams, model: &ModelSummary, samples: usize) -> Schedule {
+    let windows = |stride| {
+        let axis = |length| positions(length, params.window, stride).len();
+        axis(model.shape.height) * axis(model.shape.width)
+    };
+    let passes = windows(params.stride) * samples;
+    let overlapping = params.stride < params.window;
+    if overlapping && params.window > 1 && passes > COARSE_AFTER_BATCHES * params.batch_size {
+        Schedule::CoarseToFine
+    } else {
+        Schedule::Plain
+    }
 }
 
 fn wire_method(kind: MethodKind) -> WireMethod {

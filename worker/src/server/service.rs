@@ -341,6 +341,20 @@ fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), S
             started_event = Some(started.clone());
             publish(Event::Started(started))
         }
+        Progress::Coarse {
+            values,
+            windows_done,
+            total_windows,
+        } => publish(Event::Tile(Tile {
+            x: 0,
+            y: 0,
+            width: shape.width as u32,
+            height: shape.height as u32,
+            values,
+            windows_done: windows_done as u64,
+            total_windows: total_windows as u64,
+            coarse: true,
+        })),
         Progress::Batch {
             tiles,
             windows_done,
@@ -355,6 +369,7 @@ fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), S
                     values: tile.values,
                     windows_done: windows_done as u64,
                     total_windows: total_windows as u64,
+                    coarse: false,
                 }))?;
             }
             ControlFlow::Continue(())
@@ -398,6 +413,7 @@ fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), S
                 values: map.to_vec(),
                 windows_done: explanation.windows as u64,
                 total_windows: explanation.windows as u64,
+                coarse: false,
             }),
             finished: Some(finished.clone()),
         },

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use lens_worker::engine::{
     Classifier, ExplainParams, InputImage, InputShape, MapClasses, MarginalSampler, Progress,
-    Quantity, Rect, Target,
+    Quantity, Rect, Schedule, Target,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -122,6 +122,7 @@ pub fn params(window: usize, stride: usize, batch_size: usize) -> ExplainParams 
         target: Target::Class(0),
         quantity: Quantity::LogOdds,
         maps: MapClasses::All,
+        schedule: Schedule::Plain,
     }
 }
 
