@@ -12,6 +12,7 @@
 //! its share is against the slower contiguous time).
 //!
 //! cargo run --release --example bench_engine -- [PHOTO] [BATCH] [SAMPLES]
+//! (`LENS_PYTHON` names the Python with Captum; default `.venv/bin/python`.)
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -60,8 +61,11 @@ fn main() -> anyhow::Result<()> {
 
     let strides: &[usize] = if device.is_cuda() { &[8, 1] } else { &[8] };
     for &stride in strides {
-        let captum = run_captum(&image.values, stride, batch_size, device)?;
-        let captum_per_pass = captum.0 / captum.1 as f64;
+        let captum = run_captum(&image.values, stride, batch_size, device)
+            .inspect_err(|e| println!("\nCaptum did not run: {e}"))
+            .ok();
+        // Without Captum the ratio column compares with nothing.
+        let captum_per_pass = captum.as_ref().map_or(f64::NAN, |c| c.0 / c.1 as f64);
         println!("\nstride {stride}");
         println!(
             "{:<22} {:>9} {:>9} {:>10} {:>10} {:>9}",
@@ -75,8 +79,14 @@ fn main() -> anyhow::Result<()> {
                 100.0 * passes as f64 * network_per_image / wall
             );
         };
-        let captum_name = format!("Captum {} Occlusion", captum.2);
-        row(&captum_name, captum.0, captum.1, contiguous);
+        if let Some((wall, passes, version)) = &captum {
+            row(
+                &format!("Captum {version} Occlusion"),
+                *wall,
+                *passes,
+                contiguous,
+            );
+        }
         let params = ExplainParams {
             window: WINDOW,
             stride,
@@ -178,7 +188,8 @@ fn run_captum(
 ) -> anyhow::Result<(f64, usize, String)> {
     let npy = std::env::temp_dir().join(format!("lens-bench-{}.npy", std::process::id()));
     std::fs::write(&npy, lens_proto::npy::f32_matrix(input, 3 * 224, 224))?;
-    let output = Command::new(".venv/bin/python")
+    let python = std::env::var("LENS_PYTHON").unwrap_or(".venv/bin/python".into());
+    let output = Command::new(python)
         .arg("scripts/bench_captum.py")
         .arg(Path::new(MODEL).join("model.pt"))
         .arg(&npy)

@@ -61,5 +61,5 @@ pub fn picks(
 }
 
 fn upload<T: tch::kind::Element>(values: &[T], shape: &[i64], device: Device) -> Tensor {
-    Tensor::from_slice(values).view(shape).to_device(device)
+    super::device::upload(values, device).view(shape)
 }

@@ -20,6 +20,7 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::classifier::{logits_of, Classifier, InputImage, InputShape};
+use super::device::{host_f32, upload};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
@@ -261,14 +262,14 @@ pub fn explain(
         let cells = grid.cell_indices(batch, device);
         let value = outputs.value(&logits, batch.len(), samples)?;
         let window_evidence = (&value_x - value).f_tr()?;
-        evidence = evidence.f_index_copy(1, &cells, &window_evidence)?;
+        let _ = evidence.f_index_copy_(1, &cells, &window_evidence)?;
         if let Some(spread) = spread.as_mut() {
             let p = outputs
                 .probabilities(&logits)?
                 .f_select(1, 0)?
                 .f_view([batch.len() as i64, samples as i64])?;
             let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
-            *spread = spread.f_index_copy(0, &cells, &deviation)?;
+            let _ = spread.f_index_copy_(0, &cells, &deviation)?;
         }
 
         let windows_done = batch_index * windows_per_batch + batch.len();
@@ -380,7 +381,7 @@ fn read_tiles(map: &Tensor, width: usize, rects: &[Rect]) -> Result<Vec<MapTile>
                 .flat_map(move |y| (r.x..r.x + r.width).map(move |x| (y * width + x) as i64))
         })
         .collect();
-    let index = Tensor::from_slice(&pixels).to_device(map.device());
+    let index = upload(&pixels, map.device());
     let values = host_f32(&map.f_view([-1])?.f_take(&index)?)?;
     let mut rest = values.as_slice();
     Ok(rects
@@ -394,16 +395,6 @@ fn read_tiles(map: &Tensor, width: usize, rects: &[Rect]) -> Result<Vec<MapTile>
             }
         })
         .collect())
-}
-
-/// A tensor's values as f32 on the host, flattened.
-pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>, EngineError> {
-    Ok(Vec::<f32>::try_from(
-        t.f_to_kind(Kind::Float)?
-            .f_to_device(tch::Device::Cpu)?
-            .f_contiguous()?
-            .f_view([-1])?,
-    )?)
 }
 
 /// Sends `Progress::Started`; a `Break` from the caller cancels the run.

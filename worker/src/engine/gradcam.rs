@@ -11,8 +11,9 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::classifier::{Classifier, InputImage};
+use super::device::host_f32;
 use super::error::EngineError;
-use super::explain::{check_request, host_f32, ExplainParams, Explanation, Progress};
+use super::explain::{check_request, ExplainParams, Explanation, Progress};
 use super::gradient::finish_pixel_map;
 
 pub fn gradcam_explain(

@@ -17,11 +17,10 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::classifier::{logits_of, Classifier, InputImage, InputShape};
+use super::device::host_f32;
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
-use super::explain::{
-    announce, check_request, host_f32, ExplainParams, Explanation, MapTile, Progress,
-};
+use super::explain::{announce, check_request, ExplainParams, Explanation, MapTile, Progress};
 use super::fill::WindowFill;
 use super::grid::EvidenceGrid;
 use super::perturb::DeviceInput;
@@ -89,7 +88,7 @@ pub fn gradient_explain(
             Kind::Double,
         )?;
         let cells = grid.cell_indices(windows, device);
-        evidence = evidence.f_index_copy(0, &cells, &window_evidence)?;
+        let _ = evidence.f_index_copy_(0, &cells, &window_evidence)?;
     }
     let map = host_f32(&grid.per_pixel_mean(&evidence))?;
     let prediction = (probabilities, predicted, explained);

@@ -14,6 +14,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::device::upload;
 use super::windows::{coarse_positions, positions, Window};
 
 pub struct EvidenceGrid {
@@ -113,7 +114,7 @@ impl EvidenceGrid {
             .iter()
             .map(|w| (index(&self.ys, w.y) * self.xs.len() + index(&self.xs, w.x)) as i64)
             .collect();
-        Tensor::from_slice(&cells).to_device(device)
+        upload(&cells, device)
     }
 
     /// The per-pixel mean, `[H, W]` f64, of one value per cell (`[cells]`

@@ -15,6 +15,7 @@
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
 
 mod classifier;
+mod device;
 mod draws;
 mod error;
 mod evidence;

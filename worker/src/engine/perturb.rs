@@ -12,6 +12,7 @@
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::classifier::{InputImage, InputShape};
+use super::device::upload;
 use super::windows::Window;
 
 /// The unperturbed input on the model's device, with the index arithmetic
@@ -92,10 +93,7 @@ impl DeviceInput {
             .iter()
             .map(|w| ((w.y * self.shape.width + w.x) * scale) as i64)
             .collect();
-        Tensor::from_slice(&starts)
-            .to_device(self.device)
-            .unsqueeze(1)
-            + offsets.unsqueeze(0)
+        upload(&starts, self.device).unsqueeze(1) + offsets.unsqueeze(0)
     }
 
     /// B x S copies of the image, the S copies of window b with rows

@@ -7,8 +7,9 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::classifier::{Classifier, InputImage};
+use super::device::host_f32;
 use super::error::EngineError;
-use super::explain::{check_request, host_f32, ExplainParams, Explanation, Progress};
+use super::explain::{check_request, ExplainParams, Explanation, Progress};
 use super::gradient::{finish_pixel_map, input_gradient, InputGradient};
 use super::perturb::DeviceInput;
 

@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{Clip, ConditionalGaussian};
 use crate::engine::classifier::InputShape;
+use crate::engine::device::upload;
 use crate::engine::draws;
 use crate::engine::error::EngineError;
 use crate::engine::perturb::DeviceInput;
@@ -143,7 +144,7 @@ impl ConditionalGaussian {
         let device = input.device;
         let column = |f: &dyn Fn(&Window) -> i64| {
             let values: Vec<i64> = windows.iter().map(f).collect();
-            Tensor::from_slice(&values).to_device(device).unsqueeze(1)
+            upload(&values, device).unsqueeze(1)
         };
         let (height, width) = (input.shape.height as i64, input.shape.width as i64);
         let rows = column(&|w| w.y as i64) + cache.ring_dy.unsqueeze(0);
@@ -175,11 +176,11 @@ impl ConditionalGaussian {
         *size.last_mut().expect("a matrix") = self.layout().0.len() as i64;
         let mut out = Tensor::zeros(size.as_slice(), (Kind::Double, cache.device));
         for (clip, rows) in groups {
-            let rows = Tensor::from_slice(rows).to_device(cache.device);
+            let rows = upload(rows, cache.device);
             let part = rows_by_window
                 .index_select(0, &rows)
                 .matmul(pick(&cache.cases[clip]));
-            out = out.index_copy(0, &rows, &part);
+            let _ = out.index_copy_(0, &rows, &part);
         }
         out
     }

@@ -1,0 +1,33 @@
+//! Moving values between the host and the model's device.
+//!
+//! Uploads do not wait for the device: libtorch's ordinary copy to a CUDA
+//! device synchronises with its stream, so one such copy per batch (window
+//! positions, draws) would make the host wait for every batch to finish
+//! before it could queue the next. A copy from pageable host memory made
+//! `non_blocking` is staged at once and never waits for queued work.
+//! Downloads (finished tiles, the final maps) are the only points where the
+//! host waits for the device.
+
+use tch::{Device, Kind, Tensor};
+
+use super::error::EngineError;
+
+/// Host values as a tensor on `device`, without waiting for the device.
+pub fn upload<T: tch::kind::Element>(values: &[T], device: Device) -> Tensor {
+    let host = Tensor::from_slice(values);
+    if device == Device::Cpu {
+        host
+    } else {
+        host.to_device_(device, host.kind(), true, false)
+    }
+}
+
+/// A tensor's values as f32 on the host, flattened (waits for the device).
+pub fn host_f32(t: &Tensor) -> Result<Vec<f32>, EngineError> {
+    Ok(Vec::<f32>::try_from(
+        t.f_to_kind(Kind::Float)?
+            .f_to_device(Device::Cpu)?
+            .f_contiguous()?
+            .f_view([-1])?,
+    )?)
+}
