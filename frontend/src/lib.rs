@@ -117,6 +117,8 @@ struct RunView {
     elapsed_ms: f64,
     windows_per_second: f64,
     first_tile_ms: Option<f64>,
+    /// When the coarse map arrived (long runs send one before any tile).
+    coarse_ms: Option<f64>,
     /// Shown from the store, not computed now.
     replayed: bool,
     /// The computation's own time (as stored).
@@ -149,6 +151,7 @@ impl Default for RunView {
             elapsed_ms: 0.0,
             windows_per_second: 0.0,
             first_tile_ms: None,
+            coarse_ms: None,
             replayed: false,
             wall_seconds: 0.0,
         }
@@ -345,12 +348,17 @@ pub fn App() -> impl IntoView {
                     }
                     let scale = map.scale();
                     run.update(|r| {
-                        r.tiles += 1;
+                        // The coarse map is a preview that final tiles replace.
+                        if tile.coarse {
+                            r.coarse_ms = Some(elapsed_ms);
+                        } else {
+                            r.tiles += 1;
+                            r.first_tile_ms.get_or_insert(elapsed_ms);
+                        }
                         r.windows_done = tile.windows_done;
                         r.total_windows = tile.total_windows;
                         r.scale = scale;
                         r.elapsed_ms = elapsed_ms;
-                        r.first_tile_ms.get_or_insert(elapsed_ms);
                     });
                 }
                 Some(Event::Finished(f)) => {
@@ -692,14 +700,18 @@ pub fn App() -> impl IntoView {
                     data-windows-done=move || run.with(|r| r.windows_done.to_string())
                     data-total-windows=move || run.with(|r| r.total_windows.to_string())
                     data-first-tile-ms=move || run.with(|r| r.first_tile_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
+                    data-coarse-ms=move || run.with(|r| r.coarse_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
                     data-elapsed-ms=move || run.with(|r| format!("{:.1}", r.elapsed_ms))
                     data-replayed=move || run.with(|r| r.replayed.to_string())
                 >
                     {move || run.with(|r| match r.phase {
                         Phase::Idle => "Pick a digit to start.".to_string(),
                         Phase::Running => format!(
-                            "Computing… {} of {} windows, {:.1} s",
-                            r.windows_done, r.total_windows, r.elapsed_ms / 1000.0
+                            "Computing… {} of {} windows, {:.1} s{}",
+                            r.windows_done,
+                            r.total_windows,
+                            r.elapsed_ms / 1000.0,
+                            if r.coarse_ms.is_some() { " (coarse map shown, refining)" } else { "" }
                         ),
                         Phase::Done if r.replayed => format!(
                             "Stored explanation: {} windows, computed in {:.2} s, opened in {:.2} s",

@@ -359,6 +359,22 @@ pub fn bad_requests(good_png: &[u8]) -> Vec<(&'static str, ExplainRequest, &'sta
             "100000 x 100000 pixels",
         ),
         (
+            "an unknown method",
+            ExplainRequest {
+                method: 99,
+                ..base.clone()
+            },
+            "unknown method 99",
+        ),
+        (
+            "tiles too small",
+            ExplainRequest {
+                tile_size: 1,
+                ..base.clone()
+            },
+            "tile size must be at least 4",
+        ),
+        (
             "window larger than the image",
             ExplainRequest {
                 window: 29,

@@ -225,6 +225,15 @@ async fn page_streams_a_preset_explanation_and_shows_errors() {
         first_tile_ms < elapsed_ms,
         "{first_tile_ms} ms vs {elapsed_ms} ms"
     );
+    // A run this long streamed a coarse map first, which the page painted.
+    let coarse_ms: f64 = status(&client, "data-coarse-ms")
+        .await
+        .parse()
+        .expect("the page received a coarse map");
+    assert!(
+        coarse_ms <= first_tile_ms,
+        "{coarse_ms} ms vs {first_tile_ms} ms"
+    );
 
     // The finished heatmap: every pixel painted, some red and some blue.
     let counts = client

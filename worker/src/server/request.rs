@@ -16,6 +16,9 @@ pub const DEFAULT_STRIDE: usize = 1;
 pub const DEFAULT_SAMPLES: usize = 10;
 pub const DEFAULT_BATCH: usize = 64;
 pub const DEFAULT_TILE: usize = 7;
+/// Smaller tiles would mean thousands of events per run, each kept for
+/// late viewers.
+pub const MIN_TILE: usize = 4;
 pub const DEFAULT_PADDING: usize = 4;
 /// A run longer than this many batches streams a coarse map first.
 pub const COARSE_AFTER_BATCHES: usize = 4;
@@ -54,8 +57,17 @@ pub fn job_from_request(
     request: &ExplainRequest,
     model: &ModelSummary,
 ) -> Result<Job, ServiceError> {
+    let wire = WireMethod::try_from(request.method).map_err(|_| ServiceError::UnknownMethod {
+        value: request.method,
+    })?;
+    if request.tile_size != 0 && (request.tile_size as usize) < MIN_TILE {
+        return Err(ServiceError::TileTooSmall {
+            tile: request.tile_size as usize,
+            min: MIN_TILE,
+        });
+    }
     let image = input_for(model.resize, model.shape, &request.image)?;
-    let kind = match request.method() {
+    let kind = match wire {
         WireMethod::Pda => MethodKind::Pda,
         WireMethod::EfficientPda | WireMethod::Unspecified => MethodKind::EfficientPda,
         WireMethod::SampledMean => MethodKind::SampledMean,

@@ -14,6 +14,10 @@ pub enum ServiceError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Method(#[from] MethodError),
+    #[error("unknown method {value}: the methods are 1 to 7 (see the Method enum)")]
+    UnknownMethod { value: i32 },
+    #[error("tile size must be at least {min} (got {tile})")]
+    TileTooSmall { tile: usize, min: usize },
     #[error("there is no model {id:?}; the models are: {available}")]
     UnknownModel { id: String, available: String },
     #[error("the worker is busy ({jobs} explanations running or queued): try again in a minute")]
@@ -49,6 +53,8 @@ impl From<ServiceError> for Status {
                 Status::internal(message)
             }
             ServiceError::Method(_)
+            | ServiceError::UnknownMethod { .. }
+            | ServiceError::TileTooSmall { .. }
             | ServiceError::UnknownModel { .. }
             | ServiceError::BadId { .. } => Status::invalid_argument(message),
             ServiceError::Busy { .. } | ServiceError::TooManyRuns { .. } => {
