@@ -50,6 +50,19 @@ fn main() -> anyhow::Result<()> {
         "{photo}, {device:?}, {} torch threads, k = {WINDOW}, l = 18, batch {batch_size}",
         tch::get_num_threads()
     );
+    // The default batch size per device comes from this sweep.
+    let sweep: &[usize] = if device.is_cuda() {
+        &[64, 128, 256, 512, 1024]
+    } else {
+        &[8, 16, 32, 64]
+    };
+    for &batch in sweep {
+        let seconds = network_seconds_per_image(&model, batch, true)?;
+        println!(
+            "batch {batch:>5}: the network alone {:.3} ms per image",
+            seconds * 1e3
+        );
+    }
     let contiguous = network_seconds_per_image(&model, batch_size, false)?;
     let per_image = network_seconds_per_image(&model, batch_size, true)?;
     println!(

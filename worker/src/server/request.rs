@@ -107,8 +107,9 @@ pub fn job_from_request(
         MethodKind::Pda | MethodKind::SampledMean => samples,
         _ => 1,
     };
-    params.schedule = schedule_for(&params, model, checked_samples);
     params.validate(model.shape, model.class_names.len(), checked_samples)?;
+    // Only valid windows have positions.
+    params.schedule = schedule_for(&params, model, checked_samples);
     let resolved = ExplainRequest {
         image: Vec::new(),
         method: wire_method(kind) as i32,
