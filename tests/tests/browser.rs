@@ -16,7 +16,7 @@ use lens_worker::digits::SHAPE;
 use lens_worker::engine::{
     explain, ExplainParams, InputImage, MapClasses, Pda, Quantity, Schedule, Target,
 };
-use lens_worker::server::{DEFAULT_BATCH, DEFAULT_TILE};
+use lens_worker::server::DEFAULT_TILE;
 use serde_json::json;
 
 const SAMPLES: usize = 10;
@@ -90,7 +90,7 @@ fn most_mixed_preset() -> u8 {
         let params = ExplainParams {
             window: 4,
             stride: 1,
-            batch_size: DEFAULT_BATCH,
+            batch_size: lens_worker::engine::default_batch_size(tch::Device::Cpu),
             tile_size: DEFAULT_TILE,
             seed: 0,
             target: Target::Predicted,

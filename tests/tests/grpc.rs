@@ -66,7 +66,7 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
         &ExplainParams {
             window: 4,
             stride: 1,
-            batch_size: 64,
+            batch_size: lens_worker::engine::default_batch_size(tch::Device::Cpu),
             tile_size: 7,
             seed: 5,
             target: Target::Predicted,
@@ -155,7 +155,7 @@ async fn server_and_cli_give_the_same_pda_map_for_a_seed() {
         .arg("explain")
         .arg(&digit)
         .args(["--model", "digits", "--method", "pda", "--window", "4"])
-        .args(["--samples", "5", "--seed", "12345", "--batch-size", "64"])
+        .args(["--samples", "5", "--seed", "12345"])
         .args(["--device", "cpu", "--out"])
         .arg(work.join("out"))
         .output()

@@ -13,7 +13,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::engine::{ExplainParams, MapClasses, Progress, Schedule, Target, WindowFill};
+use crate::engine::{
+    default_batch_size, ExplainParams, MapClasses, Progress, Schedule, Target, WindowFill,
+};
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Resize};
 
@@ -50,9 +52,9 @@ pub struct ExplainArgs {
     pub samples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Perturbed images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    /// Perturbed images per forward pass [default: 16 on a CPU, 256 on CUDA].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// `predicted`, `top-N`, or class names / indices separated by commas
     /// (the first is explained, maps of the others come from the same passes).
     #[arg(long, default_value = "predicted")]
@@ -101,7 +103,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
     let params = ExplainParams {
         window,
         stride: args.stride,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
         tile_size: window,
         seed: args.seed,
         target,

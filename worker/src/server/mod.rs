@@ -21,7 +21,7 @@ use tower_http::services::ServeDir;
 
 pub use admission::Limits;
 pub use registry::{ModelSummary, Registry};
-pub use request::{DEFAULT_BATCH, DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
+pub use request::{DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
 pub use service::LensService;
 pub use status::ServiceError;
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tch::Device;
 
 use crate::digits::held_out_presets;
-use crate::engine::InputShape;
+use crate::engine::{default_batch_size, InputShape};
 use crate::models::{LoadedModel, Resize};
 
 /// What requests are checked against, readable without locking the model.
@@ -21,6 +21,8 @@ pub struct ModelSummary {
     pub resize: Resize,
     pub conditional_sampler: bool,
     pub marginal_sampler: bool,
+    /// Images per forward pass when a request does not say (per device).
+    pub default_batch: usize,
 }
 
 impl ModelSummary {
@@ -86,6 +88,7 @@ impl Registry {
             resize: model.resize,
             conditional_sampler: model.statistics.is_some(),
             marginal_sampler: model.marginal.is_some(),
+            default_batch: default_batch_size(model.classifier.device()),
         };
         self.entries.push(Entry {
             summary,

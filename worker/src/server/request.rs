@@ -14,7 +14,6 @@ use super::status::ServiceError;
 
 pub const DEFAULT_STRIDE: usize = 1;
 pub const DEFAULT_SAMPLES: usize = 10;
-pub const DEFAULT_BATCH: usize = 64;
 pub const DEFAULT_TILE: usize = 7;
 /// Smaller tiles would mean thousands of events per run, each kept for
 /// late viewers.
@@ -88,7 +87,7 @@ pub fn job_from_request(
     let mut params = ExplainParams {
         window,
         stride: or_default(request.stride, DEFAULT_STRIDE),
-        batch_size: or_default(request.batch_size, DEFAULT_BATCH),
+        batch_size: or_default(request.batch_size, model.default_batch),
         tile_size: or_default(request.tile_size, DEFAULT_TILE.max(window)),
         seed: request.seed,
         target: request
