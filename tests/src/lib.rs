@@ -481,3 +481,36 @@ pub fn read_npy_values(path: &Path) -> Vec<f32> {
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect()
 }
+
+/// Runs `evidence-lens explain` on the CPU with these arguments (the image
+/// first) into `out`, and returns the first map it wrote.
+pub fn cli_map(arguments: &[&str], out: &Path) -> Vec<f32> {
+    let output = std::process::Command::new(worker_binary())
+        .current_dir(repo_root())
+        .arg("explain")
+        .args(arguments)
+        .args(["--device", "cpu", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    read_npy_values(Path::new(summary["maps"][0]["npy"].as_str().unwrap()))
+}
+
+/// A 64 x 64 PNG, full red on the left half and half red on the right.
+pub fn red_left_png() -> Vec<u8> {
+    let mut photo = image::RgbImage::new(64, 64);
+    for (x, _, p) in photo.enumerate_pixels_mut() {
+        *p = image::Rgb([if x < 32 { 255 } else { 128 }, 0, 0]);
+    }
+    let mut png = Vec::new();
+    photo
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}

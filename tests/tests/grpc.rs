@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::{
-    assemble, collect_events, load_kit, native_client, preset, read_npy_values,
-    refuses_each_bad_request, repo_root, start_worker, temp_folder, worker_binary,
+    assemble, cli_map, collect_events, load_kit, native_client, preset, refuses_each_bad_request,
+    start_worker, temp_folder,
 };
 use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
 use lens_worker::input::digit_from_bytes;
@@ -150,23 +150,15 @@ async fn server_and_cli_give_the_same_pda_map_for_a_seed() {
     let work = temp_folder("same-seed");
     let digit = work.join("two.png");
     std::fs::write(&digit, &two).unwrap();
-    let output = std::process::Command::new(worker_binary())
-        .current_dir(repo_root())
-        .arg("explain")
-        .arg(&digit)
-        .args(["--model", "digits", "--method", "pda", "--window", "4"])
-        .args(["--samples", "5", "--seed", "12345"])
-        .args(["--device", "cpu", "--out"])
-        .arg(work.join("out"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let npy = summary["maps"][0]["npy"].as_str().unwrap();
-    assert_eq!(read_npy_values(std::path::Path::new(npy)), streamed.map);
+    let arguments = [
+        digit.to_str().unwrap(),
+        "--model",
+        "digits",
+        "--method",
+        "pda",
+    ];
+    let settings = ["--window", "4", "--samples", "5", "--seed", "12345"];
+    let from_cli = cli_map(&[&arguments[..], &settings].concat(), &work.join("out"));
+    assert_eq!(from_cli, streamed.map);
     std::fs::remove_dir_all(work).unwrap();
 }

@@ -5,12 +5,11 @@
 //! - `a_dropped_in_model_is_listed_and_explained_and_broken_ones_are_reported`
 
 use std::path::Path;
-use std::process::Command;
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
-    assemble, collect_events, native_client, read_npy_values, repo_root, start_worker,
-    start_worker_with, worker_binary, write_traced_model, USER_MODEL_DESCRIPTION,
+    assemble, cli_map, collect_events, native_client, red_left_png, repo_root, start_worker,
+    start_worker_with, temp_folder, write_traced_model, USER_MODEL_DESCRIPTION,
 };
 use tch::{Kind, Tensor};
 
@@ -56,28 +55,15 @@ async fn lists_the_models_and_explains_a_photo_like_the_cli() {
     let input = started.input.as_ref().unwrap();
     assert_eq!((input.channels, input.width, input.height), (3, 224, 224));
 
-    let out = std::env::temp_dir().join(format!("lens-models-{}", std::process::id()));
-    let output = Command::new(worker_binary())
-        .current_dir(repo_root())
-        .args([
-            "explain",
-            photo.to_str().unwrap(),
-            "--method",
-            "gradient",
-            "--stride",
-            "2",
-        ])
-        .args(["--device", "cpu", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let npy = summary["maps"][0]["npy"].as_str().unwrap();
-    assert_eq!(read_npy_values(Path::new(npy)), streamed.map);
+    let out = temp_folder("models-cli");
+    let arguments = [
+        photo.to_str().unwrap(),
+        "--method",
+        "gradient",
+        "--stride",
+        "2",
+    ];
+    assert_eq!(cli_map(&arguments, &out), streamed.map);
     std::fs::remove_dir_all(out).unwrap();
 }
 
@@ -148,16 +134,8 @@ async fn a_dropped_in_model_is_listed_and_explained_and_broken_ones_are_reported
 
     // Full red on the left, half red on the right: the model says "left";
     // grey (0.5) windows lower P(left) on the left and change nothing on the right.
-    let mut photo = image::RgbImage::new(64, 64);
-    for (x, _, p) in photo.enumerate_pixels_mut() {
-        *p = image::Rgb([if x < 32 { 255 } else { 128 }, 0, 0]);
-    }
-    let mut png = Vec::new();
-    photo
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
     let request = ExplainRequest {
-        image: png,
+        image: red_left_png(),
         model: "left-right".into(),
         method: Method::Occlusion as i32,
         window: 8,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
-    assemble, collect_events, native_client, start_worker_with, temp_folder, write_traced_model,
+    assemble, collect_events, native_client, red_left_png, start_worker_with, temp_folder,
+    write_traced_model,
 };
 use tch::{Kind, Tensor};
 
@@ -21,18 +22,6 @@ fn left_right(input: &Tensor) -> Tensor {
             .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
     };
     Tensor::stack(&[half(0), half(16)], 1) * 10.0
-}
-
-fn red_left_png() -> Vec<u8> {
-    let mut photo = image::RgbImage::new(64, 64);
-    for (x, _, p) in photo.enumerate_pixels_mut() {
-        *p = image::Rgb([if x < 32 { 255 } else { 128 }, 0, 0]);
-    }
-    let mut png = Vec::new();
-    photo
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
