@@ -9,4 +9,8 @@ pub mod palette;
 
 pub mod v1 {
     tonic::include_proto!("evidence_lens.v1");
+
+    /// The encoded `FileDescriptorSet` of the contract (for gRPC reflection).
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/lens_descriptors.bin"));
 }

@@ -56,7 +56,8 @@ pub async fn start_worker_configured(
     let app = router(
         LensService::new(registry, store, limits),
         &repo_root().join("dist"),
-    );
+    )
+    .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { serve(listener, app).await.unwrap() });

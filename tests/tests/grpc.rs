@@ -4,6 +4,8 @@
 //! - `streams_tiles_before_the_end_and_matches_the_engine`
 //! - `bad_input_is_invalid_argument_and_the_worker_keeps_serving`
 //! - `a_cancelled_stream_stops_the_computation`
+//! - `health_and_reflection_answer_standard_clients`: `grpc.health.v1` and
+//!   server reflection, as load balancers and grpcurl use them.
 //! - `server_and_cli_give_the_same_pda_map_for_a_seed`: the server streams
 //!   7 x 7 tiles, the CLI k x k ones; a seed still names one map.
 
@@ -161,4 +163,71 @@ async fn server_and_cli_give_the_same_pda_map_for_a_seed() {
     let from_cli = cli_map(&[&arguments[..], &settings].concat(), &work.join("out"));
     assert_eq!(from_cli, streamed.map);
     std::fs::remove_dir_all(work).unwrap();
+}
+
+#[tokio::test]
+async fn health_and_reflection_answer_standard_clients() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let address = start_worker().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = HealthClient::new(channel.clone());
+    let check = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    for service in ["", "evidence_lens.v1.EvidenceLens"] {
+        let answer = health.check(check(service)).await.unwrap().into_inner();
+        assert_eq!(answer.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = health.check(check("no.such.Service")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    // What grpcurl does: list the services, then fetch the file that
+    // defines one and read its methods from it.
+    let ask = |request| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let requests = [
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "evidence_lens.v1.EvidenceLens".into(),
+        )),
+    ];
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("a list of services");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"evidence_lens.v1.EvidenceLens"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("the file that defines the service");
+    };
+    let file = String::from_utf8_lossy(&files.file_descriptor_proto[0]).into_owned();
+    for method in ["Explain", "Watch", "ListModels", "Delete"] {
+        assert!(file.contains(method), "{method} in the descriptor");
+    }
 }

@@ -163,11 +163,9 @@ fn serve(
         jobs: hosting.max_jobs.max(1),
         per_client: hosting.per_client.max(1),
     };
-    let router = server::router(
-        server::LensService::new(registry, store.clone(), limits),
-        &dist,
-    );
+    let service = server::LensService::new(registry, store.clone(), limits);
     tokio::runtime::Runtime::new()?.block_on(async {
+        let router = server::router(service, &dist).await;
         if hosting.retention_days > 0 {
             server::spawn_retention(store, hosting.retention_days);
         }

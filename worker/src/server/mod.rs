@@ -2,7 +2,9 @@
 //! HTTP/1.1 for the browser and native gRPC over HTTP/2 for programs.
 //!
 //! The gRPC-Web layer sits on the gRPC routes only (as a route layer); on the
-//! whole server it would answer plain page requests with 400.
+//! whole server it would answer plain page requests with 400. Beside the
+//! service run the standard `grpc.health.v1` health check (for load
+//! balancers) and server reflection (so `grpcurl` needs no `.proto` file).
 
 mod admission;
 mod live;
@@ -26,12 +28,30 @@ pub use service::LensService;
 pub use status::ServiceError;
 
 /// The whole HTTP surface: gRPC (both flavours) and the page from `dist`.
-pub fn router(service: LensService, dist: &Path) -> axum::Router {
+pub async fn router(service: LensService, dist: &Path) -> axum::Router {
     // Room for the largest image the input checks accept, so that an image
     // just over the limit gets their clear message rather than tonic's.
     let server = EvidenceLensServer::new(service)
         .max_decoding_message_size(crate::input::MAX_BYTES + 64 * 1024);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<EvidenceLensServer<LensService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(lens_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl asks v1 first and older clients v1alpha.
+    let (Ok(reflection_v1), Ok(reflection_v1alpha)) =
+        (reflection().build_v1(), reflection().build_v1alpha())
+    else {
+        unreachable!("the descriptors compiled into the binary are valid");
+    };
     Routes::new(server)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .into_axum_router()
         .route_layer(GrpcWebLayer::new())
         .fallback_service(ServeDir::new(dist))
