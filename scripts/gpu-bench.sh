@@ -14,4 +14,4 @@ PYTHON=${LENS_PYTHON:-python3}
 torch_lib=$("$PYTHON" -c "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LENS_PYTHON="$PYTHON" \
-  target/release/examples/bench_engine data/photos/chelsea.png "${1:-256}" "${2:-10}"
+  target/release/examples/bench_engine data/photos/chelsea.png ${1:+"$1"} ${2:+"$2"}

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lens_worker::engine::{
-    explain, gradient_explain, Classifier, ConditionalGaussian, ConditionalMean, ConditionalPda,
-    ExplainParams, Explanation, MapClasses, Occlusion, PatchStatistics, Progress, Quantity,
-    Schedule, Target, WindowFill,
+    default_batch_size, explain, gradient_explain, Classifier, ConditionalGaussian,
+    ConditionalMean, ConditionalPda, ExplainParams, Explanation, MapClasses, Occlusion,
+    PatchStatistics, Progress, Quantity, Schedule, Target, WindowFill,
 };
 use lens_worker::input::photo_from_bytes;
 use lens_worker::models::TorchScriptModel;
@@ -38,8 +38,9 @@ fn main() -> anyhow::Result<()> {
         .first()
         .map_or("data/photos/chelsea.png", String::as_str);
     let device = Device::cuda_if_available();
-    let default_batch = if device.is_cuda() { 256 } else { 32 };
-    let batch_size: usize = args.get(1).map_or(Ok(default_batch), |a| a.parse())?;
+    let batch_size: usize = args
+        .get(1)
+        .map_or(Ok(default_batch_size(device)), |a| a.parse())?;
     let samples: usize = args.get(2).map_or(Ok(10), |a| a.parse())?;
     let folder = Path::new(MODEL);
     let model = TorchScriptModel::load(folder, device)?;

@@ -36,6 +36,21 @@ pub enum InputError {
 
 /// Decodes an upload, checking the size limits first.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, InputError> {
+    check_upload(bytes)?;
+    image_reader(bytes)?
+        .decode()
+        .map_err(|e| InputError::Decode(e.to_string()))
+}
+
+fn image_reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, InputError> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| InputError::Decode(e.to_string()))
+}
+
+/// The limits an upload must meet, read from its size and header only
+/// (cheap: nothing is decoded); returns its width x height in pixels.
+pub fn check_upload(bytes: &[u8]) -> Result<u64, InputError> {
     if bytes.is_empty() {
         return Err(InputError::Empty);
     }
@@ -45,31 +60,25 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, InputError> {
             max: MAX_BYTES,
         });
     }
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| InputError::Decode(e.to_string()))
-    };
-    let format = reader()?.format();
+    let format = image_reader(bytes)?.format();
     if !matches!(
         format,
         Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg)
     ) {
         return Err(InputError::NotAnImage);
     }
-    let (width, height) = reader()?
+    let (width, height) = image_reader(bytes)?
         .into_dimensions()
         .map_err(|e| InputError::Decode(e.to_string()))?;
-    if width as u64 * height as u64 > MAX_PIXELS {
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_PIXELS {
         return Err(InputError::TooManyPixels {
             width,
             height,
             max: MAX_PIXELS,
         });
     }
-    reader()?
-        .decode()
-        .map_err(|e| InputError::Decode(e.to_string()))
+    Ok(pixels)
 }
 
 /// An upload as a 28 x 28 MNIST-style digit.

@@ -1,11 +1,13 @@
 //! Limits that keep a shared host alive: a bounded number of jobs (one runs
 //! on the device, the rest wait their turn) and a cap on the runs one client
 //! may have at once. A job is admitted with a ticket that frees its place
-//! when dropped, however the job ends.
+//! when dropped, however the job ends. Admitted jobs decode their uploads
+//! under a budget of pixels decoded at once, so many large uploads cannot
+//! take all memory together.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::status::ServiceError;
 
@@ -89,5 +91,92 @@ impl Drop for Ticket {
                 }
             }
         }
+    }
+}
+
+/// Pixels being decoded at once, at most: two uploads of the largest size
+/// accepted (`input::MAX_PIXELS`).
+pub const DECODE_BUDGET: u64 = 2 * crate::input::MAX_PIXELS;
+
+/// A budget of pixels shared by the decoding threads.
+pub struct PixelBudget {
+    limit: u64,
+    in_use: Mutex<u64>,
+    freed: Condvar,
+}
+
+/// Pixels taken from the budget; dropping it gives them back.
+pub struct Pixels {
+    budget: Arc<PixelBudget>,
+    taken: u64,
+}
+
+impl PixelBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(PixelBudget {
+            limit,
+            in_use: Mutex::default(),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Takes `pixels` (at most the whole budget), waiting on this blocking
+    /// thread until that many are free.
+    pub fn take(self: &Arc<Self>, pixels: u64) -> Pixels {
+        let taken = pixels.min(self.limit);
+        let in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_use = self
+            .freed
+            .wait_while(in_use, |used| *used + taken > self.limit)
+            .unwrap_or_else(|e| e.into_inner());
+        *in_use += taken;
+        Pixels {
+            budget: self.clone(),
+            taken,
+        }
+    }
+
+    #[cfg(test)]
+    fn in_use(&self) -> u64 {
+        *self.in_use.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Pixels {
+    fn drop(&mut self) {
+        *self.budget.in_use.lock().unwrap_or_else(|e| e.into_inner()) -= self.taken;
+        self.budget.freed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn decoding_waits_until_the_pixel_budget_has_room() {
+        let budget = PixelBudget::new(100);
+        let first = budget.take(60);
+        let (done, finished) = mpsc::channel();
+        let waiting = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                let second = budget.take(50);
+                done.send(budget.in_use()).unwrap();
+                drop(second);
+            })
+        };
+        // 60 + 50 > 100: the second waits while the first holds its pixels.
+        assert!(finished.recv_timeout(Duration::from_millis(200)).is_err());
+        drop(first);
+        assert_eq!(finished.recv_timeout(Duration::from_secs(10)).unwrap(), 50);
+        waiting.join().unwrap();
+        assert_eq!(budget.in_use(), 0);
+        // More than the whole budget takes the whole budget, not forever.
+        let huge = budget.take(1_000);
+        assert_eq!(budget.in_use(), 100);
+        drop(huge);
     }
 }

@@ -3,9 +3,12 @@
 
 use lens_proto::v1::{ExplainRequest, Method as WireMethod};
 
-use crate::engine::{positions, ExplainParams, InputImage, MapClasses, Schedule, Target};
+use crate::engine::{
+    positions, ExplainParams, InputImage, InputShape, MapClasses, Schedule, Target,
+};
+use crate::input::{check_upload, InputError};
 use crate::methods::{MethodChoice, MethodKind, SamplerKind};
-use crate::models::{input_for, DIGITS};
+use crate::models::{input_for, Resize, DIGITS};
 
 use crate::store::{request_key, RequestKey};
 
@@ -25,7 +28,13 @@ pub const COARSE_AFTER_BATCHES: usize = 4;
 #[derive(Debug)]
 pub struct Job {
     pub model: String,
-    pub image: InputImage,
+    /// The upload, checked (size, format, pixels) but not decoded: that
+    /// happens on the job's thread, after admission (`Job::input`).
+    pub upload: Vec<u8>,
+    /// Its width x height, for the decoding budget.
+    pub pixels: u64,
+    resize: Resize,
+    shape: InputShape,
     pub choice: MethodChoice,
     pub params: ExplainParams,
     /// What identical requests share (see `store::request_key`).
@@ -51,9 +60,19 @@ pub fn model_by_id<'r>(registry: &'r Registry, id: &str) -> Result<&'r Entry, Se
     })
 }
 
-/// Decodes the image for the model, fills in defaults and validates.
+impl Job {
+    /// The upload decoded and converted to the model's input (CPU work:
+    /// call it on a blocking thread).
+    pub fn input(&self) -> Result<InputImage, InputError> {
+        input_for(self.resize, self.shape, &self.upload)
+    }
+}
+
+/// Checks the upload's header, fills in defaults, validates, and keys the
+/// request (hashing the upload: call it on a blocking thread). The image is
+/// decoded later, by `Job::input`.
 pub fn job_from_request(
-    request: &ExplainRequest,
+    mut request: ExplainRequest,
     model: &ModelSummary,
 ) -> Result<Job, ServiceError> {
     let wire = WireMethod::try_from(request.method).map_err(|_| ServiceError::UnknownMethod {
@@ -65,7 +84,7 @@ pub fn job_from_request(
             min: MIN_TILE,
         });
     }
-    let image = input_for(model.resize, model.shape, &request.image)?;
+    let pixels = check_upload(&request.image)?;
     let kind = match wire {
         WireMethod::Pda => MethodKind::Pda,
         WireMethod::EfficientPda | WireMethod::Unspecified => MethodKind::EfficientPda,
@@ -142,7 +161,10 @@ pub fn job_from_request(
     Ok(Job {
         model: model.id.clone(),
         key: request_key(&request.image, &settings),
-        image,
+        upload: std::mem::take(&mut request.image),
+        pixels,
+        resize: model.resize,
+        shape: model.shape,
         choice,
         params,
         resolved,

@@ -23,13 +23,13 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::digits::SHAPE as DIGIT_SHAPE;
-use crate::engine::{EngineError, Progress};
+use crate::engine::{EngineError, InputImage, Progress};
 use crate::input::grey_png;
 use crate::methods;
 use crate::models::{LoadedModel, Resize};
 use crate::store::{self, Deletion, Record, Store};
 
-use super::admission::{Admission, Limits};
+use super::admission::{Admission, Limits, PixelBudget, DECODE_BUDGET};
 use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id, Job};
@@ -41,6 +41,7 @@ pub struct LensService {
     store: Arc<dyn Store>,
     live: Arc<LiveRuns>,
     admission: Arc<Admission>,
+    decoding: Arc<PixelBudget>,
     /// Held by the job that runs; the others wait for it.
     device: Arc<Mutex<()>>,
 }
@@ -63,6 +64,7 @@ impl LensService {
             store,
             live: Arc::default(),
             admission: Admission::new(limits),
+            decoding: PixelBudget::new(DECODE_BUDGET),
             device: Arc::default(),
         }
     }
@@ -126,7 +128,13 @@ impl EvidenceLens for LensService {
             .map(|info| info.0.ip())
             .or_else(|| request.remote_addr().map(|a| a.ip()));
         let entry = model_by_id(&self.registry, &request.get_ref().model)?;
-        let job = job_from_request(request.get_ref(), &entry.summary)?;
+        // Hashing the upload and reading its header are CPU work: not on the
+        // async executor, which must stay free to answer everyone else.
+        let summary = entry.summary.clone();
+        let request = request.into_inner();
+        let job = tokio::task::spawn_blocking(move || job_from_request(request, &summary))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??;
         let store = self.store.clone();
         let key = job.key;
         if let Some(record) =
@@ -157,18 +165,24 @@ impl EvidenceLens for LensService {
             live: self.live.clone(),
         };
         let (model, device) = (entry.model.clone(), self.device.clone());
+        let decoding = self.decoding.clone();
         tokio::task::spawn_blocking(move || {
             let _ticket = ticket;
-            let _device = device.lock().unwrap_or_else(|e| e.into_inner());
-            let model = model.lock().unwrap_or_else(|e| e.into_inner());
             // The last line of defence: a panic anywhere in the job (a model
             // or libtorch call without an error path) ends the run like an
             // error, so no viewer waits forever on a dead run.
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| run_job(&model, &job, &context)))
-                    .unwrap_or_else(|panic| {
-                        Err(ServiceError::Panicked(panic_message(panic.as_ref())))
-                    });
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                // Decoded after admission, within the budget, before the
+                // job waits for the device.
+                let image = {
+                    let _pixels = decoding.take(job.pixels);
+                    job.input()?
+                };
+                let _device = device.lock().unwrap_or_else(|e| e.into_inner());
+                let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                run_job(&model, &job, &image, &context)
+            }))
+            .unwrap_or_else(|panic| Err(ServiceError::Panicked(panic_message(panic.as_ref()))));
             match outcome {
                 Ok(()) | Err(ServiceError::Engine(EngineError::Cancelled)) => context.run.end(None),
                 Err(error) => {
@@ -300,7 +314,12 @@ struct JobContext {
     live: Arc<LiveRuns>,
 }
 
-fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), ServiceError> {
+fn run_job(
+    model: &LoadedModel,
+    job: &Job,
+    image: &InputImage,
+    context: &JobContext,
+) -> Result<(), ServiceError> {
     let fill = methods::window_fill(model, &job.choice, job.params.window)?;
     let run = &context.run;
     let publish = |e: Event| {
@@ -311,7 +330,7 @@ fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), S
             ControlFlow::Break(())
         }
     };
-    let shape = job.image.shape;
+    let shape = image.shape;
     let created_unix = store::now_unix();
     let mut started_event = None;
     let mut on_progress = |progress: Progress| match progress {
@@ -326,7 +345,7 @@ fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), S
                     width: shape.width as u32,
                     height: shape.height as u32,
                     channels: shape.channels as u32,
-                    values: job.image.values.clone(),
+                    values: image.values.clone(),
                 }),
                 probabilities: probabilities.to_vec(),
                 predicted_class: predicted as u32,
@@ -379,7 +398,7 @@ fn run_job(model: &LoadedModel, job: &Job, context: &JobContext) -> Result<(), S
         model,
         job.choice.kind,
         fill.as_ref(),
-        &job.image,
+        image,
         &job.params,
         &mut on_progress,
     )?;
