@@ -1,23 +1,31 @@
 //! Many large uploads at once, and how long a cheap call takes meanwhile.
 //!
-//! Starts the worker in-process (default limits), measures `ListModels`
-//! when idle, then sends 24 explanations of a 39.7-megapixel PNG at once
-//! (about 100 KB each: small on the wire, large once decoded) while calling
+//! Starts the worker in-process with room for every upload (32 jobs, 32 per
+//! client), measures `ListModels` when idle, then sends 24 different
+//! explanations (seeds 0 to 23) of a 39.7-megapixel PNG at once (under
+//! 1 MB each: small on the wire, large once decoded) while calling
 //! `ListModels` every 20 ms, and prints the call's latency, how the uploads
 //! ended and the process's peak resident memory.
 //!
-//! cargo run --release -p lens-tests --example upload_load
+//! cargo run --release -p lens-tests --example upload_load -- [UPLOADS]
 
 use std::time::{Duration, Instant};
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
-use lens_tests::{collect_events, native_client, start_worker};
-
-const UPLOADS: usize = 24;
+use lens_tests::{collect_events, native_client, repo_root, start_worker_configured, temp_folder};
+use lens_worker::server::Limits;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let address = start_worker().await;
+    let uploads: usize = std::env::args()
+        .nth(1)
+        .map_or(24, |a| a.parse().expect("a number of uploads"));
+    let limits = Limits {
+        jobs: 32,
+        per_client: 32,
+    };
+    let models = repo_root().join("models");
+    let address = start_worker_configured(&models, &temp_folder("upload-load"), limits).await;
     let client = native_client(address).await;
     let side = 6300; // 39.7 megapixels, under the 40-megapixel limit
     let png = {
@@ -29,7 +37,7 @@ async fn main() {
         png
     };
     println!(
-        "upload: {side} x {side} PNG, {} KB; {UPLOADS} at once",
+        "upload: {side} x {side} PNG, {} KB; {uploads} at once",
         png.len() / 1024
     );
 
@@ -43,13 +51,14 @@ async fn main() {
         idle.push(list(client.clone()).await);
     }
 
-    let uploads: Vec<_> = (0..UPLOADS)
-        .map(|_| {
+    let uploads: Vec<_> = (0..uploads)
+        .map(|seed| {
             let mut client = client.clone();
             let request = ExplainRequest {
                 image: png.clone(),
                 model: "efficientnet-lite0".into(),
                 method: Method::Gradient as i32,
+                seed: seed as u64,
                 ..Default::default()
             };
             tokio::spawn(async move { collect_events(&mut client, request).await })

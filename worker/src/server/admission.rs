@@ -94,9 +94,10 @@ impl Drop for Ticket {
     }
 }
 
-/// Pixels being decoded at once, at most: two uploads of the largest size
-/// accepted (`input::MAX_PIXELS`).
-pub const DECODE_BUDGET: u64 = 2 * crate::input::MAX_PIXELS;
+/// Pixels being decoded at once, at most: one upload of the largest size
+/// accepted (`input::MAX_PIXELS`, about 0.6 GB while it is converted), or
+/// several smaller ones. Decoding is CPU work the device waits for anyway.
+pub const DECODE_BUDGET: u64 = crate::input::MAX_PIXELS;
 
 /// A budget of pixels shared by the decoding threads.
 pub struct PixelBudget {
