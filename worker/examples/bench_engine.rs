@@ -162,8 +162,8 @@ fn quiet(_: Progress) -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
 
-/// The network's own time per image, from three full batches after a
-/// warm-up, with the batch laid out channels-last (as the engine builds
+/// The network's own time per image, the median over seven full batches
+/// after a warm-up, with the batch laid out channels-last (as the engine builds
 /// it) or contiguous (as a caller usually hands it over).
 fn network_seconds_per_image(
     model: &TorchScriptModel,
@@ -186,11 +186,15 @@ fn network_seconds_per_image(
     };
     let wait = |t: Tensor| t.sum(Kind::Float).double_value(&[]);
     wait(model.logits(&images)?);
-    let start = Instant::now();
-    for _ in 0..3 {
+    // The median of several batches: the machine is shared and noisy.
+    let mut seconds = Vec::new();
+    for _ in 0..7 {
+        let start = Instant::now();
         wait(model.logits(&images)?);
+        seconds.push(start.elapsed().as_secs_f64());
     }
-    Ok(start.elapsed().as_secs_f64() / (3 * batch) as f64)
+    seconds.sort_by(f64::total_cmp);
+    Ok(seconds[seconds.len() / 2] / batch as f64)
 }
 
 /// Captum's occlusion (grey 0.5) on the same input: (wall s, passes, version).

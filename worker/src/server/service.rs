@@ -1,8 +1,9 @@
 //! The `EvidenceLens` gRPC service. `Explain` validates a request, answers
 //! it from the store or joins an identical run when it can, and otherwise
-//! queues a job: a blocking thread that takes the device (one job at a time),
-//! runs the engine and publishes events to the run's viewers, the creator
-//! first among them. The finished explanation is stored before `Finished`
+//! admits a job: its upload is decoded on the blocking pool, then it queues
+//! for the one device thread (one job at a time, in order), which runs the
+//! engine and publishes events to the run's viewers, the creator first among
+//! them. The finished explanation is stored before `Finished`
 //! goes out. When every viewer has left, the engine stops after the batch in
 //! flight.
 
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lens_proto::v1::{
     evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, DeleteRequest,
@@ -42,8 +43,38 @@ pub struct LensService {
     live: Arc<LiveRuns>,
     admission: Arc<Admission>,
     decoding: Arc<PixelBudget>,
-    /// Held by the job that runs; the others wait for it.
-    device: Arc<Mutex<()>>,
+    device: DeviceThread,
+}
+
+type DeviceJob = Box<dyn FnOnce() + Send>;
+
+/// The one thread that runs jobs on the device, one at a time, in the order
+/// they arrive. One thread also keeps libtorch's allocations in one
+/// allocator arena: with each job on another blocking thread, resident
+/// memory grew with every thread a job had run on.
+#[derive(Clone)]
+struct DeviceThread(std::sync::mpsc::Sender<DeviceJob>);
+
+impl DeviceThread {
+    fn start() -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<DeviceJob>();
+        std::thread::Builder::new()
+            .name("device".into())
+            .spawn(move || {
+                for job in queue {
+                    // Jobs end their runs themselves, panics included; this
+                    // only keeps the thread alive for the next one.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                }
+            })
+            .expect("a thread for the device");
+        DeviceThread(jobs)
+    }
+
+    /// Queues a job; the thread lives as long as the service.
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        let _ = self.0.send(Box::new(job));
+    }
 }
 
 impl LensService {
@@ -65,7 +96,7 @@ impl LensService {
             live: Arc::default(),
             admission: Admission::new(limits),
             decoding: PixelBudget::new(DECODE_BUDGET),
-            device: Arc::default(),
+            device: DeviceThread::start(),
         }
     }
 }
@@ -166,31 +197,24 @@ impl EvidenceLens for LensService {
         };
         let (model, device) = (entry.model.clone(), self.device.clone());
         let decoding = self.decoding.clone();
+        // Decoded after admission, on the blocking pool, within the budget;
+        // then the job queues for the device thread.
         tokio::task::spawn_blocking(move || {
-            let _ticket = ticket;
-            // The last line of defence: a panic anywhere in the job (a model
-            // or libtorch call without an error path) ends the run like an
-            // error, so no viewer waits forever on a dead run.
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                // Decoded after admission, within the budget, before the
-                // job waits for the device.
-                let image = {
-                    let _pixels = decoding.take(job.pixels);
-                    job.input()?
-                };
-                let _device = device.lock().unwrap_or_else(|e| e.into_inner());
-                let model = model.lock().unwrap_or_else(|e| e.into_inner());
-                run_job(&model, &job, &image, &context)
-            }))
-            .unwrap_or_else(|panic| Err(ServiceError::Panicked(panic_message(panic.as_ref()))));
-            match outcome {
-                Ok(()) | Err(ServiceError::Engine(EngineError::Cancelled)) => context.run.end(None),
-                Err(error) => {
-                    tracing::warn!("explanation with {} failed: {error}", job.model);
-                    context.run.end(Some(error.into()));
-                }
+            let image = guarded(|| {
+                let _pixels = decoding.take(job.pixels);
+                Ok(job.input()?)
+            });
+            match image {
+                Err(error) => finish(&job, &context, Err(error)),
+                Ok(image) => device.run(move || {
+                    let _ticket = ticket;
+                    let outcome = guarded(|| {
+                        let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                        run_job(&model, &job, &image, &context)
+                    });
+                    finish(&job, &context, outcome);
+                }),
             }
-            context.live.remove(&context.id);
         });
         // Only the creator's stream carries the delete secret.
         let with_secret = creator.map(move |item| {
@@ -293,6 +317,27 @@ impl EvidenceLens for LensService {
             .collect();
         Ok(Response::new(ListModelsResponse { models, broken }))
     }
+}
+
+/// The last line of defence: a panic in a job (a model or libtorch call
+/// without an error path) becomes an error like any other, so no viewer
+/// waits forever on a dead run.
+fn guarded<T>(work: impl FnOnce() -> Result<T, ServiceError>) -> Result<T, ServiceError> {
+    std::panic::catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|panic| Err(ServiceError::Panicked(panic_message(panic.as_ref()))))
+}
+
+/// Ends a job's run: viewers get the error, if any, and the run leaves the
+/// live table, so the next identical request starts afresh.
+fn finish(job: &Job, context: &JobContext, outcome: Result<(), ServiceError>) {
+    match outcome {
+        Ok(()) | Err(ServiceError::Engine(EngineError::Cancelled)) => context.run.end(None),
+        Err(error) => {
+            tracing::warn!("explanation with {} failed: {error}", job.model);
+            context.run.end(Some(error.into()));
+        }
+    }
+    context.live.remove(&context.id);
 }
 
 /// The text a panic was raised with.
