@@ -154,6 +154,28 @@ fn main() -> anyhow::Result<()> {
             let r = gradient_explain(&model, &image, &mean, &params, &mut quiet)?;
             println!("{attempt:<22} {:>9.3} s", r.wall_seconds);
         }
+        // How soon the page gets a complete (coarse) map, where the stride
+        // leaves windows to refine it.
+        if stride < WINDOW / 2 {
+            let coarse_to_fine = ExplainParams {
+                schedule: Schedule::CoarseToFine,
+                ..params.clone()
+            };
+            let start = Instant::now();
+            let mut coarse_after = None;
+            let r = explain(&model, &image, &mean, &coarse_to_fine, &mut |p| {
+                if let Progress::Coarse { windows_done, .. } = p {
+                    coarse_after = Some((start.elapsed().as_secs_f64(), windows_done));
+                }
+                ControlFlow::Continue(())
+            })?;
+            if let Some((seconds, windows)) = coarse_after {
+                println!(
+                    "coarse map (efficient PDA, {windows} windows) after {seconds:.3} s of {:.3} s",
+                    r.wall_seconds
+                );
+            }
+        }
     }
     Ok(())
 }
