@@ -4,13 +4,17 @@
 //!   model that raises on larger batches, and one that returns the wrong
 //!   shape, end their runs (no stream hangs, an identical request starts
 //!   afresh) and the worker keeps serving.
+//! - `issue_8_sigterm_ends_runs_with_a_status_and_keeps_the_store`: the
+//!   worker binary stops on SIGTERM: the run in progress ends with
+//!   UNAVAILABLE, the process exits 0, and what it stored opens after a
+//!   restart.
 
 use std::time::Duration;
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
-    assemble, collect_events, native_client, red_left_png, start_worker_with, temp_folder,
-    write_traced_model,
+    assemble, collect_events, drain, native_client, preset, red_left_png, start_worker_with,
+    temp_folder, watch_events, write_traced_model, ChildWorker,
 };
 use tch::{Kind, Tensor};
 
@@ -87,4 +91,61 @@ async fn issue_8_a_failing_model_ends_its_run_with_a_clear_status() {
     let listed = client.list_models(ListModelsRequest {}).await.unwrap();
     assert_eq!(listed.into_inner().models.len(), 2);
     std::fs::remove_dir_all(models).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_sigterm_ends_runs_with_a_status_and_keeps_the_store() {
+    let store = temp_folder("sigterm");
+    let mut worker = ChildWorker::start(&store);
+    let mut client = native_client(worker.address).await;
+    let image = preset(&mut client, 3).await.png;
+    let quick = ExplainRequest {
+        image: image.clone(),
+        method: Method::EfficientPda as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let stored = assemble(collect_events(&mut client, quick).await.unwrap());
+    // Minutes of work, stopped by the signal.
+    let long = ExplainRequest {
+        image,
+        method: Method::Pda as i32,
+        window: 1,
+        samples: Some(1000),
+        batch_size: 256,
+        ..Default::default()
+    };
+    let mut stream = client.explain(long).await.unwrap().into_inner();
+    stream.message().await.unwrap().expect("Started");
+
+    let pid = worker.process.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let ended = tokio::time::timeout(Duration::from_secs(60), drain(stream))
+        .await
+        .expect("the run ends instead of hanging");
+    let status = ended.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("shutting down"), "{status:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = worker.process.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+
+    let restarted = ChildWorker::start(&store);
+    let mut client = native_client(restarted.address).await;
+    let reopened = assemble(watch_events(&mut client, &stored.started.id).await.unwrap());
+    assert!(reopened.finished.replayed);
+    assert_eq!(reopened.map, stored.map);
 }

@@ -164,6 +164,8 @@ fn serve(
         per_client: hosting.per_client.max(1),
     };
     let service = server::LensService::new(registry, store.clone(), limits);
+    let shutdown = service.shutdown();
+    let stop = shutdown.clone();
     tokio::runtime::Runtime::new()?.block_on(async {
         let router = server::router(service, &dist).await;
         if hosting.retention_days > 0 {
@@ -176,9 +178,15 @@ fn serve(
             "Evidence Lens on http://{} (device: {device:?})",
             listener.local_addr()?
         );
-        server::serve(listener, router).await?;
-        Ok(())
-    })
+        server::serve_until(listener, router, server::on_terminate(stop)).await?;
+        anyhow::Ok(())
+    })?;
+    // A job stops after the batch in flight; libtorch must outlive it.
+    if !shutdown.wait_for_jobs(std::time::Duration::from_secs(60)) {
+        tracing::warn!("a job was still running after 60 s; stopping anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
 fn train_digits(data: PathBuf, models: PathBuf, epochs: usize) -> anyhow::Result<()> {

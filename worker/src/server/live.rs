@@ -102,4 +102,12 @@ impl LiveRuns {
     pub fn remove(&self, id: &str) {
         self.runs().remove(id);
     }
+
+    /// Ends every run in progress with `status` (their jobs stop after the
+    /// batch in flight, having no viewers left).
+    pub fn end_all(&self, status: Status) {
+        for (_, (_, run)) in self.runs().drain() {
+            run.end(Some(status.clone()));
+        }
+    }
 }

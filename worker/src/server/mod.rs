@@ -24,7 +24,7 @@ use tower_http::services::ServeDir;
 pub use admission::Limits;
 pub use registry::{ModelSummary, Registry};
 pub use request::{DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
-pub use service::LensService;
+pub use service::{LensService, Shutdown};
 pub use status::ServiceError;
 
 /// The whole HTTP surface: gRPC (both flavours) and the page from `dist`.
@@ -60,11 +60,34 @@ pub async fn router(service: LensService, dist: &Path) -> axum::Router {
 /// Serves until the process ends. The client's address travels with each
 /// request (for the per-client limit).
 pub async fn serve(listener: TcpListener, router: axum::Router) -> std::io::Result<()> {
+    serve_until(listener, router, std::future::pending()).await
+}
+
+/// Serves until `stop` completes, then finishes the requests in flight (the
+/// caller ends their streams, see `Shutdown`) and returns.
+pub async fn serve_until(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
+    .with_graceful_shutdown(stop)
     .await
+}
+
+/// Completes on SIGTERM or SIGINT, after `shutdown` has begun.
+pub async fn on_terminate(shutdown: Shutdown) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: no new explanations, ending the runs in progress");
+    shutdown.begin();
 }
 
 /// Removes stored explanations older than `days`, now and every hour.

@@ -44,6 +44,57 @@ pub struct LensService {
     admission: Arc<Admission>,
     decoding: Arc<PixelBudget>,
     device: DeviceThread,
+    shutdown: Shutdown,
+}
+
+/// Stops a service: no new explanations, the runs in progress end with a
+/// clear status (UNAVAILABLE, "shutting down"), jobs still queued end the
+/// same way without running, and the process can wait until no job touches
+/// the device (libtorch must not be torn down under a running job).
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    begun: Arc<std::sync::atomic::AtomicBool>,
+    live: Arc<LiveRuns>,
+    /// Jobs admitted and not yet finished, and a signal when one finishes.
+    jobs: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+}
+
+/// A job in flight; dropping it counts the job as finished.
+struct JobInFlight(Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>);
+
+impl Drop for JobInFlight {
+    fn drop(&mut self) {
+        let (count, finished) = &*self.0;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        finished.notify_all();
+    }
+}
+
+impl Shutdown {
+    pub fn begin(&self) {
+        self.begun.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.live.end_all(ServiceError::ShuttingDown.into());
+    }
+
+    fn has_begun(&self) -> bool {
+        self.begun.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn job_started(&self) -> JobInFlight {
+        *self.jobs.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        JobInFlight(self.jobs.clone())
+    }
+
+    /// Waits (blocking) until no job is in flight, or `limit` has passed;
+    /// whether none is left.
+    pub fn wait_for_jobs(&self, limit: std::time::Duration) -> bool {
+        let (count, finished) = &*self.jobs;
+        let count = count.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, _) = finished
+            .wait_timeout_while(count, limit, |jobs| *jobs > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *count == 0
+    }
 }
 
 type DeviceJob = Box<dyn FnOnce() + Send>;
@@ -89,15 +140,27 @@ impl LensService {
                 credit: "MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0), held out".into(),
             })
             .collect();
+        let live = Arc::<LiveRuns>::default();
         LensService {
             registry: Arc::new(registry),
             presets,
             store,
-            live: Arc::default(),
+            shutdown: Shutdown {
+                live: live.clone(),
+                ..Shutdown::default()
+            },
+            live,
             admission: Admission::new(limits),
             decoding: PixelBudget::new(DECODE_BUDGET),
             device: DeviceThread::start(),
         }
+    }
+}
+
+impl LensService {
+    /// What stops this service (for SIGTERM / SIGINT).
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 }
 
@@ -158,6 +221,9 @@ impl EvidenceLens for LensService {
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
             .or_else(|| request.remote_addr().map(|a| a.ip()));
+        if self.shutdown.has_begun() {
+            return Err(ServiceError::ShuttingDown.into());
+        }
         let entry = model_by_id(&self.registry, &request.get_ref().model)?;
         // Hashing the upload and reading its header are CPU work: not on the
         // async executor, which must stay free to answer everyone else.
@@ -199,6 +265,8 @@ impl EvidenceLens for LensService {
         let decoding = self.decoding.clone();
         // Decoded after admission, on the blocking pool, within the budget;
         // then the job queues for the device thread.
+        let in_flight = self.shutdown.job_started();
+        let shutdown = self.shutdown.clone();
         tokio::task::spawn_blocking(move || {
             let image = guarded(|| {
                 let _pixels = decoding.take(job.pixels);
@@ -207,8 +275,11 @@ impl EvidenceLens for LensService {
             match image {
                 Err(error) => finish(&job, &context, Err(error)),
                 Ok(image) => device.run(move || {
-                    let _ticket = ticket;
+                    let (_ticket, _in_flight) = (ticket, in_flight);
                     let outcome = guarded(|| {
+                        if shutdown.has_begun() {
+                            return Err(ServiceError::ShuttingDown);
+                        }
                         let model = model.lock().unwrap_or_else(|e| e.into_inner());
                         run_job(&model, &job, &image, &context)
                     });

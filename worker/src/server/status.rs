@@ -34,6 +34,8 @@ pub enum ServiceError {
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the worker is shutting down: try again in a minute")]
+    ShuttingDown,
     #[error("the explanation stopped unexpectedly: {0}")]
     Panicked(String),
 }
@@ -61,6 +63,7 @@ impl From<ServiceError> for Status {
                 Status::resource_exhausted(message)
             }
             ServiceError::NotFound { .. } => Status::not_found(message),
+            ServiceError::ShuttingDown => Status::unavailable(message),
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
             ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {
                 Status::internal(message)
