@@ -515,3 +515,16 @@ pub fn red_left_png() -> Vec<u8> {
         .unwrap();
     png
 }
+
+/// About 800,000 forward passes on a digit (PDA, k = 1, S = 1000): minutes
+/// of work, for tests that stop a run.
+pub fn minutes_of_work(image: Vec<u8>) -> ExplainRequest {
+    ExplainRequest {
+        image,
+        method: lens_proto::v1::Method::Pda as i32,
+        window: 1,
+        samples: Some(1000),
+        batch_size: 256,
+        ..Default::default()
+    }
+}

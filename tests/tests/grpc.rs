@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::{
-    assemble, cli_map, collect_events, load_kit, native_client, preset, refuses_each_bad_request,
-    start_worker, temp_folder,
+    assemble, cli_map, collect_events, load_kit, minutes_of_work, native_client, preset,
+    refuses_each_bad_request, start_worker, temp_folder,
 };
 use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
 use lens_worker::input::digit_from_bytes;
@@ -106,15 +106,7 @@ async fn a_cancelled_stream_stops_the_computation() {
     let address = start_worker().await;
     let mut client = native_client(address).await;
     let image = preset(&mut client, 1).await.png;
-    // About 800,000 forward passes: minutes of work if it were not stopped.
-    let long = ExplainRequest {
-        image: image.clone(),
-        method: Method::Pda as i32,
-        window: 1,
-        samples: Some(1000),
-        batch_size: 256,
-        ..Default::default()
-    };
+    let long = minutes_of_work(image.clone());
     let mut stream = client.explain(long).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap();
     assert!(matches!(first.event, Some(Event::Started(_))));

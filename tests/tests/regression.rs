@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
-    assemble, collect_events, drain, native_client, preset, red_left_png, start_worker_with,
-    temp_folder, watch_events, write_traced_model, ChildWorker,
+    assemble, collect_events, drain, minutes_of_work, native_client, preset, red_left_png,
+    start_worker_with, temp_folder, watch_events, write_traced_model, ChildWorker,
 };
 use tch::{Kind, Tensor};
 
@@ -107,15 +107,11 @@ async fn issue_8_sigterm_ends_runs_with_a_status_and_keeps_the_store() {
     };
     let stored = assemble(collect_events(&mut client, quick).await.unwrap());
     // Minutes of work, stopped by the signal.
-    let long = ExplainRequest {
-        image,
-        method: Method::Pda as i32,
-        window: 1,
-        samples: Some(1000),
-        batch_size: 256,
-        ..Default::default()
-    };
-    let mut stream = client.explain(long).await.unwrap().into_inner();
+    let mut stream = client
+        .explain(minutes_of_work(image))
+        .await
+        .unwrap()
+        .into_inner();
     stream.message().await.unwrap().expect("Started");
 
     let pid = worker.process.id().to_string();
