@@ -164,6 +164,22 @@ impl LensService {
     }
 }
 
+impl Drop for LensService {
+    /// The device thread outlives the service; left inside libtorch when
+    /// the process exits, it crashes the process. So the service's end
+    /// stops its jobs and waits for the one running (it stops after its
+    /// batch).
+    fn drop(&mut self) {
+        self.shutdown.begin();
+        if !self
+            .shutdown
+            .wait_for_jobs(std::time::Duration::from_secs(60))
+        {
+            tracing::warn!("a job was still running 60 s after the service ended");
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<ExplainEvent, Status>> + Send>>;
 
 /// Runs a store call on a blocking thread.
