@@ -164,8 +164,7 @@ fn serve(
         per_client: hosting.per_client.max(1),
     };
     let service = server::LensService::new(registry, store.clone(), limits);
-    let shutdown = service.shutdown();
-    let stop = shutdown.clone();
+    let stop = service.shutdown();
     tokio::runtime::Runtime::new()?.block_on(async {
         let router = server::router(service, &dist).await;
         if hosting.retention_days > 0 {
@@ -181,10 +180,7 @@ fn serve(
         server::serve_until(listener, router, server::on_terminate(stop)).await?;
         anyhow::Ok(())
     })?;
-    // A job stops after the batch in flight; libtorch must outlive it.
-    if !shutdown.wait_for_jobs(std::time::Duration::from_secs(60)) {
-        tracing::warn!("a job was still running after 60 s; stopping anyway");
-    }
+    // The service is gone with the router: it waited for the device's job.
     tracing::info!("stopped");
     Ok(())
 }

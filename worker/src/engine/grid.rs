@@ -20,21 +20,18 @@ use super::windows::{coarse_positions, positions, Window};
 pub struct EvidenceGrid {
     xs: Vec<usize>,
     ys: Vec<usize>,
-    /// A_y, `[H, ny]` f64.
-    rows: Tensor,
-    /// A_x^T, `[nx, W]` f64.
-    columns: Tensor,
-    /// Windows per pixel, `[H, W]` f64.
-    counts: Tensor,
-    /// The same for the coarse windows of `Schedule::CoarseToFine` only.
+    /// Every window.
+    all: Axes,
+    /// The coarse windows of `Schedule::CoarseToFine` only, and which grid
+    /// rows and columns they are (`[n]` i64 each).
     coarse: Axes,
+    coarse_rows: Tensor,
+    coarse_columns: Tensor,
 }
 
-/// Membership matrices and counts of a subset of the grid's rows and columns.
+/// A_y (`[H, ny]`), A_x^T (`[nx, W]`) and windows per pixel (`[H, W]`), f64,
+/// of windows starting at `ys` x `xs`.
 struct Axes {
-    /// Which grid rows and columns (`[n]` i64 each).
-    row_cells: Tensor,
-    column_cells: Tensor,
     rows: Tensor,
     columns: Tensor,
     counts: Tensor,
@@ -42,30 +39,27 @@ struct Axes {
 
 impl Axes {
     fn new(
-        (height, width): (usize, usize),
-        (ys, xs): (&[usize], &[usize]),
-        (all_ys, all_xs): (&[usize], &[usize]),
+        size: (usize, usize),
+        starts: (&[usize], &[usize]),
         window: usize,
         device: Device,
     ) -> Self {
-        let cells = |chosen: &[usize], all: &[usize]| {
-            let index: Vec<i64> = chosen
-                .iter()
-                .map(|p| all.binary_search(p).expect("a start of the grid") as i64)
-                .collect();
-            Tensor::from_slice(&index).to_device(device)
-        };
-        let rows = membership(height, ys, window, device);
-        let columns = membership(width, xs, window, device).tr().contiguous();
+        let rows = membership(size.0, starts.0, window, device);
+        let columns = membership(size.1, starts.1, window, device)
+            .tr()
+            .contiguous();
         let per_row = rows.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
         let per_column = columns.sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
         Axes {
-            row_cells: cells(ys, all_ys),
-            column_cells: cells(xs, all_xs),
             counts: per_row.outer(&per_column),
             rows,
             columns,
         }
+    }
+
+    /// The per-pixel mean of one value per window, `grid` `[ny, nx]`.
+    fn mean(&self, grid: &Tensor) -> Tensor {
+        self.rows.matmul(grid).matmul(&self.columns) / &self.counts
     }
 }
 
@@ -88,16 +82,21 @@ impl EvidenceGrid {
         let ys = positions(height, window, stride);
         let xs = positions(width, window, stride);
         let size = (height, width);
-        let all = Axes::new(size, (&ys, &xs), (&ys, &xs), window, device);
         let (coarse_ys, coarse_xs) = (coarse_positions(&ys, window), coarse_positions(&xs, window));
-        let coarse = Axes::new(size, (&coarse_ys, &coarse_xs), (&ys, &xs), window, device);
+        let cells = |chosen: &[usize], all: &[usize]| {
+            let index: Vec<i64> = chosen
+                .iter()
+                .map(|p| all.binary_search(p).expect("a start of the grid") as i64)
+                .collect();
+            Tensor::from_slice(&index).to_device(device)
+        };
         EvidenceGrid {
+            all: Axes::new(size, (&ys, &xs), window, device),
+            coarse: Axes::new(size, (&coarse_ys, &coarse_xs), window, device),
+            coarse_rows: cells(&coarse_ys, &ys),
+            coarse_columns: cells(&coarse_xs, &xs),
             xs,
             ys,
-            rows: all.rows,
-            columns: all.columns,
-            counts: all.counts,
-            coarse,
         }
     }
 
@@ -120,21 +119,22 @@ impl EvidenceGrid {
     /// The per-pixel mean, `[H, W]` f64, of one value per cell (`[cells]`
     /// f64; cells not computed yet hold 0).
     pub fn per_pixel_mean(&self, values: &Tensor) -> Tensor {
-        let grid = values
-            .contiguous()
-            .view([self.ys.len() as i64, self.xs.len() as i64]);
-        self.rows.matmul(&grid).matmul(&self.columns) / &self.counts
+        self.all.mean(&self.as_grid(values))
     }
 
     /// The per-pixel mean over the coarse windows only (see
     /// `windows::coarse_positions`), `[H, W]` f64.
     pub fn coarse_mean(&self, values: &Tensor) -> Tensor {
-        let c = &self.coarse;
-        let grid = values
+        let grid = self
+            .as_grid(values)
+            .index_select(0, &self.coarse_rows)
+            .index_select(1, &self.coarse_columns);
+        self.coarse.mean(&grid)
+    }
+
+    fn as_grid(&self, values: &Tensor) -> Tensor {
+        values
             .contiguous()
             .view([self.ys.len() as i64, self.xs.len() as i64])
-            .index_select(0, &c.row_cells)
-            .index_select(1, &c.column_cells);
-        c.rows.matmul(&grid).matmul(&c.columns) / &c.counts
     }
 }

@@ -174,11 +174,8 @@ pub fn job_from_request(
 /// Runs of more than a few batches with windows that overlap stream a
 /// coarse map first (`Schedule::CoarseToFine`); short ones need no preview.
 fn schedule_for(params: &ExplainParams, model: &ModelSummary, samples: usize) -> Schedule {
-    let windows = |stride| {
-        let axis = |length| positions(length, params.window, stride).len();
-        axis(model.shape.height) * axis(model.shape.width)
-    };
-    let passes = windows(params.stride) * samples;
+    let axis = |length| positions(length, params.window, params.stride).len();
+    let passes = axis(model.shape.height) * axis(model.shape.width) * samples;
     let overlapping = params.stride < params.window;
     if overlapping && params.window > 1 && passes > COARSE_AFTER_BATCHES * params.batch_size {
         Schedule::CoarseToFine

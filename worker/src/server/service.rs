@@ -87,7 +87,7 @@ impl Shutdown {
 
     /// Waits (blocking) until no job is in flight, or `limit` has passed;
     /// whether none is left.
-    pub fn wait_for_jobs(&self, limit: std::time::Duration) -> bool {
+    fn wait_for_jobs(&self, limit: std::time::Duration) -> bool {
         let (count, finished) = &*self.jobs;
         let count = count.lock().unwrap_or_else(|e| e.into_inner());
         let (count, _) = finished

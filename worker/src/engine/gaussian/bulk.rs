@@ -173,7 +173,7 @@ impl ConditionalGaussian {
             return rows_by_window.matmul(pick(&cache.cases[clip]));
         }
         let mut size = rows_by_window.size();
-        *size.last_mut().expect("a matrix") = self.layout().0.len() as i64;
+        *size.last_mut().expect("a matrix") = cache.window_mean.size()[0];
         let mut out = Tensor::zeros(size.as_slice(), (Kind::Double, cache.device));
         for (clip, rows) in groups {
             let rows = upload(rows, cache.device);
@@ -221,7 +221,7 @@ impl ConditionalGaussian {
         seed: u64,
     ) -> Result<Tensor, EngineError> {
         self.check_input(input)?;
-        let n1 = self.layout().0.len();
+        let n1 = self.window * self.window * self.stats.channels;
         let groups = self.groups(input.shape, windows);
         let clips: Vec<Clip> = groups.iter().map(|(c, _)| *c).collect();
         let z = draws::normals(seed, windows, samples, n1, input.device).view([
