@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
 use lens_proto::v1::{ExplainEvent, ExplainRequest, ListPresetsRequest, Preset};
 use lens_worker::digits::DigitsKit;
+use lens_worker::models::Precision;
 use lens_worker::server::{router, serve, LensService, Limits, Registry};
 use lens_worker::store::SqliteStore;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +52,12 @@ pub async fn start_worker_configured(
     store: &Path,
     limits: Limits,
 ) -> SocketAddr {
-    let registry = Registry::load(models, &repo_root().join("data"), tch::Device::Cpu);
+    let registry = Registry::load(
+        models,
+        &repo_root().join("data"),
+        tch::Device::Cpu,
+        Precision::Full,
+    );
     let store = Arc::new(SqliteStore::open(store).unwrap());
     let app = router(
         LensService::new(registry, store, limits),

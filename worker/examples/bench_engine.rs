@@ -2,7 +2,9 @@
 //! same TorchScript file (`models/efficientnet-lite0/model.pt`), the same
 //! device. Captum's `Occlusion` runs in the project's Python (`./dev bench`
 //! installs it); then our occlusion, efficient PDA, PDA and the gradient
-//! method, at stride 8, and at stride 1 where a GPU is present.
+//! method, at stride 8, and at stride 1 where a GPU is present. On a GPU the
+//! methods run again in half precision, with the agreement of their maps
+//! with full precision.
 //!
 //! For each it prints the wall time, forward passes, passes per second, the
 //! time per pass relative to Captum's (below 1: faster at identical work),
@@ -20,13 +22,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use lens_worker::agreement;
 use lens_worker::engine::{
     default_batch_size, explain, gradient_explain, Classifier, ConditionalGaussian,
-    ConditionalMean, ConditionalPda, ExplainParams, Explanation, MapClasses, Occlusion,
+    ConditionalMean, ConditionalPda, ExplainParams, InputImage, MapClasses, Occlusion,
     PatchStatistics, Progress, Quantity, Schedule, Target, WindowFill,
 };
 use lens_worker::input::photo_from_bytes;
-use lens_worker::models::TorchScriptModel;
+use lens_worker::models::{Precision, TorchScriptModel};
 use tch::{Device, Kind, Tensor};
 
 const MODEL: &str = "models/efficientnet-lite0";
@@ -44,6 +47,16 @@ fn main() -> anyhow::Result<()> {
     let samples: usize = args.get(2).map_or(Ok(10), |a| a.parse())?;
     let folder = Path::new(MODEL);
     let model = TorchScriptModel::load(folder, device)?;
+    // On CUDA the same file also runs in half precision, side by side.
+    let half = if device.is_cuda() {
+        Some(TorchScriptModel::load_with(
+            folder,
+            device,
+            Precision::Half,
+        )?)
+    } else {
+        None
+    };
     let stats = PatchStatistics::load(&folder.join("patches-18.safetensors"))?;
     let gaussian = Arc::new(ConditionalGaussian::new(stats, WINDOW, (0.0, 1.0), 1e-4)?);
     let image = photo_from_bytes(&std::fs::read(photo)?, model.input_shape())?;
@@ -57,11 +70,32 @@ fn main() -> anyhow::Result<()> {
     } else {
         &[8, 16, 32, 64]
     };
-    for &batch in sweep {
-        let seconds = network_seconds_per_image(&model, batch, true)?;
+    for model in std::iter::once(&model).chain(&half) {
+        for &batch in sweep {
+            let seconds = network_seconds_per_image(model, batch, true)?;
+            println!(
+                "{:?} precision, batch {batch:>5}: the network alone {:.3} ms per image",
+                model.precision(),
+                seconds * 1e3
+            );
+        }
+    }
+    let strides: &[usize] = if device.is_cuda() { &[8, 1] } else { &[8] };
+    // The first run builds the sampler's matrices for every border case the
+    // finest stride meets (once per model, window and padding; on a GPU also
+    // CUDA's lazy set-up); the table below times runs after that, as a
+    // serving worker sees them.
+    for model in std::iter::once(&model).chain(&half) {
+        let finest = params_at(strides[strides.len() - 1], batch_size);
+        let mean = ConditionalMean {
+            gaussian: gaussian.clone(),
+        };
+        let first = explain(model, &image, &mean, &finest, &mut quiet)?;
         println!(
-            "batch {batch:>5}: the network alone {:.3} ms per image",
-            seconds * 1e3
+            "first run, {:?} precision (efficient PDA, stride {}): {:.3} s",
+            model.precision(),
+            finest.stride,
+            first.wall_seconds
         );
     }
     let contiguous = network_seconds_per_image(&model, batch_size, false)?;
@@ -73,86 +107,153 @@ fn main() -> anyhow::Result<()> {
         contiguous * 1e3
     );
 
-    let strides: &[usize] = if device.is_cuda() { &[8, 1] } else { &[8] };
     for &stride in strides {
         let captum = run_captum(&image.values, stride, batch_size, device)
             .inspect_err(|e| println!("\nCaptum did not run: {e}"))
             .ok();
-        // Without Captum the ratio column compares with nothing.
-        let captum_per_pass = captum.as_ref().map_or(f64::NAN, |c| c.0 / c.1 as f64);
         println!("\nstride {stride}");
         println!(
-            "{:<22} {:>9} {:>9} {:>10} {:>10} {:>9}",
+            "{:<30} {:>9} {:>9} {:>10} {:>10} {:>9}",
             "method", "wall s", "passes", "passes/s", "vs Captum", "network"
         );
-        let row = |name: &str, wall: f64, passes: usize, network_per_image: f64| {
-            println!(
-                "{name:<22} {wall:>9.3} {passes:>9} {:>10.1} {:>10.2} {:>8.0}%",
-                passes as f64 / wall,
-                wall / passes as f64 / captum_per_pass,
-                100.0 * passes as f64 * network_per_image / wall
-            );
+        let table = Table {
+            // Without Captum the ratio column compares with nothing.
+            captum_per_pass: captum.as_ref().map_or(f64::NAN, |c| c.0 / c.1 as f64),
+            network_per_image: per_image,
         };
         if let Some((wall, passes, version)) = &captum {
-            row(
-                &format!("Captum {version} Occlusion"),
-                *wall,
-                *passes,
-                contiguous,
-            );
+            let contiguous_table = Table {
+                network_per_image: contiguous,
+                ..table
+            };
+            contiguous_table.row(&format!("Captum {version} Occlusion"), *wall, *passes);
         }
-        let params = ExplainParams {
-            window: WINDOW,
-            stride,
-            batch_size,
-            tile_size: 28,
-            seed: 0,
-            target: Target::Predicted,
-            quantity: Quantity::LogOdds,
-            maps: MapClasses::Classes(Vec::new()),
-            schedule: Schedule::Plain,
+        let methods = Methods {
+            image: &image,
+            gaussian: &gaussian,
+            samples,
+            params: params_at(stride, batch_size),
+            table,
         };
-        let occlusion_params = ExplainParams {
+        let full_maps = methods.run(&model, "")?;
+        if let Some(half) = &half {
+            let half_table = Table {
+                network_per_image: network_seconds_per_image(half, batch_size, true)?,
+                ..table
+            };
+            let half_maps = Methods {
+                table: half_table,
+                ..methods.clone()
+            }
+            .run(half, ", half")?;
+            for ((name, full), (_, half)) in full_maps.iter().zip(&half_maps) {
+                println!(
+                    "half vs full precision, {name}: rank correlation {:.4}, top-10% overlap \
+                     {:.3}, largest difference {:.4} (map range {:.3})",
+                    agreement::rank_correlation(full, half),
+                    agreement::top_overlap(full, half, 0.1),
+                    full.iter()
+                        .zip(half)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max),
+                    range(full)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Efficient PDA's settings (the other methods change the quantity or schedule).
+fn params_at(stride: usize, batch_size: usize) -> ExplainParams {
+    ExplainParams {
+        window: WINDOW,
+        stride,
+        batch_size,
+        tile_size: 28,
+        seed: 0,
+        target: Target::Predicted,
+        quantity: Quantity::LogOdds,
+        maps: MapClasses::Classes(Vec::new()),
+        schedule: Schedule::Plain,
+    }
+}
+
+/// Prints one method's figures.
+#[derive(Clone, Copy)]
+struct Table {
+    captum_per_pass: f64,
+    network_per_image: f64,
+}
+
+impl Table {
+    fn row(&self, name: &str, wall: f64, passes: usize) {
+        println!(
+            "{name:<30} {wall:>9.3} {passes:>9} {:>10.1} {:>10.2} {:>8.0}%",
+            passes as f64 / wall,
+            wall / passes as f64 / self.captum_per_pass,
+            100.0 * passes as f64 * self.network_per_image / wall
+        );
+    }
+}
+
+/// The methods timed at one stride.
+#[derive(Clone)]
+struct Methods<'a> {
+    image: &'a InputImage,
+    gaussian: &'a Arc<ConditionalGaussian>,
+    samples: usize,
+    params: ExplainParams,
+    table: Table,
+}
+
+impl Methods<'_> {
+    /// Times every method on `model`; returns the maps of efficient PDA and
+    /// PDA (named), for comparisons across precisions.
+    fn run(
+        &self,
+        model: &TorchScriptModel,
+        suffix: &str,
+    ) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+        let params = &self.params;
+        let (image, stride, samples) = (self.image, params.stride, self.samples);
+        let mean = ConditionalMean {
+            gaussian: self.gaussian.clone(),
+        };
+        let timed = |name: &str, fill: &dyn WindowFill, params: &ExplainParams| {
+            let r = explain(model, image, fill, params, &mut quiet)?;
+            self.table
+                .row(&format!("{name}{suffix}"), r.wall_seconds, r.forward_passes);
+            anyhow::Ok(r)
+        };
+        let occlusion = ExplainParams {
             quantity: Quantity::Probability,
             ..params.clone()
         };
-        let mean = ConditionalMean {
-            gaussian: gaussian.clone(),
-        };
-        let pda = ConditionalPda {
-            gaussian: gaussian.clone(),
-            samples,
-        };
-        let timed =
-            |fill: &dyn WindowFill, params: &ExplainParams| -> anyhow::Result<Explanation> {
-                Ok(explain(&model, &image, fill, params, &mut quiet)?)
-            };
-        let r = timed(&Occlusion { value: 0.5 }, &occlusion_params)?;
-        row("occlusion", r.wall_seconds, r.forward_passes, per_image);
-        let efficient = timed(&mean, &params)?;
-        row(
-            "efficient PDA",
-            efficient.wall_seconds,
-            efficient.forward_passes,
-            per_image,
-        );
+        timed("occlusion", &Occlusion { value: 0.5 }, &occlusion)?;
+        let efficient = timed("efficient PDA", &mean, params)?;
+        let mut maps = vec![("efficient PDA".to_string(), efficient.map().to_vec())];
         // PDA at stride 1 on a CPU would take hours.
-        if samples > 0 && (device.is_cuda() || stride > 1) {
-            let r = timed(&pda, &params)?;
-            row(
-                &format!("PDA (S = {samples})"),
-                r.wall_seconds,
-                r.forward_passes,
-                per_image,
-            );
+        if samples > 0 && (model.device().is_cuda() || stride > 1) {
+            let pda = ConditionalPda {
+                gaussian: self.gaussian.clone(),
+                samples,
+            };
+            let name = format!("PDA (S = {samples})");
+            let r = timed(&name, &pda, params)?;
             println!(
-                "PDA / efficient PDA: {:.2}",
+                "PDA / efficient PDA{suffix}: {:.2}",
                 r.wall_seconds / efficient.wall_seconds
             );
+            maps.push((name, r.map().to_vec()));
         }
         for attempt in ["gradient (cold)", "gradient (warm)"] {
-            let r = gradient_explain(&model, &image, &mean, &params, &mut quiet)?;
-            println!("{attempt:<22} {:>9.3} s", r.wall_seconds);
+            let r = gradient_explain(model, image, &mean, params, &mut quiet)?;
+            println!(
+                "{:<30} {:>9.3} s",
+                format!("{attempt}{suffix}"),
+                r.wall_seconds
+            );
         }
         // How soon the page gets a complete (coarse) map, where the stride
         // leaves windows to refine it.
@@ -163,7 +264,7 @@ fn main() -> anyhow::Result<()> {
             };
             let start = Instant::now();
             let mut coarse_after = None;
-            let r = explain(&model, &image, &mean, &coarse_to_fine, &mut |p| {
+            let r = explain(model, image, &mean, &coarse_to_fine, &mut |p| {
                 if let Progress::Coarse { windows_done, .. } = p {
                     coarse_after = Some((start.elapsed().as_secs_f64(), windows_done));
                 }
@@ -171,13 +272,23 @@ fn main() -> anyhow::Result<()> {
             })?;
             if let Some((seconds, windows)) = coarse_after {
                 println!(
-                    "coarse map (efficient PDA, {windows} windows) after {seconds:.3} s of {:.3} s",
+                    "coarse map{suffix} (efficient PDA, {windows} windows) after {seconds:.3} s \
+                     of {:.3} s",
                     r.wall_seconds
                 );
             }
         }
+        Ok(maps)
     }
-    Ok(())
+}
+
+fn range(map: &[f32]) -> f32 {
+    let (low, high) = map
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    high - low
 }
 
 fn quiet(_: Progress) -> ControlFlow<()> {

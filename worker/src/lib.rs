@@ -5,6 +5,7 @@
 //! Data flows one way: image + request in (`server`), converted to the model's
 //! input (`input`), explained window by window (`engine`), tiles out.
 
+pub mod agreement;
 pub mod cli;
 pub mod digits;
 pub mod engine;

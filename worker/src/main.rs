@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lens_worker::digits::{self, mnist, train};
+use lens_worker::models::Precision;
 use lens_worker::server;
 use lens_worker::store::{SqliteStore, Store};
 use std::sync::Arc;
@@ -37,6 +38,9 @@ enum Command {
         /// Folder with the built page (trunk's output).
         #[arg(long, default_value = "dist")]
         dist: PathBuf,
+        /// `half` runs the networks in fp16 where safe (CUDA only).
+        #[arg(long, value_enum, default_value_t = Precision::Full)]
+        precision: Precision,
         #[command(flatten)]
         hosting: Hosting,
     },
@@ -114,8 +118,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             models,
             data,
             dist,
+            precision,
             hosting,
-        } => serve(listen, models, data, dist, hosting),
+        } => serve(listen, models, data, dist, precision, hosting),
         Command::TrainDigits {
             data,
             models,
@@ -143,10 +148,14 @@ fn serve(
     models: PathBuf,
     data: PathBuf,
     dist: PathBuf,
+    precision: Precision,
     hosting: Hosting,
 ) -> anyhow::Result<()> {
     let device = tch::Device::cuda_if_available();
-    let registry = server::Registry::load(&models, &data, device);
+    if precision == Precision::Half && !device.is_cuda() {
+        anyhow::bail!("--precision half runs on CUDA only, and no CUDA device is available");
+    }
+    let registry = server::Registry::load(&models, &data, device, precision);
     anyhow::ensure!(
         !registry.entries.is_empty(),
         "no model could be loaded from {} (run ./dev setup)",
@@ -203,7 +212,12 @@ fn train_digits(data: PathBuf, models: PathBuf, epochs: usize) -> anyhow::Result
     let folder = models.join(lens_worker::models::DIGITS);
     digits::export(&mut vs, &net, &split.train, &folder)?;
     // Measured on the exported folder, so the export itself is checked.
-    let model = lens_worker::models::LoadedModel::load(&folder.to_string_lossy(), &models, device)?;
+    let model = lens_worker::models::LoadedModel::load(
+        &folder.to_string_lossy(),
+        &models,
+        device,
+        Precision::Full,
+    )?;
     let accuracy = train::accuracy(model.classifier.as_ref(), &split.held_out);
     println!(
         "held-out accuracy: {:.2}% ({} digits)",

@@ -171,3 +171,19 @@ fn bad_arguments_give_one_line_and_a_non_zero_exit() {
         assert!(stderr.starts_with("error: "), "{stderr}");
     }
 }
+
+#[test]
+fn half_precision_on_the_cpu_is_refused_with_the_reason() {
+    let output = Command::new(env!("CARGO_BIN_EXE_evidence-lens"))
+        .current_dir(repo_root())
+        .args(["explain", "data/photos/coffee.png", "--model", "digits"])
+        .args(["--device", "cpu", "--precision", "half"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("half precision runs on CUDA only"),
+        "{stderr}"
+    );
+}

@@ -16,7 +16,7 @@ use tch::nn::{ModuleT, VarStore};
 use tch::{CModule, Device, Kind, Tensor};
 
 use crate::engine::InputShape;
-use crate::models::{LoadModelError, LoadedModel, DIGITS};
+use crate::models::{LoadModelError, LoadedModel, Precision, DIGITS};
 use mnist::{Digits, CLASSES, SIDE};
 use net::DigitsNet;
 
@@ -48,7 +48,7 @@ pub enum LoadError {
 
 impl DigitsKit {
     pub fn load(models: &Path, data: &Path, device: Device) -> Result<Self, LoadError> {
-        let model = LoadedModel::load(DIGITS, models, device)?;
+        let model = LoadedModel::load(DIGITS, models, device, Precision::Full)?;
         let presets = held_out_presets(data)?;
         Ok(DigitsKit { model, presets })
     }

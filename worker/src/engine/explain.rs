@@ -17,7 +17,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::classifier::{logits_of, Classifier, InputImage, InputShape};
 use super::device::{host_f32, upload};
@@ -26,7 +26,7 @@ use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
 use super::grid::EvidenceGrid;
 use super::perturb::DeviceInput;
-use super::windows::{Rect, Schedule, TileSchedule};
+use super::windows::{Rect, Schedule, TileSchedule, Window};
 
 /// Largest S and batch accepted, so one request cannot exhaust memory.
 pub const MAX_SAMPLES: usize = 1000;
@@ -254,9 +254,10 @@ pub fn explain(
     let mut next_tile = 0;
     let mut forward_passes = 1;
     for (batch_index, batch) in schedule.windows.chunks(windows_per_batch).enumerate() {
-        let replacement = fill.fill_batch(&input, batch, params.seed)?;
-        let images = input.perturbed(batch, samples, &replacement)?;
-        let logits = logits_of(model, &images)?;
+        let padded = same_shape_batch(batch, windows_per_batch, device);
+        let replacement = fill.fill_batch(&input, &padded, params.seed)?;
+        let images = input.perturbed(&padded, samples, &replacement)?;
+        let logits = logits_of(model, &images)?.f_narrow(0, 0, (batch.len() * samples) as i64)?;
         forward_passes += batch.len() * samples;
 
         let cells = grid.cell_indices(batch, device);
@@ -324,6 +325,20 @@ pub fn explain(
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
+}
+
+/// The windows of one batch. On CUDA a short last batch is filled up with
+/// copies of its last window (their rows are dropped after the pass), so
+/// every pass of a run has the same shape: the first pass of each new shape
+/// costs seconds there (TorchScript specialises its graph and cuDNN plans
+/// its convolutions for it; measured 2.4 s on an H200), which a run's odd
+/// last batch would otherwise pay anew for almost every request.
+fn same_shape_batch(batch: &[Window], windows_per_batch: usize, device: Device) -> Vec<Window> {
+    let mut windows = batch.to_vec();
+    if device.is_cuda() {
+        windows.resize(windows_per_batch.max(batch.len()), batch[batch.len() - 1]);
+    }
+    windows
 }
 
 /// The outputs of the mapped classes, reduced on the device.
@@ -477,4 +492,22 @@ fn argmax(values: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_last_batch_is_filled_up_on_cuda_only() {
+        let window = |x| Window { x, y: 0, size: 2 };
+        let short = [window(0), window(1)];
+        assert_eq!(same_shape_batch(&short, 4, Device::Cpu), short.to_vec());
+        assert_eq!(
+            same_shape_batch(&short, 4, Device::Cuda(0)),
+            vec![window(0), window(1), window(1), window(1)]
+        );
+        let full = [window(0), window(1), window(2), window(3)];
+        assert_eq!(same_shape_batch(&full, 4, Device::Cuda(0)), full.to_vec());
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
 use super::description::Resize;
-use super::torchscript::{ModelError, TorchScriptModel};
+use super::torchscript::{ModelError, Precision, TorchScriptModel};
 use crate::engine::{
     Classifier, ConditionalGaussian, EngineError, InputImage, InputShape, MarginalSampler,
     PatchStatistics,
@@ -21,6 +21,7 @@ pub struct LoadedModel {
     pub classifier: Box<dyn Classifier>,
     pub class_names: Vec<String>,
     pub resize: Resize,
+    pub precision: Precision,
     /// Training images for the marginal sampler, when the model has them.
     pub marginal: Option<MarginalSampler>,
     /// Patch statistics for the conditional sampler, when the model has them.
@@ -50,13 +51,18 @@ pub const DIGITS: &str = "digits";
 
 impl LoadedModel {
     /// `spec` is a model folder: a path, or a folder name under `models`.
-    pub fn load(spec: &str, models: &Path, device: Device) -> Result<Self, LoadModelError> {
+    pub fn load(
+        spec: &str,
+        models: &Path,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, LoadModelError> {
         let folder = if Path::new(spec).join("model.toml").exists() {
             Path::new(spec).to_owned()
         } else {
             models.join(spec)
         };
-        let model = TorchScriptModel::load(&folder, device)?;
+        let model = TorchScriptModel::load_with(&folder, device, precision)?;
         let description = model.description();
         let statistics = match &description.statistics {
             Some(file) => {
@@ -78,6 +84,7 @@ impl LoadedModel {
             name: description.name.clone(),
             class_names: model.class_names().to_vec(),
             resize: description.resize,
+            precision,
             classifier: Box::new(model),
             marginal,
             statistics,

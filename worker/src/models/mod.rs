@@ -1,10 +1,11 @@
 //! Models as files: each is a folder with a TorchScript module, its class
 //! names and a `model.toml` description (see `description.rs`).
 
+mod autocast;
 mod description;
 mod loaded;
 mod torchscript;
 
 pub use description::{DescriptionError, ModelDescription, Output, Resize};
 pub use loaded::{input_for, LoadModelError, LoadedModel, DIGITS};
-pub use torchscript::{ModelError, TorchScriptModel};
+pub use torchscript::{ModelError, Precision, TorchScriptModel};

@@ -1,16 +1,31 @@
 //! A classifier from a TorchScript file and its description: the models
 //! folder's unit. Perturbation passes run under `no_grad` (the engine's
-//! guard) with the module in evaluation mode.
+//! guard) with the module in evaluation mode. On CUDA the module may run in
+//! half precision (autocast: fp16 where it is safe, the file unchanged), so
+//! any user's model gets it.
 
 use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, Kind, TchError, Tensor};
 
+use super::autocast::with_cuda_autocast;
 use super::description::{DescriptionError, ModelDescription, Output};
 use crate::engine::{Classifier, InputShape};
 
+/// The arithmetic a model runs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// f32 everywhere.
+    #[default]
+    Full,
+    /// CUDA autocast: convolutions and matrix products in fp16 (tensor
+    /// cores), reductions and softmax in f32. CUDA only.
+    Half,
+}
+
 pub struct TorchScriptModel {
     module: CModule,
+    precision: Precision,
     /// Whether the module has `features` and `head` methods (for Grad-CAM).
     exposes_features: bool,
     description: ModelDescription,
@@ -40,6 +55,8 @@ pub enum ModelError {
         got: i64,
         expected: usize,
     },
+    #[error("half precision runs on CUDA only, and the device is {0:?}")]
+    HalfNeedsCuda(Device),
     #[error("{path} failed on a test input of shape {shape:?}: {message}")]
     Forward {
         path: PathBuf,
@@ -52,6 +69,18 @@ impl TorchScriptModel {
     /// Loads `<folder>/model.toml` and what it names, and checks the module
     /// with one forward pass, so a broken model is reported at load time.
     pub fn load(folder: &Path, device: Device) -> Result<Self, ModelError> {
+        Self::load_with(folder, device, Precision::Full)
+    }
+
+    /// `load`, running the model in `precision`.
+    pub fn load_with(
+        folder: &Path,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, ModelError> {
+        if precision == Precision::Half && !device.is_cuda() {
+            return Err(ModelError::HalfNeedsCuda(device));
+        }
         let description = ModelDescription::read(&folder.join("model.toml"))?;
         let path = folder.join(&description.file);
         let mut module =
@@ -73,6 +102,7 @@ impl TorchScriptModel {
             .collect();
         let mut model = TorchScriptModel {
             module,
+            precision,
             exposes_features: false,
             description,
             class_names,
@@ -95,14 +125,13 @@ impl TorchScriptModel {
             ],
             (Kind::Float, self.device),
         );
-        let output = self
-            .module
-            .forward_ts(&[input])
-            .map_err(|e| ModelError::Forward {
-                path: path.to_owned(),
-                shape,
-                message: e.to_string(),
-            })?;
+        let output =
+            self.run(|| self.module.forward_ts(&[input]))
+                .map_err(|e| ModelError::Forward {
+                    path: path.to_owned(),
+                    shape,
+                    message: e.to_string(),
+                })?;
         let got = output.size().last().copied().unwrap_or(0);
         if output.dim() != 2 || got as usize != self.class_names.len() {
             return Err(ModelError::ClassCount {
@@ -127,16 +156,32 @@ impl TorchScriptModel {
             ],
             (Kind::Float, self.device),
         );
-        let Ok(features) = self.module.method_ts("features", &[&input]) else {
+        let Ok(features) = self.run(|| self.module.method_ts("features", &[&input])) else {
             return false;
         };
-        let Ok(logits) = self.module.method_ts("head", &[&features]) else {
+        let Ok(logits) = self.run(|| self.module.method_ts("head", &[&features])) else {
             return false;
         };
-        let Ok(forward) = self.module.forward_ts(&[&input]) else {
+        let Ok(forward) = self.run(|| self.module.forward_ts(&[&input])) else {
             return false;
         };
-        features.dim() == 4 && logits.allclose(&forward, 1e-4, 1e-4, false)
+        let tolerance = match self.precision {
+            Precision::Full => 1e-4,
+            Precision::Half => 1e-2,
+        };
+        features.dim() == 4 && logits.allclose(&forward, tolerance, tolerance, false)
+    }
+
+    /// Runs a call into the module in this model's precision.
+    fn run<T>(&self, call: impl FnOnce() -> T) -> T {
+        match self.precision {
+            Precision::Full => call(),
+            Precision::Half => with_cuda_autocast(call),
+        }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn description(&self) -> &ModelDescription {
@@ -165,18 +210,22 @@ impl Classifier for TorchScriptModel {
         if !self.exposes_features {
             return Ok(None);
         }
-        self.module.method_ts("features", &[batch]).map(Some)
+        self.run(|| self.module.method_ts("features", &[batch]))
+            .map(Some)
     }
 
     fn head(&self, features: &Tensor) -> Result<Option<Tensor>, TchError> {
         if !self.exposes_features {
             return Ok(None);
         }
-        self.module.method_ts("head", &[features]).map(Some)
+        self.run(|| self.module.method_ts("head", &[features]))
+            .map(Some)
     }
 
     fn logits(&self, batch: &Tensor) -> Result<Tensor, TchError> {
-        let output = self.module.forward_ts(&[batch])?.f_to_kind(Kind::Float)?;
+        let output = self
+            .run(|| self.module.forward_ts(&[batch]))?
+            .f_to_kind(Kind::Float)?;
         match self.description.output {
             Output::Logits => Ok(output),
             // log p has the same softmax as the logits it came from.

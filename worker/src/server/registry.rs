@@ -9,7 +9,7 @@ use tch::Device;
 
 use crate::digits::held_out_presets;
 use crate::engine::{default_batch_size, InputShape};
-use crate::models::{LoadedModel, Resize};
+use crate::models::{LoadedModel, Precision, Resize};
 
 /// What requests are checked against, readable without locking the model.
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct ModelSummary {
     pub marginal_sampler: bool,
     /// Images per forward pass when a request does not say (per device).
     pub default_batch: usize,
+    /// Half precision changes the maps a little, so it is part of a request's key.
+    pub precision: Precision,
 }
 
 impl ModelSummary {
@@ -53,7 +55,7 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every model folder, the digit presets and the sample photos.
-    pub fn load(models: &Path, data: &Path, device: Device) -> Registry {
+    pub fn load(models: &Path, data: &Path, device: Device, precision: Precision) -> Registry {
         let mut registry = Registry::default();
         match held_out_presets(data) {
             Ok(presets) => registry.digit_presets = presets,
@@ -70,7 +72,7 @@ impl Registry {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            match LoadedModel::load(&folder.to_string_lossy(), models, device) {
+            match LoadedModel::load(&folder.to_string_lossy(), models, device, precision) {
                 Ok(model) => registry.add(&id, model),
                 Err(error) => registry.report(&folder.display().to_string(), error.to_string()),
             }
@@ -89,6 +91,7 @@ impl Registry {
             conditional_sampler: model.statistics.is_some(),
             marginal_sampler: model.marginal.is_some(),
             default_batch: default_batch_size(model.classifier.device()),
+            precision: model.precision,
         };
         self.entries.push(Entry {
             summary,

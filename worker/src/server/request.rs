@@ -8,7 +8,7 @@ use crate::engine::{
 };
 use crate::input::{check_upload, InputError};
 use crate::methods::{MethodChoice, MethodKind, SamplerKind};
-use crate::models::{input_for, Resize, DIGITS};
+use crate::models::{input_for, Precision, Resize, DIGITS};
 
 use crate::store::{request_key, RequestKey};
 
@@ -143,9 +143,14 @@ pub fn job_from_request(
     };
     // Batch size, tile size and schedule do not change the result, so they
     // are not part of the key; everything else is, with the engine's
-    // version (version 2 keys draws by window position).
+    // version (version 2 keys draws by window position). Full precision
+    // adds nothing, so keys made before half precision existed still hold.
+    let precision = match model.precision {
+        Precision::Full => "",
+        Precision::Half => " precision=half",
+    };
     let settings = format!(
-        "engine=2 {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
+        "engine=2{precision} {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
         model.id,
         kind,
         choice.sampler,
@@ -193,5 +198,52 @@ fn wire_method(kind: MethodKind) -> WireMethod {
         MethodKind::Occlusion => WireMethod::Occlusion,
         MethodKind::Saliency => WireMethod::Saliency,
         MethodKind::GradCam => WireMethod::GradCam,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digits_summary(precision: Precision) -> ModelSummary {
+        ModelSummary {
+            id: DIGITS.into(),
+            name: "digits".into(),
+            shape: InputShape {
+                channels: 1,
+                height: 28,
+                width: 28,
+            },
+            class_names: (0..10).map(|d| d.to_string()).collect(),
+            resize: Resize::MnistDigit,
+            conditional_sampler: false,
+            marginal_sampler: true,
+            default_batch: 16,
+            precision,
+        }
+    }
+
+    fn digit_png() -> Vec<u8> {
+        let mut png = Vec::new();
+        image::GrayImage::new(28, 28)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+
+    #[test]
+    fn half_precision_maps_are_kept_apart_from_full_precision_ones() {
+        let request = ExplainRequest {
+            image: digit_png(),
+            method: WireMethod::EfficientPda as i32,
+            ..Default::default()
+        };
+        let key = |precision| {
+            job_from_request(request.clone(), &digits_summary(precision))
+                .unwrap()
+                .key
+        };
+        assert_eq!(key(Precision::Full), key(Precision::Full));
+        assert_ne!(key(Precision::Full), key(Precision::Half));
     }
 }
