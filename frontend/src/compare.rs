@@ -174,7 +174,8 @@ async fn run_one(
                 set(&|p| p.wall_seconds = Some(finished.wall_seconds));
                 return true;
             }
-            None => {}
+            // The panel simply stays empty while the run waits.
+            Some(Event::Queued(_)) | None => {}
         }
     }
 }

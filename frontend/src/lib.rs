@@ -8,14 +8,16 @@
 
 mod client;
 mod compare;
+mod estimate;
 mod export;
 mod heatmap;
+mod legend;
 mod link;
 
 use js_sys::{Array, Uint8Array};
 use lens_proto::v1::{
-    explain_event::Event, DeleteRequest, ExplainEvent, ExplainRequest, ListModelsRequest,
-    ListPresetsRequest, Method, ModelInfo, WatchRequest,
+    explain_event::Event, CancelRequest, DeleteRequest, EstimateResponse, ExplainEvent,
+    ExplainRequest, ListModelsRequest, ListPresetsRequest, Method, ModelInfo, WatchRequest,
 };
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -23,7 +25,9 @@ use leptos::task::spawn_local;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, BlobPropertyBag, HtmlInputElement, Url};
 
+use estimate::ConfirmLongRun;
 use heatmap::{paint, picture_rgba, Heatmap};
+use legend::Legend;
 
 /// An image the user chose, as bytes for the worker and a URL to show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +90,7 @@ enum Phase {
     Running,
     Done,
     Failed,
+    Cancelled,
 }
 
 impl Phase {
@@ -95,6 +100,7 @@ impl Phase {
             Phase::Running => "running",
             Phase::Done => "done",
             Phase::Failed => "error",
+            Phase::Cancelled => "cancelled",
         }
     }
 }
@@ -123,6 +129,10 @@ struct RunView {
     replayed: bool,
     /// The computation's own time (as stored).
     wall_seconds: f64,
+    /// Explanations ahead of this one while it waits for the device.
+    queued_ahead: Option<u32>,
+    /// The method that made the map (from the run itself).
+    method: Option<Method>,
 }
 
 impl RunView {
@@ -154,6 +164,8 @@ impl Default for RunView {
             coarse_ms: None,
             replayed: false,
             wall_seconds: 0.0,
+            queued_ahead: None,
+            method: None,
         }
     }
 }
@@ -235,9 +247,22 @@ pub fn App() -> impl IntoView {
             r.error = Some(client::readable(&status));
         })
     };
+    // Each model's defaults (window, and a stride that finishes in seconds
+    // on this worker) unless the link says otherwise.
+    let link_sets_stride = from_link.stride.is_some();
     spawn_local(async move {
         match client::worker().list_models(ListModelsRequest {}).await {
-            Ok(response) => models.set(response.into_inner().models),
+            Ok(response) => {
+                let list = response.into_inner().models;
+                let current = model_id.get_untracked();
+                if let Some(m) = list.iter().find(|m| m.id == current) {
+                    if !link_sets_stride {
+                        window.set(m.default_window);
+                        stride.set(m.default_stride.max(1));
+                    }
+                }
+                models.set(list);
+            }
             Err(status) => fail_page(status),
         }
     });
@@ -299,6 +324,12 @@ pub fn App() -> impl IntoView {
             let event = match stream.message().await {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
+                Err(status) if status.code() == tonic::Code::Cancelled => {
+                    if generation.get_untracked() == this_run {
+                        run.update(|r| r.phase = Phase::Cancelled);
+                    }
+                    return;
+                }
                 Err(status) => return fail(this_run, client::readable(&status)),
             };
             if generation.get_untracked() != this_run {
@@ -306,6 +337,16 @@ pub fn App() -> impl IntoView {
             }
             let elapsed_ms = now_ms() - started;
             match event.event {
+                Some(Event::Queued(q)) => {
+                    if !q.owner_secret.is_empty() {
+                        link::secrets::remember(&q.id, &q.owner_secret);
+                    }
+                    share_id.set(Some(q.id).filter(|id| !id.is_empty()));
+                    run.update(|r| {
+                        r.queued_ahead = Some(q.ahead);
+                        r.elapsed_ms = elapsed_ms;
+                    });
+                }
                 Some(Event::Started(s)) => {
                     if let Some(input) = &s.input {
                         let pixels = picture_rgba(input);
@@ -332,7 +373,10 @@ pub fn App() -> impl IntoView {
                         class_choice.set(asked.class_index);
                     }
                     share_id.set(Some(s.id.clone()).filter(|id| !id.is_empty()));
+                    let method_run = s.request.as_ref().map(|asked| asked.method());
                     run.update(|r| {
+                        r.queued_ahead = None;
+                        r.method = method_run;
                         r.probabilities = s.probabilities;
                         r.class_names = s.class_names;
                         r.predicted = s.predicted_class;
@@ -404,6 +448,32 @@ pub fn App() -> impl IntoView {
         })
     };
     let compare_request = RwSignal::new(None::<ExplainRequest>);
+
+    // The worker's estimate for the settings on screen, asked again when
+    // they change and after each run (the worker's speed and queue change).
+    let estimate = RwSignal::new(None::<EstimateResponse>);
+    let estimates_asked = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        let request = ExplainRequest {
+            method: method.get() as i32,
+            window: window.get(),
+            stride: stride.get(),
+            samples: Some(samples.get()),
+            model: model_id.get(),
+            ..Default::default()
+        };
+        run.with(|r| r.phase);
+        let asked = estimates_asked.get_untracked() + 1;
+        estimates_asked.set(asked);
+        spawn_local(async move {
+            let answer = client::worker().estimate(request).await;
+            if estimates_asked.get_untracked() == asked {
+                estimate.set(answer.ok().map(|r| r.into_inner()));
+            }
+        });
+    });
+    // Whether the question before a long run is on screen.
+    let asking = RwSignal::new(false);
     let explain = move || {
         let Some(request) = current_request() else {
             return;
@@ -436,6 +506,34 @@ pub fn App() -> impl IntoView {
     if let Some(id) = from_link.explanation.clone() {
         watch(id);
     }
+
+    // Every way of starting a run goes through here: a run longer than a
+    // lesson allows asks first.
+    let explain_or_ask = move || {
+        let long = estimate.with_untracked(|e| {
+            e.as_ref()
+                .is_some_and(|e| e.seconds > estimate::LESSON_SECONDS)
+        });
+        if long {
+            asking.set(true);
+        } else {
+            explain();
+        }
+    };
+    let cancel = move |_| {
+        let Some(id) = share_id.get_untracked() else {
+            return;
+        };
+        let Some(owner_secret) = link::secrets::get(&id) else {
+            return;
+        };
+        spawn_local(async move {
+            let request = CancelRequest { id, owner_secret };
+            if let Err(status) = client::worker().cancel(request).await {
+                notice.set(Some(client::readable(&status)));
+            }
+        });
+    };
 
     // The uncertainty view paints the sample spread (white to purple)
     // instead of the evidence, and back.
@@ -510,7 +608,7 @@ pub fn App() -> impl IntoView {
 
     let choose = move |image: Chosen| {
         chosen.set(Some(image));
-        explain();
+        explain_or_ask();
     };
 
     let on_upload = move |ev: leptos::ev::Event| {
@@ -556,10 +654,12 @@ pub fn App() -> impl IntoView {
                         data-testid="model"
                         on:change=move |ev| {
                             let id = event_target_value(&ev);
-                            let default_window = models
-                                .with_untracked(|m| m.iter().find(|m| m.id == id).map(|m| m.default_window));
-                            if let Some(w) = default_window {
+                            let defaults = models.with_untracked(|m| {
+                                m.iter().find(|m| m.id == id).map(|m| (m.default_window, m.default_stride))
+                            });
+                            if let Some((w, s)) = defaults {
                                 window.set(w);
+                                stride.set(s.max(1));
                             }
                             chosen.set(None);
                             model_id.set(id);
@@ -675,7 +775,28 @@ pub fn App() -> impl IntoView {
                         <button on:click=move |_| class_choice.set(None)>"back to predicted"</button>
                     </Show>
                 </p>
-                <button class="explain" data-testid="explain" on:click=move |_| explain()>"Explain"</button>
+                <button class="explain" data-testid="explain" on:click=move |_| explain_or_ask()>"Explain"</button>
+                <p class="estimate" data-testid="estimate"
+                    data-seconds=move || estimate.with(|e| e.as_ref().map(|e| format!("{:.3}", e.seconds)).unwrap_or_default())>
+                    {move || estimate.with(|e| e.as_ref().map(estimate::summary).unwrap_or_default())}
+                </p>
+                <Show when=move || asking.get()>
+                    {move || estimate.get().map(|e| view! {
+                        <ConfirmLongRun
+                            estimate=e
+                            use_stride=move |s| {
+                                stride.set(s);
+                                asking.set(false);
+                                explain();
+                            }
+                            run_anyway=move || {
+                                asking.set(false);
+                                explain();
+                            }
+                            dismiss=move || asking.set(false)
+                        />
+                    })}
+                </Show>
                 <button class="compare-button" data-testid="compare"
                     title="PDA, efficient PDA, gradient and occlusion on this image and class, side by side"
                     on:click=move |_| {
@@ -705,7 +826,16 @@ pub fn App() -> impl IntoView {
                     data-replayed=move || run.with(|r| r.replayed.to_string())
                 >
                     {move || run.with(|r| match r.phase {
-                        Phase::Idle => "Pick a digit to start.".to_string(),
+                        Phase::Idle => "Pick an image to start.".to_string(),
+                        Phase::Running if r.queued_ahead.is_some() => format!(
+                            "Waiting for the worker: {} ahead of this one, {:.1} s",
+                            match r.queued_ahead.unwrap_or(0) {
+                                1 => "1 explanation".to_string(),
+                                n => format!("{n} explanations"),
+                            },
+                            r.elapsed_ms / 1000.0
+                        ),
+                        Phase::Cancelled => "Cancelled.".to_string(),
                         Phase::Running => format!(
                             "Computing… {} of {} windows, {:.1} s{}",
                             r.windows_done,
@@ -724,6 +854,12 @@ pub fn App() -> impl IntoView {
                         Phase::Failed => "Something went wrong.".to_string(),
                     })}
                 </p>
+                <Show when=move || {
+                    run.with(|r| r.phase == Phase::Running)
+                        && share_id.get().and_then(|id| link::secrets::get(&id)).is_some()
+                }>
+                    <button class="cancel" data-testid="cancel" on:click=cancel>"Cancel"</button>
+                </Show>
                 <progress
                     max=move || run.with(|r| r.total_windows.max(1).to_string())
                     value=move || run.with(|r| r.windows_done.to_string())
@@ -748,12 +884,10 @@ pub fn App() -> impl IntoView {
                             {move || run.with(|r| format!("Evidence for {}", r.class_name(r.explained)))}
                         </figcaption>
                     </figure>
-                    <div class="legend" data-testid="legend">
-                        <span>{move || run.with(|r| format!("+{:.2}", r.scale))}</span>
-                        <div class="bar"></div>
-                        <span>{move || run.with(|r| format!("−{:.2}", r.scale))}</span>
-                        <small>"log₂ odds: red for, blue against, white 0"</small>
-                    </div>
+                    <Legend
+                        scale=Signal::derive(move || run.with(|r| r.scale))
+                        method=Signal::derive(move || run.with(|r| r.method).unwrap_or_else(|| method.get()))
+                    />
                 </div>
                 <label class="uncertainty">
                     <input type="checkbox" data-testid="show-spread"
@@ -789,7 +923,7 @@ pub fn App() -> impl IntoView {
                                         title="Explain this class"
                                         on:click=move |_| {
                                             class_choice.set(Some(class as u32));
-                                            explain();
+                                            explain_or_ask();
                                         }
                                     >
                                         <span class="name">{name}</span>

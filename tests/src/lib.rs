@@ -265,12 +265,16 @@ pub struct Streamed {
     pub finished_at: Instant,
 }
 
-/// Checks the order of events (Started, an optional coarse map covering the
-/// whole image, tiles, Finished), that the final tiles cover the image
-/// exactly once with growing progress, and assembles the map.
+/// Checks the order of events (places in the queue if any, Started, an
+/// optional coarse map covering the whole image, tiles, Finished), that the
+/// final tiles cover the image exactly once with growing progress, and
+/// assembles the map.
 pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     use lens_proto::v1::explain_event::Event;
-    let mut events = events.into_iter();
+    // A run that waited for the device says so first.
+    let mut events = events
+        .into_iter()
+        .skip_while(|(_, e)| matches!(e.event, Some(Event::Queued(_))));
     let Some((
         _,
         ExplainEvent {

@@ -168,6 +168,27 @@ async fn status(client: &Client, attribute: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the page's estimate says more than `seconds`.
+async fn wait_for_estimate_over(client: &Client, seconds: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = wait_for(client, "estimate")
+            .await
+            .attr("data-seconds")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        if shown.parse::<f64>().is_ok_and(|s| s > seconds) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no estimate over {seconds} s: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_until_not_running(client: &Client) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -298,16 +319,60 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
     let coffee = wait_for(&client, "preset-coffee.png").await;
     let credits = text_of(&client, "credits").await;
     assert!(credits.contains("Rachel Michetti (CC0"), "{credits}");
-    // Efficient PDA (the default method) with the conditional mean, k = 10,
-    // stride 10 so that it takes seconds on a CPU.
+    // The model brings a stride that finishes in seconds on this worker,
+    // and the page says how long a run would take here.
     let stride = client
         .find(Locator::Css("[data-testid=stride]"))
         .await
         .unwrap();
+    let default_stride: u32 = stride
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(default_stride > 1, "stride 1 takes minutes on a CPU");
+    let estimate = text_of(&client, "estimate").await;
+    assert!(estimate.contains("on this worker (CPU)"), "{estimate}");
+
+    // Stride 1 would take minutes: the page asks first and offers a stride
+    // that fits; "not now" runs nothing.
+    stride.clear().await.unwrap();
+    stride.send_keys("1").await.unwrap();
+    wait_for_estimate_over(&client, 60.0).await;
+    coffee.click().await.unwrap();
+    let question = text_of(&client, "confirm-long").await;
+    assert!(question.contains("longer than a lesson"), "{question}");
+    let offer = text_of(&client, "use-suggested").await;
+    assert!(offer.starts_with("Use stride "), "{offer}");
+    click(&client, "dismiss").await;
+    assert_eq!(status(&client, "data-state").await, "idle");
+
+    // Taking the offer runs at the suggested stride; its creator can
+    // cancel it.
+    coffee.click().await.unwrap();
+    click(&client, "use-suggested").await;
+    click(&client, "cancel").await;
+    assert_eq!(wait_until_not_running(&client).await, "cancelled");
+    let suggested = offer["Use stride ".len()..].split(' ').next().unwrap();
+    assert_eq!(stride.prop("value").await.unwrap().unwrap(), suggested);
+
+    // Efficient PDA (the default method) with the conditional mean, k = 10,
+    // stride 10 so that it takes seconds on a CPU.
     stride.clear().await.unwrap();
     stride.send_keys("10").await.unwrap();
     coffee.click().await.unwrap();
     assert_eq!(wait_until_not_running(&client).await, "done");
+    let quantity = text_of(&client, "legend-quantity").await;
+    assert!(
+        quantity.starts_with("weight of evidence in bits"),
+        "{quantity}"
+    );
+    // The README's picture of the page, made here so it stays current.
+    let picture = client.screenshot().await.unwrap();
+    assert!(picture.starts_with(b"\x89PNG"));
+    std::fs::write(repo_root().join("docs/page-photo.png"), picture).unwrap();
 
     let predicted = text_of(&client, "predicted").await;
     assert!(predicted.contains("espresso"), "{predicted}");

@@ -13,7 +13,7 @@ use crate::engine::{
 use crate::models::LoadedModel;
 
 /// Also the CLI's `--method` values (kebab-case: `efficient-pda`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum MethodKind {
     /// Algorithm 1: S samples per window, mean of the probabilities.
     Pda,

@@ -4,6 +4,7 @@
 //! unbounded channel, so viewers never hold the computation back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lens_proto::v1::ExplainEvent;
@@ -12,12 +13,17 @@ use tonic::Status;
 
 use crate::store::RequestKey;
 
+use super::admission::Ticket;
+
 pub type ViewerStream = mpsc::UnboundedReceiver<Result<ExplainEvent, Status>>;
 type Viewer = mpsc::UnboundedSender<Result<ExplainEvent, Status>>;
 
 #[derive(Default)]
 pub struct LiveRun {
     state: Mutex<RunState>,
+    /// The hash of its creator's secret, who may cancel it.
+    owner: [u8; 32],
+    cancelled: AtomicBool,
 }
 
 #[derive(Default)]
@@ -25,6 +31,8 @@ struct RunState {
     events: Vec<ExplainEvent>,
     viewers: Vec<Viewer>,
     ended: bool,
+    /// Its place among the admitted runs, given back when it ends.
+    admission: Option<Ticket>,
 }
 
 impl LiveRun {
@@ -54,6 +62,29 @@ impl LiveRun {
         rx
     }
 
+    /// Keeps the run's admission ticket until the run ends.
+    pub fn hold(&self, ticket: Ticket) {
+        self.state().admission = Some(ticket);
+    }
+
+    /// Whether `secret_hash` is its creator's.
+    pub fn is_owned_by(&self, secret_hash: &[u8; 32]) -> bool {
+        self.owner == *secret_hash
+    }
+
+    /// Ends the run for every viewer with CANCELLED; its job stops after
+    /// the batch in flight, or does not start.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.end(Some(Status::cancelled(
+            "the explanation was cancelled by its creator",
+        )));
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
     /// Whether anyone still listens (the creator counts as a viewer).
     pub fn has_viewers(&self) -> bool {
         self.state().viewers.iter().any(|v| !v.is_closed())
@@ -69,6 +100,7 @@ impl LiveRun {
         }
         state.viewers.clear();
         state.ended = true;
+        state.admission = None;
     }
 }
 
@@ -84,13 +116,22 @@ impl LiveRuns {
     }
 
     /// The run of an identical request if one is in progress (false), or a
-    /// new run under `id` (true); one lock, so identical requests never race.
-    pub fn join_or_start(&self, id: &str, key: RequestKey) -> (Arc<LiveRun>, bool) {
+    /// new run under `id` owned by `owner` (a secret's hash) (true); one
+    /// lock, so identical requests never race.
+    pub fn join_or_start(
+        &self,
+        id: &str,
+        key: RequestKey,
+        owner: [u8; 32],
+    ) -> (Arc<LiveRun>, bool) {
         let mut runs = self.runs();
         if let Some((_, run)) = runs.values().find(|(k, _)| *k == key) {
             return (run.clone(), false);
         }
-        let run = Arc::new(LiveRun::default());
+        let run = Arc::new(LiveRun {
+            owner,
+            ..LiveRun::default()
+        });
         runs.insert(id.to_string(), (key, run.clone()));
         (run, true)
     }

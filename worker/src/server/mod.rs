@@ -7,10 +7,13 @@
 //! balancers) and server reflection (so `grpcurl` needs no `.proto` file).
 
 mod admission;
+mod device_queue;
+mod estimate;
 mod live;
 mod registry;
 mod request;
 mod service;
+mod speed;
 mod status;
 
 use std::path::Path;
@@ -22,6 +25,7 @@ use tonic_web::GrpcWebLayer;
 use tower_http::services::ServeDir;
 
 pub use admission::Limits;
+pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
 pub use registry::{ModelSummary, Registry};
 pub use request::{DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
 pub use service::{LensService, Shutdown};

@@ -25,6 +25,8 @@ pub struct ModelSummary {
     pub default_batch: usize,
     /// Half precision changes the maps a little, so it is part of a request's key.
     pub precision: Precision,
+    /// Where it runs, for people: "CPU", "CUDA", "CUDA, half precision".
+    pub device: String,
 }
 
 impl ModelSummary {
@@ -92,6 +94,7 @@ impl Registry {
             marginal_sampler: model.marginal.is_some(),
             default_batch: default_batch_size(model.classifier.device()),
             precision: model.precision,
+            device: device_name(model.classifier.device(), model.precision),
         };
         self.entries.push(Entry {
             summary,
@@ -110,6 +113,14 @@ impl Registry {
 
     pub fn ids(&self) -> Vec<&str> {
         self.entries.iter().map(|e| e.summary.id.as_str()).collect()
+    }
+}
+
+fn device_name(device: Device, precision: Precision) -> String {
+    match (device.is_cuda(), precision) {
+        (false, _) => "CPU".into(),
+        (true, Precision::Full) => "CUDA".into(),
+        (true, Precision::Half) => "CUDA, half precision".into(),
     }
 }
 

@@ -68,13 +68,21 @@ impl Job {
     }
 }
 
-/// Checks the upload's header, fills in defaults, validates, and keys the
-/// request (hashing the upload: call it on a blocking thread). The image is
-/// decoded later, by `Job::input`.
-pub fn job_from_request(
-    mut request: ExplainRequest,
+/// A request's method and parameters, every default filled in, validated
+/// against the model (the image aside).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub choice: MethodChoice,
+    pub params: ExplainParams,
+    /// Forward passes per window: S for PDA and the sampled mean, else 1.
+    pub samples_per_window: usize,
+}
+
+/// The settings a request asks for (no image needed: also for estimates).
+pub fn settings_from_request(
+    request: &ExplainRequest,
     model: &ModelSummary,
-) -> Result<Job, ServiceError> {
+) -> Result<Settings, ServiceError> {
     let wire = WireMethod::try_from(request.method).map_err(|_| ServiceError::UnknownMethod {
         value: request.method,
     })?;
@@ -84,7 +92,6 @@ pub fn job_from_request(
             min: MIN_TILE,
         });
     }
-    let pixels = check_upload(&request.image)?;
     let kind = match wire {
         WireMethod::Pda => MethodKind::Pda,
         WireMethod::EfficientPda | WireMethod::Unspecified => MethodKind::EfficientPda,
@@ -128,6 +135,23 @@ pub fn job_from_request(
     params.validate(model.shape, model.class_names.len(), checked_samples)?;
     // Only valid windows have positions.
     params.schedule = schedule_for(&params, model, checked_samples);
+    Ok(Settings {
+        choice,
+        params,
+        samples_per_window: checked_samples,
+    })
+}
+
+/// Checks the upload's header, fills in defaults, validates, and keys the
+/// request (hashing the upload: call it on a blocking thread). The image is
+/// decoded later, by `Job::input`.
+pub fn job_from_request(
+    mut request: ExplainRequest,
+    model: &ModelSummary,
+) -> Result<Job, ServiceError> {
+    let Settings { choice, params, .. } = settings_from_request(&request, model)?;
+    let pixels = check_upload(&request.image)?;
+    let (kind, samples) = (choice.kind, choice.samples);
     let resolved = ExplainRequest {
         image: Vec::new(),
         method: wire_method(kind) as i32,
@@ -220,6 +244,7 @@ mod tests {
             marginal_sampler: true,
             default_batch: 16,
             precision,
+            device: "CPU".into(),
         }
     }
 

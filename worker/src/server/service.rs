@@ -14,10 +14,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use lens_proto::v1::{
-    evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, DeleteRequest,
-    DeleteResponse, ExplainEvent, ExplainRequest, Finished, ListModelsRequest, ListModelsResponse,
-    ListPresetsRequest, ListPresetsResponse, ModelInfo, Picture, Preset, Started,
-    StoredExplanation, Tile, WatchRequest,
+    evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, CancelRequest,
+    CancelResponse, DeleteRequest, DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest,
+    Finished, ListModelsRequest, ListModelsResponse, ListPresetsRequest, ListPresetsResponse,
+    ModelInfo, Picture, Preset, Started, StoredExplanation, Tile, WatchRequest,
 };
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -31,9 +31,12 @@ use crate::models::{LoadedModel, Resize};
 use crate::store::{self, Deletion, Record, Store};
 
 use super::admission::{Admission, Limits, PixelBudget, DECODE_BUDGET};
+use super::device_queue::DeviceQueue;
+use super::estimate::{default_stride, estimate};
 use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
-use super::request::{job_from_request, model_by_id, Job};
+use super::request::{job_from_request, model_by_id, settings_from_request, Job};
+use super::speed::Speeds;
 use super::status::ServiceError;
 
 pub struct LensService {
@@ -43,7 +46,8 @@ pub struct LensService {
     live: Arc<LiveRuns>,
     admission: Arc<Admission>,
     decoding: Arc<PixelBudget>,
-    device: DeviceThread,
+    device: DeviceQueue,
+    speeds: Arc<Speeds>,
     shutdown: Shutdown,
 }
 
@@ -97,37 +101,6 @@ impl Shutdown {
     }
 }
 
-type DeviceJob = Box<dyn FnOnce() + Send>;
-
-/// The one thread that runs jobs on the device, one at a time, in the order
-/// they arrive. One thread also keeps libtorch's allocations in one
-/// allocator arena: with each job on another blocking thread, resident
-/// memory grew with every thread a job had run on.
-#[derive(Clone)]
-struct DeviceThread(std::sync::mpsc::Sender<DeviceJob>);
-
-impl DeviceThread {
-    fn start() -> Self {
-        let (jobs, queue) = std::sync::mpsc::channel::<DeviceJob>();
-        std::thread::Builder::new()
-            .name("device".into())
-            .spawn(move || {
-                for job in queue {
-                    // Jobs end their runs themselves, panics included; this
-                    // only keeps the thread alive for the next one.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                }
-            })
-            .expect("a thread for the device");
-        DeviceThread(jobs)
-    }
-
-    /// Queues a job; the thread lives as long as the service.
-    fn run(&self, job: impl FnOnce() + Send + 'static) {
-        let _ = self.0.send(Box::new(job));
-    }
-}
-
 impl LensService {
     pub fn new(registry: Registry, store: Arc<dyn Store>, limits: Limits) -> Self {
         let presets = registry
@@ -141,6 +114,33 @@ impl LensService {
             })
             .collect();
         let live = Arc::<LiveRuns>::default();
+        let device = DeviceQueue::start();
+        let speeds = Arc::<Speeds>::default();
+        // The first estimates come from the network's own speed, measured
+        // before any job runs.
+        let models: Vec<_> = registry
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.summary.id.clone(),
+                    e.summary.default_batch,
+                    e.model.clone(),
+                )
+            })
+            .collect();
+        let calibrating = speeds.clone();
+        let (done, calibrated) = std::sync::mpsc::channel();
+        device.run_quietly(move || {
+            for (id, batch, model) in models {
+                let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                calibrating.calibrate(&id, model.classifier.as_ref(), batch);
+            }
+            let _ = done.send(());
+        });
+        // Under a second per model; then the first page already gets
+        // estimates and defaults for this device.
+        let _ = calibrated.recv();
         LensService {
             registry: Arc::new(registry),
             presets,
@@ -152,7 +152,8 @@ impl LensService {
             live,
             admission: Admission::new(limits),
             decoding: PixelBudget::new(DECODE_BUDGET),
-            device: DeviceThread::start(),
+            device,
+            speeds,
         }
     }
 }
@@ -256,7 +257,9 @@ impl EvidenceLens for LensService {
             return Ok(Response::new(replay(record)));
         }
         let id = store::new_id();
-        let (run, is_new) = self.live.join_or_start(&id, job.key);
+        let secret = store::new_secret();
+        let secret_hash = store::hash_secret(&secret);
+        let (run, is_new) = self.live.join_or_start(&id, job.key, secret_hash);
         if !is_new {
             return Ok(Response::new(watch_live(&run)));
         }
@@ -267,15 +270,19 @@ impl EvidenceLens for LensService {
                 return Err(error.into());
             }
         };
-        let secret = store::new_secret();
+        // The run holds its place in the admission count until it ends
+        // (finished, failed or cancelled), not until its job leaves the
+        // queue: a cancelled run frees its place at once.
+        run.hold(ticket);
         let creator = watch_live(&run);
         let context = JobContext {
             id: id.clone(),
-            secret_hash: store::hash_secret(&secret),
+            secret_hash,
             class_names: entry.summary.class_names.clone(),
             store: self.store.clone(),
             run,
             live: self.live.clone(),
+            speeds: self.speeds.clone(),
         };
         let (model, device) = (entry.model.clone(), self.device.clone());
         let decoding = self.decoding.clone();
@@ -290,11 +297,15 @@ impl EvidenceLens for LensService {
             });
             match image {
                 Err(error) => finish(&job, &context, Err(error)),
-                Ok(image) => device.run(move || {
-                    let (_ticket, _in_flight) = (ticket, in_flight);
+                Ok(image) => device.run(&context.id.clone(), context.run.clone(), move || {
+                    let _in_flight = in_flight;
                     let outcome = guarded(|| {
                         if shutdown.has_begun() {
                             return Err(ServiceError::ShuttingDown);
+                        }
+                        // Cancelled, or left by every viewer, while it waited.
+                        if context.run.is_cancelled() || !context.run.has_viewers() {
+                            return Err(EngineError::Cancelled.into());
                         }
                         let model = model.lock().unwrap_or_else(|e| e.into_inner());
                         run_job(&model, &job, &image, &context)
@@ -303,11 +314,13 @@ impl EvidenceLens for LensService {
                 }),
             }
         });
-        // Only the creator's stream carries the delete secret.
+        // Only the creator's stream carries the secret (delete, cancel).
         let with_secret = creator.map(move |item| {
             item.map(|mut e| {
-                if let Some(Event::Started(started)) = &mut e.event {
-                    started.owner_secret = secret.clone();
+                match &mut e.event {
+                    Some(Event::Started(started)) => started.owner_secret = secret.clone(),
+                    Some(Event::Queued(queued)) => queued.owner_secret = secret.clone(),
+                    _ => {}
                 }
                 e
             })
@@ -390,6 +403,8 @@ impl EvidenceLens for LensService {
                     default_window: s.default_window() as u32,
                     conditional_sampler: s.conditional_sampler,
                     marginal_sampler: s.marginal_sampler,
+                    default_stride: default_stride(s, &self.speeds) as u32,
+                    device: s.device.clone(),
                 }
             })
             .collect();
@@ -403,6 +418,36 @@ impl EvidenceLens for LensService {
             })
             .collect();
         Ok(Response::new(ListModelsResponse { models, broken }))
+    }
+
+    async fn estimate(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<EstimateResponse>, Status> {
+        let request = request.into_inner();
+        let entry = model_by_id(&self.registry, &request.model)?;
+        let settings = settings_from_request(&request, &entry.summary)?;
+        let response = estimate(&settings, &entry.summary, &self.speeds, self.device.jobs());
+        Ok(Response::new(response))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<CancelRequest>,
+    ) -> Result<Response<CancelResponse>, Status> {
+        let CancelRequest { id, owner_secret } = request.into_inner();
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let Some(run) = self.live.get(&id) else {
+            return Err(ServiceError::NotRunning { id }.into());
+        };
+        if !run.is_owned_by(&store::hash_secret(&owner_secret)) {
+            return Err(ServiceError::WrongSecret { id }.into());
+        }
+        run.cancel();
+        self.live.remove(&id);
+        Ok(Response::new(CancelResponse {}))
     }
 }
 
@@ -444,6 +489,7 @@ struct JobContext {
     store: Arc<dyn Store>,
     run: Arc<LiveRun>,
     live: Arc<LiveRuns>,
+    speeds: Arc<Speeds>,
 }
 
 fn run_job(
@@ -456,7 +502,7 @@ fn run_job(
     let run = &context.run;
     let publish = |e: Event| {
         run.publish(event(e));
-        if run.has_viewers() {
+        if run.has_viewers() && !run.is_cancelled() {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())
@@ -534,6 +580,12 @@ fn run_job(
         &job.params,
         &mut on_progress,
     )?;
+    context.speeds.record(
+        &job.model,
+        job.choice.kind,
+        explanation.forward_passes,
+        explanation.wall_seconds,
+    );
     let map = explanation.map();
     let mut finished = Finished {
         wall_seconds: explanation.wall_seconds,

@@ -28,8 +28,10 @@ pub enum ServiceError {
     BadId { id: String },
     #[error("there is no explanation {id} (it may have been deleted or expired)")]
     NotFound { id: String },
-    #[error("only the creator of {id} can delete it: the secret does not match")]
+    #[error("only the creator of {id} can delete or cancel it: the secret does not match")]
     WrongSecret { id: String },
+    #[error("no explanation {id} is running or queued (it may have finished)")]
+    NotRunning { id: String },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -62,7 +64,9 @@ impl From<ServiceError> for Status {
             ServiceError::Busy { .. } | ServiceError::TooManyRuns { .. } => {
                 Status::resource_exhausted(message)
             }
-            ServiceError::NotFound { .. } => Status::not_found(message),
+            ServiceError::NotFound { .. } | ServiceError::NotRunning { .. } => {
+                Status::not_found(message)
+            }
             ServiceError::ShuttingDown => Status::unavailable(message),
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
             ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {

@@ -1,0 +1,233 @@
+//! Issue 10 over gRPC: runs that fit a lesson. The worker estimates a run
+//! from the speed it measured, suggests a stride that fits a minute, tells
+//! a waiting run its place in the queue, and lets the creator cancel.
+
+use std::time::Duration;
+
+use lens_proto::v1::{
+    explain_event::Event, CancelRequest, ExplainEvent, ExplainRequest, ListModelsRequest, Method,
+};
+use lens_tests::{minutes_of_work, native_client, preset, start_worker};
+use lens_worker::server::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
+use tonic::Code;
+
+fn settings(model: &str, method: Method, stride: u32) -> ExplainRequest {
+    ExplainRequest {
+        model: model.into(),
+        method: method as i32,
+        stride,
+        samples: Some(10),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn estimates_count_the_work_and_suggest_a_stride_that_fits() {
+    let address = start_worker().await;
+    let client = native_client(address).await;
+    let estimate = |request| {
+        let mut client = client.clone();
+        async move { client.estimate(request).await.map(|r| r.into_inner()) }
+    };
+
+    // Digits, k = 4: 25 x 25 windows, one pass each plus the image's own.
+    let digits = estimate(settings("digits", Method::EfficientPda, 1))
+        .await
+        .unwrap();
+    assert_eq!((digits.windows, digits.forward_passes), (625, 626));
+    assert_eq!(digits.device, "CPU");
+    assert!(digits.seconds > 0.0 && digits.seconds < LESSON_SECONDS);
+    assert_eq!(
+        digits.suggested_stride, 0,
+        "a short run needs no other stride"
+    );
+
+    // PDA, S = 10: ten passes per window, at the same measured speed.
+    let pda = estimate(settings("digits", Method::Pda, 1)).await.unwrap();
+    assert_eq!(pda.forward_passes, 6251);
+    let ratio = pda.seconds / digits.seconds;
+    assert!((ratio - 6251.0 / 626.0).abs() < 1e-6, "{ratio}");
+
+    // A photo at stride 1: 215 x 215 windows, minutes on a CPU; the worker
+    // suggests the smallest stride that fits a minute.
+    let photo = estimate(settings("efficientnet-lite0", Method::EfficientPda, 1))
+        .await
+        .unwrap();
+    assert_eq!(photo.windows, 215 * 215);
+    assert!(photo.seconds > LESSON_SECONDS, "{photo:?}");
+    let stride = photo.suggested_stride;
+    assert!(stride > 1 && stride <= 10, "{photo:?}");
+    assert!(photo.suggested_seconds <= LESSON_SECONDS, "{photo:?}");
+    let suggested = estimate(settings("efficientnet-lite0", Method::EfficientPda, stride))
+        .await
+        .unwrap();
+    assert!((suggested.seconds - photo.suggested_seconds).abs() < 1e-9);
+    if stride > 2 {
+        let finer = estimate(settings(
+            "efficientnet-lite0",
+            Method::EfficientPda,
+            stride - 1,
+        ))
+        .await
+        .unwrap();
+        assert!(
+            finer.seconds > LESSON_SECONDS,
+            "the smallest stride that fits"
+        );
+    }
+
+    // Settings the worker would refuse are refused here too.
+    let too_large = ExplainRequest {
+        window: 40,
+        ..settings("digits", Method::EfficientPda, 1)
+    };
+    let status = estimate(too_large).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test]
+async fn each_model_defaults_to_a_stride_that_finishes_in_seconds() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let models = client
+        .list_models(ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    for model in &models {
+        let id = &model.id;
+        assert_eq!(model.device, "CPU");
+        let stride = model.default_stride;
+        assert!(stride >= 1 && stride <= model.default_window, "{id}");
+        let at = |stride| ExplainRequest {
+            window: model.default_window,
+            ..settings(id, Method::EfficientPda, stride)
+        };
+        // The smallest stride that fits (the window if none does).
+        let estimate = client.estimate(at(stride)).await.unwrap().into_inner();
+        assert!(
+            estimate.seconds <= DEFAULT_RUN_SECONDS || stride == model.default_window,
+            "{id}: {estimate:?}"
+        );
+        if stride > 1 {
+            let finer = client.estimate(at(stride - 1)).await.unwrap().into_inner();
+            assert!(finer.seconds > DEFAULT_RUN_SECONDS, "{id}: {finer:?}");
+        }
+    }
+    // The digits are small enough for stride 1 on any machine; a photo at
+    // stride 1 (46,226 passes) is not, on a CPU.
+    let stride_of = |id: &str| models.iter().find(|m| m.id == id).unwrap().default_stride;
+    assert_eq!(stride_of("digits"), 1);
+    assert!(stride_of("efficientnet-lite0") > 1);
+}
+
+async fn next_event(stream: &mut tonic::Streaming<ExplainEvent>) -> Event {
+    tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("an event within a minute")
+        .unwrap()
+        .unwrap()
+        .event
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_waiting_run_knows_its_place_and_its_creator_can_cancel_it() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let one = preset(&mut client, 1).await.png;
+    let seven = preset(&mut client, 7).await.png;
+
+    let mut running = client
+        .explain(minutes_of_work(one))
+        .await
+        .unwrap()
+        .into_inner();
+    let Event::Started(first) = next_event(&mut running).await else {
+        panic!("the first run starts at once");
+    };
+    // A second run waits behind the first, and is told so with its link.
+    let mut waiting = client
+        .explain(minutes_of_work(seven))
+        .await
+        .unwrap()
+        .into_inner();
+    let Event::Queued(place) = next_event(&mut waiting).await else {
+        panic!("the second run waits");
+    };
+    assert_eq!(place.ahead, 1);
+    assert_eq!(place.id.len(), 32);
+    assert!(!place.owner_secret.is_empty(), "the creator can cancel it");
+    let estimate = client
+        .estimate(settings("digits", Method::EfficientPda, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(estimate.jobs_ahead, 2);
+
+    // Only the creator's secret cancels; an unknown run cannot be cancelled.
+    let wrong = CancelRequest {
+        id: place.id.clone(),
+        owner_secret: "not the secret".into(),
+    };
+    let status = client.cancel(wrong).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let unknown = CancelRequest {
+        id: "0".repeat(32),
+        owner_secret: place.owner_secret.clone(),
+    };
+    let status = client.cancel(unknown).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // Cancelling the waiting run ends its stream with CANCELLED at once.
+    client
+        .cancel(CancelRequest {
+            id: place.id.clone(),
+            owner_secret: place.owner_secret.clone(),
+        })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), waiting.message())
+        .await
+        .expect("the cancelled run ends at once");
+    assert_eq!(ended.unwrap_err().code(), Code::Cancelled);
+
+    // Cancelling the running one stops it within a batch: the device is
+    // free again, and a short run finishes.
+    client
+        .cancel(CancelRequest {
+            id: first.id.clone(),
+            owner_secret: first.owner_secret.clone(),
+        })
+        .await
+        .unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(30), running.message())
+            .await
+            .expect("the cancelled run ends within a batch")
+        {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(ended.unwrap_err().code(), Code::Cancelled);
+    let short = ExplainRequest {
+        image: preset(&mut client, 3).await.png,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let mut stream = client.explain(short).await.unwrap().into_inner();
+    let first_event = next_event(&mut stream).await;
+    assert!(
+        matches!(first_event, Event::Started(_) | Event::Queued(_)),
+        "{first_event:?}"
+    );
+    loop {
+        match next_event(&mut stream).await {
+            Event::Finished(_) => break,
+            _ => continue,
+        }
+    }
+}
