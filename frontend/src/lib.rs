@@ -6,6 +6,7 @@
 //! parameters, and paints what comes back. `data-testid` attributes are the
 //! hooks the headless-browser test reads.
 
+mod class;
 mod client;
 mod compare;
 mod estimate;
@@ -16,8 +17,9 @@ mod link;
 
 use js_sys::{Array, Uint8Array};
 use lens_proto::v1::{
-    explain_event::Event, CancelRequest, DeleteRequest, EstimateResponse, ExplainEvent,
-    ExplainRequest, ListModelsRequest, ListPresetsRequest, Method, ModelInfo, WatchRequest,
+    explain_event::Event, CancelRequest, ClassView, CloseClassRequest, DeleteRequest,
+    EstimateResponse, ExplainEvent, ExplainRequest, ListModelsRequest, ListPresetsRequest, Method,
+    ModelInfo, OpenClassRequest, TeachRequest, WatchRequest,
 };
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -214,6 +216,13 @@ pub fn App() -> impl IntoView {
     // created it (then it holds the delete secret).
     let share_id = RwSignal::new(from_link.explanation.clone());
     let notice = RwSignal::new(None::<String>);
+    // The class this page teaches or follows, what the teacher shows, how
+    // many follow, and whether a student follows now or explores.
+    let class_role = RwSignal::new(from_link.join.as_deref().map(class::Role::for_code));
+    let class_view = RwSignal::new(None::<ClassView>);
+    let followers = RwSignal::new(0u32);
+    let following = RwSignal::new(true);
+    let class_ended = RwSignal::new(false);
     let page_state = move || link::PageState {
         model: Some(model_id.get()),
         method: Some(method_value(method.get()).to_string()),
@@ -232,6 +241,7 @@ pub fn App() -> impl IntoView {
         ),
         layout: presentation.get().then(|| "presentation".to_string()),
         explanation: share_id.get(),
+        join: class_role.with(|r| r.as_ref().map(|r| r.code().to_string())),
     };
     Effect::new(move |_| link::write(&page_state()));
     let run = RwSignal::new(RunView::default());
@@ -507,9 +517,126 @@ pub fn App() -> impl IntoView {
         watch(id);
     }
 
+    // Classes: the page follows its class (the teacher's page too, for the
+    // count); a following student's page shows what the teacher shows.
+    let class_streams = RwSignal::new(0u64);
+    let start_following = move |role: class::Role| {
+        let this = class_streams.get_untracked() + 1;
+        class_streams.set(this);
+        class_ended.set(false);
+        spawn_local(class::follow(
+            role,
+            move || class_streams.get_untracked() == this,
+            move |event| {
+                followers.set(event.followers);
+                class_ended.set(event.ended);
+                if event.view.is_some() {
+                    class_view.set(event.view);
+                }
+            },
+            move |message| notice.set(Some(message)),
+        ));
+    };
+    if let Some(role) = class_role.get_untracked() {
+        start_following(role);
+    }
+    Effect::new(move |_| {
+        let Some(view) = class_view.get() else {
+            return;
+        };
+        let student = matches!(
+            class_role.get_untracked(),
+            Some(class::Role::Student { .. })
+        );
+        if !student || !following.get() {
+            return;
+        }
+        if !view.model.is_empty() && model_id.get_untracked() != view.model {
+            model_id.set(view.model.clone());
+        }
+        method.set(view.method());
+        window.set(view.window);
+        stride.set(view.stride);
+        samples.set(view.samples);
+        class_choice.set(view.class_index);
+        let id = view.explanation_id;
+        if !id.is_empty() && share_id.get_untracked().as_deref() != Some(id.as_str()) {
+            watch(id);
+        }
+    });
+    // The teacher's page tells the class what it shows, as it changes.
+    Effect::new(move |_| {
+        let Some(class::Role::Teacher { code, secret }) = class_role.get() else {
+            return;
+        };
+        let view = ClassView {
+            explanation_id: share_id.get().unwrap_or_default(),
+            model: model_id.get(),
+            method: method.get() as i32,
+            window: window.get(),
+            stride: stride.get(),
+            samples: samples.get(),
+            class_index: class_choice.get(),
+        };
+        spawn_local(async move {
+            let request = TeachRequest {
+                code,
+                teacher_secret: secret,
+                view: Some(view),
+            };
+            if let Err(status) = client::worker().teach(request).await {
+                notice.set(Some(client::readable(&status)));
+            }
+        });
+    });
+    let open_class = move |_| {
+        spawn_local(async move {
+            match client::worker().open_class(OpenClassRequest {}).await {
+                Ok(opened) => {
+                    let opened = opened.into_inner();
+                    class::secrets::remember(&opened.code, &opened.teacher_secret);
+                    let role = class::Role::Teacher {
+                        code: opened.code,
+                        secret: opened.teacher_secret,
+                    };
+                    class_role.set(Some(role.clone()));
+                    start_following(role);
+                }
+                Err(status) => notice.set(Some(client::readable(&status))),
+            }
+        });
+    };
+    let close_class = move || {
+        let Some(class::Role::Teacher { code, secret }) = class_role.get_untracked() else {
+            return;
+        };
+        spawn_local(async move {
+            let request = CloseClassRequest {
+                code: code.clone(),
+                teacher_secret: secret,
+            };
+            match client::worker().close_class(request).await {
+                Ok(_) => {
+                    class::secrets::forget(&code);
+                    class_streams.update(|n| *n += 1);
+                    class_role.set(None);
+                    notice.set(Some(format!("The class {code} is closed.")));
+                }
+                Err(status) => notice.set(Some(client::readable(&status))),
+            }
+        });
+    };
+
     // Every way of starting a run goes through here: a run longer than a
     // lesson allows asks first.
     let explain_or_ask = move || {
+        // A student who starts a run explores on their own from then on.
+        if matches!(
+            class_role.get_untracked(),
+            Some(class::Role::Student { .. })
+        ) {
+            following.set(false);
+        }
         let long = estimate.with_untracked(|e| {
             e.as_ref()
                 .is_some_and(|e| e.seconds > estimate::LESSON_SECONDS)
@@ -644,6 +771,20 @@ pub fn App() -> impl IntoView {
             <p class="tagline">
                 "Why did the network decide what it decided? Red pixels speak for the class, blue ones against it."
             </p>
+            {move || match class_role.get() {
+                None => view! {
+                    <button class="open-class" data-testid="open-class" on:click=open_class>
+                        "Open a class"
+                    </button>
+                }.into_any(),
+                Some(class::Role::Teacher { code, .. }) => view! {
+                    <class::TeacherPanel code=code followers=followers close=close_class />
+                }.into_any(),
+                Some(class::Role::Student { code }) => view! {
+                    <class::StudentBanner code=code following=following ended=class_ended
+                        follow_again=move || following.set(true) />
+                }.into_any(),
+            }}
         </header>
         <main>
             <section class="pick">

@@ -19,6 +19,8 @@ pub struct PageState {
     pub layout: Option<String>,
     /// The shared explanation (the share link's id).
     pub explanation: Option<String>,
+    /// The class this page takes part in (its code).
+    pub join: Option<String>,
 }
 
 /// The state in the current address (absent keys stay `None`).
@@ -42,6 +44,7 @@ pub fn read() -> PageState {
         view: text("view"),
         layout: text("layout"),
         explanation: text("e"),
+        join: text("join"),
     }
 }
 
@@ -55,6 +58,7 @@ pub fn query(state: &PageState) -> String {
             params.append(key, &value);
         }
     };
+    add("join", state.join.clone());
     add("e", state.explanation.clone());
     add("model", state.model.clone());
     add("method", state.method.clone());

@@ -23,6 +23,7 @@ async fn main() {
     let limits = Limits {
         jobs: 32,
         per_client: 32,
+        ..Limits::default()
     };
     let models = repo_root().join("models");
     let address = start_worker_configured(&models, &temp_folder("upload-load"), limits).await;

@@ -627,3 +627,106 @@ async fn downloads_the_comparison_view_and_the_presentation_layout() {
     );
     client.close().await.unwrap();
 }
+
+/// The share id in a page's address (`e=`), once it has one.
+async fn shown_explanation(client: &Client) -> Option<String> {
+    let address = client.current_url().await.unwrap();
+    address
+        .query_pairs()
+        .find(|(key, _)| key == "e")
+        .map(|(_, id)| id.into_owned())
+}
+
+/// Waits until `check` holds for the text of `testid`.
+async fn wait_for_text(client: &Client, testid: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = text_of(client, testid).await;
+        if check(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{testid}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn students_follow_what_the_teacher_shows_in_a_class() {
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let teacher = open_browser(&driver, &temp_folder("chromium-class-teacher")).await;
+    teacher.goto(&format!("http://{address}/")).await.unwrap();
+
+    // The teacher opens a class: a code, and a QR code of the class link.
+    click(&teacher, "open-class").await;
+    let code = text_of(&teacher, "class-code").await;
+    assert_eq!(code.len(), 6, "{code}");
+    let link = wait_for(&teacher, "class-qr")
+        .await
+        .attr("data-link")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(link, format!("http://{address}/?join={code}"));
+    let qr = teacher
+        .execute(
+            "return document.querySelectorAll('[data-testid=class-qr] svg').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(qr, json!(1), "the QR code is drawn");
+    wait_for_text(&teacher, "followers", |t| t == "0 students following").await;
+
+    // A student opens the link (from the QR code) and follows.
+    let student = open_browser(&driver, &temp_folder("chromium-class-student")).await;
+    student.goto(&link).await.unwrap();
+    wait_for_text(&student, "class-banner", |t| {
+        t.starts_with("Following class")
+    })
+    .await;
+    wait_for_text(&teacher, "followers", |t| t == "1 student following").await;
+
+    // The teacher explains a digit: the student's page shows the same run.
+    click(&teacher, "preset-7").await;
+    assert_eq!(wait_until_not_running(&teacher).await, "done");
+    let teachers_run = shown_explanation(&teacher).await.expect("a share id");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shown_explanation(&student).await.as_deref() != Some(teachers_run.as_str()) {
+        assert!(Instant::now() < deadline, "the student never saw the run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(wait_until_not_running(&student).await, "done");
+    assert_eq!(heat_pixels(&student).await, heat_pixels(&teacher).await);
+
+    // The student explores on their own, then follows again with one click.
+    click(&student, "preset-3").await;
+    wait_for_text(&student, "class-banner", |t| t.starts_with("Exploring")).await;
+    assert_eq!(wait_until_not_running(&student).await, "done");
+    assert_ne!(
+        shown_explanation(&student).await.as_deref(),
+        Some(teachers_run.as_str())
+    );
+    click(&student, "follow-again").await;
+    wait_for_text(&student, "class-banner", |t| {
+        t.starts_with("Following class")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shown_explanation(&student).await.as_deref() != Some(teachers_run.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "following again shows the teacher's run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A reload keeps the teacher the teacher; closing ends the class.
+    teacher.refresh().await.unwrap();
+    assert_eq!(text_of(&teacher, "class-code").await, code);
+    click(&teacher, "close-class").await;
+    wait_for_text(&student, "class-banner", |t| t.contains("has ended")).await;
+    wait_for(&teacher, "open-class").await;
+    teacher.close().await.unwrap();
+    student.close().await.unwrap();
+}

@@ -1,11 +1,14 @@
-//! Issue 10 over gRPC: runs that fit a lesson. The worker estimates a run
-//! from the speed it measured, suggests a stride that fits a minute, tells
-//! a waiting run its place in the queue, and lets the creator cancel.
+//! Issue 10 over gRPC: runs that fit a lesson and classes. The worker
+//! estimates a run from the speed it measured, suggests a stride that fits
+//! a minute, tells a waiting run its place in the queue, and lets the
+//! creator cancel; a class shows its followers what the teacher shows.
 
 use std::time::Duration;
 
 use lens_proto::v1::{
-    explain_event::Event, CancelRequest, ExplainEvent, ExplainRequest, ListModelsRequest, Method,
+    explain_event::Event, CancelRequest, ClassEvent, ClassView, CloseClassRequest, ExplainEvent,
+    ExplainRequest, FollowClassRequest, ListModelsRequest, Method, OpenClassRequest, TeachRequest,
+    WatchRequest,
 };
 use lens_tests::{minutes_of_work, native_client, preset, start_worker};
 use lens_worker::server::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
@@ -230,4 +233,124 @@ async fn a_waiting_run_knows_its_place_and_its_creator_can_cancel_it() {
             _ => continue,
         }
     }
+}
+
+#[tokio::test]
+async fn a_class_shows_followers_what_the_teacher_shows_until_it_closes() {
+    let address = start_worker().await;
+    let mut teacher = native_client(address).await;
+    let mut student = native_client(address).await;
+    let opened = teacher
+        .open_class(OpenClassRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.code.len(), 6);
+
+    // The teacher's own page follows for the count; it is not counted.
+    let mut teachers_page = teacher
+        .follow_class(FollowClassRequest {
+            code: opened.code.clone(),
+            teacher_secret: opened.teacher_secret.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_class_event(&mut teachers_page).await.followers, 0);
+    let mut students_page = student
+        .follow_class(FollowClassRequest {
+            code: opened.code.to_lowercase(),
+            teacher_secret: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_class_event(&mut students_page).await;
+    assert!(first.view.is_none(), "nothing shown yet");
+    assert_eq!(next_class_event(&mut teachers_page).await.followers, 1);
+
+    // The teacher explains a digit; the student gets its link and settings.
+    let seven = preset(&mut teacher, 7).await.png;
+    let request = ExplainRequest {
+        image: seven,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let mut run = teacher.explain(request).await.unwrap().into_inner();
+    let Event::Started(started) = next_event(&mut run).await else {
+        panic!("the run starts");
+    };
+    let view = ClassView {
+        explanation_id: started.id.clone(),
+        model: "digits".into(),
+        method: Method::EfficientPda as i32,
+        window: 4,
+        stride: 1,
+        samples: 10,
+        class_index: None,
+    };
+    let teach = |view: ClassView, secret: &str| TeachRequest {
+        code: opened.code.clone(),
+        teacher_secret: secret.into(),
+        view: Some(view),
+    };
+    let refused = student
+        .teach(teach(view.clone(), "a student's guess"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    teacher
+        .teach(teach(view.clone(), &opened.teacher_secret))
+        .await
+        .unwrap();
+    let shown = next_class_event(&mut students_page).await;
+    assert_eq!(shown.view.as_ref(), Some(&view));
+    // Through the id the student watches the teacher's run itself.
+    let mut watched = student
+        .watch(WatchRequest {
+            id: started.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Event::Started(seen) = next_event(&mut watched).await else {
+        panic!("the watcher sees the run");
+    };
+    assert_eq!(seen.id, started.id);
+
+    // Closing ends the class for everyone: a last event says so.
+    let close = |secret: &str| CloseClassRequest {
+        code: opened.code.clone(),
+        teacher_secret: secret.into(),
+    };
+    let refused = student.close_class(close("guess")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    teacher
+        .close_class(close(&opened.teacher_secret))
+        .await
+        .unwrap();
+    let last = loop {
+        let event = next_class_event(&mut students_page).await;
+        if event.ended {
+            break event;
+        }
+    };
+    assert!(last.ended);
+    let gone = student
+        .follow_class(FollowClassRequest {
+            code: opened.code.clone(),
+            teacher_secret: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+}
+
+async fn next_class_event(stream: &mut tonic::Streaming<ClassEvent>) -> ClassEvent {
+    tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("a class event within 30 s")
+        .unwrap()
+        .expect("the class stream goes on")
 }

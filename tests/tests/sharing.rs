@@ -167,6 +167,7 @@ async fn a_full_queue_and_a_busy_client_are_told_to_try_again() {
     let limits = Limits {
         jobs: 2,
         per_client: 1,
+        ..Limits::default()
     };
     let models = repo_root().join("models");
     let address = start_worker_configured(&models, &temp_folder("store"), limits).await;
@@ -194,6 +195,7 @@ async fn a_full_queue_and_a_busy_client_are_told_to_try_again() {
     let one_job = Limits {
         jobs: 1,
         per_client: 5,
+        ..Limits::default()
     };
     let full = start_worker_configured(&models, &temp_folder("store"), one_job).await;
     let mut first = native_client(full).await;

@@ -171,6 +171,7 @@ fn serve(
     let limits = server::Limits {
         jobs: hosting.max_jobs.max(1),
         per_client: hosting.per_client.max(1),
+        ..server::Limits::default()
     };
     let service = server::LensService::new(registry, store.clone(), limits);
     let stop = service.shutdown();

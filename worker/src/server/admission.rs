@@ -17,6 +17,8 @@ pub struct Limits {
     pub jobs: usize,
     /// Runs one client (IP address) may have at once.
     pub per_client: usize,
+    /// A class ends when its teacher has been away this long.
+    pub class_idle: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
         Limits {
             jobs: 8,
             per_client: 2,
+            class_idle: std::time::Duration::from_secs(4 * 3600),
         }
     }
 }

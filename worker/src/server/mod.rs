@@ -7,6 +7,7 @@
 //! balancers) and server reflection (so `grpcurl` needs no `.proto` file).
 
 mod admission;
+mod classes;
 mod device_queue;
 mod estimate;
 mod live;
@@ -35,6 +36,15 @@ pub use status::ServiceError;
 pub async fn router(service: LensService, dist: &Path) -> axum::Router {
     // Room for the largest image the input checks accept, so that an image
     // just over the limit gets their clear message rather than tonic's.
+    // Classes whose teacher left end even when nobody asks about them.
+    let classes = service.classes();
+    tokio::spawn(async move {
+        let mut minutes = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            minutes.tick().await;
+            classes.sweep();
+        }
+    });
     let server = EvidenceLensServer::new(service)
         .max_decoding_message_size(crate::input::MAX_BYTES + 64 * 1024);
     let (health, health_service) = tonic_health::server::health_reporter();

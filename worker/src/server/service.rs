@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use lens_proto::v1::{
     evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, CancelRequest,
-    CancelResponse, DeleteRequest, DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest,
-    Finished, ListModelsRequest, ListModelsResponse, ListPresetsRequest, ListPresetsResponse,
-    ModelInfo, Picture, Preset, Started, StoredExplanation, Tile, WatchRequest,
+    CancelResponse, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
+    DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, Finished, FollowClassRequest,
+    ListModelsRequest, ListModelsResponse, ListPresetsRequest, ListPresetsResponse, ModelInfo,
+    OpenClassRequest, Picture, Preset, Started, StoredExplanation, TeachRequest, TeachResponse,
+    Tile, WatchRequest,
 };
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -31,6 +33,7 @@ use crate::models::{LoadedModel, Resize};
 use crate::store::{self, Deletion, Record, Store};
 
 use super::admission::{Admission, Limits, PixelBudget, DECODE_BUDGET};
+use super::classes::{self, Classes};
 use super::device_queue::DeviceQueue;
 use super::estimate::{default_stride, estimate};
 use super::live::{LiveRun, LiveRuns};
@@ -48,6 +51,7 @@ pub struct LensService {
     decoding: Arc<PixelBudget>,
     device: DeviceQueue,
     speeds: Arc<Speeds>,
+    classes: Arc<Classes>,
     shutdown: Shutdown,
 }
 
@@ -154,6 +158,7 @@ impl LensService {
             decoding: PixelBudget::new(DECODE_BUDGET),
             device,
             speeds,
+            classes: Arc::new(Classes::new(limits.class_idle)),
         }
     }
 }
@@ -162,6 +167,11 @@ impl LensService {
     /// What stops this service (for SIGTERM / SIGINT).
     pub fn shutdown(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+
+    /// The classes, for the task that ends those left idle.
+    pub fn classes(&self) -> Arc<Classes> {
+        self.classes.clone()
     }
 }
 
@@ -228,6 +238,7 @@ fn watch_live(run: &LiveRun) -> EventStream {
 impl EvidenceLens for LensService {
     type ExplainStream = EventStream;
     type WatchStream = EventStream;
+    type FollowClassStream = classes::ClassStream;
 
     async fn explain(
         &self,
@@ -448,6 +459,55 @@ impl EvidenceLens for LensService {
         run.cancel();
         self.live.remove(&id);
         Ok(Response::new(CancelResponse {}))
+    }
+
+    async fn open_class(
+        &self,
+        _request: Request<OpenClassRequest>,
+    ) -> Result<Response<ClassOpened>, Status> {
+        let (code, teacher_secret) = self.classes.open()?;
+        Ok(Response::new(ClassOpened {
+            code,
+            teacher_secret,
+        }))
+    }
+
+    async fn teach(
+        &self,
+        request: Request<TeachRequest>,
+    ) -> Result<Response<TeachResponse>, Status> {
+        let TeachRequest {
+            code,
+            teacher_secret,
+            view,
+        } = request.into_inner();
+        self.classes
+            .teach(&code, &teacher_secret, view.unwrap_or_default())?;
+        Ok(Response::new(TeachResponse {}))
+    }
+
+    async fn follow_class(
+        &self,
+        request: Request<FollowClassRequest>,
+    ) -> Result<Response<classes::ClassStream>, Status> {
+        let FollowClassRequest {
+            code,
+            teacher_secret,
+        } = request.into_inner();
+        let following = self.classes.follow(&code, &teacher_secret)?;
+        Ok(Response::new(classes::stream(following)))
+    }
+
+    async fn close_class(
+        &self,
+        request: Request<CloseClassRequest>,
+    ) -> Result<Response<CloseClassResponse>, Status> {
+        let CloseClassRequest {
+            code,
+            teacher_secret,
+        } = request.into_inner();
+        self.classes.close(&code, &teacher_secret)?;
+        Ok(Response::new(CloseClassResponse {}))
     }
 }
 

@@ -32,6 +32,16 @@ pub enum ServiceError {
     WrongSecret { id: String },
     #[error("no explanation {id} is running or queued (it may have finished)")]
     NotRunning { id: String },
+    #[error("there is no class {code} (it may have ended)")]
+    NoClass { code: String },
+    #[error("only the teacher of class {code} can do that: the secret does not match")]
+    NotTeacher { code: String },
+    #[error("the class is full ({limit} students follow it)")]
+    ClassFull { limit: usize },
+    #[error("{limit} classes are open on this worker: try again later")]
+    TooManyClasses { limit: usize },
+    #[error("a model id has at most {limit} characters")]
+    ModelIdTooLong { limit: usize },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -64,9 +74,14 @@ impl From<ServiceError> for Status {
             ServiceError::Busy { .. } | ServiceError::TooManyRuns { .. } => {
                 Status::resource_exhausted(message)
             }
-            ServiceError::NotFound { .. } | ServiceError::NotRunning { .. } => {
-                Status::not_found(message)
+            ServiceError::NotFound { .. }
+            | ServiceError::NotRunning { .. }
+            | ServiceError::NoClass { .. } => Status::not_found(message),
+            ServiceError::NotTeacher { .. } => Status::permission_denied(message),
+            ServiceError::ClassFull { .. } | ServiceError::TooManyClasses { .. } => {
+                Status::resource_exhausted(message)
             }
+            ServiceError::ModelIdTooLong { .. } => Status::invalid_argument(message),
             ServiceError::ShuttingDown => Status::unavailable(message),
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
             ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {
