@@ -730,3 +730,115 @@ async fn students_follow_what_the_teacher_shows_in_a_class() {
     teacher.close().await.unwrap();
     student.close().await.unwrap();
 }
+
+/// Where the page's parts are: [left, top, right, bottom] in CSS pixels of
+/// the input canvas, the map, the legend and the Explain button; the
+/// viewport's size; the page's scroll width; the Explain button's font size.
+async fn layout(client: &Client) -> serde_json::Value {
+    client
+        .execute(
+            r#"window.scrollTo(0, 0);
+               const box = id => {
+                 const r = document.querySelector(`[data-testid=${id}]`).getBoundingClientRect();
+                 return [r.left, r.top, r.right, r.bottom];
+               };
+               const map = document.querySelector('[data-testid=heatmap-canvas]').parentElement
+                 .getBoundingClientRect();
+               return {
+                 input: box('input-canvas'),
+                 map: [map.left, map.top, map.right, map.bottom],
+                 legend: box('legend'),
+                 explain: box('explain'),
+                 viewport: window.innerWidth,
+                 height: window.innerHeight,
+                 scroll: document.documentElement.scrollWidth,
+                 font: parseFloat(getComputedStyle(document.querySelector('[data-testid=explain]')).fontSize),
+                 // What sticks out on the right, if anything (for the message).
+                 wide: Array.from(document.querySelectorAll('body *'))
+                   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                   .slice(0, 4)
+                   .map(e => `${e.tagName}.${e.className} ${e.dataset.testid || ''}`),
+               };"#,
+            vec![],
+        )
+        .await
+        .unwrap()
+}
+
+fn rect(value: &serde_json::Value) -> [f64; 4] {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_fit_projectors_and_phones() {
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let client = open_browser(&driver, &temp_folder("chromium-layouts")).await;
+    // The photo model: long class names, 224 x 224 maps.
+    client
+        .goto(&format!(
+            "http://{address}/?model=efficientnet-lite0&k=10&stride=10&layout=presentation"
+        ))
+        .await
+        .unwrap();
+    click(&client, "preset-chelsea.png").await;
+    assert_eq!(wait_until_not_running(&client).await, "done");
+
+    for (width, height) in [(1920, 1080), (1280, 720)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let parts = layout(&client).await;
+        let at = format!("{width} x {height}: {parts}");
+        let (input, map, legend) = (
+            rect(&parts["input"]),
+            rect(&parts["map"]),
+            rect(&parts["legend"]),
+        );
+        // Input, map and legend side by side, in that order, not overlapping.
+        assert!(input[2] <= map[0] && map[2] <= legend[0], "{at}");
+        assert!((input[1] - map[1]).abs() < 2.0, "one row: {at}");
+        assert!(legend[1] < map[3], "the legend beside the map: {at}");
+        // Big enough to see from the back of the room, and on the first
+        // screen without scrolling.
+        assert!(map[2] - map[0] >= 0.25 * width as f64, "{at}");
+        assert!(map[3] <= parts["height"].as_f64().unwrap(), "{at}");
+        assert!(
+            parts["font"].as_f64().unwrap() >= 20.0,
+            "large controls: {at}"
+        );
+        assert!(
+            parts["scroll"].as_f64() <= parts["viewport"].as_f64(),
+            "no sideways scrolling: {at}"
+        );
+        let probabilities = client
+            .execute(
+                r#"return Array.from(document.querySelectorAll('[data-testid=probabilities] li'))
+                     .map(li => li.getBoundingClientRect().height);"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let heights: Vec<f64> = serde_json::from_value(probabilities).unwrap();
+        let first = heights[0];
+        assert!(
+            heights.iter().all(|h| (h - first).abs() < 1.0),
+            "names on one line: {heights:?}"
+        );
+    }
+
+    // A phone: the normal layout, one column, nothing wider than the screen.
+    client.set_window_size(390, 844).await.unwrap();
+    click(&client, "presentation").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let parts = layout(&client).await;
+    let viewport = parts["viewport"].as_f64().unwrap();
+    assert!(
+        parts["scroll"].as_f64().unwrap() <= viewport,
+        "no sideways scrolling: {parts}"
+    );
+    for part in ["input", "map", "legend", "explain"] {
+        let r = rect(&parts[part]);
+        assert!(r[0] >= 0.0 && r[2] <= viewport, "{part} on screen: {parts}");
+    }
+    client.close().await.unwrap();
+}
