@@ -1067,7 +1067,7 @@ pub fn App() -> impl IntoView {
                                             explain_or_ask();
                                         }
                                     >
-                                        <span class="name" title=name.clone()>{name}</span>
+                                        <span class="name" title=name.clone()>{name.clone()}</span>
                                         <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
                                         <span class="value">{format!("{:.3}", p)}</span>
                                     </li>
