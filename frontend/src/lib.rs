@@ -14,6 +14,7 @@ mod export;
 mod heatmap;
 mod legend;
 mod link;
+mod readout;
 
 use js_sys::{Array, Uint8Array};
 use lens_proto::v1::{
@@ -135,6 +136,10 @@ struct RunView {
     queued_ahead: Option<u32>,
     /// The method that made the map (from the run itself).
     method: Option<Method>,
+    /// Window and stride of the run, for reading the map.
+    geometry: readout::Geometry,
+    /// Per window position, P(explained class) with the window replaced.
+    window_probabilities: Vec<f32>,
 }
 
 impl RunView {
@@ -168,6 +173,8 @@ impl Default for RunView {
             wall_seconds: 0.0,
             queued_ahead: None,
             method: None,
+            geometry: readout::Geometry::default(),
+            window_probabilities: Vec::new(),
         }
     }
 }
@@ -210,6 +217,8 @@ pub fn App() -> impl IntoView {
     let presentation = RwSignal::new(from_link.layout.as_deref() == Some("presentation"));
     // The finished map, kept to repaint when the view switches.
     let finished_map = RwSignal::new(Heatmap::default());
+    // What the pixel under the pointer says (see `readout`).
+    let reading = RwSignal::new(None::<String>);
     let class_choice = RwSignal::new(from_link.class);
     let opacity = RwSignal::new(from_link.opacity.unwrap_or(0.8).clamp(0.0, 1.0));
     // The explanation on screen (its share id), and whether this browser
@@ -314,6 +323,7 @@ pub fn App() -> impl IntoView {
             phase: Phase::Running,
             ..Default::default()
         });
+        reading.set(None);
         notice.set(None);
         finished_map.set(Heatmap::default());
     };
@@ -384,9 +394,15 @@ pub fn App() -> impl IntoView {
                     }
                     share_id.set(Some(s.id.clone()).filter(|id| !id.is_empty()));
                     let method_run = s.request.as_ref().map(|asked| asked.method());
+                    let geometry = s.request.as_ref().map(|asked| readout::Geometry {
+                        window: asked.window as usize,
+                        stride: asked.stride as usize,
+                        method: method_run,
+                    });
                     run.update(|r| {
                         r.queued_ahead = None;
                         r.method = method_run;
+                        r.geometry = geometry.unwrap_or_default();
                         r.probabilities = s.probabilities;
                         r.class_names = s.class_names;
                         r.predicted = s.predicted_class;
@@ -419,6 +435,7 @@ pub fn App() -> impl IntoView {
                     finished_map.set(map.clone());
                     run.update(|r| {
                         r.spread = f.sample_spread;
+                        r.window_probabilities = f.window_probabilities;
                         r.phase = Phase::Done;
                         r.replayed = f.replayed;
                         r.wall_seconds = f.wall_seconds;
@@ -733,6 +750,35 @@ pub fn App() -> impl IntoView {
         }
     };
 
+    // The finished map under the pointer (or a tap).
+    let read_pixel = move |ev: leptos::ev::PointerEvent| {
+        let Some(canvas) = heat_canvas.get_untracked() else {
+            return;
+        };
+        let map = finished_map.get_untracked();
+        let (shown_w, shown_h) = (canvas.client_width(), canvas.client_height());
+        if map.values.is_empty() || shown_w <= 0 || shown_h <= 0 {
+            return;
+        }
+        let x = (ev.offset_x().max(0) as u32 * map.width) / shown_w as u32;
+        let y = (ev.offset_y().max(0) as u32 * map.height) / shown_h as u32;
+        let line = run.with_untracked(|r| {
+            let found = readout::read(&map, r.geometry, &r.window_probabilities, x, y)?;
+            let p_with = r
+                .probabilities
+                .get(r.explained as usize)
+                .copied()
+                .unwrap_or(0.0);
+            Some(readout::describe(
+                &found,
+                r.geometry,
+                &r.class_name(r.explained),
+                p_with,
+            ))
+        });
+        reading.set(line);
+    };
+
     let choose = move |image: Chosen| {
         chosen.set(Some(image));
         explain_or_ask();
@@ -1019,7 +1065,8 @@ pub fn App() -> impl IntoView {
                         <div class="stack">
                             <canvas node_ref=under_canvas class="pixels" width="28" height="28"></canvas>
                             <canvas node_ref=heat_canvas class="pixels heat" data-testid="heatmap-canvas" width="28" height="28"
-                                style:opacity=move || opacity.get().to_string()></canvas>
+                                style:opacity=move || opacity.get().to_string()
+                                on:pointermove=read_pixel on:pointerdown=read_pixel></canvas>
                         </div>
                         <figcaption>
                             {move || run.with(|r| format!("Evidence for {}", r.class_name(r.explained)))}
@@ -1030,6 +1077,11 @@ pub fn App() -> impl IntoView {
                         method=Signal::derive(move || run.with(|r| r.method).unwrap_or_else(|| method.get()))
                     />
                 </div>
+                <p class="readout" data-testid="readout">
+                    {move || reading.get().unwrap_or_else(|| {
+                        "Point at the map (or tap it) to read a pixel.".to_string()
+                    })}
+                </p>
                 <label class="uncertainty">
                     <input type="checkbox" data-testid="show-spread"
                         disabled=move || run.with(|r| r.spread.is_empty())

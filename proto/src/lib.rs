@@ -2,10 +2,12 @@
 //!
 //! Generated message and service types live in [`v1`]. The worker converts
 //! them to its own domain types at the service edge; the engine never sees them.
-//! [`palette`] is the one shared piece of presentation: how a map is coloured.
+//! [`palette`] is the one shared piece of presentation: how a map is
+//! coloured; [`windows`] the one shared piece of geometry: where windows sit.
 
 pub mod npy;
 pub mod palette;
+pub mod windows;
 
 pub mod v1 {
     tonic::include_proto!("evidence_lens.v1");

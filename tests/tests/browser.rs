@@ -842,3 +842,64 @@ async fn layouts_fit_projectors_and_phones() {
     }
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointing_at_the_map_reads_a_pixel() {
+    // The oracle: efficient PDA on the same preset, by the engine itself.
+    let kit = load_kit();
+    let (label, values) = kit.presets.iter().find(|(l, _)| *l == 7).unwrap().clone();
+    let image = InputImage {
+        shape: SHAPE,
+        values,
+    };
+    let params = ExplainParams {
+        window: 4,
+        stride: 1,
+        batch_size: 16,
+        tile_size: DEFAULT_TILE,
+        seed: 0,
+        target: Target::Predicted,
+        quantity: Quantity::LogOdds,
+        maps: MapClasses::All,
+        schedule: Schedule::Plain,
+    };
+    let fill = lens_worker::engine::EfficientPda {
+        sampler: kit.sampler(),
+    };
+    let expected = explain(kit.classifier(), &image, &fill, &params, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let client = open_browser(&driver, &temp_folder("chromium-readout")).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    click(&client, &format!("preset-{label}")).await;
+    assert_eq!(wait_until_not_running(&client).await, "done");
+
+    // Pixel (14, 14): inside 4 x 4 windows at 11..=14 on both axes (16 of
+    // them); the nearest window's centre is that of the one at (12, 12).
+    client
+        .execute(
+            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
+               const r = c.getBoundingClientRect();
+               const at = v => (v + 0.5) / 28;
+               c.dispatchEvent(new PointerEvent('pointermove', {
+                 clientX: r.left + at(14) * r.width, clientY: r.top + at(14) * r.height, bubbles: true }));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let value = expected.map()[14 * 28 + 14];
+    let p_with = expected.probabilities[expected.explained];
+    let grid = 25; // window positions per axis
+    let p_without = expected.window_probabilities[12 * grid + 12];
+    let line = format!(
+        "Pixel (14, 14): {value:+.3} bits · covered by 16 windows · P({}) = {p_with:.3} \
+         with the whole image, {p_without:.3} with the 4 × 4 window at (12, 12) replaced",
+        expected.explained
+    );
+    wait_for_text(&client, "readout", |t| t == line).await;
+    client.close().await.unwrap();
+}

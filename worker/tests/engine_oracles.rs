@@ -112,7 +112,9 @@ fn region_model_efficient_pda_matches_the_hand_computed_map() {
     let all = windows(SHAPE.height, SHAPE.width, window, stride);
     let counts = coverage(SHAPE.height, SHAPE.width, &all);
     let mut expected = vec![0f64; SHAPE.pixels()];
-    for w in &all {
+    // Window by window (row by row, as the grid): P(0) without the window.
+    assert_eq!(result.window_probabilities.len(), all.len());
+    for (w, &p_without) in all.iter().zip(&result.window_probabilities) {
         let mut sum = region_sum;
         for y in w.y..w.y + w.size {
             for x in w.x..w.x + w.size {
@@ -123,7 +125,12 @@ fn region_model_efficient_pda_matches_the_hand_computed_map() {
                 }
             }
         }
-        let evidence = laplace.weight_of_evidence(p_x, sigmoid(gain * sum));
+        let p_w = sigmoid(gain * sum);
+        assert!(
+            (p_without as f64 - p_w).abs() < 1e-6,
+            "{w:?}: {p_without} vs {p_w}"
+        );
+        let evidence = laplace.weight_of_evidence(p_x, p_w);
         for y in w.y..w.y + w.size {
             for x in w.x..w.x + w.size {
                 expected[y * SHAPE.width + x] += evidence;

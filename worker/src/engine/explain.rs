@@ -177,6 +177,10 @@ pub struct Explanation {
     /// the standard deviation of P(explained class) across the S samples;
     /// where it is large, the map's estimate is uncertain.
     pub sample_spread: Option<Vec<f32>>,
+    /// Per window position (row-major over the window grid: positions along
+    /// y, then along x), P(explained class) with that window replaced (the
+    /// mean over its samples); empty for gradient methods.
+    pub window_probabilities: Vec<f32>,
     pub windows: usize,
     pub forward_passes: usize,
     pub wall_seconds: f64,
@@ -250,6 +254,8 @@ pub fn explain(
     let mut evidence = Tensor::zeros([map_classes.len() as i64, grid.cells() as i64], double);
     // How much the S samples of a window disagree (PDA only), `[cells]`.
     let mut spread = (samples > 1).then(|| Tensor::zeros([grid.cells() as i64], double));
+    // P(explained class) without each window, `[cells]`.
+    let mut without = Tensor::zeros([grid.cells() as i64], double);
     let windows_per_batch = (params.batch_size / samples).max(1);
     let mut next_tile = 0;
     let mut forward_passes = 1;
@@ -264,11 +270,16 @@ pub fn explain(
         let value = outputs.value(&logits, batch.len(), samples)?;
         let window_evidence = (&value_x - value).f_tr()?;
         let _ = evidence.f_index_copy_(1, &cells, &window_evidence)?;
+        let p = outputs
+            .probabilities(&logits)?
+            .f_select(1, 0)?
+            .f_view([batch.len() as i64, samples as i64])?;
+        let _ = without.f_index_copy_(
+            0,
+            &cells,
+            &p.f_mean_dim([1i64].as_slice(), false, Kind::Double)?,
+        )?;
         if let Some(spread) = spread.as_mut() {
-            let p = outputs
-                .probabilities(&logits)?
-                .f_select(1, 0)?
-                .f_view([batch.len() as i64, samples as i64])?;
             let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
             let _ = spread.f_index_copy_(0, &cells, &deviation)?;
         }
@@ -321,6 +332,7 @@ pub fn explain(
         map_classes,
         maps,
         sample_spread,
+        window_probabilities: host_f32(&without)?,
         windows: total,
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),

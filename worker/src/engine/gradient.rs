@@ -165,6 +165,7 @@ pub(crate) fn finish_one_pass(
         map_classes: vec![explained],
         maps: vec![map],
         sample_spread: None,
+        window_probabilities: Vec::new(),
         windows,
         forward_passes: 1,
         wall_seconds: started_at.elapsed().as_secs_f64(),

@@ -2,11 +2,11 @@
 //! order in which windows are computed so that the map can be streamed in
 //! tiles whose values are final.
 //!
-//! Positions along an axis of length n are 0, s, 2s, ... up to n - k; when the
-//! stride does not land on n - k, the last position n - k is added as well, so
-//! that every pixel (the right and bottom borders included) is covered by at
-//! least one window and the per-pixel mean is always defined (strides larger
-//! than the window would skip pixels; requests are validated against that).
+//! Positions along an axis come from `lens_proto::windows` (0, s, 2s, ...,
+//! and n - k so that the borders are covered): every pixel is covered by
+//! at least one window and the per-pixel mean is always defined (strides
+//! larger than the window would skip pixels; requests are validated
+//! against that).
 
 /// A window, in image pixels: top-left corner and side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,15 +35,11 @@ pub struct Rect {
     pub height: usize,
 }
 
-/// Window start positions along one axis of `length` pixels.
+/// Window start positions along one axis of `length` pixels (the page
+/// reads maps with the same function).
 pub fn positions(length: usize, window: usize, stride: usize) -> Vec<usize> {
     assert!(window >= 1 && window <= length && stride >= 1);
-    let last = length - window;
-    let mut starts: Vec<usize> = (0..=last).step_by(stride).collect();
-    if starts.last() != Some(&last) {
-        starts.push(last);
-    }
-    starts
+    lens_proto::windows::positions(length, window, stride)
 }
 
 /// A covering subset of `starts` with as little overlap as the grid allows:

@@ -656,6 +656,7 @@ fn run_job(
         probabilities: explanation.probabilities.clone(),
         explained_class: explanation.explained as u32,
         sample_spread: explanation.sample_spread.clone().unwrap_or_default(),
+        window_probabilities: explanation.window_probabilities.clone(),
         replayed: false,
         id: context.id.clone(),
     };
