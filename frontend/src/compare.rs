@@ -3,6 +3,8 @@
 //! shows live. The methods run one after another (the worker runs one job
 //! at a time anyway), quickest first.
 
+use std::ops::ControlFlow;
+
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method, Picture};
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -10,6 +12,7 @@ use leptos::task::spawn_local;
 
 use crate::client;
 use crate::heatmap::{paint, picture_rgba, Heatmap};
+use crate::stream::{each_event, End};
 
 /// The compared methods: value for test hooks, label for people.
 pub const COMPARED: [(Method, &str, &str); 4] = [
@@ -140,27 +143,19 @@ async fn run_one(
     this_run: u64,
 ) -> bool {
     let set = move |change: &dyn Fn(&mut Panel)| panels.update(|p| change(&mut p[index]));
-    let mut stream = match client::worker().explain(request).await {
+    let stream = match client::worker().explain(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
             set(&|p| p.error = Some(client::readable(&status)));
             return false;
         }
     };
-    loop {
-        let event = match stream.message().await {
-            Ok(Some(event)) => event,
-            Ok(None) => return false,
-            Err(status) => {
-                set(&|p| p.error = Some(client::readable(&status)));
-                return false;
-            }
-        };
+    let ended = each_event(stream, |event| {
         if generation.get_untracked() != this_run {
-            return false;
+            return ControlFlow::Break(());
         }
-        match event.event {
-            Some(Event::Started(started)) => {
+        match event {
+            Event::Started(started) => {
                 let input = started.input;
                 set(&|p| {
                     if let Some(input) = &input {
@@ -169,13 +164,19 @@ async fn run_one(
                     p.input = input.clone();
                 });
             }
-            Some(Event::Tile(tile)) => set(&|p| p.map.apply(&tile)),
-            Some(Event::Finished(finished)) => {
-                set(&|p| p.wall_seconds = Some(finished.wall_seconds));
-                return true;
-            }
+            Event::Tile(tile) => set(&|p| p.map.apply(&tile)),
+            Event::Finished(finished) => set(&|p| p.wall_seconds = Some(finished.wall_seconds)),
             // The panel simply stays empty while the run waits.
-            Some(Event::Queued(_)) | None => {}
+            Event::Queued(_) => {}
+        }
+        ControlFlow::Continue(())
+    })
+    .await;
+    match ended {
+        Ok(end) => end == End::Finished,
+        Err(status) => {
+            set(&|p| p.error = Some(client::readable(&status)));
+            false
         }
     }
 }

@@ -15,6 +15,10 @@ mod heatmap;
 mod legend;
 mod link;
 mod readout;
+mod run_view;
+mod stream;
+
+use std::ops::ControlFlow;
 
 use js_sys::{Array, Uint8Array};
 use lens_proto::v1::{
@@ -31,6 +35,7 @@ use web_sys::{Blob, BlobPropertyBag, HtmlInputElement, Url};
 use estimate::ConfirmLongRun;
 use heatmap::{paint, picture_rgba, Heatmap};
 use legend::Legend;
+use run_view::{Phase, RunView};
 
 /// An image the user chose, as bytes for the worker and a URL to show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,98 +90,6 @@ fn method_from_value(value: &str) -> Option<Method> {
         .iter()
         .find(|(_, v, _)| *v == value)
         .map(|(m, _, _)| *m)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Running,
-    Done,
-    Failed,
-    Cancelled,
-}
-
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Idle => "idle",
-            Phase::Running => "running",
-            Phase::Done => "done",
-            Phase::Failed => "error",
-            Phase::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Everything the page shows about the current run.
-#[derive(Clone, Debug, PartialEq)]
-struct RunView {
-    phase: Phase,
-    error: Option<String>,
-    probabilities: Vec<f32>,
-    class_names: Vec<String>,
-    /// PDA's per-pixel sample spread, once finished.
-    spread: Vec<f32>,
-    predicted: u32,
-    explained: u32,
-    windows_done: u64,
-    total_windows: u64,
-    tiles: u32,
-    scale: f32,
-    elapsed_ms: f64,
-    windows_per_second: f64,
-    first_tile_ms: Option<f64>,
-    /// When the coarse map arrived (long runs send one before any tile).
-    coarse_ms: Option<f64>,
-    /// Shown from the store, not computed now.
-    replayed: bool,
-    /// The computation's own time (as stored).
-    wall_seconds: f64,
-    /// Explanations ahead of this one while it waits for the device.
-    queued_ahead: Option<u32>,
-    /// The method that made the map (from the run itself).
-    method: Option<Method>,
-    /// Window and stride of the run, for reading the map.
-    geometry: readout::Geometry,
-    /// Per window position, P(explained class) with the window replaced.
-    window_probabilities: Vec<f32>,
-}
-
-impl RunView {
-    fn class_name(&self, class: u32) -> String {
-        self.class_names
-            .get(class as usize)
-            .cloned()
-            .unwrap_or_else(|| class.to_string())
-    }
-}
-
-impl Default for RunView {
-    fn default() -> Self {
-        RunView {
-            phase: Phase::Idle,
-            error: None,
-            probabilities: Vec::new(),
-            class_names: Vec::new(),
-            spread: Vec::new(),
-            predicted: 0,
-            explained: 0,
-            windows_done: 0,
-            total_windows: 0,
-            tiles: 0,
-            scale: 0.0,
-            elapsed_ms: 0.0,
-            windows_per_second: 0.0,
-            first_tile_ms: None,
-            coarse_ms: None,
-            replayed: false,
-            wall_seconds: 0.0,
-            queued_ahead: None,
-            method: None,
-            geometry: readout::Geometry::default(),
-            window_probabilities: Vec::new(),
-        }
-    }
 }
 
 fn now_ms() -> f64 {
@@ -337,27 +250,17 @@ pub fn App() -> impl IntoView {
     };
     // Paints one explanation's events as they come, for a new run and for a
     // watched one alike.
-    let follow = move |mut stream: tonic::Streaming<ExplainEvent>, this_run: u64| async move {
+    let follow = move |stream: tonic::Streaming<ExplainEvent>, this_run: u64| async move {
         let started = now_ms();
         let mut map = Heatmap::default();
-        loop {
-            let event = match stream.message().await {
-                Ok(Some(event)) => event,
-                Ok(None) => break,
-                Err(status) if status.code() == tonic::Code::Cancelled => {
-                    if generation.get_untracked() == this_run {
-                        run.update(|r| r.phase = Phase::Cancelled);
-                    }
-                    return;
-                }
-                Err(status) => return fail(this_run, client::readable(&status)),
-            };
+        let ended = stream::each_event(stream, |event| {
             if generation.get_untracked() != this_run {
-                return; // A newer run owns the page; dropping the stream ends this one.
+                // A newer run owns the page; dropping the stream ends this one.
+                return ControlFlow::Break(());
             }
             let elapsed_ms = now_ms() - started;
-            match event.event {
-                Some(Event::Queued(q)) => {
+            match event {
+                Event::Queued(q) => {
                     if !q.owner_secret.is_empty() {
                         link::secrets::remember(&q.id, &q.owner_secret);
                     }
@@ -367,7 +270,7 @@ pub fn App() -> impl IntoView {
                         r.elapsed_ms = elapsed_ms;
                     });
                 }
-                Some(Event::Started(s)) => {
+                Event::Started(s) => {
                     if let Some(input) = &s.input {
                         let pixels = picture_rgba(input);
                         for canvas in [input_canvas, under_canvas] {
@@ -411,7 +314,7 @@ pub fn App() -> impl IntoView {
                         r.elapsed_ms = elapsed_ms;
                     });
                 }
-                Some(Event::Tile(tile)) => {
+                Event::Tile(tile) => {
                     map.apply(&tile);
                     if let Some(c) = heat_canvas.get_untracked() {
                         paint(&c, map.width, map.height, &map.rgba());
@@ -431,7 +334,7 @@ pub fn App() -> impl IntoView {
                         r.elapsed_ms = elapsed_ms;
                     });
                 }
-                Some(Event::Finished(f)) => {
+                Event::Finished(f) => {
                     finished_map.set(map.clone());
                     run.update(|r| {
                         r.spread = f.sample_spread;
@@ -442,15 +345,20 @@ pub fn App() -> impl IntoView {
                         r.elapsed_ms = elapsed_ms;
                         r.windows_per_second = f.windows_per_second;
                     });
-                    return;
                 }
-                None => {}
             }
+            ControlFlow::Continue(())
+        })
+        .await;
+        match ended {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::Cancelled => {
+                if generation.get_untracked() == this_run {
+                    run.update(|r| r.phase = Phase::Cancelled);
+                }
+            }
+            Err(status) => fail(this_run, client::readable(&status)),
         }
-        fail(
-            this_run,
-            "The worker ended the stream before the explanation finished.".into(),
-        );
     };
 
     // The request the controls describe, or None (and a message) without an image.
@@ -1000,62 +908,14 @@ pub fn App() -> impl IntoView {
             </section>
 
             <section class="result">
-                <p
-                    class="status"
-                    data-testid="status"
-                    data-state=move || run.with(|r| r.phase.as_str())
-                    data-tiles=move || run.with(|r| r.tiles.to_string())
-                    data-windows-done=move || run.with(|r| r.windows_done.to_string())
-                    data-total-windows=move || run.with(|r| r.total_windows.to_string())
-                    data-first-tile-ms=move || run.with(|r| r.first_tile_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
-                    data-coarse-ms=move || run.with(|r| r.coarse_ms.map(|t| format!("{t:.1}")).unwrap_or_default())
-                    data-elapsed-ms=move || run.with(|r| format!("{:.1}", r.elapsed_ms))
-                    data-replayed=move || run.with(|r| r.replayed.to_string())
-                >
-                    {move || run.with(|r| match r.phase {
-                        Phase::Idle => "Pick an image to start.".to_string(),
-                        Phase::Running if r.queued_ahead.is_some() => format!(
-                            "Waiting for the worker: {} ahead of this one, {:.1} s",
-                            match r.queued_ahead.unwrap_or(0) {
-                                1 => "1 explanation".to_string(),
-                                n => format!("{n} explanations"),
-                            },
-                            r.elapsed_ms / 1000.0
-                        ),
-                        Phase::Cancelled => "Cancelled.".to_string(),
-                        Phase::Running => format!(
-                            "Computing… {} of {} windows, {:.1} s{}",
-                            r.windows_done,
-                            r.total_windows,
-                            r.elapsed_ms / 1000.0,
-                            if r.coarse_ms.is_some() { " (coarse map shown, refining)" } else { "" }
-                        ),
-                        Phase::Done if r.replayed => format!(
-                            "Stored explanation: {} windows, computed in {:.2} s, opened in {:.2} s",
-                            r.total_windows, r.wall_seconds, r.elapsed_ms / 1000.0
-                        ),
-                        Phase::Done => format!(
-                            "Done: {} windows in {:.2} s ({:.0} windows per second)",
-                            r.total_windows, r.elapsed_ms / 1000.0, r.windows_per_second
-                        ),
-                        Phase::Failed => "Something went wrong.".to_string(),
-                    })}
-                </p>
+                <run_view::StatusLine run=run />
                 <Show when=move || {
                     run.with(|r| r.phase == Phase::Running)
                         && share_id.get().and_then(|id| link::secrets::get(&id)).is_some()
                 }>
                     <button class="cancel" data-testid="cancel" on:click=cancel>"Cancel"</button>
                 </Show>
-                <progress
-                    max=move || run.with(|r| r.total_windows.max(1).to_string())
-                    value=move || run.with(|r| r.windows_done.to_string())
-                ></progress>
-                <Show when=move || run.with(|r| r.error.is_some())>
-                    <p class="error" role="alert" data-testid="error">
-                        {move || run.with(|r| r.error.clone().unwrap_or_default())}
-                    </p>
-                </Show>
+                <run_view::Progress run=run />
                 <div class="canvases">
                     <figure>
                         <canvas node_ref=input_canvas class="pixels" data-testid="input-canvas" width="28" height="28"></canvas>
@@ -1095,39 +955,10 @@ pub fn App() -> impl IntoView {
                         prop:value=move || opacity.get().to_string()
                         on:input=move |ev| opacity.set(event_target_value(&ev).parse().unwrap_or(0.8)) />
                 </label>
-                <ol class="probabilities" data-testid="probabilities">
-                    {move || run.with(|r| {
-                        // All classes when there are few (digits), else the top 5.
-                        let mut shown: Vec<usize> = (0..r.probabilities.len()).collect();
-                        if shown.len() > 10 {
-                            shown.sort_by(|&a, &b| r.probabilities[b].total_cmp(&r.probabilities[a]));
-                            shown.truncate(5);
-                        }
-                        shown
-                            .into_iter()
-                            .map(|class| {
-                                let p = r.probabilities[class];
-                                let name = r.class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
-                                let predicted = class as u32 == r.predicted;
-                                view! {
-                                    <li
-                                        class:predicted=predicted
-                                        data-testid=format!("probability-{class}")
-                                        title="Explain this class"
-                                        on:click=move |_| {
-                                            class_choice.set(Some(class as u32));
-                                            explain_or_ask();
-                                        }
-                                    >
-                                        <span class="name" title=name.clone()>{name.clone()}</span>
-                                        <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
-                                        <span class="value">{format!("{:.3}", p)}</span>
-                                    </li>
-                                }
-                            })
-                            .collect_view()
-                    })}
-                </ol>
+                <run_view::Probabilities run=run pick=move |class| {
+                    class_choice.set(Some(class));
+                    explain_or_ask();
+                } />
                 <Show when=move || share_id.get().is_some()>
                     <div class="share" data-testid="share">
                         <label>

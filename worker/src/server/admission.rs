@@ -19,6 +19,15 @@ pub struct Limits {
     pub per_client: usize,
     /// A class ends when its teacher has been away this long.
     pub class_idle: std::time::Duration,
+    /// Viewers of one run at most (its creator included).
+    pub viewers_per_run: usize,
+    /// Live streams (`Watch`, or an identical request joining a run) one
+    /// client may have open; generous, since a classroom may share one
+    /// address.
+    pub watches_per_client: usize,
+    /// Events waiting for one viewer at most; a viewer that falls further
+    /// behind is dropped.
+    pub viewer_buffer: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +36,9 @@ impl Default for Limits {
             jobs: 8,
             per_client: 2,
             class_idle: std::time::Duration::from_secs(4 * 3600),
+            viewers_per_run: 200,
+            watches_per_client: 64,
+            viewer_buffer: 256,
         }
     }
 }
@@ -35,6 +47,7 @@ impl Default for Limits {
 struct Counts {
     jobs: usize,
     per_client: HashMap<IpAddr, usize>,
+    watches: HashMap<IpAddr, usize>,
 }
 
 pub struct Admission {
@@ -79,6 +92,48 @@ impl Admission {
             admission: self.clone(),
             client,
         })
+    }
+}
+
+/// A client's place among its live streams; dropping it gives it back.
+pub struct WatchTicket {
+    admission: Arc<Admission>,
+    client: IpAddr,
+}
+
+impl Admission {
+    /// A live stream for `client`, unless it has as many as it may.
+    pub fn watch(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+    ) -> Result<Option<WatchTicket>, ServiceError> {
+        let Some(client) = client else {
+            return Ok(None);
+        };
+        let mut counts = self.counts();
+        let mine = counts.watches.entry(client).or_default();
+        if *mine >= self.limits.watches_per_client {
+            return Err(ServiceError::TooManyWatches {
+                limit: self.limits.watches_per_client,
+            });
+        }
+        *mine += 1;
+        Ok(Some(WatchTicket {
+            admission: self.clone(),
+            client,
+        }))
+    }
+}
+
+impl Drop for WatchTicket {
+    fn drop(&mut self) {
+        let mut counts = self.admission.counts();
+        if let Some(mine) = counts.watches.get_mut(&self.client) {
+            *mine -= 1;
+            if *mine == 0 {
+                counts.watches.remove(&self.client);
+            }
+        }
     }
 }
 

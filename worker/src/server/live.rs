@@ -1,22 +1,37 @@
-//! Runs in progress that anyone with the link can watch. A run keeps every
-//! event it has published; a viewer who joins late gets those first, then
-//! the rest as they come. Publishing only clones into each viewer's own
-//! unbounded channel, so viewers never hold the computation back.
+//! Runs in progress that anyone with the link can watch.
+//!
+//! Everything is bounded. A run keeps what a late viewer needs, not its
+//! history: its place in the queue, `Started`, the coarse map and the final
+//! values so far, which a late viewer receives as a few compact tiles (whole
+//! bands of the image as one tile) before the rest live. Each viewer has a
+//! buffer of `Limits::viewer_buffer` events; a viewer that falls that far
+//! behind is dropped with a clear status and never slows the run. A run has
+//! at most `Limits::viewers_per_run` viewers. Publishing hands each viewer a
+//! shared reference to the event; copies are made on the viewers' tasks.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use lens_proto::v1::ExplainEvent;
+use lens_proto::v1::{explain_event::Event, ExplainEvent, Tile};
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::store::RequestKey;
 
-use super::admission::Ticket;
+use super::admission::{Limits, Ticket, WatchTicket};
+use super::status::ServiceError;
 
-pub type ViewerStream = mpsc::UnboundedReceiver<Result<ExplainEvent, Status>>;
-type Viewer = mpsc::UnboundedSender<Result<ExplainEvent, Status>>;
+type Shared = Arc<Result<ExplainEvent, Status>>;
+
+struct Viewer {
+    events: mpsc::Sender<Shared>,
+    /// Set when the viewer fell behind and was dropped.
+    dropped: Arc<AtomicBool>,
+}
 
 #[derive(Default)]
 pub struct LiveRun {
@@ -24,15 +39,103 @@ pub struct LiveRun {
     /// The hash of its creator's secret, who may cancel it.
     owner: [u8; 32],
     cancelled: AtomicBool,
+    limits: Limits,
 }
 
 #[derive(Default)]
 struct RunState {
-    events: Vec<ExplainEvent>,
+    queued: Option<ExplainEvent>,
+    started: Option<ExplainEvent>,
+    coarse: Option<ExplainEvent>,
+    /// Final tiles so far (at most the image's values in all).
+    tiles: Vec<Tile>,
+    finished: Option<ExplainEvent>,
     viewers: Vec<Viewer>,
     ended: bool,
     /// Its place among the admitted runs, given back when it ends.
     admission: Option<Ticket>,
+}
+
+impl RunState {
+    /// What a viewer who joins now receives first.
+    fn so_far(&self) -> Vec<ExplainEvent> {
+        let width = self
+            .started
+            .as_ref()
+            .and_then(|e| match &e.event {
+                Some(Event::Started(s)) => s.input.as_ref().map(|i| i.width),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let tiles = compact(&self.tiles, width)
+            .into_iter()
+            .map(|tile| ExplainEvent {
+                event: Some(Event::Tile(tile)),
+            });
+        let before = [&self.queued, &self.started, &self.coarse];
+        before
+            .into_iter()
+            .flatten()
+            .cloned()
+            .chain(tiles)
+            .chain(self.finished.clone())
+            .collect()
+    }
+}
+
+/// Final tiles merged where they can be: the tiles of a band of rows that
+/// covers the whole width become one tile, and neighbouring whole bands
+/// one tile again. Tiles of a band still in progress stay as they are.
+fn compact(tiles: &[Tile], width: u32) -> Vec<Tile> {
+    let mut bands: Vec<(u32, u32, Vec<&Tile>)> = Vec::new();
+    for tile in tiles {
+        match bands
+            .iter_mut()
+            .find(|(y, h, _)| *y == tile.y && *h == tile.height)
+        {
+            Some(band) => band.2.push(tile),
+            None => bands.push((tile.y, tile.height, vec![tile])),
+        }
+    }
+    bands.sort_by_key(|b| b.0);
+    let mut out: Vec<Tile> = Vec::new();
+    for (y, height, mut parts) in bands {
+        parts.sort_by_key(|t| t.x);
+        let whole = parts.first().is_some_and(|t| t.x == 0)
+            && parts.windows(2).all(|p| p[0].x + p[0].width == p[1].x)
+            && parts.last().is_some_and(|t| t.x + t.width == width);
+        if !whole {
+            out.extend(parts.into_iter().cloned());
+            continue;
+        }
+        let windows_done = parts.iter().map(|t| t.windows_done).max().unwrap_or(0);
+        let mut values = Vec::with_capacity((width * height) as usize);
+        for row in 0..height as usize {
+            for part in &parts {
+                let w = part.width as usize;
+                values.extend_from_slice(&part.values[row * w..(row + 1) * w]);
+            }
+        }
+        // Joined to the band above when that one is whole and ends here.
+        match out.last_mut() {
+            Some(above) if above.x == 0 && above.width == width && above.y + above.height == y => {
+                above.height += height;
+                above.values.extend(values);
+                above.windows_done = above.windows_done.max(windows_done);
+            }
+            _ => out.push(Tile {
+                x: 0,
+                y,
+                width,
+                height,
+                values,
+                windows_done,
+                total_windows: parts[0].total_windows,
+                coarse: false,
+            }),
+        }
+    }
+    out
 }
 
 impl LiveRun {
@@ -40,36 +143,69 @@ impl LiveRun {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `event` to every viewer and keeps it for those who join later.
+    /// Sends `event` to every viewer (dropping those whose buffer is full)
+    /// and keeps what a late viewer needs of it.
     pub fn publish(&self, event: ExplainEvent) {
         let mut state = self.state();
+        match &event.event {
+            Some(Event::Queued(_)) => state.queued = Some(event.clone()),
+            Some(Event::Started(_)) => state.started = Some(event.clone()),
+            Some(Event::Tile(tile)) if tile.coarse => state.coarse = Some(event.clone()),
+            Some(Event::Tile(tile)) => state.tiles.push(tile.clone()),
+            Some(Event::Finished(_)) => state.finished = Some(event.clone()),
+            None => {}
+        }
+        let shared: Shared = Arc::new(Ok(event));
         state
             .viewers
-            .retain(|viewer| viewer.send(Ok(event.clone())).is_ok());
-        state.events.push(event);
+            .retain(|viewer| match viewer.events.try_send(shared.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    viewer.dropped.store(true, Ordering::SeqCst);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
     }
 
-    /// A stream of everything so far, then the rest live.
-    pub fn subscribe(&self) -> ViewerStream {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A stream of the run so far (compact), then the rest live; refused
+    /// when the run has as many viewers as it may.
+    pub fn subscribe(&self, watch: Option<WatchTicket>) -> Result<ViewerStream, ServiceError> {
         let mut state = self.state();
-        for event in &state.events {
-            let _ = tx.send(Ok(event.clone()));
+        state.viewers.retain(|v| !v.events.is_closed());
+        if state.viewers.len() >= self.limits.viewers_per_run {
+            return Err(ServiceError::TooManyViewers {
+                limit: self.limits.viewers_per_run,
+            });
         }
+        let so_far = state.so_far();
+        let (events, receiver) = mpsc::channel(so_far.len() + self.limits.viewer_buffer.max(1));
+        for event in so_far {
+            let _ = events.try_send(Arc::new(Ok(event)));
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
         if !state.ended {
-            state.viewers.push(tx);
+            state.viewers.push(Viewer {
+                events,
+                dropped: dropped.clone(),
+            });
         }
-        rx
-    }
-
-    /// Keeps the run's admission ticket until the run ends.
-    pub fn hold(&self, ticket: Ticket) {
-        self.state().admission = Some(ticket);
+        Ok(ViewerStream {
+            receiver,
+            dropped,
+            told: false,
+            _watch: watch,
+        })
     }
 
     /// Whether `secret_hash` is its creator's.
     pub fn is_owned_by(&self, secret_hash: &[u8; 32]) -> bool {
         self.owner == *secret_hash
+    }
+
+    /// Keeps the run's admission ticket until the run ends.
+    pub fn hold(&self, ticket: Ticket) {
+        self.state().admission = Some(ticket);
     }
 
     /// Ends the run for every viewer with CANCELLED; its job stops after
@@ -87,15 +223,19 @@ impl LiveRun {
 
     /// Whether anyone still listens (the creator counts as a viewer).
     pub fn has_viewers(&self) -> bool {
-        self.state().viewers.iter().any(|v| !v.is_closed())
+        self.state().viewers.iter().any(|v| !v.events.is_closed())
     }
 
     /// Ends every viewer's stream, with `error` if the run failed.
     pub fn end(&self, error: Option<Status>) {
         let mut state = self.state();
         if let Some(error) = error {
+            let shared: Shared = Arc::new(Err(error));
             for viewer in &state.viewers {
-                let _ = viewer.send(Err(error.clone()));
+                // A full buffer has been marked: its viewer hears why.
+                if viewer.events.try_send(shared.clone()).is_err() {
+                    viewer.dropped.store(true, Ordering::SeqCst);
+                }
             }
         }
         state.viewers.clear();
@@ -104,13 +244,49 @@ impl LiveRun {
     }
 }
 
+/// One viewer's events; after its buffer overflowed, the events it still
+/// holds and then a status that says why it ends.
+pub struct ViewerStream {
+    receiver: mpsc::Receiver<Shared>,
+    dropped: Arc<AtomicBool>,
+    told: bool,
+    /// This client's place among its `Watch` streams, while it watches.
+    _watch: Option<WatchTicket>,
+}
+
+impl Stream for ViewerStream {
+    type Item = Result<ExplainEvent, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(Some(shared)) => Poll::Ready(Some(Arc::unwrap_or_clone(shared))),
+            Poll::Ready(None) if self.dropped.load(Ordering::SeqCst) && !self.told => {
+                self.told = true;
+                Poll::Ready(Some(Err(Status::aborted(
+                    "this viewer fell too far behind the explanation and was dropped: \
+                     open the link again to catch up",
+                ))))
+            }
+            other => other.map(|_| None),
+        }
+    }
+}
+
 /// The runs in progress, by share id and by request key.
 #[derive(Default)]
 pub struct LiveRuns {
     runs: Mutex<HashMap<String, (RequestKey, Arc<LiveRun>)>>,
+    limits: Limits,
 }
 
 impl LiveRuns {
+    pub fn new(limits: Limits) -> Self {
+        LiveRuns {
+            runs: Mutex::default(),
+            limits,
+        }
+    }
+
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RequestKey, Arc<LiveRun>)>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -130,6 +306,7 @@ impl LiveRuns {
         }
         let run = Arc::new(LiveRun {
             owner,
+            limits: self.limits,
             ..LiveRun::default()
         });
         runs.insert(id.to_string(), (key, run.clone()));
@@ -150,5 +327,144 @@ impl LiveRuns {
         for (_, (_, run)) in self.runs().drain() {
             run.end(Some(status.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lens_proto::v1::Started;
+    use tokio_stream::StreamExt;
+
+    fn tile(x: u32, y: u32, size: u32, done: u64) -> ExplainEvent {
+        ExplainEvent {
+            event: Some(Event::Tile(Tile {
+                x,
+                y,
+                width: size,
+                height: size,
+                values: (0..size * size).map(|i| (y * 100 + x + i) as f32).collect(),
+                windows_done: done,
+                total_windows: 100,
+                coarse: false,
+            })),
+        }
+    }
+
+    fn started(width: u32) -> ExplainEvent {
+        ExplainEvent {
+            event: Some(Event::Started(Started {
+                input: Some(lens_proto::v1::Picture {
+                    width,
+                    height: width,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn run_with(limits: Limits) -> LiveRun {
+        LiveRun {
+            limits,
+            ..LiveRun::default()
+        }
+    }
+
+    /// Every value of the tiles, by pixel (an 8 x 8 image).
+    fn pixels(tiles: &[Tile]) -> Vec<Option<f32>> {
+        let mut map = vec![None; 64];
+        for t in tiles {
+            for row in 0..t.height {
+                for col in 0..t.width {
+                    let i = ((t.y + row) * 8 + t.x + col) as usize;
+                    assert!(map[i].is_none(), "covered twice");
+                    map[i] = Some(t.values[(row * t.width + col) as usize]);
+                }
+            }
+        }
+        map
+    }
+
+    #[tokio::test]
+    async fn a_late_viewer_gets_the_map_so_far_in_a_few_tiles() {
+        let run = run_with(Limits::default());
+        run.publish(started(8));
+        // Two whole bands of 4 x 4 tiles on an 8 x 8 image, and one tile of
+        // the third (in schedule order: row by row).
+        let published: Vec<Tile> = [(0, 0), (4, 0), (0, 4), (4, 4)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (x, y))| match tile(x, y, 4, i as u64 + 1).event {
+                Some(Event::Tile(t)) => t,
+                _ => unreachable!(),
+            })
+            .collect();
+        for t in &published[..3] {
+            run.publish(ExplainEvent {
+                event: Some(Event::Tile(t.clone())),
+            });
+        }
+        let late: Vec<_> = run.subscribe(None).unwrap().take(3).collect().await;
+        let tiles: Vec<Tile> = late
+            .into_iter()
+            .filter_map(|e| match e.unwrap().event {
+                Some(Event::Tile(t)) => Some(t),
+                _ => None,
+            })
+            .collect();
+        // The first band as one tile, the lone tile of the second as is.
+        assert_eq!(tiles.len(), 2);
+        assert_eq!((tiles[0].width, tiles[0].height), (8, 4));
+        assert_eq!(tiles[0].windows_done, 2);
+        assert_eq!(pixels(&tiles), pixels(&published[..3]));
+        // With the last tile, one tile holds the whole map.
+        let whole = compact(&published, 8);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(pixels(&whole), pixels(&published));
+    }
+
+    #[tokio::test]
+    async fn a_viewer_that_falls_behind_is_dropped_and_told_why() {
+        let run = run_with(Limits {
+            viewer_buffer: 3,
+            ..Limits::default()
+        });
+        let mut slow = run.subscribe(None).unwrap();
+        let mut keeping_up = run.subscribe(None).unwrap();
+        run.publish(started(8));
+        for i in 0..6 {
+            run.publish(tile(0, 0, 1, i));
+            // This one reads as the run goes.
+            keeping_up.next().await.unwrap().unwrap();
+        }
+        keeping_up.next().await.unwrap().unwrap();
+        assert!(run.has_viewers(), "the viewer keeping up is still there");
+        // The slow one gets what its buffer held, then the reason.
+        let mut got = Vec::new();
+        while let Some(item) = slow.next().await {
+            got.push(item);
+        }
+        assert_eq!(got.len(), 4);
+        let status = got.pop().unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Aborted);
+        assert!(status.message().contains("fell too far behind"));
+    }
+
+    #[test]
+    fn a_run_takes_so_many_viewers() {
+        let run = run_with(Limits {
+            viewers_per_run: 2,
+            ..Limits::default()
+        });
+        let _first = run.subscribe(None).unwrap();
+        let second = run.subscribe(None).unwrap();
+        assert!(matches!(
+            run.subscribe(None),
+            Err(ServiceError::TooManyViewers { limit: 2 })
+        ));
+        // A viewer who left makes room.
+        drop(second);
+        assert!(run.subscribe(None).is_ok());
     }
 }

@@ -7,7 +7,7 @@
 //! goes out. When every viewer has left, the engine stops after the batch in
 //! flight.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -21,7 +21,6 @@ use lens_proto::v1::{
     OpenClassRequest, Picture, Preset, Started, StoredExplanation, TeachRequest, TeachResponse,
     Tile, WatchRequest,
 };
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -32,7 +31,7 @@ use crate::methods;
 use crate::models::{LoadedModel, Resize};
 use crate::store::{self, Deletion, Record, Store};
 
-use super::admission::{Admission, Limits, PixelBudget, DECODE_BUDGET};
+use super::admission::{Admission, Limits, PixelBudget, WatchTicket, DECODE_BUDGET};
 use super::classes::{self, Classes};
 use super::device_queue::DeviceQueue;
 use super::estimate::{default_stride, estimate};
@@ -117,7 +116,7 @@ impl LensService {
                 credit: "MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0), held out".into(),
             })
             .collect();
-        let live = Arc::<LiveRuns>::default();
+        let live = Arc::new(LiveRuns::new(limits));
         let device = DeviceQueue::start();
         let speeds = Arc::<Speeds>::default();
         // The first estimates come from the network's own speed, measured
@@ -230,8 +229,19 @@ fn replay(record: Record) -> EventStream {
     Box::pin(tokio_stream::iter(events))
 }
 
-fn watch_live(run: &LiveRun) -> EventStream {
-    Box::pin(UnboundedReceiverStream::new(run.subscribe()))
+/// A live run as a stream, for a viewer holding `watch` (its place among
+/// its client's live streams) or for the run's creator (`None`).
+fn watch_live(run: &LiveRun, watch: Option<WatchTicket>) -> Result<EventStream, ServiceError> {
+    Ok(Box::pin(run.subscribe(watch)?))
+}
+
+/// The client's address (for the per-client limits).
+fn client_of<T>(request: &Request<T>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .or_else(|| request.remote_addr().map(|a| a.ip()))
 }
 
 #[tonic::async_trait]
@@ -244,11 +254,7 @@ impl EvidenceLens for LensService {
         &self,
         request: Request<ExplainRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let client = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip())
-            .or_else(|| request.remote_addr().map(|a| a.ip()));
+        let client = client_of(&request);
         if self.shutdown.has_begun() {
             return Err(ServiceError::ShuttingDown.into());
         }
@@ -272,7 +278,8 @@ impl EvidenceLens for LensService {
         let secret_hash = store::hash_secret(&secret);
         let (run, is_new) = self.live.join_or_start(&id, job.key, secret_hash);
         if !is_new {
-            return Ok(Response::new(watch_live(&run)));
+            let watch = self.admission.watch(client)?;
+            return Ok(Response::new(watch_live(&run, watch)?));
         }
         let ticket = match self.admission.admit(client) {
             Ok(ticket) => ticket,
@@ -285,7 +292,7 @@ impl EvidenceLens for LensService {
         // (finished, failed or cancelled), not until its job leaves the
         // queue: a cancelled run frees its place at once.
         run.hold(ticket);
-        let creator = watch_live(&run);
+        let creator = watch_live(&run, None)?;
         let context = JobContext {
             id: id.clone(),
             secret_hash,
@@ -340,12 +347,14 @@ impl EvidenceLens for LensService {
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let client = client_of(&request);
         let id = request.into_inner().id;
         if !store::is_valid_id(&id) {
             return Err(ServiceError::BadId { id }.into());
         }
         if let Some(run) = self.live.get(&id) {
-            return Ok(Response::new(watch_live(&run)));
+            let watch = self.admission.watch(client)?;
+            return Ok(Response::new(watch_live(&run, watch)?));
         }
         let store = self.store.clone();
         let wanted = id.clone();

@@ -42,6 +42,10 @@ pub enum ServiceError {
     TooManyClasses { limit: usize },
     #[error("a model id has at most {limit} characters")]
     ModelIdTooLong { limit: usize },
+    #[error("this explanation already has {limit} viewers: try again later")]
+    TooManyViewers { limit: usize },
+    #[error("you already watch {limit} explanations live: close one first")]
+    TooManyWatches { limit: usize },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
@@ -78,9 +82,10 @@ impl From<ServiceError> for Status {
             | ServiceError::NotRunning { .. }
             | ServiceError::NoClass { .. } => Status::not_found(message),
             ServiceError::NotTeacher { .. } => Status::permission_denied(message),
-            ServiceError::ClassFull { .. } | ServiceError::TooManyClasses { .. } => {
-                Status::resource_exhausted(message)
-            }
+            ServiceError::ClassFull { .. }
+            | ServiceError::TooManyClasses { .. }
+            | ServiceError::TooManyViewers { .. }
+            | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
             ServiceError::ModelIdTooLong { .. } => Status::invalid_argument(message),
             ServiceError::ShuttingDown => Status::unavailable(message),
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
