@@ -158,6 +158,51 @@ async fn server_and_cli_give_the_same_pda_map_for_a_seed() {
 }
 
 #[tokio::test]
+async fn health_says_not_serving_once_shutting_down_begins() {
+    use std::sync::Arc;
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let root = lens_tests::repo_root();
+    let registry = lens_worker::server::Registry::load(
+        &root.join("models"),
+        &root.join("data"),
+        tch::Device::Cpu,
+        lens_worker::models::Precision::Full,
+    );
+    let store = Arc::new(lens_worker::store::SqliteStore::open(&temp_folder("store")).unwrap());
+    let service = lens_worker::server::LensService::new(registry, store, Default::default());
+    let stop = service.shutdown();
+    let app = lens_worker::server::router(service, &root.join("dist")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { lens_worker::server::serve(listener, app).await.unwrap() });
+    let mut health = HealthClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let status = |health: &mut HealthClient<_>| {
+        let mut health = health.clone();
+        async move {
+            let request = HealthCheckRequest {
+                service: "evidence_lens.v1.EvidenceLens".into(),
+            };
+            health.check(request).await.unwrap().into_inner().status
+        }
+    };
+    assert_eq!(status(&mut health).await, ServingStatus::Serving as i32);
+    stop.begin();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status(&mut health).await != ServingStatus::NotServing as i32 {
+        assert!(std::time::Instant::now() < deadline, "still serving");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn health_and_reflection_answer_standard_clients() {
     use tonic_health::pb::{
         health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,

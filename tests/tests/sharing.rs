@@ -304,3 +304,34 @@ async fn live_viewers_are_limited_per_client_and_per_run() {
         refused.message()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_address_is_a_client() {
+    let limits = Limits {
+        per_client: 1,
+        trust_forwarded_for: true,
+        ..Limits::default()
+    };
+    let models = repo_root().join("models");
+    let address = start_worker_configured(&models, &temp_folder("store"), limits).await;
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 5).await.png;
+    // One connection (the proxy's), three people behind it.
+    let from = |who: &str, seed| {
+        let mut request = tonic::Request::new(ExplainRequest {
+            samples: Some(1000),
+            window: 1,
+            ..slow_request(image.clone(), seed)
+        });
+        let header = format!("{who}, 10.0.0.1");
+        request
+            .metadata_mut()
+            .insert("x-forwarded-for", header.parse().unwrap());
+        request
+    };
+    let _alice = client.explain(from("192.0.2.1", 1)).await.unwrap();
+    let _bob = client.explain(from("192.0.2.2", 2)).await.unwrap();
+    let refused = client.explain(from("192.0.2.1", 3)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("wait for one to finish"));
+}

@@ -6,14 +6,17 @@
 //! - `a_stored_explanation_survives_a_restart_unchanged`
 //! - `a_kill_mid_write_leaves_whole_rows_only`
 //! - `retention_removes_old_explanations_at_start_and_keeps_new_ones`
+//! - `a_size_cap_removes_the_oldest_explanations_first`
 
 use std::time::Duration;
 
-use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
+use lens_proto::v1::{
+    ExplainRequest, Finished, ListModelsRequest, Method, Started, StoredExplanation, Tile,
+};
 use lens_tests::{
     assemble, collect_events, native_client, preset, temp_folder, watch_events, ChildWorker,
 };
-use lens_worker::store::{now_unix, SqliteStore, Store};
+use lens_worker::store::{new_id, now_unix, Record, SqliteStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_explanation_survives_a_restart_unchanged() {
@@ -171,4 +174,64 @@ async fn retention_removes_old_explanations_at_start_and_keeps_new_ones() {
     }
     let kept = assemble(watch_events(&mut client, &ids[1]).await.unwrap());
     assert!(kept.finished.replayed, "the new one stays");
+}
+
+/// A stored explanation of about `megabytes` (its map), made at `created_unix`.
+fn synthetic_record(megabytes: f64, created_unix: i64, salt: u8) -> Record {
+    let values = (megabytes * 1024.0 * 1024.0 / 4.0) as usize;
+    Record {
+        id: new_id(),
+        request_key: [salt; 32],
+        secret_hash: [0; 32],
+        created_unix,
+        model: "digits".into(),
+        method: "EfficientPda".into(),
+        explanation: StoredExplanation {
+            started: Some(Started::default()),
+            map: Some(Tile {
+                width: values as u32,
+                height: 1,
+                values: vec![0.25; values],
+                ..Default::default()
+            }),
+            finished: Some(Finished::default()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_cap_removes_the_oldest_explanations_first() {
+    // Four explanations of 0.4 MB, a day apart; a cap of 1 MB keeps the
+    // newest two.
+    let store = temp_folder("store");
+    let opened = SqliteStore::open(&store).unwrap();
+    let records: Vec<Record> = (0..4)
+        .map(|i| synthetic_record(0.4, now_unix() - (4 - i) * 24 * 3600, i as u8))
+        .collect();
+    for record in &records {
+        opened.save(record).unwrap();
+    }
+    drop(opened);
+
+    let worker = ChildWorker::start_with(&store, &["--max-store-mb", "1"]);
+    let mut client = native_client(worker.address).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for old in &records[..2] {
+        loop {
+            match watch_events(&mut client, &old.id).await {
+                Err(status) if status.code() == tonic::Code::NotFound => break,
+                _ => assert!(
+                    std::time::Instant::now() < deadline,
+                    "an old explanation outlived the cap"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for new in &records[2..] {
+        assert!(
+            watch_events(&mut client, &new.id).await.is_ok(),
+            "the newest stay"
+        );
+    }
 }

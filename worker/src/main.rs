@@ -86,14 +86,22 @@ struct Hosting {
     #[arg(long, default_value = "store")]
     store: PathBuf,
     /// Remove stored explanations after this many days (0: keep them).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 30)]
     retention_days: u64,
+    /// Keep the stored explanations under this many megabytes, removing the
+    /// oldest first (0: no cap).
+    #[arg(long, default_value_t = 0)]
+    max_store_mb: u64,
     /// Explanations running or queued at most; more are refused as busy.
     #[arg(long, default_value_t = server::Limits::default().jobs)]
     max_jobs: usize,
     /// Explanations one client (IP address) may have running or queued.
     #[arg(long, default_value_t = server::Limits::default().per_client)]
     per_client: usize,
+    /// Behind a reverse proxy: take the client's address from the first
+    /// entry of X-Forwarded-For (only if the proxy sets it).
+    #[arg(long)]
+    trust_forwarded_for: bool,
 }
 
 fn main() {
@@ -171,15 +179,18 @@ fn serve(
     let limits = server::Limits {
         jobs: hosting.max_jobs.max(1),
         per_client: hosting.per_client.max(1),
+        trust_forwarded_for: hosting.trust_forwarded_for,
         ..server::Limits::default()
     };
     let service = server::LensService::new(registry, store.clone(), limits);
     let stop = service.shutdown();
     tokio::runtime::Runtime::new()?.block_on(async {
         let router = server::router(service, &dist).await;
-        if hosting.retention_days > 0 {
-            server::spawn_retention(store, hosting.retention_days);
-        }
+        let retention = server::Retention {
+            days: hosting.retention_days,
+            max_bytes: hosting.max_store_mb * 1024 * 1024,
+        };
+        server::spawn_retention(store, retention);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;

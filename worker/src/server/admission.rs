@@ -26,8 +26,15 @@ pub struct Limits {
     /// address.
     pub watches_per_client: usize,
     /// Events waiting for one viewer at most; a viewer that falls further
-    /// behind is dropped.
+    /// behind is dropped. Events are shared between viewers, so a waiting
+    /// event costs a viewer a pointer; the default holds every tile of a
+    /// 224 x 224 map at the smallest tile size (3,136), as gradient methods
+    /// publish the whole map at once.
     pub viewer_buffer: usize,
+    /// Behind a reverse proxy every request comes from the proxy: then the
+    /// client is the first address of `X-Forwarded-For`. Only for a proxy
+    /// that sets it (a client could otherwise claim any address).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Limits {
@@ -38,7 +45,8 @@ impl Default for Limits {
             class_idle: std::time::Duration::from_secs(4 * 3600),
             viewers_per_run: 200,
             watches_per_client: 64,
-            viewer_buffer: 256,
+            viewer_buffer: 4096,
+            trust_forwarded_for: false,
         }
     }
 }

@@ -34,8 +34,6 @@ pub use status::ServiceError;
 
 /// The whole HTTP surface: gRPC (both flavours) and the page from `dist`.
 pub async fn router(service: LensService, dist: &Path) -> axum::Router {
-    // Room for the largest image the input checks accept, so that an image
-    // just over the limit gets their clear message rather than tonic's.
     // Classes whose teacher left end even when nobody asks about them.
     let classes = service.classes();
     tokio::spawn(async move {
@@ -45,12 +43,23 @@ pub async fn router(service: LensService, dist: &Path) -> axum::Router {
             classes.sweep();
         }
     });
+    let stopping = service.shutdown();
+    // Room for the largest image the input checks accept, so that an image
+    // just over the limit gets their clear message rather than tonic's.
     let server = EvidenceLensServer::new(service)
         .max_decoding_message_size(crate::input::MAX_BYTES + 64 * 1024);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<EvidenceLensServer<LensService>>()
         .await;
+    // Load balancers stop sending work as soon as shutting down begins.
+    let reporter = health.clone();
+    tokio::spawn(async move {
+        stopping.begun().await;
+        reporter
+            .set_not_serving::<EvidenceLensServer<LensService>>()
+            .await;
+    });
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(lens_proto::v1::FILE_DESCRIPTOR_SET)
@@ -104,20 +113,39 @@ pub async fn on_terminate(shutdown: Shutdown) {
     shutdown.begin();
 }
 
-/// Removes stored explanations older than `days`, now and every hour.
-pub fn spawn_retention(store: std::sync::Arc<dyn crate::store::Store>, days: u64) {
-    let max_age = (days * 24 * 3600) as i64;
+/// How long stored explanations stay and how much room they may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Explanations older than this many days go (0: kept for ever).
+    pub days: u64,
+    /// The oldest go first once the store holds more (0: no cap).
+    pub max_bytes: u64,
+}
+
+/// Applies `retention` to the store now and every ten minutes.
+pub fn spawn_retention(store: std::sync::Arc<dyn crate::store::Store>, retention: Retention) {
+    let max_age = (retention.days * 24 * 3600) as i64;
     tokio::spawn(async move {
         loop {
             let store = store.clone();
             let cutoff = crate::store::now_unix() - max_age;
-            match tokio::task::spawn_blocking(move || store.remove_older_than(cutoff)).await {
+            let housekeeping = move || -> Result<usize, crate::store::StoreError> {
+                let mut removed = 0;
+                if retention.days > 0 {
+                    removed += store.remove_older_than(cutoff)?;
+                }
+                if retention.max_bytes > 0 {
+                    removed += store.shrink_to(retention.max_bytes)?;
+                }
+                Ok(removed)
+            };
+            match tokio::task::spawn_blocking(housekeeping).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(removed)) => tracing::info!("retention: removed {removed} explanations"),
                 Ok(Err(error)) => tracing::error!("retention: {error}"),
                 Err(error) => tracing::error!("retention: {error}"),
             }
-            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
     });
 }

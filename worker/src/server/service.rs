@@ -51,6 +51,7 @@ pub struct LensService {
     device: DeviceQueue,
     speeds: Arc<Speeds>,
     classes: Arc<Classes>,
+    trust_forwarded_for: bool,
     shutdown: Shutdown,
 }
 
@@ -64,6 +65,8 @@ pub struct Shutdown {
     live: Arc<LiveRuns>,
     /// Jobs admitted and not yet finished, and a signal when one finishes.
     jobs: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    /// Told once when shutting down begins (for the health service).
+    announced: Arc<tokio::sync::Notify>,
 }
 
 /// A job in flight; dropping it counts the job as finished.
@@ -81,6 +84,13 @@ impl Shutdown {
     pub fn begin(&self) {
         self.begun.store(true, std::sync::atomic::Ordering::SeqCst);
         self.live.end_all(ServiceError::ShuttingDown.into());
+        // A permit for the one waiter, also if it is not waiting yet.
+        self.announced.notify_one();
+    }
+
+    /// Returns once shutting down has begun (one waiter: the health task).
+    pub async fn begun(&self) {
+        self.announced.notified().await;
     }
 
     fn has_begun(&self) -> bool {
@@ -158,6 +168,7 @@ impl LensService {
             device,
             speeds,
             classes: Arc::new(Classes::new(limits.class_idle)),
+            trust_forwarded_for: limits.trust_forwarded_for,
         }
     }
 }
@@ -235,8 +246,18 @@ fn watch_live(run: &LiveRun, watch: Option<WatchTicket>) -> Result<EventStream, 
     Ok(Box::pin(run.subscribe(watch)?))
 }
 
-/// The client's address (for the per-client limits).
-fn client_of<T>(request: &Request<T>) -> Option<IpAddr> {
+/// The client's address (for the per-client limits): the first address
+/// of `X-Forwarded-For` where a proxy is trusted to set it, else the peer's.
+fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = request.metadata().get("x-forwarded-for")?.to_str().ok()?;
+        header.split(',').next()?.trim().parse().ok()
+    };
+    if trust_forwarded_for {
+        if let Some(ip) = forwarded() {
+            return Some(ip);
+        }
+    }
     request
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
@@ -254,7 +275,7 @@ impl EvidenceLens for LensService {
         &self,
         request: Request<ExplainRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let client = client_of(&request);
+        let client = client_of(&request, self.trust_forwarded_for);
         if self.shutdown.has_begun() {
             return Err(ServiceError::ShuttingDown.into());
         }
@@ -347,7 +368,7 @@ impl EvidenceLens for LensService {
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
-        let client = client_of(&request);
+        let client = client_of(&request, self.trust_forwarded_for);
         let id = request.into_inner().id;
         if !store::is_valid_id(&id) {
             return Err(ServiceError::BadId { id }.into());

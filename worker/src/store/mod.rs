@@ -58,6 +58,9 @@ pub trait Store: Send + Sync {
     fn delete(&self, id: &str, secret: &str) -> Result<Deletion, StoreError>;
     /// Removes explanations created before `cutoff_unix`; returns how many.
     fn remove_older_than(&self, cutoff_unix: i64) -> Result<usize, StoreError>;
+    /// Removes the oldest explanations until the stored ones take at most
+    /// `max_bytes` (their encoded size); returns how many went.
+    fn shrink_to(&self, max_bytes: u64) -> Result<usize, StoreError>;
 }
 
 /// 128 random bits as 32 hex digits: share ids that cannot be guessed or

@@ -174,4 +174,21 @@ impl Store for SqliteStore {
             [cutoff_unix],
         )?)
     }
+
+    fn shrink_to(&self, max_bytes: u64) -> Result<usize, StoreError> {
+        // Newest first, each row's size plus those of the rows newer than
+        // it: the rows past the cap are the oldest ones. (SQLite reuses the
+        // pages they free; the file itself does not shrink.)
+        Ok(self.connection().execute(
+            "DELETE FROM explanations WHERE rowid IN (
+                SELECT rowid FROM (
+                    SELECT rowid, SUM(length(body)) OVER (
+                        ORDER BY created_unix DESC, rowid DESC
+                    ) AS newest_total
+                    FROM explanations
+                ) WHERE newest_total > ?1
+            )",
+            [max_bytes as i64],
+        )?)
+    }
 }
