@@ -10,6 +10,7 @@ use qrcode::render::svg;
 use qrcode::QrCode;
 
 use crate::client;
+use crate::link;
 
 /// This page's part in a class.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +29,7 @@ impl Role {
     /// The role this browser has in the class `code`: the teacher if it
     /// opened it.
     pub fn for_code(code: &str) -> Role {
-        match secrets::get(code) {
+        match link::CLASSES.get(code) {
             Some(secret) => Role::Teacher {
                 code: code.to_string(),
                 secret,
@@ -40,35 +41,8 @@ impl Role {
     }
 }
 
-/// The teacher's secrets, by class code, in this browser only.
-pub mod secrets {
-    fn storage() -> Option<web_sys::Storage> {
-        web_sys::window()?.local_storage().ok()?
-    }
-
-    fn key(code: &str) -> String {
-        format!("evidence-lens-class-{code}")
-    }
-
-    pub fn remember(code: &str, secret: &str) {
-        if let Some(storage) = storage() {
-            let _ = storage.set_item(&key(code), secret);
-        }
-    }
-
-    pub fn get(code: &str) -> Option<String> {
-        storage()?.get_item(&key(code)).ok()?
-    }
-
-    pub fn forget(code: &str) {
-        if let Some(storage) = storage() {
-            let _ = storage.remove_item(&key(code));
-        }
-    }
-}
-
 /// The link students open (and the QR code holds).
-pub fn link(code: &str) -> String {
+pub fn class_link(code: &str) -> String {
     let origin = web_sys::window()
         .and_then(|w| w.location().origin().ok())
         .unwrap_or_default();
@@ -129,7 +103,7 @@ pub fn TeacherPanel(
     #[prop(into)] followers: Signal<u32>,
     close: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let link = link(&code);
+    let link = class_link(&code);
     let qr = qr_svg(&link);
     view! {
         <div class="class-panel" data-testid="class-panel">

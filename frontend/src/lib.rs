@@ -262,7 +262,7 @@ pub fn App() -> impl IntoView {
             match event {
                 Event::Queued(q) => {
                     if !q.owner_secret.is_empty() {
-                        link::secrets::remember(&q.id, &q.owner_secret);
+                        link::EXPLANATIONS.remember(&q.id, &q.owner_secret);
                     }
                     share_id.set(Some(q.id).filter(|id| !id.is_empty()));
                     run.update(|r| {
@@ -284,7 +284,7 @@ pub fn App() -> impl IntoView {
                         }
                     }
                     if !s.owner_secret.is_empty() {
-                        link::secrets::remember(&s.id, &s.owner_secret);
+                        link::EXPLANATIONS.remember(&s.id, &s.owner_secret);
                     }
                     if let Some(asked) = &s.request {
                         // A watched explanation brings its own settings.
@@ -519,7 +519,7 @@ pub fn App() -> impl IntoView {
             match client::worker().open_class(OpenClassRequest {}).await {
                 Ok(opened) => {
                     let opened = opened.into_inner();
-                    class::secrets::remember(&opened.code, &opened.teacher_secret);
+                    link::CLASSES.remember(&opened.code, &opened.teacher_secret);
                     let role = class::Role::Teacher {
                         code: opened.code,
                         secret: opened.teacher_secret,
@@ -542,7 +542,7 @@ pub fn App() -> impl IntoView {
             };
             match client::worker().close_class(request).await {
                 Ok(_) => {
-                    class::secrets::forget(&code);
+                    link::CLASSES.forget(&code);
                     class_streams.update(|n| *n += 1);
                     class_role.set(None);
                     notice.set(Some(format!("The class {code} is closed.")));
@@ -576,7 +576,7 @@ pub fn App() -> impl IntoView {
         let Some(id) = share_id.get_untracked() else {
             return;
         };
-        let Some(owner_secret) = link::secrets::get(&id) else {
+        let Some(owner_secret) = link::EXPLANATIONS.get(&id) else {
             return;
         };
         spawn_local(async move {
@@ -612,7 +612,7 @@ pub fn App() -> impl IntoView {
         let Some(id) = share_id.get_untracked() else {
             return;
         };
-        let Some(owner_secret) = link::secrets::get(&id) else {
+        let Some(owner_secret) = link::EXPLANATIONS.get(&id) else {
             return;
         };
         spawn_local(async move {
@@ -622,7 +622,7 @@ pub fn App() -> impl IntoView {
             };
             match client::worker().delete(request).await {
                 Ok(_) => {
-                    link::secrets::forget(&id);
+                    link::EXPLANATIONS.forget(&id);
                     share_id.set(None);
                     notice.set(Some("Deleted: the link no longer opens.".into()));
                 }
@@ -911,7 +911,7 @@ pub fn App() -> impl IntoView {
                 <run_view::StatusLine run=run />
                 <Show when=move || {
                     run.with(|r| r.phase == Phase::Running)
-                        && share_id.get().and_then(|id| link::secrets::get(&id)).is_some()
+                        && share_id.get().and_then(|id| link::EXPLANATIONS.get(&id)).is_some()
                 }>
                     <button class="cancel" data-testid="cancel" on:click=cancel>"Cancel"</button>
                 </Show>
@@ -974,7 +974,7 @@ pub fn App() -> impl IntoView {
                                 <button data-testid="download-overlay" on:click=download_overlay>"overlay (PNG)"</button>
                             </span>
                         </Show>
-                        <Show when=move || share_id.get().and_then(|id| link::secrets::get(&id)).is_some()>
+                        <Show when=move || share_id.get().and_then(|id| link::EXPLANATIONS.get(&id)).is_some()>
                             <button class="delete" data-testid="delete" on:click=delete>"Delete this explanation"</button>
                         </Show>
                     </div>

@@ -92,29 +92,37 @@ pub fn share_url(state: &PageState) -> String {
     format!("{origin}/?{}", query(state))
 }
 
-/// The creator's delete secrets live in this browser only, by share id.
-pub mod secrets {
+/// Secrets kept in this browser only (local storage), by id: the creator's
+/// secret of an explanation, the teacher's of a class.
+pub struct Secrets(&'static str);
+
+/// The creator's secrets (delete, cancel), by share id.
+pub const EXPLANATIONS: Secrets = Secrets("evidence-lens-secret-");
+/// The teacher's secrets, by class code.
+pub const CLASSES: Secrets = Secrets("evidence-lens-class-");
+
+impl Secrets {
     fn storage() -> Option<web_sys::Storage> {
         web_sys::window()?.local_storage().ok()?
     }
 
-    fn key(id: &str) -> String {
-        format!("evidence-lens-secret-{id}")
+    fn key(&self, id: &str) -> String {
+        format!("{}{id}", self.0)
     }
 
-    pub fn remember(id: &str, secret: &str) {
-        if let Some(storage) = storage() {
-            let _ = storage.set_item(&key(id), secret);
+    pub fn remember(&self, id: &str, secret: &str) {
+        if let Some(storage) = Self::storage() {
+            let _ = storage.set_item(&self.key(id), secret);
         }
     }
 
-    pub fn get(id: &str) -> Option<String> {
-        storage()?.get_item(&key(id)).ok()?
+    pub fn get(&self, id: &str) -> Option<String> {
+        Self::storage()?.get_item(&self.key(id)).ok()?
     }
 
-    pub fn forget(id: &str) {
-        if let Some(storage) = storage() {
-            let _ = storage.remove_item(&key(id));
+    pub fn forget(&self, id: &str) {
+        if let Some(storage) = Self::storage() {
+            let _ = storage.remove_item(&self.key(id));
         }
     }
 }

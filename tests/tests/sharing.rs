@@ -257,6 +257,15 @@ async fn long_run_on(
     (client, running, started)
 }
 
+/// Opens a live stream of the run `id`.
+async fn watch_run(
+    client: &lens_proto::v1::evidence_lens_client::EvidenceLensClient<tonic::transport::Channel>,
+    id: &str,
+) -> Result<tonic::Response<tonic::Streaming<lens_proto::v1::ExplainEvent>>, tonic::Status> {
+    let request = WatchRequest { id: id.to_string() };
+    client.clone().watch(request).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_viewers_are_limited_per_client_and_per_run() {
     // Per client: this client (127.0.0.1) may watch twice at once.
@@ -265,11 +274,7 @@ async fn live_viewers_are_limited_per_client_and_per_run() {
         ..Limits::default()
     };
     let (client, _running, started) = long_run_on(limits).await;
-    let watch = || {
-        let mut client = client.clone();
-        let id = started.id.clone();
-        async move { client.watch(WatchRequest { id }).await }
-    };
+    let watch = || watch_run(&client, &started.id);
     let _first = watch().await.unwrap();
     let second = watch().await.unwrap();
     let refused = watch().await.unwrap_err();
@@ -290,11 +295,7 @@ async fn live_viewers_are_limited_per_client_and_per_run() {
         ..Limits::default()
     };
     let (client, _running, started) = long_run_on(limits).await;
-    let watch = || {
-        let mut client = client.clone();
-        let id = started.id.clone();
-        async move { client.watch(WatchRequest { id }).await }
-    };
+    let watch = || watch_run(&client, &started.id);
     let _viewer = watch().await.unwrap();
     let refused = watch().await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use lens_worker::agreement;
 use lens_worker::engine::{
-    default_batch_size, explain, gradient_explain, Classifier, ConditionalGaussian,
+    default_batch_size, explain, gradient_explain, random_batch, Classifier, ConditionalGaussian,
     ConditionalMean, ConditionalPda, ExplainParams, InputImage, MapClasses, Occlusion,
     PatchStatistics, Progress, Quantity, Schedule, Target, WindowFill,
 };
@@ -304,19 +304,7 @@ fn network_seconds_per_image(
     channels_last: bool,
 ) -> anyhow::Result<f64> {
     let _guard = tch::no_grad_guard();
-    let s = model.input_shape();
-    let (b, c, h, w) = (
-        batch as i64,
-        s.channels as i64,
-        s.height as i64,
-        s.width as i64,
-    );
-    let options = (Kind::Float, model.device());
-    let images = if channels_last {
-        Tensor::rand([b, h, w, c], options).permute([0, 3, 1, 2])
-    } else {
-        Tensor::rand([b, c, h, w], options)
-    };
+    let images = random_batch(model.input_shape(), batch, model.device(), channels_last);
     let wait = |t: Tensor| t.sum(Kind::Float).double_value(&[]);
     wait(model.logits(&images)?);
     // The median of several batches: the machine is shared and noisy.

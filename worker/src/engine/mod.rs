@@ -31,7 +31,7 @@ mod sampler;
 mod windows;
 
 pub use classifier::{Classifier, InputImage, InputShape};
-pub use device::default_batch_size;
+pub use device::{default_batch_size, random_batch};
 pub use draws::{standard_normal, window_stream};
 pub use error::EngineError;
 pub use evidence::{Laplace, Quantity};

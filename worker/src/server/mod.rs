@@ -28,7 +28,10 @@ use tower_http::services::ServeDir;
 pub use admission::Limits;
 pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
 pub use registry::{ModelSummary, Registry};
-pub use request::{DEFAULT_PADDING, DEFAULT_SAMPLES, DEFAULT_STRIDE, DEFAULT_TILE};
+pub use request::{
+    job_from_request, settings_from_request, Job, Settings, DEFAULT_PADDING, DEFAULT_SAMPLES,
+    DEFAULT_STRIDE, DEFAULT_TILE,
+};
 pub use service::{LensService, Shutdown};
 pub use status::ServiceError;
 

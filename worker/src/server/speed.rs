@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use tch::{Kind, Tensor};
+use tch::Kind;
 
-use crate::engine::Classifier;
+use crate::engine::{random_batch, Classifier};
 use crate::methods::MethodKind;
 
 /// Forward passes per second, by model id and method (`None`: the network
@@ -37,16 +37,7 @@ impl Speeds {
     /// warm it up). Call it on the device's thread.
     pub fn calibrate(&self, model_id: &str, model: &dyn Classifier, batch: usize) {
         let _no_grad = tch::no_grad_guard();
-        let s = model.input_shape();
-        let (b, c, h, w) = (
-            batch as i64,
-            s.channels as i64,
-            s.height as i64,
-            s.width as i64,
-        );
-        // Channels-last, as the engine builds its batches.
-        let images =
-            Tensor::rand([b, h, w, c], (Kind::Float, model.device())).permute([0, 3, 1, 2]);
+        let images = random_batch(model.input_shape(), batch, model.device(), true);
         let pass = || {
             model
                 .logits(&images)

@@ -7,6 +7,7 @@
 mod sqlite;
 
 use lens_proto::v1::StoredExplanation;
+use prost::Message;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -61,6 +62,53 @@ pub trait Store: Send + Sync {
     /// Removes the oldest explanations until the stored ones take at most
     /// `max_bytes` (their encoded size); returns how many went.
     fn shrink_to(&self, max_bytes: u64) -> Result<usize, StoreError>;
+}
+
+/// A row as the database gives it back, before it is trusted.
+pub struct StoredRow<'a> {
+    pub request_key: &'a [u8],
+    pub secret_hash: &'a [u8],
+    pub created_unix: i64,
+    pub model: String,
+    pub method: String,
+    pub body: &'a [u8],
+}
+
+/// A stored row as a record, or `Damaged` with what is wrong: a row is
+/// read back from a file that anything may have changed, and what it
+/// holds is sent to browsers as it is.
+pub fn decode_row(id: &str, row: StoredRow) -> Result<Record, StoreError> {
+    let damaged = |message: String| StoreError::Damaged {
+        id: id.to_string(),
+        message,
+    };
+    let explanation = StoredExplanation::decode(row.body).map_err(|e| damaged(e.to_string()))?;
+    if let Some(map) = &explanation.map {
+        let pixels = map.width as u64 * map.height as u64;
+        if pixels != map.values.len() as u64 {
+            return Err(damaged(format!(
+                "its map is {} x {} but holds {} values",
+                map.width,
+                map.height,
+                map.values.len()
+            )));
+        }
+    }
+    Ok(Record {
+        id: id.to_string(),
+        request_key: row
+            .request_key
+            .try_into()
+            .map_err(|_| damaged("request key".into()))?,
+        secret_hash: row
+            .secret_hash
+            .try_into()
+            .map_err(|_| damaged("secret hash".into()))?,
+        created_unix: row.created_unix,
+        model: row.model,
+        method: row.method,
+        explanation,
+    })
 }
 
 /// 128 random bits as 32 hex digits: share ids that cannot be guessed or

@@ -5,11 +5,10 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use lens_proto::v1::StoredExplanation;
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{hash_secret, Deletion, Record, RequestKey, Store, StoreError};
+use super::{decode_row, hash_secret, Deletion, Record, RequestKey, Store, StoreError, StoredRow};
 
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -118,23 +117,15 @@ impl Store for SqliteStore {
         let Some((key, secret, created_unix, model, method, body)) = row else {
             return Ok(None);
         };
-        let damaged = |message: String| StoreError::Damaged {
-            id: id.to_string(),
-            message,
-        };
-        let explanation =
-            StoredExplanation::decode(body.as_slice()).map_err(|e| damaged(e.to_string()))?;
-        Ok(Some(Record {
-            id: id.to_string(),
-            request_key: key.try_into().map_err(|_| damaged("request key".into()))?,
-            secret_hash: secret
-                .try_into()
-                .map_err(|_| damaged("secret hash".into()))?,
+        let row = StoredRow {
+            request_key: &key,
+            secret_hash: &secret,
             created_unix,
             model,
             method,
-            explanation,
-        }))
+            body: &body,
+        };
+        decode_row(id, row).map(Some)
     }
 
     fn find(&self, key: &RequestKey) -> Result<Option<String>, StoreError> {
