@@ -19,6 +19,11 @@ use crate::engine::InputImage;
 
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_PIXELS: u64 = 40_000_000;
+/// How many times longer one side may be than the other. A photo is scaled
+/// so that its short side fits the model before it is cropped: a 64524 x 12
+/// JPEG (found by fuzzing) would have become 1.4 million x 256 pixels,
+/// gigabytes for an upload of a few hundred bytes.
+pub const MAX_ASPECT: u32 = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InputError {
@@ -30,6 +35,11 @@ pub enum InputError {
     NotAnImage,
     #[error("the image is {width} x {height} pixels; the limit is {max} pixels")]
     TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error(
+        "the image is {width} x {height} pixels: one side is more than {max} times the other; \
+         crop it closer to a square"
+    )]
+    Elongated { width: u32, height: u32, max: u32 },
     #[error("the image could not be decoded: {0}")]
     Decode(String),
 }
@@ -76,6 +86,14 @@ pub fn check_upload(bytes: &[u8]) -> Result<u64, InputError> {
             width,
             height,
             max: MAX_PIXELS,
+        });
+    }
+    let (short, long) = (width.min(height) as u64, width.max(height) as u64);
+    if long > short * MAX_ASPECT as u64 {
+        return Err(InputError::Elongated {
+            width,
+            height,
+            max: MAX_ASPECT,
         });
     }
     Ok(pixels)

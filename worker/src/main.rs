@@ -102,6 +102,12 @@ struct Hosting {
     /// entry of X-Forwarded-For (only if the proxy sets it).
     #[arg(long)]
     trust_forwarded_for: bool,
+    /// Live viewers of one explanation at most (its creator included).
+    #[arg(long, default_value_t = server::Limits::default().viewers_per_run)]
+    viewers_per_run: usize,
+    /// Live streams one client (IP address) may have open at once.
+    #[arg(long, default_value_t = server::Limits::default().watches_per_client)]
+    watches_per_client: usize,
 }
 
 fn main() {
@@ -180,6 +186,8 @@ fn serve(
         jobs: hosting.max_jobs.max(1),
         per_client: hosting.per_client.max(1),
         trust_forwarded_for: hosting.trust_forwarded_for,
+        viewers_per_run: hosting.viewers_per_run.max(1),
+        watches_per_client: hosting.watches_per_client.max(1),
         ..server::Limits::default()
     };
     let service = server::LensService::new(registry, store.clone(), limits);
