@@ -552,6 +552,14 @@ pub fn App() -> impl IntoView {
         });
     };
 
+    // The explanation on screen and its creator's secret, when this browser
+    // made it (it may then cancel and delete it).
+    let owned_share = move || {
+        let id = share_id.get_untracked()?;
+        let secret = link::EXPLANATIONS.get(&id)?;
+        Some((id, secret))
+    };
+
     // Every way of starting a run goes through here: a run longer than a
     // lesson allows asks first.
     let explain_or_ask = move || {
@@ -573,10 +581,7 @@ pub fn App() -> impl IntoView {
         }
     };
     let cancel = move |_| {
-        let Some(id) = share_id.get_untracked() else {
-            return;
-        };
-        let Some(owner_secret) = link::EXPLANATIONS.get(&id) else {
+        let Some((id, owner_secret)) = owned_share() else {
             return;
         };
         spawn_local(async move {
@@ -609,10 +614,7 @@ pub fn App() -> impl IntoView {
     });
 
     let delete = move |_| {
-        let Some(id) = share_id.get_untracked() else {
-            return;
-        };
-        let Some(owner_secret) = link::EXPLANATIONS.get(&id) else {
+        let Some((id, owner_secret)) = owned_share() else {
             return;
         };
         spawn_local(async move {
@@ -911,7 +913,7 @@ pub fn App() -> impl IntoView {
                 <run_view::StatusLine run=run />
                 <Show when=move || {
                     run.with(|r| r.phase == Phase::Running)
-                        && share_id.get().and_then(|id| link::EXPLANATIONS.get(&id)).is_some()
+                        && share_id.with(|id| id.as_deref().and_then(|id| link::EXPLANATIONS.get(id)).is_some())
                 }>
                     <button class="cancel" data-testid="cancel" on:click=cancel>"Cancel"</button>
                 </Show>
@@ -974,7 +976,7 @@ pub fn App() -> impl IntoView {
                                 <button data-testid="download-overlay" on:click=download_overlay>"overlay (PNG)"</button>
                             </span>
                         </Show>
-                        <Show when=move || share_id.get().and_then(|id| link::EXPLANATIONS.get(&id)).is_some()>
+                        <Show when=move || share_id.with(|id| id.as_deref().and_then(|id| link::EXPLANATIONS.get(id)).is_some())>
                             <button class="delete" data-testid="delete" on:click=delete>"Delete this explanation"</button>
                         </Show>
                     </div>

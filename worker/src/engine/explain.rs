@@ -234,7 +234,8 @@ pub fn explain(
         classes: &class_index,
     };
     // value(c | x) of every mapped class, `[1, M]`.
-    let value_x = outputs.value(&original_logits, 1, 1)?;
+    let p_x = outputs.probabilities(&original_logits)?;
+    let value_x = outputs.value(&original_logits, &p_x, 1, 1)?;
 
     let (height, width) = (shape.height, shape.width);
     let schedule = TileSchedule::new(
@@ -267,11 +268,12 @@ pub fn explain(
         forward_passes += batch.len() * samples;
 
         let cells = grid.cell_indices(batch, device);
-        let value = outputs.value(&logits, batch.len(), samples)?;
+        // One softmax per batch serves the map, the windows' P(c) and the spread.
+        let probabilities = outputs.probabilities(&logits)?;
+        let value = outputs.value(&logits, &probabilities, batch.len(), samples)?;
         let window_evidence = (&value_x - value).f_tr()?;
         let _ = evidence.f_index_copy_(1, &cells, &window_evidence)?;
-        let p = outputs
-            .probabilities(&logits)?
+        let p = probabilities
             .f_select(1, 0)?
             .f_view([batch.len() as i64, samples as i64])?;
         let _ = without.f_index_copy_(
@@ -371,11 +373,13 @@ impl ClassOutputs<'_> {
     }
 
     /// The quantity of every mapped class per window, `[windows, M]` f64:
-    /// probabilities averaged over the S samples of a window (Algorithm 1
-    /// line 9), logits likewise for the logit quantity.
+    /// probabilities (`self.probabilities(logits)`) averaged over the S
+    /// samples of a window (Algorithm 1 line 9), logits likewise for the
+    /// logit quantity.
     fn value(
         &self,
         logits: &Tensor,
+        probabilities: &Tensor,
         windows: usize,
         samples: usize,
     ) -> Result<Tensor, EngineError> {
@@ -386,7 +390,7 @@ impl ClassOutputs<'_> {
                 Kind::Double,
             )?)
         };
-        let p = per_window(self.probabilities(logits)?)?;
+        let p = per_window(probabilities.shallow_clone())?;
         Ok(match self.quantity {
             Quantity::Probability => p,
             Quantity::LogOdds => self.laplace.log2_odds_tensor(&p),
