@@ -11,6 +11,7 @@ mod client;
 mod compare;
 mod estimate;
 mod export;
+mod faithfulness;
 mod heatmap;
 mod legend;
 mod link;
@@ -980,6 +981,9 @@ pub fn App() -> impl IntoView {
                             <button class="delete" data-testid="delete" on:click=delete>"Delete this explanation"</button>
                         </Show>
                     </div>
+                </Show>
+                <Show when=move || run.with(|r| r.phase == Phase::Done) && share_id.with(Option::is_some)>
+                    <faithfulness::Faithfulness id=Signal::derive(move || share_id.get()) />
                 </Show>
                 <Show when=move || notice.get().is_some()>
                     <p class="notice" data-testid="notice">{move || notice.get().unwrap_or_default()}</p>

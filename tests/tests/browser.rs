@@ -3,7 +3,8 @@
 //! finished heatmap, and check that a bad request shows a readable error;
 //! explain a photo; share a run with a second live viewer and open its link
 //! again after a worker restart; download the map; compare methods side by
-//! side; switch to the presentation layout.
+//! side; switch to the presentation layout; read a pixel of the map and
+//! check the map's faithfulness.
 
 use std::net::TcpListener;
 use std::ops::ControlFlow;
@@ -14,7 +15,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use lens_tests::{load_kit, repo_root, start_worker, temp_folder, ChildWorker};
 use lens_worker::digits::SHAPE;
 use lens_worker::engine::{
-    explain, ExplainParams, InputImage, MapClasses, Pda, Quantity, Schedule, Target,
+    deletion_insertion, explain, DeletionParams, ExplainParams, InputImage, MapClasses, Pda,
+    Quantity, Removal, Schedule, Target,
 };
 use lens_worker::server::DEFAULT_TILE;
 use serde_json::json;
@@ -851,7 +853,7 @@ async fn layouts_fit_projectors_and_phones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pointing_at_the_map_reads_a_pixel() {
+async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     // The oracle: efficient PDA on the same preset, by the engine itself.
     let kit = load_kit();
     let (label, values) = kit.presets.iter().find(|(l, _)| *l == 7).unwrap().clone();
@@ -908,5 +910,27 @@ async fn pointing_at_the_map_reads_a_pixel() {
         expected.explained
     );
     wait_for_text(&client, "readout", |t| t == line).await;
+
+    // Its faithfulness, against the engine's own curves for the same map.
+    let oracle = deletion_insertion(
+        kit.classifier(),
+        &image,
+        expected.map(),
+        &DeletionParams::new(expected.explained, Removal::Blur, 16),
+    )
+    .unwrap();
+    click(&client, "check-faithfulness").await;
+    let summary = wait_for(&client, "faithfulness-summary").await;
+    let number = |value: Option<String>| value.unwrap().parse::<f64>().unwrap();
+    let shown = number(summary.attr("data-deletion-auc").await.unwrap());
+    assert!(
+        (shown - oracle.map.deletion_auc()).abs() < 1e-4,
+        "deletion area {shown} against {}",
+        oracle.map.deletion_auc()
+    );
+    let shown = number(summary.attr("data-insertion-auc").await.unwrap());
+    assert!((shown - oracle.map.insertion_auc()).abs() < 1e-4);
+    let text = summary.text().await.unwrap();
+    assert!(text.contains("lower is better"), "{text}");
     client.close().await.unwrap();
 }

@@ -1,20 +1,25 @@
 //! `evidence-lens explain`: the engine in batch mode for researchers. One
-//! image or a folder in; per image and class a raw map (`.npy`, float32,
-//! H x W) and an overlay PNG with a legend; one JSON summary line per image on
-//! stdout. A bad image is reported on stderr and the rest are still explained.
+//! image or a folder in, one method or several; per image, method and class
+//! a raw map (`.npy`, float32, H x W) and an overlay PNG with a legend; one
+//! JSON summary line per image and method on stdout, with deletion and
+//! insertion curves when asked (`--evaluate`). A bad image is reported on
+//! stderr and the rest are still explained.
 
+mod evaluate;
 mod npy;
 mod overlay;
+
+pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::engine::{
-    default_batch_size, ExplainParams, MapClasses, Progress, Schedule, Target, WindowFill,
+    default_batch_size, ExplainParams, MapClasses, Progress, Removal, Schedule, Target, WindowFill,
 };
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Precision, Resize};
@@ -33,8 +38,14 @@ pub struct ExplainArgs {
     /// `digits`, a model folder name under --models, or a path to a model folder.
     #[arg(long, default_value = "efficientnet-lite0")]
     pub model: String,
-    #[arg(long, value_enum, default_value_t = MethodKind::EfficientPda)]
-    pub method: MethodKind,
+    /// One method, or several separated by commas (each gets its own files).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "efficient-pda"
+    )]
+    pub method: Vec<MethodKind>,
     #[arg(long, value_enum, default_value_t = SamplerKind::Auto)]
     pub sampler: SamplerKind,
     /// Window side k [default: 4 for digits, 10 for photos].
@@ -74,67 +85,87 @@ pub struct ExplainArgs {
     /// The models folder (each model is a sub-folder with a model.toml).
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
+    /// Also measure how faithful each explained map is: deletion and
+    /// insertion curves with this removal (blur, grey, or both: blur,grey),
+    /// beside a random and an edge baseline.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub evaluate: Vec<Removal>,
+    #[command(flatten)]
+    pub curves: CurveArgs,
 }
 
-/// Runs the command; returns how many images failed.
-pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
-    let device = match args.device {
+pub fn device_from(arg: DeviceArg) -> anyhow::Result<tch::Device> {
+    Ok(match arg {
         DeviceArg::Auto => tch::Device::cuda_if_available(),
         DeviceArg::Cpu => tch::Device::Cpu,
         DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
         DeviceArg::Cuda => anyhow::bail!("--device cuda: no CUDA device is available"),
-    };
+    })
+}
+
+/// Runs the command; returns how many images failed.
+pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
+    let device = device_from(args.device)?;
     let model = LoadedModel::load(&args.model, &args.models, device, args.precision)?;
     let images = list_images(&args.input)?;
     let window = args.window.unwrap_or(match model.resize {
         Resize::MnistDigit => 4,
         Resize::ImagenetCrop => 10,
     });
-    let choice = MethodChoice {
-        kind: args.method,
-        sampler: args.sampler,
-        samples: args.samples,
-        padding: args.padding,
-        occlusion_value: args.occlusion_value,
-    };
-    let fill = methods::window_fill(&model, &choice, window)?;
     let (target, maps) = parse_classes(&args.classes, &model)?;
-    if choice.kind.one_class_per_run() && maps != MapClasses::Classes(Vec::new()) {
-        anyhow::bail!(
-            "gradient methods explain one class per run: use --classes predicted or one class"
-        );
+    // Every method is checked before the first image is explained.
+    let mut runs = Vec::new();
+    for &method in &args.method {
+        let choice = MethodChoice {
+            kind: method,
+            sampler: args.sampler,
+            samples: args.samples,
+            padding: args.padding,
+            occlusion_value: args.occlusion_value,
+        };
+        let fill = methods::window_fill(&model, &choice, window)?;
+        if method.one_class_per_run() && maps != MapClasses::Classes(Vec::new()) {
+            anyhow::bail!(
+                "gradient methods explain one class per run: use --classes predicted or one class"
+            );
+        }
+        let params = ExplainParams {
+            window,
+            stride: args.stride,
+            batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
+            tile_size: window,
+            seed: args.seed,
+            target,
+            quantity: method.quantity(),
+            maps: maps.clone(),
+            schedule: Schedule::Plain,
+        };
+        params.validate(
+            model.classifier.input_shape(),
+            model.classifier.num_classes(),
+            fill.samples_per_window(),
+        )?;
+        runs.push((method, fill, params));
     }
-    let params = ExplainParams {
-        window,
-        stride: args.stride,
-        batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
-        tile_size: window,
-        seed: args.seed,
-        target,
-        quantity: choice.kind.quantity(),
-        maps,
-        schedule: Schedule::Plain,
-    };
-    let samples = fill.samples_per_window();
-    params.validate(
-        model.classifier.input_shape(),
-        model.classifier.num_classes(),
-        samples,
-    )?;
     std::fs::create_dir_all(&args.out)?;
 
     let mut failed = 0;
     for path in &images {
-        match explain_one(args, &model, fill.as_ref(), &params, path) {
-            Ok(summary) => println!("{summary}"),
-            Err(error) => {
-                eprintln!("{}: {error:#}", path.display());
-                failed += 1;
+        for (method, fill, params) in &runs {
+            match explain_one(args, &model, *method, fill.as_ref(), params, path) {
+                Ok(summary) => println!("{summary}"),
+                Err(error) => {
+                    eprintln!("{} ({method:?}): {error:#}", path.display());
+                    failed += 1;
+                }
             }
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} images could not be explained", images.len());
+        eprintln!(
+            "{failed} of {} explanations failed",
+            images.len() * runs.len()
+        );
     }
     Ok(failed)
 }
@@ -187,6 +218,7 @@ fn parse_classes(text: &str, model: &LoadedModel) -> anyhow::Result<(Target, Map
 fn explain_one(
     args: &ExplainArgs,
     model: &LoadedModel,
+    method: MethodKind,
     fill: &dyn WindowFill,
     params: &ExplainParams,
     path: &Path,
@@ -212,14 +244,11 @@ fn explain_one(
         }
         ControlFlow::Continue(())
     };
-    let result = methods::run(model, args.method, fill, &image, params, &mut on_progress)?;
+    let result = methods::run(model, method, fill, &image, params, &mut on_progress)?;
     bar.finish_and_clear();
 
     // File names carry the method, so runs of several methods sit side by side.
-    let method = args
-        .method
-        .to_possible_value()
-        .expect("no skipped variants");
+    let method = method.to_possible_value().expect("no skipped variants");
     let stem = format!(
         "{}-{}",
         path.file_stem().unwrap_or_default().to_string_lossy(),
@@ -227,7 +256,20 @@ fn explain_one(
     );
     let s = image.shape;
     let mut outputs = Vec::new();
+    let mut faithfulness = Value::Null;
     for (class, map) in result.map_classes.iter().zip(&result.maps) {
+        if *class == result.explained && !args.evaluate.is_empty() {
+            faithfulness = evaluate::evaluate_map(
+                model,
+                &image,
+                map,
+                *class,
+                &args.evaluate,
+                &args.curves,
+                params.seed,
+                params.batch_size,
+            )?;
+        }
         let name = &model.class_names[*class];
         let slug: String = name
             .chars()
@@ -279,5 +321,6 @@ fn explain_one(
         "windows": result.windows,
         "forward_passes": result.forward_passes,
         "wall_seconds": result.wall_seconds,
+        "faithfulness": faithfulness,
     }))
 }

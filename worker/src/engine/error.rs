@@ -28,6 +28,8 @@ pub enum EngineError {
     Statistics(String),
     #[error("this model does not expose its last convolutional features, which Grad-CAM needs")]
     NoFeatures,
+    #[error("the map has {got} values but the image has {pixels} pixels")]
+    MapSize { got: usize, pixels: usize },
     #[error("tile size must be at least 1")]
     EmptyTile,
     #[error("image is {got:?} but the model takes {expected:?}")]

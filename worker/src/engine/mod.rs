@@ -12,9 +12,11 @@
 //!   mean, occlusion), filling a whole batch of windows at once.
 //! - `gradient`: Algorithm 3, one forward and one backward pass.
 //! - `saliency`: the |dP/dx| baseline; `gradcam`: Grad-CAM.
+//! - `deletion`: deletion and insertion curves (faithfulness of a map).
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
 
 mod classifier;
+mod deletion;
 mod device;
 mod draws;
 mod error;
@@ -31,6 +33,9 @@ mod sampler;
 mod windows;
 
 pub use classifier::{Classifier, InputImage, InputShape};
+pub use deletion::{
+    area, deletion_insertion, ranks, Curves, DeletionParams, Faithfulness, Removal,
+};
 pub use device::{default_batch_size, random_batch};
 pub use draws::{standard_normal, window_stream};
 pub use error::EngineError;

@@ -91,6 +91,17 @@ impl DeviceQueue {
     }
 
     /// Jobs on the device or waiting for it.
+    /// Runs `job` on the device thread after the jobs queued so far,
+    /// without places in the queue to announce (a short job no one watches).
+    pub fn run_unlisted(&self, job: impl FnOnce() + Send + 'static) {
+        let waiting = self.waiting.clone();
+        let job = move || {
+            lock(&waiting).busy = true;
+            job()
+        };
+        let _ = self.jobs.send(Box::new(job));
+    }
+
     pub fn jobs(&self) -> usize {
         let waiting = lock(&self.waiting);
         waiting.runs.len() + usize::from(waiting.busy)

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use lens_proto::v1::{
     evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, CancelRequest,
     CancelResponse, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
-    DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, Finished, FollowClassRequest,
-    ListModelsRequest, ListModelsResponse, ListPresetsRequest, ListPresetsResponse, ModelInfo,
-    OpenClassRequest, Picture, Preset, Started, StoredExplanation, TeachRequest, TeachResponse,
-    Tile, WatchRequest,
+    DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest,
+    FaithfulnessResult, Finished, FollowClassRequest, ListModelsRequest, ListModelsResponse,
+    ListPresetsRequest, ListPresetsResponse, ModelInfo, OpenClassRequest, Picture, Preset, Started,
+    StoredExplanation, TeachRequest, TeachResponse, Tile, WatchRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -35,6 +35,7 @@ use super::admission::{Admission, Limits, PixelBudget, WatchTicket, DECODE_BUDGE
 use super::classes::{self, Classes};
 use super::device_queue::DeviceQueue;
 use super::estimate::{default_stride, estimate};
+use super::faithfulness;
 use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id, settings_from_request, Job};
@@ -489,6 +490,53 @@ impl EvidenceLens for LensService {
         run.cancel();
         self.live.remove(&id);
         Ok(Response::new(CancelResponse {}))
+    }
+
+    async fn faithfulness(
+        &self,
+        request: Request<FaithfulnessRequest>,
+    ) -> Result<Response<FaithfulnessResult>, Status> {
+        let client = client_of(&request, self.trust_forwarded_for);
+        if self.shutdown.has_begun() {
+            return Err(ServiceError::ShuttingDown.into());
+        }
+        let FaithfulnessRequest { id, removal } = request.into_inner();
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let removal = faithfulness::removal_of(removal)?;
+        let (store, key) = (self.store.clone(), id.clone());
+        let kept = blocking(move || store.load_faithfulness(&key, removal.name())).await?;
+        if let Some(kept) = kept {
+            return Ok(Response::new(FaithfulnessResult {
+                replayed: true,
+                ..kept
+            }));
+        }
+        let (store, key) = (self.store.clone(), id.clone());
+        let record = blocking(move || store.load(&key))
+            .await?
+            .ok_or(ServiceError::NotFound { id: id.clone() })?;
+        let entry = model_by_id(&self.registry, &record.model)?;
+        // A job for the device like an explanation: it counts against the
+        // same limits while it waits and runs.
+        let ticket = self.admission.admit(client)?;
+        let model = entry.model.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.device.run_unlisted(move || {
+            let _ticket = ticket;
+            let outcome = guarded(|| {
+                let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                faithfulness::compute(&model, &record, removal)
+            });
+            let _ = answer.send(outcome);
+        });
+        let result = answered
+            .await
+            .map_err(|_| ServiceError::Internal("the device thread stopped".into()))??;
+        let (store, kept) = (self.store.clone(), result.clone());
+        blocking(move || store.save_faithfulness(&id, removal.name(), &kept)).await?;
+        Ok(Response::new(result))
     }
 
     async fn open_class(

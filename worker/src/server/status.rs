@@ -16,6 +16,8 @@ pub enum ServiceError {
     Method(#[from] MethodError),
     #[error("unknown method {value}: the methods are 1 to 7 (see the Method enum)")]
     UnknownMethod { value: i32 },
+    #[error("unknown removal {value}: the removals are 1 (blur) and 2 (grey)")]
+    UnknownRemoval { value: i32 },
     #[error("tile size must be at least {min} (got {tile})")]
     TileTooSmall { tile: usize, min: usize },
     #[error("there is no model {id:?}; the models are: {available}")]
@@ -72,6 +74,7 @@ impl From<ServiceError> for Status {
             }
             ServiceError::Method(_)
             | ServiceError::UnknownMethod { .. }
+            | ServiceError::UnknownRemoval { .. }
             | ServiceError::TileTooSmall { .. }
             | ServiceError::UnknownModel { .. }
             | ServiceError::BadId { .. } => Status::invalid_argument(message),

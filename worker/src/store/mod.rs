@@ -6,7 +6,7 @@
 
 mod sqlite;
 
-use lens_proto::v1::StoredExplanation;
+use lens_proto::v1::{FaithfulnessResult, StoredExplanation};
 use prost::Message;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -62,6 +62,19 @@ pub trait Store: Send + Sync {
     /// Removes the oldest explanations until the stored ones take at most
     /// `max_bytes` (their encoded size); returns how many went.
     fn shrink_to(&self, max_bytes: u64) -> Result<usize, StoreError>;
+    /// Keeps the deletion and insertion curves of `id`'s map under
+    /// `removal` (replacing earlier ones); false when `id` is not stored.
+    fn save_faithfulness(
+        &self,
+        id: &str,
+        removal: &str,
+        result: &FaithfulnessResult,
+    ) -> Result<bool, StoreError>;
+    fn load_faithfulness(
+        &self,
+        id: &str,
+        removal: &str,
+    ) -> Result<Option<FaithfulnessResult>, StoreError>;
 }
 
 /// A row as the database gives it back, before it is trusted.

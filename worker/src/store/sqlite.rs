@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use lens_proto::v1::FaithfulnessResult;
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -26,6 +27,14 @@ const SCHEMA: &str = "
     );
     CREATE INDEX IF NOT EXISTS explanations_by_request ON explanations (request_key);
     CREATE INDEX IF NOT EXISTS explanations_by_age ON explanations (created_unix);
+    -- Deletion and insertion curves of a stored map, per removal; they go
+    -- with their explanation (deleted, expired or shrunk away).
+    CREATE TABLE IF NOT EXISTS faithfulness (
+        id TEXT NOT NULL REFERENCES explanations (id) ON DELETE CASCADE,
+        removal TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (id, removal)
+    );
 ";
 
 /// The database file inside the store folder.
@@ -45,6 +54,8 @@ impl SqliteStore {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Off by default in SQLite; the cascade above needs it.
+        connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
@@ -157,6 +168,48 @@ impl Store for SqliteStore {
                 Ok(Deletion::Deleted)
             }
         }
+    }
+
+    fn save_faithfulness(
+        &self,
+        id: &str,
+        removal: &str,
+        result: &FaithfulnessResult,
+    ) -> Result<bool, StoreError> {
+        let connection = self.connection();
+        let exists = connection
+            .query_row("SELECT 1 FROM explanations WHERE id = ?1", [id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if exists {
+            connection.execute(
+                "INSERT OR REPLACE INTO faithfulness (id, removal, body) VALUES (?1, ?2, ?3)",
+                params![id, removal, result.encode_to_vec()],
+            )?;
+        }
+        Ok(exists)
+    }
+
+    fn load_faithfulness(
+        &self,
+        id: &str,
+        removal: &str,
+    ) -> Result<Option<FaithfulnessResult>, StoreError> {
+        let body: Option<Vec<u8>> = self
+            .connection()
+            .query_row(
+                "SELECT body FROM faithfulness WHERE id = ?1 AND removal = ?2",
+                [id, removal],
+                |row| row.get(0),
+            )
+            .optional()?;
+        body.map(|body| {
+            FaithfulnessResult::decode(body.as_slice()).map_err(|e| StoreError::Damaged {
+                id: id.to_string(),
+                message: format!("its {removal} faithfulness: {e}"),
+            })
+        })
+        .transpose()
     }
 
     fn remove_older_than(&self, cutoff_unix: i64) -> Result<usize, StoreError> {

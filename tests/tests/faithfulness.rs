@@ -1,0 +1,163 @@
+//! The `Faithfulness` RPC against the in-process worker, and the
+//! `evaluate` command on a map that `explain` wrote.
+//!
+//! - `a_stored_explanation_gets_its_curves_once_and_keeps_them`
+//! - `evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate`
+
+use lens_proto::v1::{
+    DeleteRequest, ExplainRequest, FaithfulnessRequest, FaithfulnessResult, Method, Removal,
+};
+use lens_tests::{assemble, collect_events, native_client, preset, start_worker, worker_binary};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_explanation_gets_its_curves_once_and_keeps_them() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 3).await.png;
+    let request = ExplainRequest {
+        image,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        seed: 5,
+        ..Default::default()
+    };
+    let run = assemble(collect_events(&mut client, request).await.unwrap());
+    let id = run.started.id.clone();
+    let ask = |removal: Removal| FaithfulnessRequest {
+        id: id.clone(),
+        removal: removal as i32,
+    };
+    let first = client
+        .faithfulness(ask(Removal::Blur))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.replayed);
+    assert_eq!(first.removal, Removal::Blur as i32);
+    assert_eq!(first.explained_class, run.started.explained_class);
+    let curves = |result: &FaithfulnessResult| {
+        let map = result.map.clone().unwrap();
+        (map, result.random.clone().unwrap())
+    };
+    let (map, random) = curves(&first);
+    assert_eq!(map.deletion.len(), 51, "50 steps of 2%");
+    // Nothing removed yet: P(explained class) of the explanation itself.
+    let p = run.started.probabilities[run.started.explained_class as usize];
+    assert!(
+        (map.deletion[0] - p).abs() < 1e-4,
+        "{} against {p}",
+        map.deletion[0]
+    );
+    assert!((map.insertion[50] - p).abs() < 1e-4);
+    // The digits network reads its evidence where efficient PDA puts it.
+    assert!(
+        map.deletion_auc < random.deletion_auc,
+        "deletion {} against random {}",
+        map.deletion_auc,
+        random.deletion_auc
+    );
+    assert!(map.insertion_auc > random.insertion_auc);
+
+    // Kept: the second answer comes from the store, unchanged.
+    let again = client
+        .faithfulness(ask(Removal::Blur))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(curves(&again), curves(&first));
+    // Another removal is another measurement.
+    let grey = client
+        .faithfulness(ask(Removal::Grey))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!grey.replayed);
+    assert_eq!(grey.blur_sigma, 0.0);
+    assert_ne!(curves(&grey).0.deletion, map.deletion);
+
+    // Bad requests say what is wrong.
+    let status = client
+        .faithfulness(FaithfulnessRequest {
+            id: id.clone(),
+            removal: 9,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("unknown removal 9"), "{status:?}");
+    let status = client
+        .faithfulness(FaithfulnessRequest {
+            id: "nope".into(),
+            removal: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    // Deleting the explanation takes its curves with it.
+    client
+        .delete(DeleteRequest {
+            id: id.clone(),
+            owner_secret: run.started.owner_secret.clone(),
+        })
+        .await
+        .unwrap();
+    let status = client.faithfulness(ask(Removal::Blur)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+}
+
+#[test]
+fn evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate() {
+    let out = lens_tests::temp_folder("evaluate");
+    let digit = out.join("digit.png");
+    let kit = lens_tests::load_kit();
+    let values = &kit.presets.iter().find(|(l, _)| *l == 2).unwrap().1;
+    std::fs::write(&digit, lens_worker::input::grey_png(values, 28, 28)).unwrap();
+    let run = |command: &str, arguments: &[&str]| -> serde_json::Value {
+        let output = std::process::Command::new(worker_binary())
+            .current_dir(lens_tests::repo_root())
+            .arg(command)
+            .arg(&digit)
+            .args(["--model", "digits", "--device", "cpu"])
+            .args(arguments)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let out_arg = out.to_str().unwrap();
+    let explained = run(
+        "explain",
+        &[
+            "--method",
+            "occlusion",
+            "--window",
+            "4",
+            "--evaluate",
+            "grey",
+            "--out",
+            out_arg,
+        ],
+    );
+    let map = explained["maps"][0]["npy"].as_str().unwrap().to_string();
+    let evaluated = run("evaluate", &["--map", &map, "--removal", "grey"]);
+    let area = |v: &serde_json::Value, curve: &str| {
+        v["faithfulness"][0][curve]["deletion_auc"]
+            .as_f64()
+            .unwrap()
+    };
+    for curve in ["map", "random", "edges"] {
+        assert!(
+            (area(&explained, curve) - area(&evaluated, curve)).abs() < 1e-9,
+            "{curve}: {explained} against {evaluated}"
+        );
+    }
+    assert_eq!(evaluated["class"], explained["explained"]);
+    assert_eq!(evaluated["faithfulness"][0]["removal"], "grey");
+    std::fs::remove_dir_all(out).unwrap();
+}

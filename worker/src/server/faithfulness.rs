@@ -1,0 +1,82 @@
+//! `Faithfulness`: the deletion and insertion curves of a stored
+//! explanation's map (see `engine::deletion`). They are computed on the
+//! device thread like any job, from the model's input as it was explained
+//! (kept with the explanation), and stored beside it, so a second request
+//! is answered at once.
+
+use std::time::Instant;
+
+use lens_proto::v1::{self as proto, FaithfulnessResult};
+
+use crate::engine::{
+    default_batch_size, deletion_insertion, Curves, DeletionParams, InputImage, InputShape, Removal,
+};
+use crate::models::LoadedModel;
+use crate::store::Record;
+
+use super::status::ServiceError;
+
+/// The request's removal; unspecified means blur (RISE's choice).
+pub fn removal_of(value: i32) -> Result<Removal, ServiceError> {
+    match proto::Removal::try_from(value) {
+        Ok(proto::Removal::Unspecified | proto::Removal::Blur) => Ok(Removal::Blur),
+        Ok(proto::Removal::Grey) => Ok(Removal::Grey),
+        Err(_) => Err(ServiceError::UnknownRemoval { value }),
+    }
+}
+
+/// Deletion and insertion of the stored map of its explained class.
+pub fn compute(
+    model: &LoadedModel,
+    record: &Record,
+    removal: Removal,
+) -> Result<FaithfulnessResult, ServiceError> {
+    let began = Instant::now();
+    let damaged = |what: &str| ServiceError::Internal(format!("{} {what}", record.id));
+    let explanation = &record.explanation;
+    let started = explanation
+        .started
+        .as_ref()
+        .ok_or_else(|| damaged("was stored without its input"))?;
+    let picture = started
+        .input
+        .as_ref()
+        .ok_or_else(|| damaged("was stored without its input"))?;
+    let map = explanation
+        .map
+        .as_ref()
+        .ok_or_else(|| damaged("was stored without its map"))?;
+    let image = InputImage {
+        shape: InputShape {
+            channels: picture.channels as usize,
+            height: picture.height as usize,
+            width: picture.width as usize,
+        },
+        values: picture.values.clone(),
+    };
+    let class = started.explained_class as usize;
+    let batch_size = default_batch_size(model.classifier.device());
+    let params = DeletionParams::new(class, removal, batch_size);
+    let result = deletion_insertion(model.classifier.as_ref(), &image, &map.values, &params)?;
+    let curves = |c: &Curves| proto::Curves {
+        deletion: c.deletion.clone(),
+        insertion: c.insertion.clone(),
+        deletion_auc: c.deletion_auc(),
+        insertion_auc: c.insertion_auc(),
+    };
+    Ok(FaithfulnessResult {
+        removal: match removal {
+            Removal::Blur => proto::Removal::Blur,
+            Removal::Grey => proto::Removal::Grey,
+        } as i32,
+        blur_sigma: result.blur_sigma,
+        steps: result.steps as u32,
+        explained_class: class as u32,
+        map: Some(curves(&result.map)),
+        random: Some(curves(&result.random)),
+        random_orders: result.random_orders as u32,
+        edges: Some(curves(&result.edges)),
+        wall_seconds: began.elapsed().as_secs_f64(),
+        replayed: false,
+    })
+}
