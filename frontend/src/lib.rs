@@ -6,6 +6,7 @@
 //! parameters, and paints what comes back. `data-testid` attributes are the
 //! hooks the headless-browser test reads.
 
+mod agreement;
 mod class;
 mod client;
 mod compare;
@@ -840,11 +841,19 @@ pub fn App() -> impl IntoView {
                             .iter()
                             .map(|(m, value, label)| {
                                 let m = *m;
-                                view! { <option value=*value selected=move || method.get() == m>{*label}</option> }
+                                let suffix = move || models.with(|all| {
+                                    let info = all.iter().find(|i| i.id == model_id.get());
+                                    agreement::option_suffix(info, m)
+                                });
+                                view! { <option value=*value selected=move || method.get() == m>{*label}{suffix}</option> }
                             })
                             .collect_view()}
                     </select>
                 </label>
+                {move || models.with(|all| {
+                    let info = all.iter().find(|i| i.id == model_id.get());
+                    agreement::note(info, method.get(), samples.get())
+                }).map(|note| view! { <p class="agreement" data-testid="agreement">{note}</p> })}
                 <label>
                     "Window k "
                     <input type="number" min="1" max="28" data-testid="window"

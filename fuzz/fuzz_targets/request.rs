@@ -22,6 +22,7 @@ fn model(id: &str, shape: InputShape, classes: usize, resize: Resize) -> ModelSu
         default_batch: 16,
         precision: Precision::Full,
         device: "CPU".into(),
+        agreement: None,
     }
 }
 

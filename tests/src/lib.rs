@@ -538,3 +538,50 @@ pub fn minutes_of_work(image: Vec<u8>) -> ExplainRequest {
         ..Default::default()
     }
 }
+
+/// A models folder holding the shipped digits model (its files linked) with
+/// `agreement` as its measured agreement.
+pub fn digits_with_agreement(agreement: &lens_worker::agreement::ModelAgreement) -> PathBuf {
+    let models = temp_folder("agreement-models");
+    let digits = models.join("digits");
+    std::fs::create_dir_all(&digits).unwrap();
+    for file in std::fs::read_dir(repo_root().join("models/digits")).unwrap() {
+        let file = file.unwrap();
+        if file.file_name() != lens_worker::agreement::AGREEMENT_FILE {
+            std::os::unix::fs::symlink(file.path(), digits.join(file.file_name())).unwrap();
+        }
+    }
+    let json = serde_json::to_string(agreement).unwrap();
+    std::fs::write(digits.join(lens_worker::agreement::AGREEMENT_FILE), json).unwrap();
+    models
+}
+
+/// An agreement as `evidence-lens agreement` would write it, with figures
+/// a test can recognise.
+pub fn sample_agreement() -> lens_worker::agreement::ModelAgreement {
+    use lens_worker::agreement::{MethodAgreement, ModelAgreement};
+    let method = |method: &str, samples, rank_correlation, top_overlap| MethodAgreement {
+        method: method.into(),
+        samples,
+        rank_correlation,
+        top_overlap,
+        seconds: 0.1,
+    };
+    ModelAgreement {
+        reference: "PDA, S = 32".into(),
+        reference_samples: 32,
+        images: vec!["held-out digit 0".into()],
+        window: 4,
+        stride: 1,
+        split_half: 0.97,
+        ceiling: 0.98,
+        methods: vec![
+            method("efficient-pda", None, 0.787, 0.703),
+            method("pda", Some(4), 0.949, 0.869),
+            method("pda", Some(10), 0.969, 0.91),
+            method("no-such-method", None, 0.5, 0.5),
+        ],
+        device: "Cpu".into(),
+        measured_unix: 0,
+    }
+}

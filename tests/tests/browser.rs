@@ -3,8 +3,9 @@
 //! finished heatmap, and check that a bad request shows a readable error;
 //! explain a photo; share a run with a second live viewer and open its link
 //! again after a worker restart; download the map; compare methods side by
-//! side; switch to the presentation layout; read a pixel of the map and
-//! check the map's faithfulness.
+//! side; switch to the presentation layout; see a method's measured
+//! agreement in the picker, read a pixel of the map and check the map's
+//! faithfulness.
 
 use std::net::TcpListener;
 use std::ops::ControlFlow;
@@ -12,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use lens_tests::{load_kit, repo_root, start_worker, temp_folder, ChildWorker};
+use lens_tests::{
+    digits_with_agreement, load_kit, repo_root, sample_agreement, start_worker, start_worker_with,
+    temp_folder, ChildWorker,
+};
 use lens_worker::digits::SHAPE;
 use lens_worker::engine::{
     deletion_insertion, explain, DeletionParams, ExplainParams, InputImage, MapClasses, Pda,
@@ -880,10 +884,21 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     })
     .unwrap();
 
-    let address = start_worker().await;
+    // The digits model with a measured agreement beside it.
+    let models = digits_with_agreement(&sample_agreement());
+    let address = start_worker_with(&models).await;
     let driver = start_chromedriver();
     let client = open_browser(&driver, &temp_folder("chromium-readout")).await;
     client.goto(&format!("http://{address}/")).await.unwrap();
+    // The method picker says what efficient PDA is worth on this model.
+    let note = wait_for_text(&client, "agreement", |t| !t.is_empty()).await;
+    assert!(
+        note.contains("agree with PDA, S = 32 at 0.79 (rank correlation; 70% of the top 10%")
+            && note.contains("itself at 0.98"),
+        "{note}"
+    );
+    let picker = text_of(&client, "method").await;
+    assert!(picker.contains("agrees with PDA: 0.79"), "{picker}");
     click(&client, &format!("preset-{label}")).await;
     assert_eq!(wait_until_not_running(&client).await, "done");
 
@@ -933,4 +948,5 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     let text = summary.text().await.unwrap();
     assert!(text.contains("lower is better"), "{text}");
     client.close().await.unwrap();
+    std::fs::remove_dir_all(models).unwrap();
 }

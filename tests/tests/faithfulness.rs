@@ -3,6 +3,8 @@
 //!
 //! - `a_stored_explanation_gets_its_curves_once_and_keeps_them`
 //! - `evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate`
+//! - `the_agreement_command_measures_every_method_against_the_reference`
+//! - `list_models_reports_the_agreement_kept_beside_a_model`
 
 use lens_proto::v1::{
     DeleteRequest, ExplainRequest, FaithfulnessRequest, FaithfulnessResult, Method, Removal,
@@ -160,4 +162,86 @@ fn evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate() {
     assert_eq!(evaluated["class"], explained["explained"]);
     assert_eq!(evaluated["faithfulness"][0]["removal"], "grey");
     std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn the_agreement_command_measures_every_method_against_the_reference() {
+    let out = lens_tests::temp_folder("agreement").join("agreement.json");
+    let output = std::process::Command::new(worker_binary())
+        .current_dir(lens_tests::repo_root())
+        .args([
+            "agreement",
+            "--model",
+            "digits",
+            "--device",
+            "cpu",
+            "--count",
+            "2",
+        ])
+        .args(["--window", "7", "--stride", "7", "--reference-samples", "4"])
+        .args(["--pda-samples", "2", "--mean-samples", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("| pda (S = 2) |"), "{table}");
+    let written: lens_worker::agreement::ModelAgreement =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(written.reference, "PDA, S = 4");
+    assert_eq!(written.images, ["held-out digit 0", "held-out digit 1"]);
+    let names: Vec<_> = written.methods.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "efficient-pda",
+            "sampled-mean",
+            "gradient",
+            "occlusion",
+            "pda"
+        ]
+    );
+    for m in &written.methods {
+        assert!((-1.0..=1.0).contains(&m.rank_correlation), "{m:?}");
+        assert!((0.0..=1.0).contains(&m.top_overlap), "{m:?}");
+    }
+    let half = written.split_half;
+    assert!((written.ceiling - 2.0 * half / (1.0 + half)).abs() < 1e-12);
+    // Two sampled maps of the same windows agree more than chance.
+    assert!(half > 0.3, "split half {half}");
+    std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_models_reports_the_agreement_kept_beside_a_model() {
+    let models = lens_tests::digits_with_agreement(&lens_tests::sample_agreement());
+    let address = lens_tests::start_worker_with(&models).await;
+    let mut client = native_client(address).await;
+    let listed = client
+        .list_models(lens_proto::v1::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let digits = &listed.models[0];
+    assert_eq!(digits.agreement_reference, "PDA, S = 32");
+    assert_eq!(digits.agreement_ceiling, 0.98);
+    // The unknown method is left out; PDA keeps one entry per S.
+    let entries: Vec<_> = digits
+        .agreement
+        .iter()
+        .map(|a| (a.method, a.samples, a.rank_correlation))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (Method::EfficientPda as i32, 0, 0.787),
+            (Method::Pda as i32, 4, 0.949),
+            (Method::Pda as i32, 10, 0.969),
+        ]
+    );
+    std::fs::remove_dir_all(models).unwrap();
 }

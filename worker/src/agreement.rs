@@ -95,3 +95,66 @@ mod tests {
         assert_eq!(top_overlap(&a, &a, 0.3), 1.0);
     }
 }
+
+/// How closely each method's maps follow PDA with many samples on one
+/// model, as `evidence-lens agreement` measured it. Kept as
+/// `agreement.json` in the model's folder; the page shows it in its method
+/// picker, so a teacher knows what a method's map is worth on this model.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelAgreement {
+    /// The reference, e.g. "PDA, S = 32".
+    pub reference: String,
+    pub reference_samples: usize,
+    pub images: Vec<String>,
+    pub window: usize,
+    pub stride: usize,
+    /// Mean rank correlation of two independent halves of the reference
+    /// (S / 2 samples each): how well the reference agrees with itself.
+    pub split_half: f64,
+    /// The split half stepped up to the whole reference (Spearman-Brown):
+    /// the most any method can be expected to reach.
+    pub ceiling: f64,
+    pub methods: Vec<MethodAgreement>,
+    /// Where and when it was measured.
+    pub device: String,
+    pub measured_unix: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MethodAgreement {
+    /// The command line's name (`efficient-pda`, `pda`, ...).
+    pub method: String,
+    /// S, for PDA and the sampled mean.
+    pub samples: Option<usize>,
+    /// Means over the images, against the reference.
+    pub rank_correlation: f64,
+    pub top_overlap: f64,
+    /// Mean seconds per image on the measuring device.
+    pub seconds: f64,
+}
+
+pub const AGREEMENT_FILE: &str = "agreement.json";
+
+impl ModelAgreement {
+    /// The measurement kept in a model's folder, if any (an unreadable one
+    /// is reported and left out).
+    pub fn read(folder: &std::path::Path) -> Option<ModelAgreement> {
+        let path = folder.join(AGREEMENT_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(agreement) => Some(agreement),
+            Err(error) => {
+                tracing::warn!("{} is unreadable: {error}", path.display());
+                None
+            }
+        }
+    }
+}
+
+/// The reliability of a whole measurement from that of its two halves.
+pub fn spearman_brown(half: f64) -> f64 {
+    if half <= -1.0 {
+        return -1.0;
+    }
+    2.0 * half / (1.0 + half)
+}

@@ -65,6 +65,10 @@ enum Command {
     /// How faithful a map is: deletion and insertion curves (and their
     /// areas) beside a random and an edge baseline, as one JSON line.
     Evaluate(lens_worker::cli::EvaluateArgs),
+    /// How closely each method follows PDA with many samples on a model
+    /// (rank correlation, top-10% overlap): a table, and agreement.json in
+    /// the model's folder for the page.
+    Agreement(lens_worker::cli::AgreementArgs),
     /// Fit the Gaussian of l x l patches (all channels jointly) from photos, for
     /// the conditional sampler, and save it.
     FitPatches {
@@ -167,6 +171,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Evaluate(args) => lens_worker::cli::run_evaluate(&args),
+        Command::Agreement(args) => lens_worker::cli::run_agreement(&args),
         Command::FitPatches {
             photos,
             side,

@@ -49,6 +49,7 @@ fn digits() -> ModelSummary {
         default_batch: 16,
         precision: Precision::Full,
         device: "CPU".into(),
+        agreement: None,
     }
 }
 

@@ -5,10 +5,12 @@
 //! insertion curves when asked (`--evaluate`). A bad image is reported on
 //! stderr and the rest are still explained.
 
+mod agreement;
 mod evaluate;
 mod npy;
 mod overlay;
 
+pub use agreement::{run_agreement, AgreementArgs};
 pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
 
 use std::ops::ControlFlow;

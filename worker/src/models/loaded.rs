@@ -2,7 +2,7 @@
 //! names, how uploads become its input, and the samplers it has data for.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tch::{Device, Kind, Tensor};
@@ -18,6 +18,8 @@ use crate::methods::MethodError;
 
 pub struct LoadedModel {
     pub name: String,
+    /// The model's folder (its description, weights and measurements).
+    pub folder: PathBuf,
     pub classifier: Box<dyn Classifier>,
     pub class_names: Vec<String>,
     pub resize: Resize,
@@ -82,6 +84,7 @@ impl LoadedModel {
         };
         Ok(LoadedModel {
             name: description.name.clone(),
+            folder: folder.clone(),
             class_names: model.class_names().to_vec(),
             resize: description.resize,
             precision,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tch::Device;
 
+use crate::agreement::ModelAgreement;
 use crate::digits::held_out_presets;
 use crate::engine::{default_batch_size, InputShape};
 use crate::models::{LoadedModel, Precision, Resize};
@@ -27,6 +28,8 @@ pub struct ModelSummary {
     pub precision: Precision,
     /// Where it runs, for people: "CPU", "CUDA", "CUDA, half precision".
     pub device: String,
+    /// How its methods agree with PDA with many samples, where measured.
+    pub agreement: Option<ModelAgreement>,
 }
 
 impl ModelSummary {
@@ -95,6 +98,7 @@ impl Registry {
             default_batch: default_batch_size(model.classifier.device()),
             precision: model.precision,
             device: device_name(model.classifier.device(), model.precision),
+            agreement: ModelAgreement::read(&model.folder),
         };
         self.entries.push(Entry {
             summary,

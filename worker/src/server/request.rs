@@ -213,7 +213,7 @@ fn schedule_for(params: &ExplainParams, model: &ModelSummary, samples: usize) ->
     }
 }
 
-fn wire_method(kind: MethodKind) -> WireMethod {
+pub fn wire_method(kind: MethodKind) -> WireMethod {
     match kind {
         MethodKind::Pda => WireMethod::Pda,
         MethodKind::EfficientPda => WireMethod::EfficientPda,
@@ -245,6 +245,7 @@ mod tests {
             default_batch: 16,
             precision,
             device: "CPU".into(),
+            agreement: None,
         }
     }
 

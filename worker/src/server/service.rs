@@ -18,12 +18,13 @@ use lens_proto::v1::{
     CancelResponse, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
     DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest,
     FaithfulnessResult, Finished, FollowClassRequest, ListModelsRequest, ListModelsResponse,
-    ListPresetsRequest, ListPresetsResponse, ModelInfo, OpenClassRequest, Picture, Preset, Started,
-    StoredExplanation, TeachRequest, TeachResponse, Tile, WatchRequest,
+    ListPresetsRequest, ListPresetsResponse, MethodAgreement, ModelInfo, OpenClassRequest, Picture,
+    Preset, Started, StoredExplanation, TeachRequest, TeachResponse, Tile, WatchRequest,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::agreement::ModelAgreement;
 use crate::digits::SHAPE as DIGIT_SHAPE;
 use crate::engine::{EngineError, InputImage, Progress};
 use crate::input::grey_png;
@@ -38,7 +39,7 @@ use super::estimate::{default_stride, estimate};
 use super::faithfulness;
 use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
-use super::request::{job_from_request, model_by_id, settings_from_request, Job};
+use super::request::{job_from_request, model_by_id, settings_from_request, wire_method, Job};
 use super::speed::Speeds;
 use super::status::ServiceError;
 
@@ -447,6 +448,12 @@ impl EvidenceLens for LensService {
                     marginal_sampler: s.marginal_sampler,
                     default_stride: default_stride(s, &self.speeds) as u32,
                     device: s.device.clone(),
+                    agreement: s.agreement.iter().flat_map(agreement_info).collect(),
+                    agreement_reference: s
+                        .agreement
+                        .as_ref()
+                        .map_or(String::new(), |a| a.reference.clone()),
+                    agreement_ceiling: s.agreement.as_ref().map_or(0.0, |a| a.ceiling),
                 }
             })
             .collect();
@@ -592,6 +599,25 @@ impl EvidenceLens for LensService {
 /// The last line of defence: a panic in a job (a model or libtorch call
 /// without an error path) becomes an error like any other, so no viewer
 /// waits forever on a dead run.
+/// A model's measured agreement for the page (methods the worker does not
+/// know are left out).
+fn agreement_info(agreement: &ModelAgreement) -> Vec<MethodAgreement> {
+    use clap::ValueEnum;
+    agreement
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let kind = methods::MethodKind::from_str(&m.method, false).ok()?;
+            Some(MethodAgreement {
+                method: wire_method(kind) as i32,
+                samples: m.samples.unwrap_or(0) as u32,
+                rank_correlation: m.rank_correlation,
+                top_overlap: m.top_overlap,
+            })
+        })
+        .collect()
+}
+
 fn guarded<T>(work: impl FnOnce() -> Result<T, ServiceError>) -> Result<T, ServiceError> {
     std::panic::catch_unwind(AssertUnwindSafe(work))
         .unwrap_or_else(|panic| Err(ServiceError::Panicked(panic_message(panic.as_ref()))))

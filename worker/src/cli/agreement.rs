@@ -1,0 +1,249 @@
+//! `evidence-lens agreement`: how closely each method's maps follow PDA
+//! with many samples (the reference) on one model, over the shipped photos
+//! or held-out digits. The result is kept beside the model
+//! (`agreement.json`), where the server finds it for the page.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+
+use super::{device_from, DeviceArg};
+use crate::agreement::{
+    rank_correlation, spearman_brown, top_overlap, MethodAgreement, ModelAgreement, AGREEMENT_FILE,
+};
+use crate::engine::{default_batch_size, ExplainParams, InputImage, MapClasses, Schedule, Target};
+use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
+use crate::models::{LoadedModel, Precision, Resize};
+
+#[derive(Args, Debug)]
+pub struct AgreementArgs {
+    /// `digits`, a model folder name under --models, or a path to a model folder.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub model: String,
+    /// A folder of images [default: data/photos for photo models; the
+    /// held-out digits for the digits model].
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// At most this many images (the first ones, in name order).
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    /// Window side k [default: 4 for digits, 10 for photos].
+    #[arg(long)]
+    pub window: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Samples of the reference PDA.
+    #[arg(long, default_value_t = 32)]
+    pub reference_samples: usize,
+    /// The PDA sample counts compared with it.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,10")]
+    pub pda_samples: Vec<usize>,
+    /// Samples of the sampled mean.
+    #[arg(long, default_value_t = 10)]
+    pub mean_samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per forward pass [default: 16 on a CPU, 256 on CUDA].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// The digits data (for held-out digits).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Where the JSON goes [default: agreement.json in the model's folder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// One method as compared: its kind and sample count.
+struct Candidate {
+    kind: MethodKind,
+    samples: usize,
+}
+
+pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
+    let device = device_from(args.device)?;
+    let model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
+    let images = images(args, &model)?;
+    anyhow::ensure!(!images.is_empty(), "no images to compare on");
+    let window = args.window.unwrap_or(match model.resize {
+        Resize::MnistDigit => 4,
+        Resize::ImagenetCrop => 10,
+    });
+    anyhow::ensure!(
+        args.reference_samples >= 2,
+        "--reference-samples must be at least 2 (it is split in halves)"
+    );
+    let half = args.reference_samples / 2;
+    let mut candidates = vec![
+        Candidate {
+            kind: MethodKind::EfficientPda,
+            samples: 1,
+        },
+        Candidate {
+            kind: MethodKind::SampledMean,
+            samples: args.mean_samples,
+        },
+        Candidate {
+            kind: MethodKind::Gradient,
+            samples: 1,
+        },
+        Candidate {
+            kind: MethodKind::Occlusion,
+            samples: 1,
+        },
+    ];
+    candidates.extend(args.pda_samples.iter().map(|&samples| Candidate {
+        kind: MethodKind::Pda,
+        samples,
+    }));
+    let map = |kind, samples, seed, image: &InputImage| -> anyhow::Result<(Vec<f32>, f64)> {
+        let choice = MethodChoice {
+            kind,
+            sampler: SamplerKind::Auto,
+            samples,
+            padding: 4,
+            occlusion_value: 0.5,
+        };
+        let fill = methods::window_fill(&model, &choice, window)?;
+        let params = ExplainParams {
+            window,
+            stride: args.stride,
+            batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
+            tile_size: window,
+            seed,
+            target: Target::Predicted,
+            quantity: kind.quantity(),
+            maps: MapClasses::Classes(Vec::new()),
+            schedule: Schedule::Plain,
+        };
+        let began = Instant::now();
+        let result = methods::run(&model, kind, fill.as_ref(), image, &params, &mut |_| {
+            ControlFlow::Continue(())
+        })?;
+        Ok((result.map().to_vec(), began.elapsed().as_secs_f64()))
+    };
+
+    let mut scores = vec![(Vec::new(), Vec::new(), Vec::new()); candidates.len()];
+    let mut halves = Vec::new();
+    for (name, image) in &images {
+        eprintln!(
+            "{name}: the reference (PDA, S = {})",
+            args.reference_samples
+        );
+        let (reference, _) = map(MethodKind::Pda, args.reference_samples, args.seed, image)?;
+        // Two halves with seeds of their own: independent of each other.
+        let (a, _) = map(MethodKind::Pda, half, args.seed + 1, image)?;
+        let (b, _) = map(MethodKind::Pda, half, args.seed + 2, image)?;
+        halves.push(rank_correlation(&a, &b));
+        for (candidate, score) in candidates.iter().zip(&mut scores) {
+            // Another seed than the reference's, so PDA is not compared
+            // with its own draws.
+            let (m, seconds) = map(candidate.kind, candidate.samples, args.seed + 3, image)?;
+            score.0.push(rank_correlation(&m, &reference));
+            score.1.push(top_overlap(&m, &reference, 0.1));
+            score.2.push(seconds);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let split_half = mean(&halves);
+    let methods = candidates
+        .iter()
+        .zip(&scores)
+        .map(|(c, (rank, top, seconds))| MethodAgreement {
+            method: c
+                .kind
+                .to_possible_value()
+                .expect("no skipped variants")
+                .get_name()
+                .to_string(),
+            samples: matches!(c.kind, MethodKind::Pda | MethodKind::SampledMean)
+                .then_some(c.samples),
+            rank_correlation: mean(rank),
+            top_overlap: mean(top),
+            seconds: mean(seconds),
+        })
+        .collect();
+    let agreement = ModelAgreement {
+        reference: format!("PDA, S = {}", args.reference_samples),
+        reference_samples: args.reference_samples,
+        images: images.iter().map(|(name, _)| name.clone()).collect(),
+        window,
+        stride: args.stride,
+        split_half,
+        ceiling: spearman_brown(split_half),
+        methods,
+        device: format!("{device:?}"),
+        measured_unix: crate::store::now_unix(),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| model.folder.join(AGREEMENT_FILE));
+    std::fs::write(&out, serde_json::to_string_pretty(&agreement)? + "\n")?;
+    print_table(&agreement);
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+/// The images compared on, with their names.
+fn images(args: &AgreementArgs, model: &LoadedModel) -> anyhow::Result<Vec<(String, InputImage)>> {
+    if args.images.is_none() && model.resize == Resize::MnistDigit {
+        let split = crate::digits::mnist::load_split(&args.data.join(crate::digits::MNIST_FILE))?;
+        let held_out = split.held_out;
+        return Ok((0..held_out.len().min(args.count))
+            .map(|i| {
+                let image = InputImage {
+                    shape: model.classifier.input_shape(),
+                    values: held_out.image(i).to_vec(),
+                };
+                (format!("held-out digit {i}"), image)
+            })
+            .collect());
+    }
+    let folder = args.images.clone().unwrap_or_else(|| "data/photos".into());
+    let mut images = Vec::new();
+    for path in crate::input::image_files(&folder)?
+        .into_iter()
+        .take(args.count)
+    {
+        let image = model.input_from_bytes(&std::fs::read(&path)?)?;
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        images.push((name, image));
+    }
+    Ok(images)
+}
+
+/// A Markdown table on stdout.
+fn print_table(agreement: &ModelAgreement) {
+    println!(
+        "Agreement with {} over {} images (k = {}, stride {}); split-half {:.3}, ceiling {:.3}\n",
+        agreement.reference,
+        agreement.images.len(),
+        agreement.window,
+        agreement.stride,
+        agreement.split_half,
+        agreement.ceiling
+    );
+    println!("| method | rank correlation | top-10% overlap | seconds per image |");
+    println!("|---|---|---|---|");
+    for m in &agreement.methods {
+        let name = match m.samples {
+            Some(s) => format!("{} (S = {s})", m.method),
+            None => m.method.clone(),
+        };
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.2} |",
+            m.rank_correlation, m.top_overlap, m.seconds
+        );
+    }
+}
