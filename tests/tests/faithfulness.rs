@@ -3,6 +3,7 @@
 //!
 //! - `a_stored_explanation_gets_its_curves_once_and_keeps_them`
 //! - `evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate`
+//! - `evaluate_stored_keeps_its_result_where_the_page_finds_it`
 //! - `the_agreement_command_measures_every_method_against_the_reference`
 //! - `list_models_reports_the_agreement_kept_beside_a_model`
 
@@ -162,6 +163,57 @@ fn evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate() {
     assert_eq!(evaluated["class"], explained["explained"]);
     assert_eq!(evaluated["faithfulness"][0]["removal"], "grey");
     std::fs::remove_dir_all(out).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_stored_keeps_its_result_where_the_page_finds_it() {
+    let store = lens_tests::temp_folder("evaluate-stored");
+    let models = lens_tests::repo_root().join("models");
+    let address = lens_tests::start_worker_configured(
+        &models,
+        &store,
+        lens_worker::server::Limits::default(),
+    )
+    .await;
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 6).await.png;
+    let request = ExplainRequest {
+        image,
+        method: Method::Occlusion as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let id = assemble(collect_events(&mut client, request).await.unwrap())
+        .started
+        .id;
+    let output = std::process::Command::new(worker_binary())
+        .current_dir(lens_tests::repo_root())
+        .args(["evaluate", "--stored", &id, "--store"])
+        .arg(&store)
+        .args(["--removal", "grey", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["model"], "digits");
+    let kept = client
+        .faithfulness(FaithfulnessRequest {
+            id,
+            removal: Removal::Grey as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(kept.replayed, "the command's result, from the store");
+    let area = printed["faithfulness"][0]["map"]["deletion_auc"]
+        .as_f64()
+        .unwrap();
+    // (JSON's text loses the last bit.)
+    assert!((kept.map.unwrap().deletion_auc - area).abs() < 1e-12);
 }
 
 #[test]

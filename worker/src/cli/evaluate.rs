@@ -13,6 +13,8 @@ use crate::engine::{
     Removal,
 };
 use crate::models::{LoadedModel, Precision};
+use crate::server::faithfulness;
+use crate::store::{SqliteStore, Store};
 
 /// How the curves are drawn.
 #[derive(Args, Clone, Debug)]
@@ -27,15 +29,24 @@ pub struct CurveArgs {
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
-    /// The image the map explains (PNG or JPEG).
-    pub image: PathBuf,
+    /// The image the map explains (PNG or JPEG), with --map.
+    #[arg(required_unless_present = "stored")]
+    pub image: Option<PathBuf>,
     /// The map: a float32 `.npy` of the model's input size, as `explain`
     /// writes it (higher = more evidence for the class).
+    #[arg(long, required_unless_present = "stored")]
+    pub map: Option<PathBuf>,
+    /// Or a stored explanation (its share id): its map and input, and the
+    /// result is kept with it (as the page's "How faithful is this map?").
+    #[arg(long, conflicts_with_all = ["image", "map"])]
+    pub stored: Option<String>,
+    /// The store folder, with --stored.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// `digits`, a model folder name under --models, or a path to a model
+    /// folder [default: efficientnet-lite0; with --stored, the explanation's].
     #[arg(long)]
-    pub map: PathBuf,
-    /// `digits`, a model folder name under --models, or a path to a model folder.
-    #[arg(long, default_value = "efficientnet-lite0")]
-    pub model: String,
+    pub model: Option<String>,
     /// The class whose probability the curves follow [default: the predicted one].
     #[arg(long)]
     pub class: Option<usize>,
@@ -59,15 +70,22 @@ pub struct EvaluateArgs {
 
 /// Prints one JSON line with the curves and their areas.
 pub fn run_evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(id) = &args.stored {
+        return evaluate_stored(args, id);
+    }
+    let (Some(image_path), Some(map_path)) = (&args.image, &args.map) else {
+        anyhow::bail!("give an image and --map, or --stored ID");
+    };
     let device = device_from(args.device)?;
-    let model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
-    let image = model.input_from_bytes(&std::fs::read(&args.image)?)?;
-    let (map, height, width) = super::npy::read_f32(&args.map)?;
+    let spec = args.model.as_deref().unwrap_or("efficientnet-lite0");
+    let model = LoadedModel::load(spec, &args.models, device, Precision::Full)?;
+    let image = model.input_from_bytes(&std::fs::read(image_path)?)?;
+    let (map, height, width) = super::npy::read_f32(map_path)?;
     let shape = image.shape;
     anyhow::ensure!(
         (height, width) == (shape.height, shape.width),
         "{} is {height} x {width} but {} takes {} x {} images",
-        args.map.display(),
+        map_path.display(),
         model.name,
         shape.height,
         shape.width
@@ -88,12 +106,40 @@ pub fn run_evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
         batch_size,
     )?;
     let summary = json!({
-        "image": args.image,
-        "map": args.map,
+        "image": image_path,
+        "map": map_path,
         "model": model.name,
         "class": class,
         "name": model.class_names[class],
         "faithfulness": faithfulness,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// A stored explanation's curves, kept with it as the page keeps them (the
+/// page's settings: 50 steps, 4 random orders, seed 0).
+fn evaluate_stored(args: &EvaluateArgs, id: &str) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&args.store)?;
+    let record = store
+        .load(id)?
+        .ok_or_else(|| anyhow::anyhow!("{} holds no explanation {id}", args.store.display()))?;
+    let device = device_from(args.device)?;
+    let spec = args.model.as_deref().unwrap_or(&record.model);
+    let model = LoadedModel::load(spec, &args.models, device, Precision::Full)?;
+    let mut results = Vec::new();
+    for &removal in &args.removal {
+        let began = std::time::Instant::now();
+        let result = faithfulness::of_stored(&model, &record, removal)?;
+        let kept = faithfulness::to_proto(&result, began.elapsed().as_secs_f64());
+        store.save_faithfulness(id, removal.name(), &kept)?;
+        results.push(faithfulness_json(&result));
+    }
+    let summary = json!({
+        "stored": id,
+        "model": record.model,
+        "method": record.method,
+        "faithfulness": results,
     });
     println!("{summary}");
     Ok(())

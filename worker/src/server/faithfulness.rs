@@ -4,12 +4,11 @@
 //! (kept with the explanation), and stored beside it, so a second request
 //! is answered at once.
 
-use std::time::Instant;
-
 use lens_proto::v1::{self as proto, FaithfulnessResult};
 
 use crate::engine::{
-    default_batch_size, deletion_insertion, Curves, DeletionParams, InputImage, InputShape, Removal,
+    default_batch_size, deletion_insertion, Curves, DeletionParams, Faithfulness, InputImage,
+    InputShape, Removal,
 };
 use crate::models::LoadedModel;
 use crate::store::Record;
@@ -25,13 +24,13 @@ pub fn removal_of(value: i32) -> Result<Removal, ServiceError> {
     }
 }
 
-/// Deletion and insertion of the stored map of its explained class.
-pub fn compute(
+/// Deletion and insertion of the stored map of its explained class, from
+/// the model's input as it was explained.
+pub fn of_stored(
     model: &LoadedModel,
     record: &Record,
     removal: Removal,
-) -> Result<FaithfulnessResult, ServiceError> {
-    let began = Instant::now();
+) -> Result<Faithfulness, ServiceError> {
     let damaged = |what: &str| ServiceError::Internal(format!("{} {what}", record.id));
     let explanation = &record.explanation;
     let started = explanation
@@ -57,26 +56,35 @@ pub fn compute(
     let class = started.explained_class as usize;
     let batch_size = default_batch_size(model.classifier.device());
     let params = DeletionParams::new(class, removal, batch_size);
-    let result = deletion_insertion(model.classifier.as_ref(), &image, &map.values, &params)?;
+    Ok(deletion_insertion(
+        model.classifier.as_ref(),
+        &image,
+        &map.values,
+        &params,
+    )?)
+}
+
+/// The curves as the page and the store take them.
+pub fn to_proto(result: &Faithfulness, wall_seconds: f64) -> FaithfulnessResult {
     let curves = |c: &Curves| proto::Curves {
         deletion: c.deletion.clone(),
         insertion: c.insertion.clone(),
         deletion_auc: c.deletion_auc(),
         insertion_auc: c.insertion_auc(),
     };
-    Ok(FaithfulnessResult {
-        removal: match removal {
+    FaithfulnessResult {
+        removal: match result.removal {
             Removal::Blur => proto::Removal::Blur,
             Removal::Grey => proto::Removal::Grey,
         } as i32,
         blur_sigma: result.blur_sigma,
         steps: result.steps as u32,
-        explained_class: class as u32,
+        explained_class: result.class as u32,
         map: Some(curves(&result.map)),
         random: Some(curves(&result.random)),
         random_orders: result.random_orders as u32,
         edges: Some(curves(&result.edges)),
-        wall_seconds: began.elapsed().as_secs_f64(),
+        wall_seconds,
         replayed: false,
-    })
+    }
 }

@@ -10,7 +10,7 @@ mod admission;
 mod classes;
 mod device_queue;
 mod estimate;
-mod faithfulness;
+pub mod faithfulness;
 mod live;
 mod registry;
 mod request;

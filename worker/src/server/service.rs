@@ -533,8 +533,13 @@ impl EvidenceLens for LensService {
         self.device.run_unlisted(move || {
             let _ticket = ticket;
             let outcome = guarded(|| {
+                let began = std::time::Instant::now();
                 let model = model.lock().unwrap_or_else(|e| e.into_inner());
-                faithfulness::compute(&model, &record, removal)
+                let result = faithfulness::of_stored(&model, &record, removal)?;
+                Ok(faithfulness::to_proto(
+                    &result,
+                    began.elapsed().as_secs_f64(),
+                ))
             });
             let _ = answer.send(outcome);
         });
