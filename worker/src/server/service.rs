@@ -530,8 +530,10 @@ impl EvidenceLens for LensService {
         let ticket = self.admission.admit(client)?;
         let model = entry.model.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
+        // Shutdown waits for it as for any job on the device.
+        let in_flight = self.shutdown.job_started();
         self.device.run_unlisted(move || {
-            let _ticket = ticket;
+            let (_ticket, _in_flight) = (ticket, in_flight);
             let outcome = guarded(|| {
                 let began = std::time::Instant::now();
                 let model = model.lock().unwrap_or_else(|e| e.into_inner());
