@@ -157,7 +157,15 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
             match explain_one(args, &model, *method, fill.as_ref(), params, path) {
                 Ok(summary) => println!("{summary}"),
                 Err(error) => {
-                    eprintln!("{} ({method:?}): {error:#}", path.display());
+                    // The method is named when several ran.
+                    let method = match runs.len() {
+                        1 => String::new(),
+                        _ => format!(
+                            " ({})",
+                            method.to_possible_value().expect("named").get_name()
+                        ),
+                    };
+                    eprintln!("{}{method}: {error:#}", path.display());
                     failed += 1;
                 }
             }
