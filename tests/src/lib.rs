@@ -493,15 +493,12 @@ pub fn read_npy_values(path: &Path) -> Vec<f32> {
         .collect()
 }
 
-/// Runs `evidence-lens explain` on the CPU with these arguments (the image
-/// first) into `out`, and returns the first map it wrote.
-pub fn cli_map(arguments: &[&str], out: &Path) -> Vec<f32> {
+/// Runs the `evidence-lens` binary in the repository with these arguments,
+/// checks that it succeeded (its stderr otherwise) and returns its stdout.
+pub fn run_command<S: AsRef<std::ffi::OsStr>>(arguments: &[S]) -> String {
     let output = std::process::Command::new(worker_binary())
         .current_dir(repo_root())
-        .arg("explain")
         .args(arguments)
-        .args(["--device", "cpu", "--out"])
-        .arg(out)
         .output()
         .unwrap();
     assert!(
@@ -509,7 +506,16 @@ pub fn cli_map(arguments: &[&str], out: &Path) -> Vec<f32> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `evidence-lens explain` on the CPU with these arguments (the image
+/// first) into `out`, and returns the first map it wrote.
+pub fn cli_map(arguments: &[&str], out: &Path) -> Vec<f32> {
+    let mut all = vec!["explain"];
+    all.extend(arguments);
+    all.extend(["--device", "cpu", "--out", out.to_str().unwrap()]);
+    let summary: serde_json::Value = serde_json::from_str(&run_command(&all)).unwrap();
     read_npy_values(Path::new(summary["maps"][0]["npy"].as_str().unwrap()))
 }
 

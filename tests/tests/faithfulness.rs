@@ -10,7 +10,7 @@
 use lens_proto::v1::{
     DeleteRequest, ExplainRequest, FaithfulnessRequest, FaithfulnessResult, Method, Removal,
 };
-use lens_tests::{assemble, collect_events, native_client, preset, start_worker, worker_binary};
+use lens_tests::{assemble, collect_events, native_client, preset, run_command, start_worker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_explanation_gets_its_curves_once_and_keeps_them() {
@@ -117,21 +117,11 @@ fn evaluate_reads_a_map_from_explain_and_agrees_with_explain_evaluate() {
     let kit = lens_tests::load_kit();
     let values = &kit.presets.iter().find(|(l, _)| *l == 2).unwrap().1;
     std::fs::write(&digit, lens_worker::input::grey_png(values, 28, 28)).unwrap();
+    let digit_arg = digit.to_str().unwrap();
     let run = |command: &str, arguments: &[&str]| -> serde_json::Value {
-        let output = std::process::Command::new(worker_binary())
-            .current_dir(lens_tests::repo_root())
-            .arg(command)
-            .arg(&digit)
-            .args(["--model", "digits", "--device", "cpu"])
-            .args(arguments)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        let mut all = vec![command, digit_arg, "--model", "digits", "--device", "cpu"];
+        all.extend(arguments);
+        serde_json::from_str(&run_command(&all)).unwrap()
     };
     let out_arg = out.to_str().unwrap();
     let explained = run(
@@ -186,19 +176,10 @@ async fn evaluate_stored_keeps_its_result_where_the_page_finds_it() {
     let id = assemble(collect_events(&mut client, request).await.unwrap())
         .started
         .id;
-    let output = std::process::Command::new(worker_binary())
-        .current_dir(lens_tests::repo_root())
-        .args(["evaluate", "--stored", &id, "--store"])
-        .arg(&store)
-        .args(["--removal", "grey", "--device", "cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let store_arg = store.to_str().unwrap();
+    let arguments = ["evaluate", "--stored", &id, "--store", store_arg];
+    let stdout = run_command(&[&arguments[..], &["--removal", "grey", "--device", "cpu"]].concat());
+    let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(printed["model"], "digits");
     let kept = client
         .faithfulness(FaithfulnessRequest {
@@ -219,28 +200,27 @@ async fn evaluate_stored_keeps_its_result_where_the_page_finds_it() {
 #[test]
 fn the_agreement_command_measures_every_method_against_the_reference() {
     let out = lens_tests::temp_folder("agreement").join("agreement.json");
-    let output = std::process::Command::new(worker_binary())
-        .current_dir(lens_tests::repo_root())
-        .args([
-            "agreement",
-            "--model",
-            "digits",
-            "--device",
-            "cpu",
-            "--count",
-            "2",
-        ])
-        .args(["--window", "7", "--stride", "7", "--reference-samples", "4"])
-        .args(["--pda-samples", "2", "--mean-samples", "2", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let table = String::from_utf8_lossy(&output.stdout);
+    let table = run_command(&[
+        "agreement",
+        "--model",
+        "digits",
+        "--device",
+        "cpu",
+        "--count",
+        "2",
+        "--window",
+        "7",
+        "--stride",
+        "7",
+        "--reference-samples",
+        "4",
+        "--pda-samples",
+        "2",
+        "--mean-samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(table.contains("| pda (S = 2) |"), "{table}");
     let written: lens_worker::agreement::ModelAgreement =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
