@@ -61,6 +61,12 @@ pub enum SamplerKind {
     Conditional,
 }
 
+/// Ring width around the window for the conditional sampler (l = k + 2p
+/// must be the side of the model's patch statistics: 18 for k = 10).
+pub const DEFAULT_PADDING: usize = 4;
+/// Grey level occlusion fills windows with.
+pub const DEFAULT_OCCLUSION_VALUE: f32 = 0.5;
+
 #[derive(Clone, Debug)]
 pub struct MethodChoice {
     pub kind: MethodKind,

@@ -71,10 +71,7 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
     let model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
     let images = images(args, &model)?;
     anyhow::ensure!(!images.is_empty(), "no images to compare on");
-    let window = args.window.unwrap_or(match model.resize {
-        Resize::MnistDigit => 4,
-        Resize::ImagenetCrop => 10,
-    });
+    let window = args.window.unwrap_or(model.resize.default_window());
     anyhow::ensure!(
         args.reference_samples >= 2,
         "--reference-samples must be at least 2 (it is split in halves)"
@@ -107,8 +104,8 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
             kind,
             sampler: SamplerKind::Auto,
             samples,
-            padding: 4,
-            occlusion_value: 0.5,
+            padding: methods::DEFAULT_PADDING,
+            occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
         };
         let fill = methods::window_fill(&model, &choice, window)?;
         let params = ExplainParams {

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::{device_from, DeviceArg};
 use crate::engine::{
-    default_batch_size, deletion_insertion, Curves, DeletionParams, Faithfulness, InputImage,
-    Removal,
+    default_batch_size, deletion_insertion, probabilities_of, Curves, DeletionParams, Faithfulness,
+    InputImage, Removal, Target,
 };
 use crate::models::{LoadedModel, Precision};
 use crate::server::faithfulness;
@@ -92,7 +92,11 @@ pub fn run_evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
     );
     let class = match args.class {
         Some(class) => class,
-        None => predicted_class(&model, &image)?,
+        None => {
+            Target::Predicted
+                .resolve(&probabilities_of(model.classifier.as_ref(), &image)?)
+                .0
+        }
     };
     let batch_size = args.batch_size.unwrap_or(default_batch_size(device));
     let faithfulness = evaluate_map(
@@ -143,20 +147,6 @@ fn evaluate_stored(args: &EvaluateArgs, id: &str) -> anyhow::Result<()> {
     });
     println!("{summary}");
     Ok(())
-}
-
-fn predicted_class(model: &LoadedModel, image: &InputImage) -> anyhow::Result<usize> {
-    let _no_grad = tch::no_grad_guard();
-    let batch = tch::Tensor::from_slice(&image.values)
-        .to_device(model.classifier.device())
-        .view([
-            1,
-            image.shape.channels as i64,
-            image.shape.height as i64,
-            image.shape.width as i64,
-        ]);
-    let logits = model.classifier.logits(&batch)?;
-    Ok(logits.f_argmax(-1, false)?.int64_value(&[0]) as usize)
 }
 
 /// Deletion and insertion of `map` for `class` with each removal, as JSON.

@@ -24,7 +24,7 @@ use crate::engine::{
     default_batch_size, ExplainParams, MapClasses, Progress, Removal, Schedule, Target, WindowFill,
 };
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
-use crate::models::{LoadedModel, Precision, Resize};
+use crate::models::{LoadedModel, Precision};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DeviceArg {
@@ -58,7 +58,7 @@ pub struct ExplainArgs {
     pub stride: usize,
     /// Ring around the window for the conditional sampler: l = k + 2 x padding
     /// must be the side of the model's patch statistics.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = methods::DEFAULT_PADDING)]
     pub padding: usize,
     /// Samples S per window (PDA, sampled mean).
     #[arg(long, default_value_t = 10)]
@@ -73,7 +73,7 @@ pub struct ExplainArgs {
     #[arg(long, default_value = "predicted")]
     pub classes: String,
     /// Grey level (0-1) that occlusion fills the window with.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = methods::DEFAULT_OCCLUSION_VALUE)]
     pub occlusion_value: f32,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -110,10 +110,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
     let device = device_from(args.device)?;
     let model = LoadedModel::load(&args.model, &args.models, device, args.precision)?;
     let images = list_images(&args.input)?;
-    let window = args.window.unwrap_or(match model.resize {
-        Resize::MnistDigit => 4,
-        Resize::ImagenetCrop => 10,
-    });
+    let window = args.window.unwrap_or(model.resize.default_window());
     let (target, maps) = parse_classes(&args.classes, &model)?;
     // Every method is checked before the first image is explained.
     let mut runs = Vec::new();

@@ -428,6 +428,17 @@ fn read_tiles(map: &Tensor, width: usize, rects: &[Rect]) -> Result<Vec<MapTile>
         .collect())
 }
 
+/// P(c | x) of the image alone, on the host.
+pub fn probabilities_of(
+    model: &dyn Classifier,
+    image: &InputImage,
+) -> Result<Vec<f32>, EngineError> {
+    let _no_grad = tch::no_grad_guard();
+    let input = DeviceInput::new(image, 1, model.device());
+    let logits = logits_of(model, &input.batch_of_one())?;
+    host_f32(&logits.f_softmax(-1, Kind::Float)?)
+}
+
 /// Sends `Progress::Started`; a `Break` from the caller cancels the run.
 pub(crate) fn announce(
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,

@@ -41,8 +41,8 @@ pub use draws::{standard_normal, window_stream};
 pub use error::EngineError;
 pub use evidence::{Laplace, Quantity};
 pub use explain::{
-    explain, ExplainParams, Explanation, MapClasses, MapTile, Progress, Target, MAX_BATCH,
-    MAX_SAMPLES,
+    explain, probabilities_of, ExplainParams, Explanation, MapClasses, MapTile, Progress, Target,
+    MAX_BATCH, MAX_SAMPLES,
 };
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
 pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};

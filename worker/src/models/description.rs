@@ -18,6 +18,16 @@ pub enum Resize {
     MnistDigit,
 }
 
+impl Resize {
+    /// The window side a model of this kind is explained with by default.
+    pub fn default_window(self) -> usize {
+        match self {
+            Resize::MnistDigit => 4,
+            Resize::ImagenetCrop => 10,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Output {

@@ -34,10 +34,7 @@ pub struct ModelSummary {
 
 impl ModelSummary {
     pub fn default_window(&self) -> usize {
-        match self.resize {
-            Resize::MnistDigit => 4,
-            Resize::ImagenetCrop => 10,
-        }
+        self.resize.default_window()
     }
 }
 

@@ -21,7 +21,7 @@ pub const DEFAULT_TILE: usize = 7;
 /// Smaller tiles would mean thousands of events per run, each kept for
 /// late viewers.
 pub const MIN_TILE: usize = 4;
-pub const DEFAULT_PADDING: usize = 4;
+pub use crate::methods::DEFAULT_PADDING;
 /// A run longer than this many batches streams a coarse map first.
 pub const COARSE_AFTER_BATCHES: usize = 4;
 
@@ -107,7 +107,7 @@ pub fn settings_from_request(
         sampler: SamplerKind::Auto,
         samples,
         padding: or_default(request.padding, DEFAULT_PADDING),
-        occlusion_value: 0.5,
+        occlusion_value: crate::methods::DEFAULT_OCCLUSION_VALUE,
     };
     let window = or_default(request.window, model.default_window());
     let mut params = ExplainParams {
