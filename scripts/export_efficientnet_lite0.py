@@ -10,8 +10,12 @@ inside (mean 127/255, std 128/255, as the Lite models were trained). Methods:
   features(x)       -> last convolutional feature map [B, 1280, 7, 7]
   head(features)    -> logits from that feature map (for Grad-CAM)
 
+The same trace, not frozen, goes to model-params.pt: it keeps the parameters
+by name, which the sanity checks re-draw layer by layer.
+
 Usage: python export_efficientnet_lite0.py OUT_DIR
-Writes OUT_DIR/model.pt, OUT_DIR/classes.txt and OUT_DIR/model.toml.
+Writes OUT_DIR/model.pt, OUT_DIR/model-params.pt, OUT_DIR/classes.txt and
+OUT_DIR/model.toml.
 """
 
 import os
@@ -64,6 +68,7 @@ def main(out_dir):
         assert torch.allclose(frozen(example), model(example), atol=1e-4)
         assert torch.allclose(frozen.head(frozen.features(example)), model(example), atol=1e-4)
     frozen.save(os.path.join(out_dir, "model.pt"))
+    traced.save(os.path.join(out_dir, "model-params.pt"))
     with open(os.path.join(out_dir, "classes.txt"), "w") as f:
         f.write("\n".join(_IMAGENET_CATEGORIES) + "\n")
     with open(os.path.join(out_dir, "model.toml"), "w") as f:
@@ -88,6 +93,8 @@ training_images = 1281167
 resize = "imagenet-crop"
 # Conditional sampler statistics of 18 x 18 patches (./dev runs fit-patches).
 statistics = "patches-18.safetensors"
+# The same network with its parameters by name, for the sanity checks.
+parameters = "model-params.pt"
 """
 
 if __name__ == "__main__":

@@ -12,5 +12,6 @@ pub mod engine;
 pub mod input;
 pub mod methods;
 pub mod models;
+pub mod sanity;
 pub mod server;
 pub mod store;

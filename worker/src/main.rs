@@ -69,6 +69,16 @@ enum Command {
     /// (rank correlation, top-10% overlap): a table, and agreement.json in
     /// the model's folder for the page.
     Agreement(lens_worker::cli::AgreementArgs),
+    /// Sanity checks (Adebayo et al.): how each method's maps change when
+    /// the model's layers are randomised from the top down, and for the
+    /// digits when the network learns shuffled labels.
+    Sanity(lens_worker::cli::SanityArgs),
+    /// Few-pass estimators of PDA (antithetic pairs, Latin hypercube,
+    /// orthogonal pairs, sigma pairs) against PDA with many samples.
+    Estimators(lens_worker::cli::EstimatorsArgs),
+    /// How the maps change when the conditional sampler is fitted on every
+    /// other photo instead of a set that includes the explained one.
+    HeldOutStatistics(lens_worker::cli::HeldOutArgs),
     /// Fit the Gaussian of l x l patches (all channels jointly) from photos, for
     /// the conditional sampler, and save it.
     FitPatches {
@@ -172,6 +182,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Evaluate(args) => lens_worker::cli::run_evaluate(&args),
         Command::Agreement(args) => lens_worker::cli::run_agreement(&args),
+        Command::Sanity(args) => lens_worker::cli::run_sanity(&args),
+        Command::Estimators(args) => lens_worker::cli::run_estimators(&args),
+        Command::HeldOutStatistics(args) => lens_worker::cli::run_held_out(&args),
         Command::FitPatches {
             photos,
             side,

@@ -7,7 +7,8 @@
 //! - `border_windows_condition_on_the_visible_ring_only`
 //! - `samples_have_the_conditional_moments_and_stay_in_range`
 //! - `sampled_mean_of_conditional_draws_approaches_the_conditional_mean`
-//! - `fitted_statistics_match_a_brute_force_count_and_round_trip`
+//! - `fitted_statistics_match_a_brute_force_count_and_round_trip` (also
+//!   when fitted image by image and pooled)
 //! - `bulk_means_and_samples_equal_the_per_window_path`: the device path
 //!   (every window of an image at once: interior and each border case)
 //!   against the per-window one, with the same draws.
@@ -350,6 +351,16 @@ fn fitted_statistics_match_a_brute_force_count_and_round_trip() {
         .collect();
     assert_close(&stats.mean, &mean, 1e-9, "fitted mean");
     assert_close(&stats.covariance, &covariance, 1e-9, "fitted covariance");
+
+    // Fitted one image at a time and pooled: the same statistics.
+    let apart: Vec<PatchStatistics> = images
+        .iter()
+        .map(|image| PatchStatistics::fit(std::slice::from_ref(image), side, stride).unwrap())
+        .collect();
+    let pooled = PatchStatistics::pooled(&apart.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(pooled.patches, stats.patches);
+    assert_close(&pooled.mean, &mean, 1e-9, "pooled mean");
+    assert_close(&pooled.covariance, &covariance, 1e-9, "pooled covariance");
 
     let path = std::env::temp_dir().join(format!(
         "lens-patch-stats-{}.safetensors",

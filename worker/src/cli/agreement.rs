@@ -3,18 +3,17 @@
 //! or held-out digits. The result is kept beside the model
 //! (`agreement.json`), where the server finds it for the page.
 
-use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{device_from, DeviceArg};
+use super::{device_from, plain_map, DeviceArg, MapSetting};
 use crate::agreement::{
     rank_correlation, spearman_brown, top_overlap, MethodAgreement, ModelAgreement, AGREEMENT_FILE,
 };
-use crate::engine::{default_batch_size, ExplainParams, InputImage, MapClasses, Schedule, Target};
-use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
+use crate::engine::{default_batch_size, InputImage, Target};
+use crate::methods::MethodKind;
 use crate::models::{LoadedModel, Precision, Resize};
 
 #[derive(Args, Debug)]
@@ -69,7 +68,7 @@ struct Candidate {
 pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
     let device = device_from(args.device)?;
     let model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
-    let images = images(args, &model)?;
+    let images = named_images(&model, args.images.as_deref(), args.count, &args.data)?;
     anyhow::ensure!(!images.is_empty(), "no images to compare on");
     let window = args.window.unwrap_or(model.resize.default_window());
     anyhow::ensure!(
@@ -99,31 +98,19 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
         kind: MethodKind::Pda,
         samples,
     }));
+    let batch_size = args.batch_size.unwrap_or(default_batch_size(device));
     let map = |kind, samples, seed, image: &InputImage| -> anyhow::Result<(Vec<f32>, f64)> {
-        let choice = MethodChoice {
-            kind,
-            sampler: SamplerKind::Auto,
-            samples,
-            padding: methods::DEFAULT_PADDING,
-            occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
-        };
-        let fill = methods::window_fill(&model, &choice, window)?;
-        let params = ExplainParams {
+        let setting = MapSetting {
             window,
             stride: args.stride,
-            batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
-            tile_size: window,
+            samples,
+            batch_size,
             seed,
             target: Target::Predicted,
-            quantity: kind.quantity(),
-            maps: MapClasses::Classes(Vec::new()),
-            schedule: Schedule::Plain,
         };
         let began = Instant::now();
-        let result = methods::run(&model, kind, fill.as_ref(), image, &params, &mut |_| {
-            ControlFlow::Continue(())
-        })?;
-        Ok((result.map().to_vec(), began.elapsed().as_secs_f64()))
+        let explanation = plain_map(&model, kind, &setting, image)?;
+        Ok((explanation.map().to_vec(), began.elapsed().as_secs_f64()))
     };
 
     let mut scores = vec![(Vec::new(), Vec::new(), Vec::new()); candidates.len()];
@@ -188,12 +175,19 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The images compared on, with their names.
-fn images(args: &AgreementArgs, model: &LoadedModel) -> anyhow::Result<Vec<(String, InputImage)>> {
-    if args.images.is_none() && model.resize == Resize::MnistDigit {
-        let split = crate::digits::mnist::load_split(&args.data.join(crate::digits::MNIST_FILE))?;
+/// The images compared on, with their names: those of `folder`, or else
+/// the held-out digits for the digits model and the shipped photos for
+/// photo models; at most `count`.
+pub(super) fn named_images(
+    model: &LoadedModel,
+    folder: Option<&Path>,
+    count: usize,
+    data: &Path,
+) -> anyhow::Result<Vec<(String, InputImage)>> {
+    if folder.is_none() && model.resize == Resize::MnistDigit {
+        let split = crate::digits::mnist::load_split(&data.join(crate::digits::MNIST_FILE))?;
         let held_out = split.held_out;
-        return Ok((0..held_out.len().min(args.count))
+        return Ok((0..held_out.len().min(count))
             .map(|i| {
                 let image = InputImage {
                     shape: model.classifier.input_shape(),
@@ -203,12 +197,9 @@ fn images(args: &AgreementArgs, model: &LoadedModel) -> anyhow::Result<Vec<(Stri
             })
             .collect());
     }
-    let folder = args.images.clone().unwrap_or_else(|| "data/photos".into());
+    let folder = folder.unwrap_or(Path::new("data/photos"));
     let mut images = Vec::new();
-    for path in crate::input::image_files(&folder)?
-        .into_iter()
-        .take(args.count)
-    {
+    for path in crate::input::image_files(folder)?.into_iter().take(count) {
         let image = model.input_from_bytes(&std::fs::read(&path)?)?;
         let name = path
             .file_name()

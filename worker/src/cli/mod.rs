@@ -6,12 +6,18 @@
 //! stderr and the rest are still explained.
 
 mod agreement;
+mod estimators;
 mod evaluate;
+mod held_out;
 mod npy;
 mod overlay;
+mod sanity;
 
 pub use agreement::{run_agreement, AgreementArgs};
+pub use estimators::{run_estimators, EstimatorAgreement, EstimatorReport, EstimatorsArgs};
 pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
+pub use held_out::{run_held_out, HeldOutArgs, HeldOutPhoto, HeldOutReport};
+pub use sanity::{run_sanity, Comparison, SanityArgs, SanityReport, Similarity};
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -330,4 +336,61 @@ fn explain_one(
         "wall_seconds": result.wall_seconds,
         "faithfulness": faithfulness,
     }))
+}
+
+/// How `plain_map` explains: the engine's settings a comparison varies.
+pub(crate) struct MapSetting {
+    pub window: usize,
+    pub stride: usize,
+    /// S, for PDA and the sampled mean.
+    pub samples: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub target: Target,
+}
+
+/// The engine's parameters for a setting: plain schedule, only the target's map.
+pub(crate) fn plain_params(
+    setting: &MapSetting,
+    quantity: crate::engine::Quantity,
+) -> ExplainParams {
+    ExplainParams {
+        window: setting.window,
+        stride: setting.stride,
+        batch_size: setting.batch_size,
+        tile_size: setting.window,
+        seed: setting.seed,
+        target: setting.target,
+        quantity,
+        maps: MapClasses::Classes(Vec::new()),
+        schedule: Schedule::Plain,
+    }
+}
+
+/// One method's explanation of `image` with the default sampler, padding
+/// and occlusion grey, and no progress shown: the maps `agreement` and
+/// `sanity` compare.
+pub(crate) fn plain_map(
+    model: &LoadedModel,
+    kind: MethodKind,
+    setting: &MapSetting,
+    image: &crate::engine::InputImage,
+) -> anyhow::Result<crate::engine::Explanation> {
+    let choice = MethodChoice {
+        kind,
+        sampler: SamplerKind::Auto,
+        samples: setting.samples,
+        padding: methods::DEFAULT_PADDING,
+        occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
+    };
+    let fill = methods::window_fill(model, &choice, setting.window)?;
+    let params = plain_params(setting, kind.quantity());
+    Ok(methods::run(
+        model,
+        kind,
+        fill.as_ref(),
+        image,
+        &params,
+        &mut |_| ControlFlow::Continue(()),
+    )?)
 }

@@ -23,6 +23,8 @@ use net::DigitsNet;
 /// File names inside the model folder and the data folder.
 pub const MODEL_FILE: &str = "model.pt";
 pub const TRAINING_FILE: &str = "training-digits.safetensors";
+/// The trained parameters by name, for the sanity checks.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
 pub const MNIST_FILE: &str = "mnist_5k.csv.gz";
 
 pub const SHAPE: InputShape = InputShape {
@@ -77,7 +79,8 @@ pub fn held_out_presets(data: &Path) -> Result<Vec<(u8, Vec<f32>)>, mnist::Mnist
 }
 
 /// Writes the trained network as a model folder: the traced module, class
-/// names, its description and the training digits (for the marginal sampler).
+/// names, its description, the training digits (for the marginal sampler)
+/// and the named weights (for the sanity checks).
 pub fn export(
     vs: &mut VarStore,
     net: &DigitsNet,
@@ -89,6 +92,7 @@ pub fn export(
     // weights become constants of the traced graph.
     vs.set_device(Device::Cpu);
     vs.freeze();
+    vs.save(folder.join(WEIGHTS_FILE))?;
     let example = Tensor::zeros([1, 1, SIDE as i64, SIDE as i64], (Kind::Float, Device::Cpu));
     let module = CModule::create_by_tracing("digits", "forward", &[example], &mut |inputs| {
         vec![net.forward_t(&inputs[0], false)]

@@ -3,10 +3,13 @@
 //! by ReLU and 2 x 2 max-pooling, a 1024-unit fully connected layer with
 //! dropout, and 10 outputs (logits).
 
+use std::path::Path;
+
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, TchError, Tensor};
 
 use super::mnist::{CLASSES, SIDE};
+use crate::engine::{Classifier, InputShape};
 
 #[derive(Debug)]
 pub struct DigitsNet {
@@ -46,5 +49,59 @@ impl ModuleT for DigitsNet {
             .relu()
             .dropout(0.5, train)
             .apply(&self.fc2)
+    }
+}
+
+/// The network with its parameters by name (`conv1.weight`, ...), for the
+/// sanity checks that re-draw them: the shipped `model.pt` is traced and
+/// frozen, its weights constants of the graph.
+pub struct DigitsNetClassifier {
+    vs: nn::VarStore,
+    net: DigitsNet,
+    training_images: usize,
+}
+
+impl DigitsNetClassifier {
+    pub fn new(vs: nn::VarStore, net: DigitsNet, training_images: usize) -> Self {
+        DigitsNetClassifier {
+            vs,
+            net,
+            training_images,
+        }
+    }
+
+    /// The weights `export` saved beside the traced module.
+    pub fn load(weights: &Path, device: Device, training_images: usize) -> Result<Self, TchError> {
+        let mut vs = nn::VarStore::new(device);
+        let net = DigitsNet::new(&vs.root());
+        vs.load(weights)?;
+        vs.freeze();
+        Ok(Self::new(vs, net, training_images))
+    }
+
+    /// Every parameter, input layer first (the names sort in the network's
+    /// order: conv1, conv2, fc1, fc2). The tensors share the network's storage.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<_> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+}
+
+impl Classifier for DigitsNetClassifier {
+    fn input_shape(&self) -> InputShape {
+        super::SHAPE
+    }
+    fn num_classes(&self) -> usize {
+        CLASSES
+    }
+    fn training_images(&self) -> usize {
+        self.training_images
+    }
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+    fn logits(&self, batch: &Tensor) -> Result<Tensor, TchError> {
+        Ok(self.net.forward_t(batch, false))
     }
 }

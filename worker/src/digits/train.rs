@@ -17,6 +17,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub seed: u64,
+    /// Random rotations, scalings and shifts of every batch. Off for the
+    /// sanity check's shuffled labels, which the network must memorise.
+    pub augment: bool,
 }
 
 impl Default for TrainConfig {
@@ -26,6 +29,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             learning_rate: 1e-3,
             seed: 2017,
+            augment: true,
         }
     }
 }
@@ -52,7 +56,12 @@ pub fn train(
         let mut loss_sum = 0.0;
         let mut batches = 0;
         for chunk in order.chunks(config.batch_size) {
-            let images = augmented_batch(digits, chunk, &mut rng).to_device(device);
+            let images = if config.augment {
+                augmented_batch(digits, chunk, &mut rng)
+            } else {
+                batch_of(digits, chunk)
+            }
+            .to_device(device);
             let labels: Vec<i64> = chunk.iter().map(|&i| digits.labels[i] as i64).collect();
             let labels = Tensor::from_slice(&labels).to_device(device);
             let loss = net
@@ -96,6 +105,25 @@ pub fn accuracy(classifier: &dyn Classifier, digits: &Digits) -> f64 {
             .int64_value(&[]);
     }
     correct as f64 / digits.len() as f64
+}
+
+/// The chosen digits as they are.
+fn batch_of(digits: &Digits, chunk: &[usize]) -> Tensor {
+    let values: Vec<f32> = chunk
+        .iter()
+        .flat_map(|&index| digits.image(index).iter().copied())
+        .collect();
+    Tensor::from_slice(&values).view([chunk.len() as i64, 1, SIDE as i64, SIDE as i64])
+}
+
+/// The same digits with their labels shuffled (seeded): the data
+/// randomisation test's training set, where no image predicts its label.
+pub fn with_shuffled_labels(digits: &Digits, seed: u64) -> Digits {
+    let mut shuffled = digits.clone();
+    shuffled
+        .labels
+        .shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    shuffled
 }
 
 /// The chosen digits, each randomly rotated (up to 12 degrees), scaled

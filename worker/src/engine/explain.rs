@@ -232,6 +232,7 @@ pub fn explain(
         laplace,
         quantity,
         classes: &class_index,
+        weights: sample_weights(fill, device)?,
     };
     // value(c | x) of every mapped class, `[1, M]`.
     let p_x = outputs.probabilities(&original_logits)?;
@@ -279,7 +280,9 @@ pub fn explain(
         let _ = without.f_index_copy_(
             0,
             &cells,
-            &p.f_mean_dim([1i64].as_slice(), false, Kind::Double)?,
+            &outputs
+                .average(&p, batch.len(), samples)?
+                .f_view([batch.len() as i64])?,
         )?;
         if let Some(spread) = spread.as_mut() {
             let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
@@ -361,9 +364,43 @@ struct ClassOutputs<'a> {
     quantity: Quantity,
     /// The mapped classes, `[M]` i64.
     classes: &'a Tensor,
+    /// The fill's weights of a window's S samples, `[S]` f64 (`None`: the
+    /// plain mean).
+    weights: Option<Tensor>,
+}
+
+/// The fill's sample weights on the device, checked: one per sample,
+/// summing to 1.
+fn sample_weights(fill: &dyn WindowFill, device: Device) -> Result<Option<Tensor>, EngineError> {
+    let Some(weights) = fill.sample_weights() else {
+        return Ok(None);
+    };
+    let sum: f64 = weights.iter().sum();
+    if weights.len() != fill.samples_per_window() || (sum - 1.0).abs() > 1e-9 {
+        return Err(EngineError::Statistics(format!(
+            "the fill gives {} weights summing to {sum} for {} samples",
+            weights.len(),
+            fill.samples_per_window()
+        )));
+    }
+    Ok(Some(upload(&weights, device)))
 }
 
 impl ClassOutputs<'_> {
+    /// The mean of each window's S rows of `t` (`[windows * S, ...]` or
+    /// `[windows, S, ...]`), weighted when the fill weighs its samples:
+    /// `[windows, X]` f64.
+    fn average(&self, t: &Tensor, windows: usize, samples: usize) -> Result<Tensor, EngineError> {
+        let t = t.f_view([windows as i64, samples as i64, -1])?;
+        Ok(match &self.weights {
+            Some(w) if samples > 1 => t
+                .f_to_kind(Kind::Double)?
+                .f_mul(&w.f_view([1, samples as i64, 1])?)?
+                .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?,
+            _ => t.f_mean_dim([1i64].as_slice(), false, Kind::Double)?,
+        })
+    }
+
     /// P(c | image) of the mapped classes, `[rows, M]` f64.
     fn probabilities(&self, logits: &Tensor) -> Result<Tensor, EngineError> {
         Ok(logits
@@ -383,13 +420,7 @@ impl ClassOutputs<'_> {
         windows: usize,
         samples: usize,
     ) -> Result<Tensor, EngineError> {
-        let per_window = |t: Tensor| -> Result<Tensor, EngineError> {
-            Ok(t.f_view([windows as i64, samples as i64, -1])?.f_mean_dim(
-                [1i64].as_slice(),
-                false,
-                Kind::Double,
-            )?)
-        };
+        let per_window = |t: Tensor| self.average(&t, windows, samples);
         let p = per_window(probabilities.shallow_clone())?;
         Ok(match self.quantity {
             Quantity::Probability => p,

@@ -26,6 +26,13 @@ pub trait WindowFill: Sync {
         seed: u64,
     ) -> Result<Tensor, EngineError>;
 
+    /// How a window's S outputs are averaged: `None` for the plain mean
+    /// (every method of the paper), else one weight per sample, summing to
+    /// 1 (estimators that mix the conditional mean pass with draws).
+    fn sample_weights(&self) -> Option<Vec<f64>> {
+        None
+    }
+
     /// The only window size this fill works with, if it has one (the
     /// conditional sampler is fitted for one window and patch size).
     fn fixed_window(&self) -> Option<usize> {

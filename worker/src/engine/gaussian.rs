@@ -97,6 +97,49 @@ impl PatchStatistics {
         })
     }
 
+    /// The statistics of the union of the patch sets `parts` were fitted
+    /// on, from their counts, means and covariances alone (so a set can be
+    /// left out without fitting the others again).
+    pub fn pooled(parts: &[&PatchStatistics]) -> Result<Self, EngineError> {
+        let Some(first) = parts.first() else {
+            return Err(EngineError::Statistics("nothing to pool".into()));
+        };
+        let d = first.dimension();
+        let mut sum = vec![0f64; d];
+        // Sum over all patches of x x^T.
+        let mut outer = vec![0f64; d * d];
+        let mut patches = 0usize;
+        for part in parts {
+            if (part.channels, part.side) != (first.channels, first.side) {
+                return Err(EngineError::Statistics(format!(
+                    "cannot pool {}-channel {} x {} patches with {}-channel {} x {}",
+                    part.channels, part.side, part.side, first.channels, first.side, first.side
+                )));
+            }
+            let n = part.patches as f64;
+            for i in 0..d {
+                sum[i] += n * part.mean[i];
+                for j in 0..d {
+                    outer[i * d + j] +=
+                        (n - 1.0) * part.covariance[i * d + j] + n * part.mean[i] * part.mean[j];
+                }
+            }
+            patches += part.patches;
+        }
+        let n = patches as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let covariance = (0..d * d)
+            .map(|ij| (outer[ij] - mean[ij / d] * sum[ij % d]) / (n - 1.0))
+            .collect();
+        Ok(PatchStatistics {
+            channels: first.channels,
+            side: first.side,
+            patches,
+            mean,
+            covariance,
+        })
+    }
+
     pub fn save(&self, path: &Path) -> Result<(), EngineError> {
         let d = self.dimension() as i64;
         let header =

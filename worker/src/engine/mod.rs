@@ -22,6 +22,7 @@ mod draws;
 mod error;
 mod evidence;
 mod explain;
+mod few_pass;
 mod fill;
 mod gaussian;
 mod gradcam;
@@ -44,6 +45,7 @@ pub use explain::{
     explain, probabilities_of, ExplainParams, Explanation, MapClasses, MapTile, Progress, Target,
     MAX_BATCH, MAX_SAMPLES,
 };
+pub use few_pass::{Design, DesignedPda, SIGMA_SCALE};
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
 pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchStatistics};
 pub use gradcam::gradcam_explain;

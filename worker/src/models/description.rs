@@ -61,6 +61,10 @@ pub struct ModelDescription {
     /// tensor `images` is N x C x H x W in [0, 1], relative to the description.
     #[serde(default)]
     pub marginal: Option<String>,
+    /// The same network as a TorchScript file that keeps its parameters by
+    /// name (traced, not frozen), for the sanity checks that re-draw them.
+    #[serde(default)]
+    pub parameters: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

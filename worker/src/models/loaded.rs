@@ -95,6 +95,16 @@ impl LoadedModel {
         })
     }
 
+    /// Replaces the conditional sampler's patch statistics (the samplers
+    /// built from the old ones are dropped).
+    pub fn set_statistics(&mut self, statistics: PatchStatistics) {
+        self.statistics = Some(statistics);
+        self.conditionals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// An upload converted to this model's input.
     pub fn input_from_bytes(&self, bytes: &[u8]) -> Result<InputImage, InputError> {
         input_for(self.resize, self.classifier.input_shape(), bytes)

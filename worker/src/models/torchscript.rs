@@ -55,6 +55,8 @@ pub enum ModelError {
         got: i64,
         expected: usize,
     },
+    #[error("{path} names no `parameters` file (the network with named parameters the sanity checks need)")]
+    NoParameters { path: PathBuf },
     #[error("half precision runs on CUDA only, and the device is {0:?}")]
     HalfNeedsCuda(Device),
     #[error("{path} failed on a test input of shape {shape:?}: {message}")]
@@ -82,7 +84,42 @@ impl TorchScriptModel {
             return Err(ModelError::HalfNeedsCuda(device));
         }
         let description = ModelDescription::read(&folder.join("model.toml"))?;
-        let path = folder.join(&description.file);
+        let file = description.file.clone();
+        Self::open(folder, &file, description, device, precision)
+    }
+
+    /// The model from the file with its parameters by name (the description's
+    /// `parameters`), and those parameters, input side first. They share the
+    /// module's storage: changing them changes the network.
+    pub fn load_parameterised(
+        folder: &Path,
+        device: Device,
+    ) -> Result<(Self, Vec<(String, Tensor)>), ModelError> {
+        let description = ModelDescription::read(&folder.join("model.toml"))?;
+        let Some(file) = description.parameters.clone() else {
+            return Err(ModelError::NoParameters {
+                path: folder.join("model.toml"),
+            });
+        };
+        let model = Self::open(folder, &file, description, device, Precision::Full)?;
+        let named = model
+            .module
+            .named_parameters()
+            .map_err(|source| ModelError::Module {
+                path: folder.join(&file),
+                source,
+            })?;
+        Ok((model, named))
+    }
+
+    fn open(
+        folder: &Path,
+        file: &str,
+        description: ModelDescription,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, ModelError> {
+        let path = folder.join(file);
         let mut module =
             CModule::load_on_device(&path, device).map_err(|source| ModelError::Module {
                 path: path.clone(),

@@ -220,22 +220,39 @@ impl ConditionalGaussian {
         samples: usize,
         seed: u64,
     ) -> Result<Tensor, EngineError> {
+        let n1 = self.window_values();
+        let z = draws::normals(seed, windows, samples, n1, input.device);
+        self.samples_from(input, windows, &z)
+    }
+
+    /// mu_1|2 + L z, clipped to the data range, for given standard-normal
+    /// coordinates `z` (`[B * S, n1]`, the S rows of each window together):
+    /// `[B * S, n1]` f64. How z is drawn is the estimator's choice.
+    pub fn samples_from(
+        &self,
+        input: &DeviceInput,
+        windows: &[Window],
+        z: &Tensor,
+    ) -> Result<Tensor, EngineError> {
         self.check_input(input)?;
-        let n1 = self.window * self.window * self.stats.channels;
+        let n1 = self.window_values() as i64;
+        let rows = z.size()[0];
+        let (b, samples) = (windows.len() as i64, rows / (windows.len().max(1) as i64));
         let groups = self.groups(input.shape, windows);
         let clips: Vec<Clip> = groups.iter().map(|(c, _)| *c).collect();
-        let z = draws::normals(seed, windows, samples, n1, input.device).view([
-            windows.len() as i64,
-            samples as i64,
-            n1 as i64,
-        ]);
+        let z = z.f_to_kind(Kind::Double)?.f_view([b, samples, n1])?;
         Ok(self.with_cache(input.device, &clips, |cache| {
             let mean = self.mean_with(cache, &groups, input, windows);
             let noise = self.per_case(cache, &groups, &z, |(_, cholesky_t)| cholesky_t);
             (mean.unsqueeze(1) + noise)
                 .clamp(self.range.0 as f64, self.range.1 as f64)
-                .view([(windows.len() * samples) as i64, n1 as i64])
+                .view([rows, n1])
         }))
+    }
+
+    /// Values of one window (channels x k x k).
+    pub fn window_values(&self) -> usize {
+        self.window * self.window * self.stats.channels
     }
 
     fn check_input(&self, input: &DeviceInput) -> Result<(), EngineError> {
