@@ -8,8 +8,12 @@
 # It writes OUT_DIR/agreement-efficientnet-lite0.json (commit it as
 # docs/experiments/agreement-efficientnet-lite0.json: setup installs it
 # beside the model) and OUT_DIR/faithfulness.jsonl (every method's deletion
-# and insertion curves on every shipped photo). About 3 minutes on an H200
-# at stride 4.
+# and insertion curves on every shipped photo), then the sanity checks
+# (the full cascade, every method), the few-pass estimators against PDA
+# S = 32 and the held-out patch statistics on every shipped photo
+# (sanity.json, estimators.json, held-out.json; data/fitting-photos/ must
+# be copied too). About 3 minutes on an H200 for the first two at stride 4;
+# the others were not timed there yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/gpu-experiments.sh OUT_DIR [STRIDE]}
@@ -25,3 +29,9 @@ lens=target/release/evidence-lens
 "$lens" explain data/photos --model efficientnet-lite0 --device cuda --stride "$stride" --samples 10 \
   --method efficient-pda,pda,sampled-mean,occlusion,gradient,saliency,grad-cam \
   --evaluate blur,grey --out "$out/maps" > "$out/faithfulness.jsonl"
+"$lens" sanity --model efficientnet-lite0 --count 7 --stride 10 --device cuda \
+  --out "$out/sanity.json" > "$out/sanity.md"
+"$lens" estimators --model efficientnet-lite0 --count 7 --stride "$stride" --device cuda \
+  --out "$out/estimators.json" > "$out/estimators.md"
+"$lens" held-out-statistics --model efficientnet-lite0 --stride "$stride" --samples 10 --device cuda \
+  --out "$out/held-out.json" > "$out/held-out.md"

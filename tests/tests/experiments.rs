@@ -9,6 +9,8 @@
 //! - `grad_cam_changes_when_efficientnets_classifier_is_randomised`
 //! - `a_model_without_named_parameters_is_refused_with_the_reason`
 //! - `estimators_compares_every_design_with_the_reference`
+//! - `figures_draws_each_figure_with_its_data`: Figs. 11, 13 and 16 on a
+//!   few images and samples.
 //! - `held_out_statistics_change_nothing_when_a_copy_of_the_photo_stays`:
 //!   the fitting folder holds a copy of the explained photo, so leaving the
 //!   photo out leaves its statistics as they were, and the maps with them.
@@ -278,4 +280,64 @@ fn held_out_statistics_change_nothing_when_a_copy_of_the_photo_stays() {
     );
     assert!((photo.pda_rank_correlation - 1.0).abs() < 1e-9, "{photo:?}");
     assert!(photo.pda_redrawn_rank_correlation < 1.0 - 1e-6, "{photo:?}");
+}
+
+#[test]
+fn figures_draws_each_figure_with_its_data() {
+    let out = temp_folder("figures");
+    let table = run_command(&[
+        "figures",
+        "--device",
+        "cpu",
+        "--digits",
+        "3",
+        "--samples",
+        "40",
+        "--photo-variants",
+        "1",
+        "--photo-samples",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    for figure in ["Fig. 11", "Fig. 13", "Fig. 16"] {
+        assert!(table.contains(figure), "{table}");
+    }
+    for chart in ["fig11-mean-vs-samples", "fig16-error-vs-samples"] {
+        let png = image::open(out.join(format!("{chart}.png"))).unwrap();
+        assert_eq!((png.width(), png.height()), (800, 500));
+        let svg = std::fs::read_to_string(out.join(format!("{chart}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("samples"),
+            "{chart}"
+        );
+    }
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let fig11 = read("fig11-mean-vs-samples.json");
+    let images = fig11["images"].as_array().unwrap();
+    let sets: Vec<&str> = images.iter().map(|i| i["set"].as_str().unwrap()).collect();
+    assert_eq!(sets, ["digits", "digits", "digits", "photos"]);
+    for image in images {
+        for key in ["p_at_mean", "mean_p"] {
+            assert!(
+                (0.0..=1.0).contains(&image[key].as_f64().unwrap()),
+                "{image}"
+            );
+        }
+        assert!(image["standard_error"].as_f64().unwrap() > 0.0, "{image}");
+    }
+    let fig13 = read("fig13-digits-pda-and-ours.json");
+    assert_eq!(fig13["digits"].as_array().unwrap().len(), 10);
+    let grid = image::open(out.join("fig13-digits-pda-and-ours.png")).unwrap();
+    assert!(grid.height() > 5 * grid.width(), "ten rows of two maps");
+    let fig16 = read("fig16-error-vs-samples.json");
+    let cases: Vec<&str> = fig16["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(cases, ["digit 8", "chelsea"]);
 }

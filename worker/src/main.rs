@@ -79,6 +79,9 @@ enum Command {
     /// How the maps change when the conditional sampler is fitted on every
     /// other photo instead of a set that includes the explained one.
     HeldOutStatistics(lens_worker::cli::HeldOutArgs),
+    /// The paper's experiments as figures (PNG, SVG and their data) under
+    /// docs/experiments/figures.
+    Figures(lens_worker::cli::FiguresArgs),
     /// Fit the Gaussian of l x l patches (all channels jointly) from photos, for
     /// the conditional sampler, and save it.
     FitPatches {
@@ -185,6 +188,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sanity(args) => lens_worker::cli::run_sanity(&args),
         Command::Estimators(args) => lens_worker::cli::run_estimators(&args),
         Command::HeldOutStatistics(args) => lens_worker::cli::run_held_out(&args),
+        Command::Figures(args) => lens_worker::cli::run_figures(&args),
         Command::FitPatches {
             photos,
             side,

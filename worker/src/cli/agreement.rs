@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::{device_from, plain_map, DeviceArg, MapSetting};
+use super::{device_from, plain_map, MapSetting, RunOptions};
 use crate::agreement::{
     rank_correlation, spearman_brown, top_overlap, MethodAgreement, ModelAgreement, AGREEMENT_FILE,
 };
@@ -42,21 +42,11 @@ pub struct AgreementArgs {
     /// Samples of the sampled mean.
     #[arg(long, default_value_t = 10)]
     pub mean_samples: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Images per forward pass [default: 16 on a CPU, 256 on CUDA].
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    /// The digits data (for held-out digits).
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
     /// Where the JSON goes [default: agreement.json in the model's folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 /// One method as compared: its kind and sample count.
@@ -66,9 +56,9 @@ struct Candidate {
 }
 
 pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
-    let device = device_from(args.device)?;
-    let model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
-    let images = named_images(&model, args.images.as_deref(), args.count, &args.data)?;
+    let device = device_from(args.run.device)?;
+    let model = LoadedModel::load(&args.model, &args.run.models, device, Precision::Full)?;
+    let images = named_images(&model, args.images.as_deref(), args.count, &args.run.data)?;
     anyhow::ensure!(!images.is_empty(), "no images to compare on");
     let window = args.window.unwrap_or(model.resize.default_window());
     anyhow::ensure!(
@@ -98,7 +88,7 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
         kind: MethodKind::Pda,
         samples,
     }));
-    let batch_size = args.batch_size.unwrap_or(default_batch_size(device));
+    let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
     let map = |kind, samples, seed, image: &InputImage| -> anyhow::Result<(Vec<f32>, f64)> {
         let setting = MapSetting {
             window,
@@ -120,15 +110,20 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
             "{name}: the reference (PDA, S = {})",
             args.reference_samples
         );
-        let (reference, _) = map(MethodKind::Pda, args.reference_samples, args.seed, image)?;
+        let (reference, _) = map(
+            MethodKind::Pda,
+            args.reference_samples,
+            args.run.seed,
+            image,
+        )?;
         // Two halves with seeds of their own: independent of each other.
-        let (a, _) = map(MethodKind::Pda, half, args.seed + 1, image)?;
-        let (b, _) = map(MethodKind::Pda, half, args.seed + 2, image)?;
+        let (a, _) = map(MethodKind::Pda, half, args.run.seed + 1, image)?;
+        let (b, _) = map(MethodKind::Pda, half, args.run.seed + 2, image)?;
         halves.push(rank_correlation(&a, &b));
         for (candidate, score) in candidates.iter().zip(&mut scores) {
             // Another seed than the reference's, so PDA is not compared
             // with its own draws.
-            let (m, seconds) = map(candidate.kind, candidate.samples, args.seed + 3, image)?;
+            let (m, seconds) = map(candidate.kind, candidate.samples, args.run.seed + 3, image)?;
             score.0.push(rank_correlation(&m, &reference));
             score.1.push(top_overlap(&m, &reference, 0.1));
             score.2.push(seconds);

@@ -11,7 +11,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::agreement::named_images;
-use super::{device_from, plain_params, DeviceArg, MapSetting};
+use super::{device_from, plain_params, write_report, MapSetting, RunOptions};
 use crate::agreement::{rank_correlation, spearman_brown, top_overlap};
 use crate::engine::{
     default_batch_size, explain, ConditionalMean, Design, DesignedPda, InputImage, Quantity,
@@ -44,20 +44,11 @@ pub struct EstimatorsArgs {
     /// Samples of the reference PDA (split in halves for its ceiling).
     #[arg(long, default_value_t = 32)]
     pub reference_samples: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Images per forward pass [default: 16 on a CPU, 256 on CUDA].
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
     /// Where the JSON report goes (the table goes to stdout either way).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -133,9 +124,9 @@ fn candidates(budgets: &[usize]) -> Vec<Candidate> {
 }
 
 pub fn run_estimators(args: &EstimatorsArgs) -> anyhow::Result<()> {
-    let device = device_from(args.device)?;
-    let model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
-    let images = named_images(&model, args.images.as_deref(), args.count, &args.data)?;
+    let device = device_from(args.run.device)?;
+    let model = LoadedModel::load(&args.model, &args.run.models, device, Precision::Full)?;
+    let images = named_images(&model, args.images.as_deref(), args.count, &args.run.data)?;
     anyhow::ensure!(!images.is_empty(), "no images to compare on");
     anyhow::ensure!(
         args.reference_samples >= 2,
@@ -143,7 +134,7 @@ pub fn run_estimators(args: &EstimatorsArgs) -> anyhow::Result<()> {
     );
     let window = args.window.unwrap_or(model.resize.default_window());
     let gaussian = model.conditional(window, methods::DEFAULT_PADDING)?;
-    let batch_size = args.batch_size.unwrap_or(default_batch_size(device));
+    let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
     let map =
         |fill: &dyn WindowFill, seed: u64, image: &InputImage| -> anyhow::Result<(Vec<f32>, f64)> {
             let setting = MapSetting {
@@ -185,13 +176,13 @@ pub fn run_estimators(args: &EstimatorsArgs) -> anyhow::Result<()> {
             "{name}: the reference (PDA, S = {})",
             args.reference_samples
         );
-        let (reference, _) = map(&pda(args.reference_samples)?, args.seed, image)?;
+        let (reference, _) = map(&pda(args.reference_samples)?, args.run.seed, image)?;
         let half = args.reference_samples / 2;
-        let (a, _) = map(&pda(half)?, args.seed + 1, image)?;
-        let (b, _) = map(&pda(half)?, args.seed + 2, image)?;
+        let (a, _) = map(&pda(half)?, args.run.seed + 1, image)?;
+        let (b, _) = map(&pda(half)?, args.run.seed + 2, image)?;
         halves.push(rank_correlation(&a, &b));
         for (fill, score) in fills.iter().zip(&mut scores) {
-            let (m, seconds) = map(fill.as_ref(), args.seed + 3, image)?;
+            let (m, seconds) = map(fill.as_ref(), args.run.seed + 3, image)?;
             score.0.push(rank_correlation(&m, &reference));
             score.1.push(top_overlap(&m, &reference, 0.1));
             score.2.push(seconds);
@@ -221,11 +212,7 @@ pub fn run_estimators(args: &EstimatorsArgs) -> anyhow::Result<()> {
         device: format!("{device:?}"),
     };
     print_table(&report);
-    if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("written to {}", out.display());
-    }
-    Ok(())
+    write_report(args.out.as_deref(), &report)
 }
 
 fn print_table(report: &EstimatorReport) {

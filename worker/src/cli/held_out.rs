@@ -5,13 +5,13 @@
 //! pooled from every photo of both folders except this one; beside them,
 //! PDA against itself with other draws, the change sampling alone makes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::agreement::named_images;
-use super::{device_from, plain_map, DeviceArg, MapSetting};
+use super::{device_from, plain_map, write_report, MapSetting, RunOptions};
 use crate::agreement::{rank_correlation, top_overlap};
 use crate::engine::{default_batch_size, InputImage, PatchStatistics, Target};
 use crate::methods::MethodKind;
@@ -39,17 +39,11 @@ pub struct HeldOutArgs {
     /// Samples S of PDA.
     #[arg(long, default_value_t = 4)]
     pub samples: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
     /// Where the JSON report goes (the table goes to stdout either way).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,17 +70,17 @@ pub struct HeldOutPhoto {
 }
 
 pub fn run_held_out(args: &HeldOutArgs) -> anyhow::Result<()> {
-    let device = device_from(args.device)?;
-    let mut model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
+    let device = device_from(args.run.device)?;
+    let mut model = LoadedModel::load(&args.model, &args.run.models, device, Precision::Full)?;
     let Some(shipped) = model.statistics.clone() else {
         anyhow::bail!("{} has no patch statistics to compare with", model.name);
     };
-    let explained = named_images(&model, Some(&args.photos), usize::MAX, Path::new("data"))?;
+    let explained = named_images(&model, Some(&args.photos), usize::MAX, &args.run.data)?;
     let others = named_images(
         &model,
         Some(&args.fitting_photos),
         usize::MAX,
-        Path::new("data"),
+        &args.run.data,
     )?;
     let all: Vec<&(String, InputImage)> = explained.iter().chain(&others).collect();
     eprintln!(
@@ -106,7 +100,7 @@ pub fn run_held_out(args: &HeldOutArgs) -> anyhow::Result<()> {
         window,
         stride: args.stride,
         samples,
-        batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
+        batch_size: args.run.batch_size.unwrap_or(default_batch_size(device)),
         seed,
         target: Target::Predicted,
     };
@@ -121,8 +115,8 @@ pub fn run_held_out(args: &HeldOutArgs) -> anyhow::Result<()> {
     for (index, (name, image)) in explained.iter().enumerate().take(args.count) {
         eprintln!("{name}");
         model.set_statistics(shipped.clone());
-        let (efficient, pda) = maps(&model, image, args.seed)?;
-        let (_, redrawn) = maps(&model, image, args.seed + 1)?;
+        let (efficient, pda) = maps(&model, image, args.run.seed)?;
+        let (_, redrawn) = maps(&model, image, args.run.seed + 1)?;
         let rest: Vec<&PatchStatistics> = fits
             .iter()
             .enumerate()
@@ -130,7 +124,7 @@ pub fn run_held_out(args: &HeldOutArgs) -> anyhow::Result<()> {
             .map(|(_, fit)| fit)
             .collect();
         model.set_statistics(PatchStatistics::pooled(&rest)?);
-        let (held_efficient, held_pda) = maps(&model, image, args.seed)?;
+        let (held_efficient, held_pda) = maps(&model, image, args.run.seed)?;
         photos.push(HeldOutPhoto {
             photo: name.clone(),
             efficient_rank_correlation: rank_correlation(&efficient, &held_efficient),
@@ -148,11 +142,7 @@ pub fn run_held_out(args: &HeldOutArgs) -> anyhow::Result<()> {
         samples: args.samples,
     };
     print_table(&report);
-    if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("written to {}", out.display());
-    }
-    Ok(())
+    write_report(args.out.as_deref(), &report)
 }
 
 fn print_table(report: &HeldOutReport) {

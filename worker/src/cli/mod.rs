@@ -8,6 +8,7 @@
 mod agreement;
 mod estimators;
 mod evaluate;
+mod figures;
 mod held_out;
 mod npy;
 mod overlay;
@@ -16,6 +17,7 @@ mod sanity;
 pub use agreement::{run_agreement, AgreementArgs};
 pub use estimators::{run_estimators, EstimatorAgreement, EstimatorReport, EstimatorsArgs};
 pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
+pub use figures::{run_figures, FiguresArgs};
 pub use held_out::{run_held_out, HeldOutArgs, HeldOutPhoto, HeldOutReport};
 pub use sanity::{run_sanity, Comparison, SanityArgs, SanityReport, Similarity};
 
@@ -336,6 +338,36 @@ fn explain_one(
         "wall_seconds": result.wall_seconds,
         "faithfulness": faithfulness,
     }))
+}
+
+/// The options the research commands share: where the models and data
+/// are, the device, the batch size and the seed.
+#[derive(Args, Debug)]
+pub struct RunOptions {
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per forward pass [default: 16 on a CPU, 256 on CUDA].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// The data folder (the digits, the font of the figures).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+}
+
+/// Writes a command's report as pretty JSON when asked to.
+pub(crate) fn write_report(
+    out: Option<&Path>,
+    report: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_string_pretty(report)? + "\n")?;
+        eprintln!("written to {}", out.display());
+    }
+    Ok(())
 }
 
 /// How `plain_map` explains: the engine's settings a comparison varies.

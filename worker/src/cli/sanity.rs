@@ -13,7 +13,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::agreement::named_images;
-use super::{device_from, plain_map, DeviceArg, MapSetting};
+use super::{device_from, plain_map, write_report, MapSetting, RunOptions};
 use crate::agreement::rank_correlation;
 use crate::digits::net::{DigitsNet, DigitsNetClassifier};
 use crate::digits::{mnist, train, WEIGHTS_FILE};
@@ -58,21 +58,11 @@ pub struct SanityArgs {
     /// again on shuffled labels for this many epochs and compare its maps.
     #[arg(long)]
     pub shuffled_label_epochs: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Images per forward pass [default: 16 on a CPU, 256 on CUDA].
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
-    /// The digits data (held-out digits, the training set to shuffle).
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
     /// Where the JSON report goes (the table goes to stdout either way).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -117,9 +107,9 @@ pub struct DataRandomisation {
 }
 
 pub fn run_sanity(args: &SanityArgs) -> anyhow::Result<()> {
-    let device = device_from(args.device)?;
-    let mut model = LoadedModel::load(&args.model, &args.models, device, Precision::Full)?;
-    let images = named_images(&model, args.images.as_deref(), args.count, &args.data)?;
+    let device = device_from(args.run.device)?;
+    let mut model = LoadedModel::load(&args.model, &args.run.models, device, Precision::Full)?;
+    let images = named_images(&model, args.images.as_deref(), args.count, &args.run.data)?;
     anyhow::ensure!(!images.is_empty(), "no images to check on");
     let methods = methods_the_model_has(&model, &args.method)?;
     let window = args.window.unwrap_or(model.resize.default_window());
@@ -134,8 +124,8 @@ pub fn run_sanity(args: &SanityArgs) -> anyhow::Result<()> {
         window,
         stride: args.stride,
         samples: args.samples,
-        batch_size: args.batch_size.unwrap_or(default_batch_size(device)),
-        seed: args.seed,
+        batch_size: args.run.batch_size.unwrap_or(default_batch_size(device)),
+        seed: args.run.seed,
         // The trained model's class in every comparison: a changed model
         // may predict another one.
         target: Target::Class(class),
@@ -168,11 +158,16 @@ pub fn run_sanity(args: &SanityArgs) -> anyhow::Result<()> {
     let layers = sanity::layers(named);
     let steps = args.layers.unwrap_or(layers.len()).min(layers.len());
     let mut cascade = Vec::new();
-    sanity::cascade(&layers, steps, args.seed, |lowest| -> anyhow::Result<()> {
-        eprintln!("randomised from the top down to {}", lowest.name);
-        cascade.push(compare(lowest.name.clone(), &maps_of(&model)?, &trained));
-        Ok(())
-    })?;
+    sanity::cascade(
+        &layers,
+        steps,
+        args.run.seed,
+        |lowest| -> anyhow::Result<()> {
+            eprintln!("randomised from the top down to {}", lowest.name);
+            cascade.push(compare(lowest.name.clone(), &maps_of(&model)?, &trained));
+            Ok(())
+        },
+    )?;
 
     let data_randomisation = match args.shuffled_label_epochs {
         None => None,
@@ -205,11 +200,7 @@ pub fn run_sanity(args: &SanityArgs) -> anyhow::Result<()> {
         device: format!("{device:?}"),
     };
     print_table(&report);
-    if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("written to {}", out.display());
-    }
-    Ok(())
+    write_report(args.out.as_deref(), &report)
 }
 
 /// The chosen methods this model can run (Grad-CAM needs the features).
@@ -307,12 +298,12 @@ fn trained_on_shuffled_labels(
     epochs: usize,
     device: tch::Device,
 ) -> anyhow::Result<(DigitsNetClassifier, f64)> {
-    let split = mnist::load_split(&args.data.join(crate::digits::MNIST_FILE))?;
-    let shuffled = train::with_shuffled_labels(&split.train, args.seed);
+    let split = mnist::load_split(&args.run.data.join(crate::digits::MNIST_FILE))?;
+    let shuffled = train::with_shuffled_labels(&split.train, args.run.seed);
     let config = train::TrainConfig {
         epochs,
         augment: false,
-        seed: args.seed,
+        seed: args.run.seed,
         ..Default::default()
     };
     let (vs, net): (tch::nn::VarStore, DigitsNet) =

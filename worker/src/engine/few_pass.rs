@@ -73,7 +73,9 @@ impl Design {
     pub fn fits(self, samples: usize) -> bool {
         match self {
             Design::Independent | Design::LatinHypercube => samples >= 1,
-            Design::Antithetic | Design::OrthogonalPairs => samples >= 2 && samples.is_multiple_of(2),
+            Design::Antithetic | Design::OrthogonalPairs => {
+                samples >= 2 && samples.is_multiple_of(2)
+            }
             Design::SigmaPairs => samples >= 3 && !samples.is_multiple_of(2),
         }
     }
