@@ -359,7 +359,7 @@ pub(super) fn figure_16(args: &FiguresArgs, device: Device) -> anyhow::Result<()
     save(&chart, &args.out.join("fig16-error-vs-samples"))?;
     write_json(
         &args.out.join("fig16-error-vs-samples.json"),
-        &json!({"samples": args.samples, "summary": summary}),
+        &json!({"samples": args.samples, "photo_samples": args.photo_samples.unwrap_or(args.samples), "summary": summary}),
     )?;
     println!("Fig. 16: {}", serde_json::to_string(&summary)?);
     Ok(())
