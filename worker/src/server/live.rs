@@ -52,6 +52,9 @@ struct RunState {
     finished: Option<ExplainEvent>,
     viewers: Vec<Viewer>,
     ended: bool,
+    /// Why it ended, when it failed or was cancelled: a viewer who joins
+    /// between its end and its leaving the live table hears it too.
+    failure: Option<Status>,
     /// Its place among the admitted runs, given back when it ends.
     admission: Option<Ticket>,
 }
@@ -179,9 +182,14 @@ impl LiveRun {
             });
         }
         let so_far = state.so_far();
-        let (events, receiver) = mpsc::channel(so_far.len() + self.limits.viewer_buffer.max(1));
+        let failure = usize::from(state.failure.is_some());
+        let (events, receiver) =
+            mpsc::channel(so_far.len() + failure + self.limits.viewer_buffer.max(1));
         for event in so_far {
             let _ = events.try_send(Arc::new(Ok(event)));
+        }
+        if let Some(failure) = &state.failure {
+            let _ = events.try_send(Arc::new(Err(failure.clone())));
         }
         let dropped = Arc::new(AtomicBool::new(false));
         if !state.ended {
@@ -221,6 +229,12 @@ impl LiveRun {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Whether the run has ended (it may still be in the live table for a
+    /// moment).
+    pub fn has_ended(&self) -> bool {
+        self.state().ended
+    }
+
     /// Whether anyone still listens (the creator counts as a viewer).
     pub fn has_viewers(&self) -> bool {
         self.state().viewers.iter().any(|v| !v.events.is_closed())
@@ -229,8 +243,8 @@ impl LiveRun {
     /// Ends every viewer's stream, with `error` if the run failed.
     pub fn end(&self, error: Option<Status>) {
         let mut state = self.state();
-        if let Some(error) = error {
-            let shared: Shared = Arc::new(Err(error));
+        if let Some(error) = &error {
+            let shared: Shared = Arc::new(Err(error.clone()));
             for viewer in &state.viewers {
                 // A full buffer has been marked: its viewer hears why.
                 if viewer.events.try_send(shared.clone()).is_err() {
@@ -240,6 +254,7 @@ impl LiveRun {
         }
         state.viewers.clear();
         state.ended = true;
+        state.failure = error;
         state.admission = None;
     }
 }
@@ -293,7 +308,8 @@ impl LiveRuns {
 
     /// The run of an identical request if one is in progress (false), or a
     /// new run under `id` owned by `owner` (a secret's hash) (true); one
-    /// lock, so identical requests never race.
+    /// lock, so identical requests never race. A run that has just ended
+    /// (failed, say) but not yet left the table is not joined.
     pub fn join_or_start(
         &self,
         id: &str,
@@ -301,7 +317,7 @@ impl LiveRuns {
         owner: [u8; 32],
     ) -> (Arc<LiveRun>, bool) {
         let mut runs = self.runs();
-        if let Some((_, run)) = runs.values().find(|(k, _)| *k == key) {
+        if let Some((_, run)) = runs.values().find(|(k, run)| *k == key && !run.has_ended()) {
             return (run.clone(), false);
         }
         let run = Arc::new(LiveRun {
@@ -369,6 +385,29 @@ mod tests {
             limits,
             ..LiveRun::default()
         }
+    }
+
+    /// A run that failed but has not yet left the table (the moment between
+    /// `end` and `remove`): an identical request starts afresh, and one who
+    /// watches it by id hears the failure.
+    #[tokio::test]
+    async fn a_failed_run_is_not_joined_and_a_late_viewer_hears_why() {
+        let runs = LiveRuns::new(Limits::default());
+        let key = [7u8; 32];
+        let (failed, is_new) = runs.join_or_start("first", key, [0; 32]);
+        assert!(is_new);
+        failed.publish(started(8));
+        failed.end(Some(Status::internal("the model failed")));
+        let (again, is_new) = runs.join_or_start("second", key, [0; 32]);
+        assert!(is_new, "an identical request must not join the failed run");
+        assert!(!Arc::ptr_eq(&failed, &again));
+        let events: Vec<_> = failed.subscribe(None).unwrap().collect().await;
+        assert_eq!(events.len(), 2, "what it had, then why it ended");
+        assert!(events[0].is_ok());
+        assert_eq!(
+            events[1].as_ref().unwrap_err().message(),
+            "the model failed"
+        );
     }
 
     /// Every value of the tiles, by pixel (an 8 x 8 image).
