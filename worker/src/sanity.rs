@@ -47,7 +47,7 @@ fn layer_of(parameter: &str) -> String {
 /// Re-draws every parameter of `layer` in place: independent normal values
 /// with the mean and standard deviation of the tensor they replace, so the
 /// scale of the activations stays and what was learned goes. Seeded.
-pub fn randomise(layer: &Layer, seed: u64) -> Result<(), TchError> {
+fn randomise(layer: &Layer, seed: u64) -> Result<(), TchError> {
     let _guard = tch::no_grad_guard();
     tch::manual_seed(seed as i64);
     for (_, tensor) in &layer.parameters {
@@ -92,10 +92,10 @@ pub fn cascade<E: From<TchError>>(
 }
 
 /// Copies of parameters, to put the trained values back.
-pub struct Snapshot(Vec<Tensor>);
+struct Snapshot(Vec<Tensor>);
 
 impl Snapshot {
-    pub fn of(layers: &[Layer]) -> Snapshot {
+    fn of(layers: &[Layer]) -> Snapshot {
         Snapshot(
             all_parameters(layers)
                 .map(|tensor| tensor.copy().detach())
@@ -103,7 +103,7 @@ impl Snapshot {
         )
     }
 
-    pub fn restore(&self, layers: &[Layer]) -> Result<(), TchError> {
+    fn restore(&self, layers: &[Layer]) -> Result<(), TchError> {
         let _guard = tch::no_grad_guard();
         for (tensor, saved) in all_parameters(layers).zip(&self.0) {
             tensor.shallow_clone().f_copy_(saved)?;

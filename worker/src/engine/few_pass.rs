@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::device::upload;
 use super::draws::{standard_normal, window_stream};
@@ -222,8 +222,7 @@ impl WindowFill for DesignedPda {
         let z = self
             .design
             .normals(seed, windows, self.samples, n, input.device);
-        self.gaussian
-            .samples_from(input, windows, &z.f_to_kind(Kind::Double)?)
+        self.gaussian.samples_from(input, windows, &z)
     }
     fn sample_weights(&self) -> Option<Vec<f64>> {
         self.design.weights(self.samples)

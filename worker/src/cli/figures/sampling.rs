@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::plot::{save, Chart, Series};
 use super::FiguresArgs;
 use crate::agreement::rank_correlation;
+use crate::cli::agreement::named_images;
 use crate::cli::overlay;
 use crate::cli::{plain_map, MapSetting};
 use crate::digits::held_out_presets;
@@ -100,8 +101,12 @@ fn centre_window(image: &InputImage, k: usize) -> Window {
 /// Up to `count` variants of the shipped photos: each photo's 192 x 192
 /// crops at the centre and the four corners, as they are and flipped left
 /// to right, scaled back to the model's input.
-fn photo_variants(model: &LoadedModel, count: usize) -> anyhow::Result<Vec<(String, InputImage)>> {
-    let photos = super::super::agreement::named_images(model, None, usize::MAX, Path::new("data"))?;
+fn photo_variants(
+    model: &LoadedModel,
+    count: usize,
+    data: &Path,
+) -> anyhow::Result<Vec<(String, InputImage)>> {
+    let photos = named_images(model, None, usize::MAX, data)?;
     let mut variants = Vec::new();
     for (name, photo) in &photos {
         let s = photo.shape;
@@ -178,7 +183,7 @@ pub(super) fn figure_11(args: &FiguresArgs, device: Device) -> anyhow::Result<()
     if args.photo_variants > 0 {
         let photos = LoadedModel::load(PHOTO_MODEL, &args.run.models, device, Precision::Full)?;
         let samples = args.photo_samples.unwrap_or(args.samples);
-        for (index, (name, image)) in photo_variants(&photos, args.photo_variants)?
+        for (index, (name, image)) in photo_variants(&photos, args.photo_variants, &args.run.data)?
             .into_iter()
             .enumerate()
         {
@@ -289,10 +294,9 @@ pub(super) fn figure_16(args: &FiguresArgs, device: Device) -> anyhow::Result<()
         )?,
     )];
     let photos = LoadedModel::load(PHOTO_MODEL, &args.run.models, device, Precision::Full)?;
-    if let Some((name, photo)) =
-        super::super::agreement::named_images(&photos, None, usize::MAX, Path::new("data"))?
-            .into_iter()
-            .find(|(name, _)| name.starts_with("chelsea"))
+    if let Some((name, photo)) = named_images(&photos, None, usize::MAX, &args.run.data)?
+        .into_iter()
+        .find(|(name, _)| name.starts_with("chelsea"))
     {
         let samples = args.photo_samples.unwrap_or(args.samples);
         eprintln!("Fig. 16: {name}");
