@@ -11,6 +11,10 @@
 //! - `estimators_compares_every_design_with_the_reference`
 //! - `figures_draws_each_figure_with_its_data`: Figs. 11, 13 and 16 on a
 //!   few images and samples.
+//! - `photo_maps_come_from_stored_maps_and_timings_from_the_engine`: Figs.
+//!   14/15/19 take the maps `explain --out` left (a map and its negation
+//!   give -1) and compute the missing ones; Table 1 and Fig. 12 time the
+//!   digits network at three strides.
 //! - `held_out_statistics_change_nothing_when_a_copy_of_the_photo_stays`:
 //!   the fitting folder holds a copy of the explained photo, so leaving the
 //!   photo out leaves its statistics as they were, and the maps with them.
@@ -287,6 +291,8 @@ fn figures_draws_each_figure_with_its_data() {
     let out = temp_folder("figures");
     let table = run_command(&[
         "figures",
+        "--which",
+        "11,13,16",
         "--device",
         "cpu",
         "--digits",
@@ -331,9 +337,10 @@ fn figures_draws_each_figure_with_its_data() {
     let fig13 = read("fig13-digits-pda-and-ours.json");
     assert_eq!(fig13["digits"].as_array().unwrap().len(), 10);
     let grid = image::open(out.join("fig13-digits-pda-and-ours.png")).unwrap();
-    // Ten rows of two maps (each a little wider than tall, with its legend).
+    // Ten rows of two maps (each a little wider than tall, with its legend),
+    // under the column titles and beside the row labels.
     assert!(
-        grid.height() > 3 * grid.width(),
+        grid.height() > 2 * grid.width(),
         "{} x {}",
         grid.width(),
         grid.height()
@@ -346,4 +353,94 @@ fn figures_draws_each_figure_with_its_data() {
         .map(|c| c["case"].as_str().unwrap())
         .collect();
     assert_eq!(cases, ["digit 8", "chelsea"]);
+}
+
+#[test]
+fn photo_maps_come_from_stored_maps_and_timings_from_the_engine() {
+    let out = temp_folder("photo-figures");
+    let maps = temp_folder("photo-figures-maps");
+    // A ramp as PDA's map and its negation as efficient PDA's, named as
+    // `explain --out` names them; the other two columns are computed.
+    let ramp: Vec<f32> = (0..224 * 224).map(|i| (i % 224 + i / 224) as f32).collect();
+    let negated: Vec<f32> = ramp.iter().map(|v| -v).collect();
+    let npy = lens_worker::cli::npy::write_f32;
+    npy(&maps.join("astronaut-pda-450-bobsled.npy"), &ramp, 224, 224).unwrap();
+    npy(
+        &maps.join("astronaut-efficient-pda-450-bobsled.npy"),
+        &negated,
+        224,
+        224,
+    )
+    .unwrap();
+    let printed = run_command(&[
+        "figures",
+        "--which",
+        "12,14",
+        "--device",
+        "cpu",
+        "--timing-models",
+        "digits",
+        "--photo-count",
+        "1",
+        "--stride",
+        "10",
+        "--map-samples",
+        "1",
+        "--maps",
+        maps.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        printed.contains("Table 1") && printed.contains("Fig. 12"),
+        "{printed}"
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let photos = read("fig14-15-19-photo-maps.json");
+    let astronaut = &photos["photos"][0];
+    assert_eq!(astronaut["photo"], "astronaut.png");
+    let with_pda: Vec<f64> = astronaut["rank_correlation_with_pda"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(with_pda.len(), 3);
+    assert!((with_pda[0] + 1.0).abs() < 1e-9, "{with_pda:?}");
+    assert!(with_pda[1..].iter().all(|r| r.abs() < 1.0), "{with_pda:?}");
+    let grid = image::open(out.join("fig14-15-19-photo-maps.png")).unwrap();
+    // One row of four maps.
+    assert!(
+        grid.width() > 4 * grid.height(),
+        "{} x {}",
+        grid.width(),
+        grid.height()
+    );
+
+    let timing = read("fig12-time-per-image.json");
+    assert!(
+        timing["table1"][0]["seconds"].as_f64().unwrap() > 0.0,
+        "{timing}"
+    );
+    let runs = timing["fig12"].as_array().unwrap();
+    let windows: Vec<u64> = runs
+        .iter()
+        .map(|r| r["windows"].as_u64().unwrap())
+        .collect();
+    // PDA, then efficient PDA, each at strides 1, 2 and 4 over 28 x 28 with window 4.
+    assert_eq!(windows, [625, 169, 49, 625, 169, 49]);
+    for run in runs {
+        let passes = run["forward_passes"].as_u64().unwrap();
+        assert!(passes > run["windows"].as_u64().unwrap(), "{run}");
+        assert!(run["seconds"].as_f64().unwrap() > 0.0, "{run}");
+    }
+    let png = image::open(out.join("fig12-time-per-image.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (800, 500));
+    assert!(
+        std::fs::read_to_string(out.join("fig12-time-per-image.svg"))
+            .unwrap()
+            .contains("seconds per image")
+    );
 }

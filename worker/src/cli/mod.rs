@@ -10,7 +10,7 @@ mod estimators;
 mod evaluate;
 mod figures;
 mod held_out;
-mod npy;
+pub mod npy;
 mod overlay;
 mod sanity;
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use super::agreement::named_images;
 use super::{device_from, plain_map, write_report, MapSetting, RunOptions};
@@ -265,8 +266,20 @@ fn with_named_parameters(
     Ok((named, Box::new(network)))
 }
 
+/// How far the two networks' probabilities may differ. The frozen file folds
+/// batch norm into the convolutions; on the CPU the two agree within 1e-4, while
+/// CUDA runs convolutions in TF32 (10-bit mantissa) and they differ by up to
+/// 2e-3 there (measured on an H200). A wrong network is off by far more.
+fn same_network_tolerance(device: Device) -> f32 {
+    if device.is_cuda() {
+        1e-2
+    } else {
+        1e-4
+    }
+}
+
 /// Checks that the network with named parameters is the shipped one: the
-/// same logits on every image.
+/// same probabilities on every image.
 fn same_network(
     shipped: &dyn Classifier,
     parameterised: &dyn Classifier,
@@ -283,7 +296,7 @@ fn same_network(
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
         anyhow::ensure!(
-            worst < 1e-4,
+            worst < same_network_tolerance(shipped.device()),
             "the network with named parameters is not the shipped one: on {name} their probabilities differ by {worst}"
         );
     }

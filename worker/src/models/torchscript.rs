@@ -202,9 +202,12 @@ impl TorchScriptModel {
         let Ok(forward) = self.run(|| self.module.forward_ts(&[&input])) else {
             return false;
         };
+        // CUDA runs f32 convolutions in TF32 (10-bit mantissa), and the split
+        // network picks other kernels than the whole one: on an H200 the
+        // logits differed by more than 1e-4, which turned Grad-CAM off there.
         let tolerance = match self.precision {
-            Precision::Full => 1e-4,
-            Precision::Half => 1e-2,
+            Precision::Full if !self.device.is_cuda() => 1e-4,
+            Precision::Full | Precision::Half => 1e-2,
         };
         features.dim() == 4 && logits.allclose(&forward, tolerance, tolerance, false)
     }

@@ -6,14 +6,22 @@
 //!   P(c) with the window at its (conditional) mean and the mean P(c) of
 //!   many samples: the held-out digits with the marginal sampler, and crops
 //!   and flips of the shipped photos with the conditional one.
+//! - Table 1 and Fig. 12: one batch through each network, and the time to
+//!   explain one image by PDA and by efficient PDA, on this device.
 //! - Fig. 13: ten digits, PDA beside efficient PDA.
+//! - Figs. 14, 15 and 19 (one grid): the shipped photos' maps by PDA,
+//!   efficient PDA, the sampled mean and the gradient version.
 //! - Fig. 16: at one window, how the sampled estimate's error falls with
 //!   the number of samples, against the conditional mean's one error.
+//! - Fig. 18: one photo rotated, flipped and cropped, and how its maps move.
 
+mod grid;
+mod photos;
 mod plot;
 mod sampling;
+mod timing;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -22,7 +30,7 @@ use super::{device_from, RunOptions};
 #[derive(Args, Debug)]
 pub struct FiguresArgs {
     /// Which figures to draw.
-    #[arg(long, value_delimiter = ',', default_value = "11,13,16")]
+    #[arg(long, value_delimiter = ',', default_value = "11,12,13,14,16,18")]
     pub which: Vec<u32>,
     /// The folder the figures and their data go to.
     #[arg(long, default_value = "docs/experiments/figures")]
@@ -39,6 +47,32 @@ pub struct FiguresArgs {
     /// Samples per photo [default: --samples]: photos cost far more passes.
     #[arg(long)]
     pub photo_samples: Option<usize>,
+    /// PDA's samples per window in the photo maps and the timings.
+    #[arg(long, default_value_t = 10)]
+    pub map_samples: usize,
+    /// The stride of the photo maps (Figs. 14, 15, 19 and 18), window 10.
+    #[arg(long, default_value_t = 10)]
+    pub stride: usize,
+    /// How many shipped photos Figs. 14, 15 and 19 show.
+    #[arg(long, default_value_t = 7)]
+    pub photo_count: usize,
+    /// Maps written by `explain --out` to reuse in Figs. 14, 15 and 19
+    /// (a GPU's stride-4 maps, say); missing ones are computed.
+    #[arg(long)]
+    pub maps: Option<PathBuf>,
+    /// The photo of Fig. 18 (in the data folder's photos/).
+    #[arg(long, default_value = "chelsea.png")]
+    pub invariance_photo: String,
+    /// The models timed for Table 1 and Fig. 12.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "digits,efficientnet-lite0"
+    )]
+    pub timing_models: Vec<String>,
+    /// The photo model's strides timed for Fig. 12 (the digits take 1, 2, 4).
+    #[arg(long, value_delimiter = ',', default_value = "10,8")]
+    pub timing_strides: Vec<usize>,
     /// The TrueType font of the labels.
     #[arg(long, default_value = "data/DejaVuSans.ttf")]
     pub font: PathBuf,
@@ -53,10 +87,22 @@ pub fn run_figures(args: &FiguresArgs) -> anyhow::Result<()> {
     for &figure in &args.which {
         match figure {
             11 => sampling::figure_11(args, device)?,
+            12 => timing::figure_12(args, device)?,
             13 => sampling::figure_13(args, device)?,
+            14 | 15 | 19 => photos::figure_14_15_19(args, device)?,
             16 => sampling::figure_16(args, device)?,
-            other => anyhow::bail!("no figure {other} here yet (11, 13 and 16 are)"),
+            18 => photos::figure_18(args, device)?,
+            other => {
+                anyhow::bail!("no figure {other} here (11, 12, 13, 14 = 15 = 19, 16 and 18 are)")
+            }
         }
     }
+    Ok(())
+}
+
+const PHOTO_MODEL: &str = "efficientnet-lite0";
+
+fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
     Ok(())
 }

@@ -10,8 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
+use super::grid::{titled, Row};
 use super::plot::{save, Chart, Series};
-use super::FiguresArgs;
+use super::{write_json, FiguresArgs, PHOTO_MODEL};
 use crate::agreement::rank_correlation;
 use crate::cli::agreement::named_images;
 use crate::cli::overlay;
@@ -22,8 +23,6 @@ use crate::engine::{
 };
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Precision, DIGITS};
-
-const PHOTO_MODEL: &str = "efficientnet-lite0";
 
 /// P(c) of one image at one window: with the window at its (conditional)
 /// mean, and with each of `samples` draws from the sampler; c is the class
@@ -380,7 +379,7 @@ pub(super) fn figure_13(args: &FiguresArgs, device: Device) -> anyhow::Result<()
         seed: args.run.seed,
         target: Target::Predicted,
     };
-    let mut tiles = Vec::new();
+    let mut rows = Vec::new();
     let mut agreement = Vec::new();
     for (label, values) in held_out_presets(&args.run.data)? {
         let image = InputImage {
@@ -392,34 +391,20 @@ pub(super) fn figure_13(args: &FiguresArgs, device: Device) -> anyhow::Result<()
         agreement.push(
             json!({"digit": label, "rank_correlation": rank_correlation(pda.map(), ours.map())}),
         );
-        tiles.push([
-            overlay::render(&image, pda.map()),
-            overlay::render(&image, ours.map()),
-        ]);
+        rows.push(Row {
+            label: format!("digit {label}"),
+            tiles: vec![
+                overlay::render(&image, pda.map()),
+                overlay::render(&image, ours.map()),
+            ],
+        });
     }
-    let (w, h) = tiles.first().map_or((1, 1), |t| t[0].dimensions());
-    let mut grid =
-        image::RgbImage::from_pixel(2 * w, tiles.len() as u32 * h, image::Rgb([255, 255, 255]));
-    for (row, pair) in tiles.iter().enumerate() {
-        for (column, tile) in pair.iter().enumerate() {
-            image::imageops::replace(
-                &mut grid,
-                tile,
-                (column as u32 * w) as i64,
-                (row as u32 * h) as i64,
-            );
-        }
-    }
-    grid.save(args.out.join("fig13-digits-pda-and-ours.png"))?;
+    titled(&["PDA, S = 10", "efficient PDA"], &rows)?
+        .save(args.out.join("fig13-digits-pda-and-ours.png"))?;
     write_json(
         &args.out.join("fig13-digits-pda-and-ours.json"),
         &json!({"columns": ["PDA, S = 10", "efficient PDA"], "window": 4, "digits": agreement}),
     )?;
     println!("Fig. 13: {}", serde_json::to_string(&agreement)?);
-    Ok(())
-}
-
-fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
     Ok(())
 }
