@@ -5,6 +5,8 @@
 //! The worker needs what `./dev setup` produces (models/, data/) and the
 //! browser test the page that `./dev test` builds (dist/).
 
+pub mod postgres_server;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,10 @@
 //! - `a_kill_mid_write_leaves_whole_rows_only`
 //! - `retention_removes_old_explanations_at_start_and_keeps_new_ones`
 //! - `a_size_cap_removes_the_oldest_explanations_first`
+//! - `workers_sharing_postgres_serve_each_others_links`: two worker
+//!   processes on one PostgreSQL database; a link made on one opens on the
+//!   other, and while the database is down the other answers UNAVAILABLE
+//!   with the reason, then recovers.
 
 use std::time::Duration;
 
@@ -234,4 +238,47 @@ async fn a_size_cap_removes_the_oldest_explanations_first() {
             "the newest stay"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_postgres_serve_each_others_links() {
+    let database = lens_tests::postgres_server::PostgresServer::start();
+    let url = database.url();
+    let shared = ["--database-url", url.as_str()];
+    let first = ChildWorker::start_with(&temp_folder("store-a"), &shared);
+    let second = ChildWorker::start_with(&temp_folder("store-b"), &shared);
+    let mut client = native_client(first.address).await;
+    let request = ExplainRequest {
+        image: preset(&mut client, 2).await.png,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let original = assemble(collect_events(&mut client, request).await.unwrap());
+
+    let mut other = native_client(second.address).await;
+    let opened = assemble(
+        watch_events(&mut other, &original.started.id)
+            .await
+            .unwrap(),
+    );
+    assert!(opened.finished.replayed, "read from the shared database");
+    assert_eq!(opened.map, original.map);
+
+    database.stop();
+    let status = watch_events(&mut other, &original.started.id)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("cannot reach PostgreSQL"),
+        "{status:?}"
+    );
+    database.start_again();
+    let again = assemble(
+        watch_events(&mut other, &original.started.id)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again.map, original.map, "recovered");
 }

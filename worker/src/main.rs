@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use lens_worker::digits::{self, mnist, train};
 use lens_worker::models::Precision;
 use lens_worker::server;
-use lens_worker::store::{SqliteStore, Store};
+use lens_worker::store::{PostgresStore, SqliteStore, Store};
 use std::sync::Arc;
 
 /// glibc raises its threshold for giving freed memory back to the system
@@ -120,6 +120,10 @@ struct Hosting {
     /// Folder of the explanation store (one SQLite file).
     #[arg(long, default_value = "store")]
     store: PathBuf,
+    /// Keep explanations in this PostgreSQL database instead
+    /// (postgres://user@host:port/database), to share them among processes.
+    #[arg(long, env = "LENS_DATABASE_URL")]
+    database_url: Option<String>,
     /// Remove stored explanations after this many days (0: keep them).
     #[arg(long, default_value_t = 30)]
     retention_days: u64,
@@ -223,7 +227,10 @@ fn serve(
             dist.display()
         );
     }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&hosting.store)?);
+    let store: Arc<dyn Store> = match &hosting.database_url {
+        Some(url) => Arc::new(PostgresStore::open(url)?),
+        None => Arc::new(SqliteStore::open(&hosting.store)?),
+    };
     let limits = server::Limits {
         jobs: hosting.max_jobs.max(1),
         per_client: hosting.per_client.max(1),

@@ -90,7 +90,10 @@ impl From<ServiceError> for Status {
             | ServiceError::TooManyViewers { .. }
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
             ServiceError::ModelIdTooLong { .. } => Status::invalid_argument(message),
-            ServiceError::ShuttingDown => Status::unavailable(message),
+            ServiceError::ShuttingDown
+            | ServiceError::Store(crate::store::StoreError::Unavailable { .. }) => {
+                Status::unavailable(message)
+            }
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
             ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {
                 Status::internal(message)

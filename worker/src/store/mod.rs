@@ -1,9 +1,10 @@
 //! Finished explanations, kept so that share links open at once (also after
 //! a restart) and identical requests are answered without recomputing.
 //!
-//! Everything goes through [`Store`]; SQLite (compiled in) is the one
-//! implementation, and a networked database would be a second one.
+//! Everything goes through [`Store`]: SQLite (compiled in, one file) for
+//! the single-process default, PostgreSQL for hosts that share one database.
 
+mod postgres;
 mod sqlite;
 
 use lens_proto::v1::{FaithfulnessResult, StoredExplanation};
@@ -11,6 +12,7 @@ use prost::Message;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+pub use self::postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// SHA-256 of everything that decides an explanation's result.
@@ -40,6 +42,11 @@ pub enum Deletion {
 pub enum StoreError {
     #[error("store: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// The database cannot be reached (now): worth trying again later.
+    #[error("store: cannot reach {place}: {message}")]
+    Unavailable { place: String, message: String },
     #[error("store: cannot create {path}: {source}")]
     Folder {
         path: String,
