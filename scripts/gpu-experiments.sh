@@ -3,7 +3,8 @@
 # EfficientNet-Lite0), on a GPU machine with Python's torch 2.11 (CUDA) but
 # no Rust toolchain. Build here first (`cargo build --release -p lens-worker`),
 # then run from the repository root there, with target/release/evidence-lens,
-# models/efficientnet-lite0/, data/photos/ and data/fitting-photos/ copied over:
+# models/efficientnet-lite0/, models/digits/, data/photos/, data/fitting-photos/
+# and data/DejaVuSans.ttf copied over:
 #   scripts/gpu-experiments.sh OUT_DIR [STRIDE] [SECONDS]
 # In order of importance, each step given what is left of SECONDS (default
 # 570) and the next one started even when one fails or runs out of time:
@@ -14,7 +15,11 @@
 #   estimators.json/.md                (few-pass estimators against PDA S = 32)
 #   sanity.json/.md                    (the full cascade, every method, stride 10)
 #   held-out.json/.md                  (patch statistics fitted without the photo)
-# OUT_DIR/log.txt holds every step's output and its wall time.
+#   figures/                           (Table 1 / Fig. 12 timed on the GPU,
+#                                       Figs. 14/15/19 from maps/, Fig. 18)
+# OUT_DIR/log.txt holds every step's output and its wall time. On one H200
+# at stride 4 (2026-11-27): agreement 171 s, faithfulness 43 s, estimators
+# 195 s, sanity (stride 10, six photos) 149 s, held-out 76 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/gpu-experiments.sh OUT_DIR [STRIDE] [SECONDS]}
@@ -53,3 +58,5 @@ step sanity "$out/sanity.md" "$lens" sanity --model efficientnet-lite0 --count 7
   --device cuda --out "$out/sanity.json"
 step held-out "$out/held-out.md" "$lens" held-out-statistics --model efficientnet-lite0 \
   --stride "$stride" --samples 10 --device cuda --out "$out/held-out.json"
+step figures "$out/figures.txt" "$lens" figures --which 12,14,18 --device cuda \
+  --maps "$out/maps" --stride "$stride" --timing-strides 10,4 --out "$out/figures"
