@@ -226,6 +226,15 @@ fn an_unreachable_database_is_unavailable_and_the_store_recovers() {
         PostgresStore::open(&server.url()),
         Err(StoreError::Unavailable { .. })
     ));
+    match PostgresStore::open("postgres://lens@127.0.0.1:notaport/db") {
+        Err(error @ StoreError::BadUrl(_)) => {
+            assert!(
+                error.to_string().contains("is not a PostgreSQL URL"),
+                "{error}"
+            )
+        }
+        _ => panic!("a bad URL must be refused as such"),
+    }
 
     server.start_again();
     assert_eq!(store.load(&saved.id).unwrap(), Some(saved));

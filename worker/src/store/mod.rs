@@ -44,6 +44,8 @@ pub enum StoreError {
     Database(#[from] rusqlite::Error),
     #[error("store: {0}")]
     Postgres(#[from] ::postgres::Error),
+    #[error("store: {0}")]
+    BadUrl(String),
     /// The database cannot be reached (now): worth trying again later.
     #[error("store: cannot reach {place}: {message}")]
     Unavailable { place: String, message: String },

@@ -58,9 +58,10 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/database`) and brings
     /// the schema up to date.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let mut config = Config::from_str(url).map_err(|e| StoreError::Unavailable {
-            place: "PostgreSQL".into(),
-            message: format!("{url:?} is not a PostgreSQL URL: {e}"),
+        let mut config = Config::from_str(url).map_err(|e| {
+            StoreError::BadUrl(format!(
+                "{url:?} is not a PostgreSQL URL (postgres://user@host:port/database): {e}"
+            ))
         })?;
         config.connect_timeout(Duration::from_secs(5));
         let place = place_of(&config);

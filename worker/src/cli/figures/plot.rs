@@ -22,6 +22,8 @@ pub struct Chart<'a> {
     pub log_x: bool,
     pub log_y: bool,
     pub series: Vec<Series>,
+    /// Where the legend goes: a corner the curves leave free.
+    pub legend: SeriesLabelPosition,
 }
 
 const SIZE: (u32, u32) = (800, 500);
@@ -170,6 +172,7 @@ where
     }
     context
         .configure_series_labels()
+        .position(chart.legend.clone())
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))

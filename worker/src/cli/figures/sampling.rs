@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use plotters::chart::SeriesLabelPosition;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -251,6 +252,7 @@ pub(super) fn figure_11(args: &FiguresArgs, device: Device) -> anyhow::Result<()
         log_x: false,
         log_y: true,
         series,
+        legend: SeriesLabelPosition::UpperLeft,
     };
     save(&chart, &args.out.join("fig11-mean-vs-samples"))?;
     let data = json!({
@@ -358,6 +360,7 @@ pub(super) fn figure_16(args: &FiguresArgs, device: Device) -> anyhow::Result<()
         log_x: true,
         log_y: true,
         series,
+        legend: SeriesLabelPosition::LowerLeft,
     };
     save(&chart, &args.out.join("fig16-error-vs-samples"))?;
     write_json(

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use plotters::chart::SeriesLabelPosition;
 use serde_json::json;
 use tch::Device;
 
@@ -115,6 +116,7 @@ pub(super) fn figure_12(args: &FiguresArgs, device: Device) -> anyhow::Result<()
             log_x: true,
             log_y: true,
             series,
+            legend: SeriesLabelPosition::UpperLeft,
         },
         &args.out.join("fig12-time-per-image"),
     )?;
