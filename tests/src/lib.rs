@@ -593,3 +593,32 @@ pub fn sample_agreement() -> lens_worker::agreement::ModelAgreement {
         measured_unix: 0,
     }
 }
+
+/// A finished explanation to store directly: a map of `values` floats (one
+/// row), made at `created_unix`, with request key `[key; 32]`.
+pub fn synthetic_record(
+    values: usize,
+    created_unix: i64,
+    key: u8,
+    secret_hash: [u8; 32],
+) -> lens_worker::store::Record {
+    use lens_proto::v1::{Finished, Started, StoredExplanation, Tile};
+    lens_worker::store::Record {
+        id: lens_worker::store::new_id(),
+        request_key: [key; 32],
+        secret_hash,
+        created_unix,
+        model: "digits".into(),
+        method: "EfficientPda".into(),
+        explanation: StoredExplanation {
+            started: Some(Started::default()),
+            map: Some(Tile {
+                width: values as u32,
+                height: 1,
+                values: (0..values).map(|i| i as f32 * 0.5).collect(),
+                ..Default::default()
+            }),
+            finished: Some(Finished::default()),
+        },
+    }
+}

@@ -14,13 +14,11 @@
 
 use std::time::Duration;
 
-use lens_proto::v1::{
-    ExplainRequest, Finished, ListModelsRequest, Method, Started, StoredExplanation, Tile,
-};
+use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
     assemble, collect_events, native_client, preset, temp_folder, watch_events, ChildWorker,
 };
-use lens_worker::store::{new_id, now_unix, Record, SqliteStore, Store};
+use lens_worker::store::{now_unix, Record, SqliteStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_explanation_survives_a_restart_unchanged() {
@@ -183,24 +181,7 @@ async fn retention_removes_old_explanations_at_start_and_keeps_new_ones() {
 /// A stored explanation of about `megabytes` (its map), made at `created_unix`.
 fn synthetic_record(megabytes: f64, created_unix: i64, salt: u8) -> Record {
     let values = (megabytes * 1024.0 * 1024.0 / 4.0) as usize;
-    Record {
-        id: new_id(),
-        request_key: [salt; 32],
-        secret_hash: [0; 32],
-        created_unix,
-        model: "digits".into(),
-        method: "EfficientPda".into(),
-        explanation: StoredExplanation {
-            started: Some(Started::default()),
-            map: Some(Tile {
-                width: values as u32,
-                height: 1,
-                values: vec![0.25; values],
-                ..Default::default()
-            }),
-            finished: Some(Finished::default()),
-        },
-    }
+    lens_tests::synthetic_record(values, created_unix, salt, [0; 32])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

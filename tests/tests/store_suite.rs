@@ -13,35 +13,17 @@
 //! migrated once, rows written by one are read by the other) and
 //! `an_unreachable_database_is_unavailable_and_the_store_recovers`.
 
-use lens_proto::v1::{Curves, FaithfulnessResult, Finished, Started, StoredExplanation, Tile};
+use lens_proto::v1::{Curves, FaithfulnessResult};
 use lens_tests::postgres_server::PostgresServer;
-use lens_tests::temp_folder;
+use lens_tests::{synthetic_record, temp_folder};
 use lens_worker::store::{
     hash_secret, new_id, now_unix, Deletion, PostgresStore, Record, SqliteStore, Store, StoreError,
 };
 
 const DAY: i64 = 24 * 3600;
 
-/// A stored explanation with a map of `values` floats, made at `created_unix`.
 fn record(values: usize, created_unix: i64, key: u8, secret: &str) -> Record {
-    Record {
-        id: new_id(),
-        request_key: [key; 32],
-        secret_hash: hash_secret(secret),
-        created_unix,
-        model: "digits".into(),
-        method: "EfficientPda".into(),
-        explanation: StoredExplanation {
-            started: Some(Started::default()),
-            map: Some(Tile {
-                width: values as u32,
-                height: 1,
-                values: (0..values).map(|i| i as f32 * 0.5).collect(),
-                ..Default::default()
-            }),
-            finished: Some(Finished::default()),
-        },
-    }
+    synthetic_record(values, created_unix, key, hash_secret(secret))
 }
 
 fn curves(removal: i32, auc: f64) -> FaithfulnessResult {

@@ -133,6 +133,18 @@ pub fn decode_row(id: &str, row: StoredRow) -> Result<Record, StoreError> {
     })
 }
 
+/// Stored faithfulness curves as a result, or `Damaged`.
+pub fn decode_faithfulness(
+    id: &str,
+    removal: &str,
+    body: &[u8],
+) -> Result<FaithfulnessResult, StoreError> {
+    FaithfulnessResult::decode(body).map_err(|e| StoreError::Damaged {
+        id: id.to_string(),
+        message: format!("its {removal} faithfulness: {e}"),
+    })
+}
+
 /// 128 random bits as 32 hex digits: share ids that cannot be guessed or
 /// enumerated (rand's thread generator is a CSPRNG seeded by the OS).
 pub fn new_id() -> String {

@@ -17,7 +17,10 @@ use lens_proto::v1::FaithfulnessResult;
 use postgres::{Client, Config, NoTls};
 use prost::Message;
 
-use super::{decode_row, hash_secret, Deletion, Record, RequestKey, Store, StoreError, StoredRow};
+use super::{
+    decode_faithfulness, decode_row, hash_secret, Deletion, Record, RequestKey, Store, StoreError,
+    StoredRow,
+};
 
 /// The schema, one step per entry, in order; never edit a step once it
 /// shipped, add one.
@@ -255,13 +258,8 @@ impl Store for PostgresStore {
             )?;
             Ok(row.map(|r| r.get(0)))
         })?;
-        body.map(|body| {
-            FaithfulnessResult::decode(body.as_slice()).map_err(|e| StoreError::Damaged {
-                id: id.to_string(),
-                message: format!("its {removal} faithfulness: {e}"),
-            })
-        })
-        .transpose()
+        body.map(|body| decode_faithfulness(id, removal, &body))
+            .transpose()
     }
 
     fn remove_older_than(&self, cutoff_unix: i64) -> Result<usize, StoreError> {

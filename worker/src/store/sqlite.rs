@@ -9,7 +9,10 @@ use lens_proto::v1::FaithfulnessResult;
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{decode_row, hash_secret, Deletion, Record, RequestKey, Store, StoreError, StoredRow};
+use super::{
+    decode_faithfulness, decode_row, hash_secret, Deletion, Record, RequestKey, Store, StoreError,
+    StoredRow,
+};
 
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -203,13 +206,8 @@ impl Store for SqliteStore {
                 |row| row.get(0),
             )
             .optional()?;
-        body.map(|body| {
-            FaithfulnessResult::decode(body.as_slice()).map_err(|e| StoreError::Damaged {
-                id: id.to_string(),
-                message: format!("its {removal} faithfulness: {e}"),
-            })
-        })
-        .transpose()
+        body.map(|body| decode_faithfulness(id, removal, &body))
+            .transpose()
     }
 
     fn remove_older_than(&self, cutoff_unix: i64) -> Result<usize, StoreError> {
