@@ -7,6 +7,7 @@
 
 pub mod agreement;
 pub mod cli;
+pub mod cluster;
 pub mod digits;
 pub mod engine;
 pub mod input;

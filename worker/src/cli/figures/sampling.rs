@@ -360,7 +360,7 @@ pub(super) fn figure_16(args: &FiguresArgs, device: Device) -> anyhow::Result<()
         log_x: true,
         log_y: true,
         series,
-        legend: SeriesLabelPosition::LowerLeft,
+        legend: SeriesLabelPosition::MiddleRight,
     };
     save(&chart, &args.out.join("fig16-error-vs-samples"))?;
     write_json(

@@ -1,0 +1,117 @@
+//! The shared job queue on a real NATS JetStream server (private, per test):
+//!
+//! - `each_job_goes_to_one_worker_and_leaves_when_done`
+//! - `a_job_whose_worker_dies_goes_to_another_worker`: the first worker
+//!   takes the job and disappears without finishing it; the second gets it
+//!   `ack_wait` later, as its second delivery.
+//! - `a_job_kept_alive_is_not_handed_on`: confirmed every half `ack_wait`,
+//!   a job longer than `ack_wait` stays with its worker.
+//! - `an_unreachable_nats_is_reported_with_its_address`
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lens_tests::nats_server::NatsServer;
+use lens_worker::cluster::jobs::JobQueue;
+use lens_worker::cluster::ClusterError;
+
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_goes_to_one_worker_and_leaves_when_done() {
+    let nats = NatsServer::start();
+    let (first, second) = (
+        JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
+        JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
+    );
+    for i in 0..4u8 {
+        first.submit(Bytes::from(vec![i])).await.unwrap();
+    }
+    assert_eq!(first.outstanding().await.unwrap(), 4);
+    let mut seen = Vec::new();
+    for queue in [&first, &second, &first, &second] {
+        let job = queue.next(ACK_WAIT).await.unwrap().expect("a job waits");
+        assert_eq!(job.attempt, 1);
+        seen.push(job.payload[0]);
+        job.done().await.unwrap();
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3], "each job exactly once");
+    assert!(second
+        .next(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(first.outstanding().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_dies_goes_to_another_worker() {
+    let nats = NatsServer::start();
+    let survivor = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
+    survivor.submit(Bytes::from_static(b"job")).await.unwrap();
+    {
+        let doomed = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
+        let taken = doomed.next(ACK_WAIT).await.unwrap().expect("a job waits");
+        assert_eq!(taken.attempt, 1);
+        // The worker dies here: neither done nor kept alive.
+    }
+    let lost_at = Instant::now();
+    let job = survivor
+        .next(3 * ACK_WAIT)
+        .await
+        .unwrap()
+        .expect("the lost job comes back");
+    let after = lost_at.elapsed();
+    assert_eq!(&job.payload[..], b"job");
+    assert_eq!(job.attempt, 2, "its second delivery");
+    assert!(
+        after <= ACK_WAIT + Duration::from_secs(1),
+        "after {after:?}"
+    );
+    job.done().await.unwrap();
+    assert_eq!(survivor.outstanding().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_kept_alive_is_not_handed_on() {
+    let nats = NatsServer::start();
+    let (worker, other) = (
+        JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
+        JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
+    );
+    worker.submit(Bytes::from_static(b"long")).await.unwrap();
+    let job = worker.next(ACK_WAIT).await.unwrap().expect("a job waits");
+    // Three times ack_wait of work, confirmed every half ack_wait, while
+    // the other worker asks for jobs all along.
+    let watching = tokio::spawn(async move { other.next(3 * ACK_WAIT).await });
+    for _ in 0..6 {
+        tokio::time::sleep(ACK_WAIT / 2).await;
+        job.keep_alive().await.unwrap();
+    }
+    let stolen = watching.await.unwrap().unwrap();
+    assert!(stolen.is_none(), "a kept-alive job was handed on");
+    job.done().await.unwrap();
+    assert_eq!(worker.outstanding().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_nats_is_reported_with_its_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    match JobQueue::open(&url, ACK_WAIT).await {
+        Err(error @ ClusterError::Unavailable { .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("cannot reach NATS at {url}")),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected Unavailable, got {other}"),
+        Ok(_) => panic!("nothing listens on {url}"),
+    }
+}

@@ -1,0 +1,139 @@
+//! The job queue that many workers share: a NATS JetStream stream with
+//! work-queue retention, read through one durable pull consumer that every
+//! worker binds to, so each job goes to one worker at a time.
+//!
+//! A worker acknowledges a job only when it is done (its explanation
+//! stored); one that dies holding a job stops confirming it, and JetStream
+//! hands the job to another worker `ack_wait` later. While a job runs its
+//! worker confirms it every `ack_wait / 2` (`QueuedJob::keep_alive`).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{connect, ClusterError};
+
+const STREAM: &str = "LENS_JOBS";
+const SUBJECT: &str = "lens.jobs";
+const CONSUMER: &str = "workers";
+/// A job no worker finished after this many deliveries is dropped (a job
+/// that kills every worker it reaches must not go round for ever).
+pub const MAX_DELIVERIES: i64 = 5;
+
+pub struct JobQueue {
+    jetstream: jetstream::Context,
+    consumer: PullConsumer,
+}
+
+/// A job taken from the queue; back in the queue after `ack_wait` unless
+/// kept alive or done.
+pub struct QueuedJob {
+    message: jetstream::Message,
+    pub payload: Bytes,
+    /// 1 the first time the job is delivered, 2 after one worker lost it...
+    pub attempt: i64,
+}
+
+impl JobQueue {
+    /// Connects to NATS at `url` and creates the stream and the shared
+    /// consumer where they do not exist yet.
+    pub async fn open(url: &str, ack_wait: Duration) -> Result<JobQueue, ClusterError> {
+        let jetstream = jetstream::new(connect(url).await?);
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![SUBJECT.into()],
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                max_age: Duration::from_secs(24 * 3600),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::jetstream(url, e))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                CONSUMER,
+                pull::Config {
+                    durable_name: Some(CONSUMER.into()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait,
+                    max_deliver: MAX_DELIVERIES,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ClusterError::jetstream(url, e))?;
+        Ok(JobQueue {
+            jetstream,
+            consumer,
+        })
+    }
+
+    /// Adds a job; returns once JetStream has stored it.
+    pub async fn submit(&self, payload: Bytes) -> Result<(), ClusterError> {
+        self.jetstream
+            .publish(SUBJECT, payload)
+            .await
+            .map_err(ClusterError::queue)?
+            .await
+            .map_err(ClusterError::queue)?;
+        Ok(())
+    }
+
+    /// The next job, waiting at most `wait` for one.
+    pub async fn next(&self, wait: Duration) -> Result<Option<QueuedJob>, ClusterError> {
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(ClusterError::queue)?;
+        let Some(message) = batch.next().await else {
+            return Ok(None);
+        };
+        let message = message.map_err(ClusterError::queue)?;
+        let attempt = message.info().map_err(ClusterError::queue)?.delivered;
+        Ok(Some(QueuedJob {
+            payload: message.payload.clone(),
+            message,
+            attempt,
+        }))
+    }
+
+    /// Jobs waiting or taken but not done.
+    pub async fn outstanding(&self) -> Result<u64, ClusterError> {
+        let mut stream = self
+            .jetstream
+            .get_stream(STREAM)
+            .await
+            .map_err(ClusterError::queue)?;
+        Ok(stream
+            .info()
+            .await
+            .map_err(ClusterError::queue)?
+            .state
+            .messages)
+    }
+}
+
+impl QueuedJob {
+    /// Tells JetStream the job is still being worked on (restarts its
+    /// `ack_wait`).
+    pub async fn keep_alive(&self) -> Result<(), ClusterError> {
+        self.message
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(ClusterError::queue)
+    }
+
+    /// The job is finished: it leaves the queue for good.
+    pub async fn done(self) -> Result<(), ClusterError> {
+        self.message.double_ack().await.map_err(ClusterError::queue)
+    }
+}

@@ -1,0 +1,45 @@
+//! What several workers behind one page share through NATS JetStream:
+//! so far the job queue (`jobs`). The roles that use it (a gateway that
+//! admits requests, workers that own a device) come next; see
+//! docs/scaling-out.md.
+
+pub mod jobs;
+
+use std::time::Duration;
+
+/// A NATS problem, said so that an operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// NATS (or its JetStream) cannot be reached now: worth trying again.
+    #[error("cannot reach NATS at {url}: {message}")]
+    Unavailable { url: String, message: String },
+    #[error("NATS job queue: {0}")]
+    Queue(String),
+}
+
+impl ClusterError {
+    fn jetstream(url: &str, error: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Unavailable {
+            url: url.to_string(),
+            message: format!("JetStream: {error} (is nats-server running with -js?)"),
+        }
+    }
+
+    fn queue(error: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Queue(error.to_string())
+    }
+}
+
+/// A client that reconnects by itself after a lost connection; the first
+/// connection must succeed within a few seconds.
+async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
+    async_nats::ConnectOptions::new()
+        .name("evidence-lens")
+        .connection_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|e| ClusterError::Unavailable {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
+}
