@@ -78,9 +78,9 @@ impl JobQueue {
         self.jetstream
             .publish(SUBJECT, payload)
             .await
-            .map_err(ClusterError::queue)?
+            .map_err(ClusterError::nats)?
             .await
-            .map_err(ClusterError::queue)?;
+            .map_err(ClusterError::nats)?;
         Ok(())
     }
 
@@ -93,12 +93,12 @@ impl JobQueue {
             .expires(wait)
             .messages()
             .await
-            .map_err(ClusterError::queue)?;
+            .map_err(ClusterError::nats)?;
         let Some(message) = batch.next().await else {
             return Ok(None);
         };
-        let message = message.map_err(ClusterError::queue)?;
-        let attempt = message.info().map_err(ClusterError::queue)?.delivered;
+        let message = message.map_err(ClusterError::nats)?;
+        let attempt = message.info().map_err(ClusterError::nats)?.delivered;
         Ok(Some(QueuedJob {
             payload: message.payload.clone(),
             message,
@@ -112,11 +112,11 @@ impl JobQueue {
             .jetstream
             .get_stream(STREAM)
             .await
-            .map_err(ClusterError::queue)?;
+            .map_err(ClusterError::nats)?;
         Ok(stream
             .info()
             .await
-            .map_err(ClusterError::queue)?
+            .map_err(ClusterError::nats)?
             .state
             .messages)
     }
@@ -129,11 +129,11 @@ impl QueuedJob {
         self.message
             .ack_with(AckKind::Progress)
             .await
-            .map_err(ClusterError::queue)
+            .map_err(ClusterError::nats)
     }
 
     /// The job is finished: it leaves the queue for good.
     pub async fn done(self) -> Result<(), ClusterError> {
-        self.message.double_ack().await.map_err(ClusterError::queue)
+        self.message.double_ack().await.map_err(ClusterError::nats)
     }
 }

@@ -1,8 +1,9 @@
 //! What several workers behind one page share through NATS JetStream:
-//! so far the job queue (`jobs`). The roles that use it (a gateway that
-//! admits requests, workers that own a device) come next; see
-//! docs/scaling-out.md.
+//! so far the job queue (`jobs`) and each run's events (`events`). The
+//! roles that use them (a gateway that admits requests and relays events,
+//! workers that own a device) come next; see docs/scaling-out.md.
 
+pub mod events;
 pub mod jobs;
 
 use std::time::Duration;
@@ -13,8 +14,8 @@ pub enum ClusterError {
     /// NATS (or its JetStream) cannot be reached now: worth trying again.
     #[error("cannot reach NATS at {url}: {message}")]
     Unavailable { url: String, message: String },
-    #[error("NATS job queue: {0}")]
-    Queue(String),
+    #[error("NATS: {0}")]
+    Nats(String),
 }
 
 impl ClusterError {
@@ -25,8 +26,8 @@ impl ClusterError {
         }
     }
 
-    fn queue(error: impl std::fmt::Display) -> ClusterError {
-        ClusterError::Queue(error.to_string())
+    fn nats(error: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Nats(error.to_string())
     }
 }
 

@@ -1,0 +1,106 @@
+//! Each run's events on its own JetStream subject (`lens.events.<run id>`),
+//! kept while the run may still be watched: a viewer who opens a link on any
+//! process reads the run's events from the first and then follows the new
+//! ones as the worker publishes them. Bounded per run (events kept) and in
+//! all (bytes, age); the oldest go first.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::{connect, ClusterError};
+
+const STREAM: &str = "LENS_EVENTS";
+const SUBJECTS: &str = "lens.events.*";
+
+/// How long, how many and how much is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct EventLimits {
+    /// A run's events are kept this long after they were published.
+    pub max_age: Duration,
+    /// Events kept per run (a run publishes a few hundred tiles).
+    pub per_run: i64,
+    /// All runs' events together.
+    pub max_bytes: i64,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_age: Duration::from_secs(3600),
+            per_run: 20_000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+pub struct RunEvents {
+    jetstream: jetstream::Context,
+    stream: jetstream::stream::Stream,
+}
+
+fn subject(run: &str) -> String {
+    format!("lens.events.{run}")
+}
+
+impl RunEvents {
+    /// Connects to NATS at `url` and creates the events stream where it is
+    /// missing.
+    pub async fn open(url: &str, limits: EventLimits) -> Result<RunEvents, ClusterError> {
+        let jetstream = jetstream::new(connect(url).await?);
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![SUBJECTS.into()],
+                retention: RetentionPolicy::Limits,
+                storage: StorageType::File,
+                max_age: limits.max_age,
+                max_messages_per_subject: limits.per_run,
+                max_bytes: limits.max_bytes,
+                discard: DiscardPolicy::Old,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::jetstream(url, e))?;
+        Ok(RunEvents { jetstream, stream })
+    }
+
+    /// Publishes one event of `run`; returns once JetStream stored it.
+    pub async fn publish(&self, run: &str, event: Bytes) -> Result<(), ClusterError> {
+        self.jetstream
+            .publish(subject(run), event)
+            .await
+            .map_err(ClusterError::nats)?
+            .await
+            .map_err(ClusterError::nats)?;
+        Ok(())
+    }
+
+    /// `run`'s events from the first one kept, then each new one as it is
+    /// published; the stream never ends by itself (the reader stops at the
+    /// run's last event).
+    pub async fn follow(
+        &self,
+        run: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClusterError>> + use<>, ClusterError> {
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subject(run),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(ClusterError::nats)?;
+        let messages = consumer.messages().await.map_err(ClusterError::nats)?;
+        Ok(messages.map(|message| {
+            message
+                .map(|m| m.payload.clone())
+                .map_err(ClusterError::nats)
+        }))
+    }
+}
