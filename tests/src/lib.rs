@@ -623,3 +623,25 @@ pub fn synthetic_record(
         },
     }
 }
+
+/// A loopback port nothing listens on (for a server this test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on the loopback `port`;
+/// panics, naming `what`, after `within`.
+pub fn wait_until_listening(port: u16, within: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on port {port} within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -3,9 +3,9 @@
 //! Debian's `nats-server` (`./dev test` installs it).
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::temp_folder;
+use crate::{free_port, temp_folder, wait_until_listening};
 
 pub struct NatsServer {
     process: Child,
@@ -14,11 +14,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let storage = temp_folder("nats");
         // Debian puts it in /usr/sbin, which a user's PATH may lack.
         let program = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
@@ -32,14 +28,7 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server is not installed (./dev test installs Debian's nats-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, Duration::from_secs(10), "nats-server");
         NatsServer { process, port }
     }
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::temp_folder;
+use crate::{free_port, temp_folder};
 
 pub struct PostgresServer {
     folder: PathBuf,
@@ -35,8 +35,11 @@ fn postgres_bin() -> PathBuf {
 }
 
 fn running_as_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        let out = Command::new("id").arg("-u").output().expect("id -u");
+        String::from_utf8_lossy(&out.stdout).trim() == "0"
+    })
 }
 
 /// A PostgreSQL program, to run as `postgres` when we are root.
@@ -90,11 +93,7 @@ impl PostgresServer {
                 "UTF8",
             ],
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let server = PostgresServer {
             folder,
             data,

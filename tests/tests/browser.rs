@@ -7,7 +7,6 @@
 //! agreement in the picker, read a pixel of the map and check the map's
 //! faithfulness.
 
-use std::net::TcpListener;
 use std::ops::ControlFlow;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,22 +40,14 @@ impl Drop for Driver {
 }
 
 fn start_chromedriver() -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lens_tests::free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver is installed by ./dev test (Debian chromium-driver)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lens_tests::wait_until_listening(port, Duration::from_secs(20), "chromedriver");
     Driver { child, port }
 }
 

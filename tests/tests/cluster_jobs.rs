@@ -97,12 +97,7 @@ async fn a_job_kept_alive_is_not_handed_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_nats_is_reported_with_its_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("nats://127.0.0.1:{port}");
+    let url = format!("nats://127.0.0.1:{}", lens_tests::free_port());
     match JobQueue::open(&url, ACK_WAIT).await {
         Err(error @ ClusterError::Unavailable { .. }) => {
             let message = error.to_string();

@@ -32,6 +32,14 @@ pub enum MethodKind {
 }
 
 impl MethodKind {
+    /// The method's name on the command line and in reports ("efficient-pda").
+    pub fn cli_name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .expect("no skipped variants")
+            .get_name()
+            .to_string()
+    }
+
     /// What the method's map measures.
     pub fn quantity(self) -> Quantity {
         match self {

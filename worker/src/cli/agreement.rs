@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::{device_from, plain_map, MapSetting, RunOptions};
 use crate::agreement::{
@@ -135,12 +135,7 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
         .iter()
         .zip(&scores)
         .map(|(c, (rank, top, seconds))| MethodAgreement {
-            method: c
-                .kind
-                .to_possible_value()
-                .expect("no skipped variants")
-                .get_name()
-                .to_string(),
+            method: c.kind.cli_name(),
             samples: matches!(c.kind, MethodKind::Pda | MethodKind::SampledMean)
                 .then_some(c.samples),
             rank_correlation: mean(rank),

@@ -165,10 +165,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
                     // The method is named when several ran.
                     let method = match runs.len() {
                         1 => String::new(),
-                        _ => format!(
-                            " ({})",
-                            method.to_possible_value().expect("named").get_name()
-                        ),
+                        _ => format!(" ({})", method.cli_name()),
                     };
                     eprintln!("{}{method}: {error:#}", path.display());
                     failed += 1;
@@ -262,13 +259,7 @@ fn explain_one(
     let result = methods::run(model, method, fill, &image, params, &mut on_progress)?;
     bar.finish_and_clear();
 
-    // File names carry the method, so runs of several methods sit side by side.
-    let method = method.to_possible_value().expect("no skipped variants");
-    let stem = format!(
-        "{}-{}",
-        path.file_stem().unwrap_or_default().to_string_lossy(),
-        method.get_name()
-    );
+    let stem = map_file_stem(path, method);
     let s = image.shape;
     let mut outputs = Vec::new();
     let mut faithfulness = Value::Null;
@@ -323,7 +314,7 @@ fn explain_one(
     Ok(json!({
         "image": path,
         "model": model.name,
-        "method": method.get_name(),
+        "method": method.cli_name(),
         "parameters": {
             "window": params.window, "stride": params.stride, "padding": args.padding,
             "samples": fill.samples_per_window(), "seed": params.seed, "batch_size": params.batch_size,
@@ -371,6 +362,17 @@ pub(crate) fn write_report(
 }
 
 /// How `plain_map` explains: the engine's settings a comparison varies.
+/// The start of the names of the files `explain --out` writes for `image`
+/// and `method` ("chelsea-pda", then "-CLASS-NAME.npy"): they carry the
+/// method, so runs of several methods sit side by side.
+pub(crate) fn map_file_stem(image: &Path, method: MethodKind) -> String {
+    format!(
+        "{}-{}",
+        image.file_stem().unwrap_or_default().to_string_lossy(),
+        method.cli_name()
+    )
+}
+
 pub(crate) struct MapSetting {
     pub window: usize,
     pub stride: usize,

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use tch::Device;
 
 use super::agreement::named_images;
 use super::{device_from, plain_map, write_report, MapSetting, RunOptions};
@@ -20,7 +19,7 @@ use crate::digits::net::{DigitsNet, DigitsNetClassifier};
 use crate::digits::{mnist, train, WEIGHTS_FILE};
 use crate::engine::{default_batch_size, probabilities_of, Classifier, InputImage, Target};
 use crate::methods::MethodKind;
-use crate::models::{LoadedModel, Precision, Resize, TorchScriptModel};
+use crate::models::{same_result_tolerance, LoadedModel, Precision, Resize, TorchScriptModel};
 use crate::sanity::{self, ssim};
 
 #[derive(Args, Debug)]
@@ -195,7 +194,7 @@ pub fn run_sanity(args: &SanityArgs) -> anyhow::Result<()> {
         window,
         stride: args.stride,
         samples: args.samples,
-        methods: methods.iter().map(|&kind| method_name(kind)).collect(),
+        methods: methods.iter().map(|&kind| kind.cli_name()).collect(),
         cascade,
         data_randomisation,
         device: format!("{device:?}"),
@@ -266,18 +265,6 @@ fn with_named_parameters(
     Ok((named, Box::new(network)))
 }
 
-/// How far the two networks' probabilities may differ. The frozen file folds
-/// batch norm into the convolutions; on the CPU the two agree within 1e-4, while
-/// CUDA runs convolutions in TF32 (10-bit mantissa) and they differ by up to
-/// 2e-3 there (measured on an H200). A wrong network is off by far more.
-fn same_network_tolerance(device: Device) -> f32 {
-    if device.is_cuda() {
-        1e-2
-    } else {
-        1e-4
-    }
-}
-
 /// Checks that the network with named parameters is the shipped one: the
 /// same probabilities on every image.
 fn same_network(
@@ -296,7 +283,7 @@ fn same_network(
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
         anyhow::ensure!(
-            worst < same_network_tolerance(shipped.device()),
+            f64::from(worst) < same_result_tolerance(shipped.device(), Precision::Full),
             "the network with named parameters is not the shipped one: on {name} their probabilities differ by {worst}"
         );
     }
@@ -349,7 +336,7 @@ fn similarities(
                 pairs.iter().map(|(a, b)| f(a, b)).sum::<f64>() / pairs.len() as f64
             };
             Similarity {
-                method: method_name(kind),
+                method: kind.cli_name(),
                 rank_correlation: mean(&|a, b| rank_correlation(a, b)),
                 rank_correlation_of_magnitudes: mean(&|a, b| {
                     rank_correlation(&magnitudes(a), &magnitudes(b))
@@ -358,13 +345,6 @@ fn similarities(
             }
         })
         .collect()
-}
-
-fn method_name(kind: MethodKind) -> String {
-    clap::ValueEnum::to_possible_value(&kind)
-        .expect("no skipped variants")
-        .get_name()
-        .to_string()
 }
 
 /// A Markdown table on stdout: one row per changed model, per method the

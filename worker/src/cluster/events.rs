@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
-use async_nats::jetstream::{self};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use super::{connect, ClusterError};
+use super::{open_stream, publish_stored, ClusterError};
 
 const STREAM: &str = "LENS_EVENTS";
 const SUBJECTS: &str = "lens.events.*";
@@ -51,33 +51,24 @@ impl RunEvents {
     /// Connects to NATS at `url` and creates the events stream where it is
     /// missing.
     pub async fn open(url: &str, limits: EventLimits) -> Result<RunEvents, ClusterError> {
-        let jetstream = jetstream::new(connect(url).await?);
-        let stream = jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec![SUBJECTS.into()],
-                retention: RetentionPolicy::Limits,
-                storage: StorageType::File,
-                max_age: limits.max_age,
-                max_messages_per_subject: limits.per_run,
-                max_bytes: limits.max_bytes,
-                discard: DiscardPolicy::Old,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::jetstream(url, e))?;
+        let config = stream::Config {
+            name: STREAM.into(),
+            subjects: vec![SUBJECTS.into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            max_age: limits.max_age,
+            max_messages_per_subject: limits.per_run,
+            max_bytes: limits.max_bytes,
+            discard: DiscardPolicy::Old,
+            ..Default::default()
+        };
+        let (jetstream, stream) = open_stream(url, config).await?;
         Ok(RunEvents { jetstream, stream })
     }
 
     /// Publishes one event of `run`; returns once JetStream stored it.
     pub async fn publish(&self, run: &str, event: Bytes) -> Result<(), ClusterError> {
-        self.jetstream
-            .publish(subject(run), event)
-            .await
-            .map_err(ClusterError::nats)?
-            .await
-            .map_err(ClusterError::nats)?;
-        Ok(())
+        publish_stored(&self.jetstream, subject(run), event).await
     }
 
     /// `run`'s events from the first one kept, then each new one as it is

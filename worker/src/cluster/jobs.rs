@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{connect, ClusterError};
+use super::{open_stream, publish_stored, ClusterError};
 
 const STREAM: &str = "LENS_JOBS";
 const SUBJECT: &str = "lens.jobs";
@@ -42,18 +42,15 @@ impl JobQueue {
     /// Connects to NATS at `url` and creates the stream and the shared
     /// consumer where they do not exist yet.
     pub async fn open(url: &str, ack_wait: Duration) -> Result<JobQueue, ClusterError> {
-        let jetstream = jetstream::new(connect(url).await?);
-        let stream = jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec![SUBJECT.into()],
-                retention: RetentionPolicy::WorkQueue,
-                storage: StorageType::File,
-                max_age: Duration::from_secs(24 * 3600),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::jetstream(url, e))?;
+        let config = stream::Config {
+            name: STREAM.into(),
+            subjects: vec![SUBJECT.into()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            max_age: Duration::from_secs(24 * 3600),
+            ..Default::default()
+        };
+        let (jetstream, stream) = open_stream(url, config).await?;
         let consumer = stream
             .get_or_create_consumer(
                 CONSUMER,
@@ -75,13 +72,7 @@ impl JobQueue {
 
     /// Adds a job; returns once JetStream has stored it.
     pub async fn submit(&self, payload: Bytes) -> Result<(), ClusterError> {
-        self.jetstream
-            .publish(SUBJECT, payload)
-            .await
-            .map_err(ClusterError::nats)?
-            .await
-            .map_err(ClusterError::nats)?;
-        Ok(())
+        publish_stored(&self.jetstream, SUBJECT.into(), payload).await
     }
 
     /// The next job, waiting at most `wait` for one.

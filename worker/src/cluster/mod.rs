@@ -31,6 +31,41 @@ impl ClusterError {
     }
 }
 
+/// Connects to NATS at `url` and opens the stream `config` describes,
+/// creating it where it is missing.
+async fn open_stream(
+    url: &str,
+    config: async_nats::jetstream::stream::Config,
+) -> Result<
+    (
+        async_nats::jetstream::Context,
+        async_nats::jetstream::stream::Stream,
+    ),
+    ClusterError,
+> {
+    let jetstream = async_nats::jetstream::new(connect(url).await?);
+    let stream = jetstream
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| ClusterError::jetstream(url, e))?;
+    Ok((jetstream, stream))
+}
+
+/// Publishes `payload` on `subject`; returns once JetStream stored it.
+async fn publish_stored(
+    jetstream: &async_nats::jetstream::Context,
+    subject: String,
+    payload: bytes::Bytes,
+) -> Result<(), ClusterError> {
+    jetstream
+        .publish(subject, payload)
+        .await
+        .map_err(ClusterError::nats)?
+        .await
+        .map_err(ClusterError::nats)?;
+    Ok(())
+}
+
 /// A client that reconnects by itself after a lost connection; the first
 /// connection must succeed within a few seconds.
 async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {

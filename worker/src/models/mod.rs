@@ -8,4 +8,4 @@ mod torchscript;
 
 pub use description::{DescriptionError, ModelDescription, Output, Resize};
 pub use loaded::{input_for, LoadModelError, LoadedModel, DIGITS};
-pub use torchscript::{ModelError, Precision, TorchScriptModel};
+pub use torchscript::{same_result_tolerance, ModelError, Precision, TorchScriptModel};

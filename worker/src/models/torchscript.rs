@@ -67,6 +67,18 @@ pub enum ModelError {
     },
 }
 
+/// How far two ways of computing the same network's outputs may differ
+/// (the network split in two, or frozen against not frozen). On CUDA f32
+/// convolutions run in TF32 (10-bit mantissa) and the two ways pick other
+/// kernels: on an H200 they differed by more than 1e-4 (up to 2e-3 in
+/// probability); a wrong network is off by far more.
+pub fn same_result_tolerance(device: Device, precision: Precision) -> f64 {
+    match precision {
+        Precision::Full if !device.is_cuda() => 1e-4,
+        Precision::Full | Precision::Half => 1e-2,
+    }
+}
+
 impl TorchScriptModel {
     /// Loads `<folder>/model.toml` and what it names, and checks the module
     /// with one forward pass, so a broken model is reported at load time.
@@ -202,13 +214,7 @@ impl TorchScriptModel {
         let Ok(forward) = self.run(|| self.module.forward_ts(&[&input])) else {
             return false;
         };
-        // CUDA runs f32 convolutions in TF32 (10-bit mantissa), and the split
-        // network picks other kernels than the whole one: on an H200 the
-        // logits differed by more than 1e-4, which turned Grad-CAM off there.
-        let tolerance = match self.precision {
-            Precision::Full if !self.device.is_cuda() => 1e-4,
-            Precision::Full | Precision::Half => 1e-2,
-        };
+        let tolerance = same_result_tolerance(self.device, self.precision);
         features.dim() == 4 && logits.allclose(&forward, tolerance, tolerance, false)
     }
 

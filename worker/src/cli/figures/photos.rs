@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use clap::ValueEnum;
 use serde_json::json;
 use tch::{Device, Tensor};
 
@@ -13,7 +12,7 @@ use super::grid::{titled, Row};
 use super::{write_json, FiguresArgs, PHOTO_MODEL};
 use crate::agreement::rank_correlation;
 use crate::cli::agreement::named_images;
-use crate::cli::{npy, overlay, plain_map, MapSetting};
+use crate::cli::{map_file_stem, npy, overlay, plain_map, MapSetting};
 use crate::engine::{default_batch_size, InputImage, Target};
 use crate::methods::MethodKind;
 use crate::models::{LoadedModel, Precision};
@@ -47,9 +46,7 @@ fn photo_map(
     kind: MethodKind,
 ) -> anyhow::Result<Vec<f32>> {
     if let Some(folder) = &args.maps {
-        let stem = Path::new(name).file_stem().unwrap_or_default();
-        let method = kind.to_possible_value().expect("no skipped variants");
-        let prefix = format!("{}-{}-", stem.to_string_lossy(), method.get_name());
+        let prefix = format!("{}-", map_file_stem(Path::new(name), kind));
         for entry in std::fs::read_dir(folder)? {
             let path = entry?.path();
             let file = path.file_name().unwrap_or_default().to_string_lossy();
@@ -211,7 +208,7 @@ pub(super) fn figure_18(args: &FiguresArgs, device: Device) -> anyhow::Result<()
                 .map(|((&e, &m), _)| (e, m))
                 .unzip();
             correlations.push(json!({
-                "method": kind.to_possible_value().expect("no skipped variants").get_name(),
+                "method": kind.cli_name(),
                 "class": model.class_names.get(explanation.explained),
                 "rank_correlation_with_original": rank_correlation(&a, &b),
             }));
