@@ -167,7 +167,7 @@ async fn run_one(
             Event::Tile(tile) => set(&|p| p.map.apply(&tile)),
             Event::Finished(finished) => set(&|p| p.wall_seconds = Some(finished.wall_seconds)),
             // The panel simply stays empty while the run waits.
-            Event::Queued(_) => {}
+            Event::Queued(_) | Event::Moved(_) => {}
         }
         ControlFlow::Continue(())
     })

@@ -348,6 +348,10 @@ pub fn App() -> impl IntoView {
                         r.windows_per_second = f.windows_per_second;
                     });
                 }
+                // A status, not an error: the map goes on where it was.
+                Event::Moved(_) => notice.set(Some(
+                    "The worker running this explanation stopped; another one took over.".into(),
+                )),
             }
             ControlFlow::Continue(())
         })

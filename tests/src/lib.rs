@@ -89,10 +89,79 @@ pub fn temp_folder(what: &str) -> PathBuf {
     folder
 }
 
+/// A role of the `evidence-lens` binary as a separate process (for tests
+/// that restart or kill it), its log kept for the test to read.
+pub struct ChildProcess {
+    pub process: std::process::Child,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ChildProcess {
+    /// Starts `evidence-lens ARGUMENTS` in the repository and waits until it
+    /// logs a line containing `ready`; returns that line too.
+    pub fn start(arguments: &[&str], ready: &str) -> (ChildProcess, String) {
+        use std::io::BufRead;
+        let mut process = std::process::Command::new(worker_binary())
+            .current_dir(repo_root())
+            .args(arguments)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(process.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let line = loop {
+            let line = match lines.next() {
+                Some(line) => line.unwrap(),
+                None => panic!(
+                    "evidence-lens {arguments:?} exited before logging {ready:?}: {:?}",
+                    log.lock().unwrap()
+                ),
+            };
+            log.lock().unwrap().push(line.clone());
+            if line.contains(ready) {
+                break line;
+            }
+        };
+        // Keep reading its log so it never blocks on a full pipe.
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        (ChildProcess { process, log }, line)
+    }
+
+    /// Whether it has logged a line containing `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The address in a line "Evidence Lens on http://ADDRESS ...".
+pub fn listening_address(line: &str) -> SocketAddr {
+    let rest = line.split("Evidence Lens on http://").nth(1).unwrap();
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 /// The worker as a separate process (the `evidence-lens serve` binary), for
 /// tests that restart or kill it.
 pub struct ChildWorker {
-    pub process: std::process::Child,
+    pub child: ChildProcess,
     pub address: SocketAddr,
 }
 
@@ -104,44 +173,19 @@ impl ChildWorker {
 
     /// The same, with more `serve` options.
     pub fn start_with(store: &Path, options: &[&str]) -> ChildWorker {
-        use std::io::BufRead;
-        let root = repo_root();
-        let mut process = std::process::Command::new(worker_binary())
-            .current_dir(&root)
-            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .args(options)
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The worker logs "Evidence Lens on http://ADDRESS" once it listens.
-        let mut lines = std::io::BufReader::new(process.stderr.take().unwrap()).lines();
-        let address = loop {
-            let line = lines
-                .next()
-                .expect("the worker exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("Evidence Lens on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ChildWorker { process, address }
+        let store = store.to_str().unwrap();
+        let mut arguments = vec!["serve", "--listen", "127.0.0.1:0", "--store", store];
+        arguments.extend_from_slice(options);
+        let (child, line) = ChildProcess::start(&arguments, "Evidence Lens on http://");
+        ChildWorker {
+            child,
+            address: listening_address(&line),
+        }
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(mut self) {
-        self.process.kill().unwrap();
-        self.process.wait().unwrap();
-    }
-}
-
-impl Drop for ChildWorker {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.child.kill();
     }
 }
 
@@ -274,9 +318,11 @@ pub struct Streamed {
 /// assembles the map.
 pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     use lens_proto::v1::explain_event::Event;
-    // A run that waited for the device says so first.
+    // A run that waited for the device says so first; one that moved to
+    // another worker (hosted with several) says so where it moved.
     let mut events = events
         .into_iter()
+        .filter(|(_, e)| !matches!(e.event, Some(Event::Moved(_))))
         .skip_while(|(_, e)| matches!(e.event, Some(Event::Queued(_))));
     let Some((
         _,

@@ -2,34 +2,60 @@
 //! port with its storage in a temporary folder, killed when dropped. It is
 //! Debian's `nats-server` (`./dev test` installs it).
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::{free_port, temp_folder, wait_until_listening};
 
 pub struct NatsServer {
-    process: Child,
+    process: Option<Child>,
     port: u16,
+    storage: PathBuf,
 }
 
 impl NatsServer {
     pub fn start() -> NatsServer {
-        let port = free_port();
-        let storage = temp_folder("nats");
+        let mut server = NatsServer {
+            process: None,
+            port: free_port(),
+            storage: temp_folder("nats"),
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts it (again, after `stop`: same port, same storage).
+    pub fn start_again(&mut self) {
         // Debian puts it in /usr/sbin, which a user's PATH may lack.
         let program = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .unwrap_or("nats-server");
         let process = Command::new(program)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&storage)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.storage)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server is not installed (./dev test installs Debian's nats-server)");
-        wait_until_listening(port, Duration::from_secs(10), "nats-server");
-        NatsServer { process, port }
+        self.process = Some(process);
+        wait_until_listening(self.port, Duration::from_secs(10), "nats-server");
+    }
+
+    /// Kills it, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
     }
 
     pub fn url(&self) -> String {
@@ -39,7 +65,6 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.stop();
     }
 }

@@ -114,7 +114,7 @@ async fn issue_8_sigterm_ends_runs_with_a_status_and_keeps_the_store() {
         .into_inner();
     stream.message().await.unwrap().expect("Started");
 
-    let pid = worker.process.id().to_string();
+    let pid = worker.child.process.id().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -128,7 +128,7 @@ async fn issue_8_sigterm_ends_runs_with_a_status_and_keeps_the_store() {
     assert!(status.message().contains("shutting down"), "{status:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let exit = loop {
-        if let Some(exit) = worker.process.try_wait().unwrap() {
+        if let Some(exit) = worker.child.process.try_wait().unwrap() {
             break exit;
         }
         assert!(

@@ -59,6 +59,46 @@ enum Command {
         #[command(flatten)]
         hosting: Hosting,
     },
+    /// Hosting with several workers: serve the page and the API, queue the
+    /// explanations for the workers (NATS JetStream) and relay their events;
+    /// explanations are stored in PostgreSQL. Holds no device.
+    Gateway {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Folder with the digits data and photos (the page's presets).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(long, default_value = "dist")]
+        dist: PathBuf,
+        #[command(flatten)]
+        cluster: Cluster,
+        #[command(flatten)]
+        hosting: Hosting,
+    },
+    /// Hosting with several workers: own this machine's device and run the
+    /// explanations the gateways queue, one at a time.
+    Worker {
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value_t = Precision::Full)]
+        precision: Precision,
+        /// This worker's name among the workers (default: host name and
+        /// process id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds a job may go unconfirmed before another worker takes it
+        /// over: how long a dead worker's run waits.
+        #[arg(long, default_value_t = 10)]
+        takeover_seconds: u64,
+        #[command(flatten)]
+        cluster: Cluster,
+        /// The PostgreSQL database the gateways read
+        /// (postgres://user@host:port/database).
+        #[arg(long, env = "LENS_DATABASE_URL")]
+        database_url: String,
+    },
     /// Explain an image or a folder of images: .npy maps, overlay PNGs and a
     /// JSON summary line per image on stdout.
     Explain(lens_worker::cli::ExplainArgs),
@@ -114,6 +154,14 @@ enum Command {
     },
 }
 
+/// Where the gateways and workers meet.
+#[derive(clap::Args)]
+struct Cluster {
+    /// The NATS server (with JetStream: nats-server -js).
+    #[arg(long, env = "LENS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+}
+
 /// Where explanations are stored and the limits that keep a host alive.
 #[derive(clap::Args)]
 struct Hosting {
@@ -149,6 +197,19 @@ struct Hosting {
     watches_per_client: usize,
 }
 
+impl Hosting {
+    fn limits(&self) -> server::Limits {
+        server::Limits {
+            jobs: self.max_jobs.max(1),
+            per_client: self.per_client.max(1),
+            trust_forwarded_for: self.trust_forwarded_for,
+            viewers_per_run: self.viewers_per_run.max(1),
+            watches_per_client: self.watches_per_client.max(1),
+            ..server::Limits::default()
+        }
+    }
+}
+
 fn main() {
     return_large_blocks_to_the_system();
     // Logs go to stderr: stdout carries the `explain` command's JSON.
@@ -175,6 +236,29 @@ fn run(command: Command) -> anyhow::Result<()> {
             precision,
             hosting,
         } => serve(listen, models, data, dist, precision, hosting),
+        Command::Gateway {
+            listen,
+            data,
+            dist,
+            cluster,
+            hosting,
+        } => gateway(listen, data, dist, cluster, hosting),
+        Command::Worker {
+            models,
+            data,
+            precision,
+            name,
+            takeover_seconds,
+            cluster,
+            database_url,
+        } => {
+            let options = server::WorkerOptions {
+                nats_url: cluster.nats_url,
+                name: name.unwrap_or_else(default_worker_name),
+                ack_wait: std::time::Duration::from_secs(takeover_seconds.max(1)),
+            };
+            worker(models, data, precision, options, database_url)
+        }
         Command::TrainDigits {
             data,
             models,
@@ -231,36 +315,107 @@ fn serve(
         Some(url) => Arc::new(PostgresStore::open(url)?),
         None => Arc::new(SqliteStore::open(&hosting.store)?),
     };
-    let limits = server::Limits {
-        jobs: hosting.max_jobs.max(1),
-        per_client: hosting.per_client.max(1),
-        trust_forwarded_for: hosting.trust_forwarded_for,
-        viewers_per_run: hosting.viewers_per_run.max(1),
-        watches_per_client: hosting.watches_per_client.max(1),
-        ..server::Limits::default()
-    };
-    let service = server::LensService::new(registry, store.clone(), limits);
+    let service = server::LensService::new(registry, store.clone(), hosting.limits());
     let stop = service.shutdown();
     tokio::runtime::Runtime::new()?.block_on(async {
         let router = server::router(service, &dist).await;
-        let retention = server::Retention {
-            days: hosting.retention_days,
-            max_bytes: hosting.max_store_mb * 1024 * 1024,
-        };
-        server::spawn_retention(store, retention);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(
-            "Evidence Lens on http://{} (device: {device:?})",
-            listener.local_addr()?
-        );
-        server::serve_until(listener, router, server::on_terminate(stop)).await?;
-        anyhow::Ok(())
+        listen_and_serve(
+            listen,
+            router,
+            store,
+            &hosting,
+            stop,
+            &format!("{device:?}"),
+        )
+        .await
     })?;
     // The service is gone with the router: it waited for the device's job.
     tracing::info!("stopped");
     Ok(())
+}
+
+fn gateway(
+    listen: SocketAddr,
+    data: PathBuf,
+    dist: PathBuf,
+    cluster: Cluster,
+    hosting: Hosting,
+) -> anyhow::Result<()> {
+    let Some(url) = &hosting.database_url else {
+        anyhow::bail!("a gateway needs --database-url: the PostgreSQL database its workers store explanations in");
+    };
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(url)?);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let gateway =
+            server::Gateway::start(&cluster.nats_url, store.clone(), &data, hosting.limits())
+                .await?;
+        let stop = gateway.shutdown();
+        let router = server::gateway_router(gateway, &dist).await;
+        listen_and_serve(listen, router, store, &hosting, stop, "none, a gateway").await
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves `router` on `listen` until SIGTERM or SIGINT, with the store's
+/// retention running beside it.
+async fn listen_and_serve(
+    listen: SocketAddr,
+    router: axum::Router,
+    store: Arc<dyn Store>,
+    hosting: &Hosting,
+    stop: server::Shutdown,
+    device: &str,
+) -> anyhow::Result<()> {
+    let retention = server::Retention {
+        days: hosting.retention_days,
+        max_bytes: hosting.max_store_mb * 1024 * 1024,
+    };
+    server::spawn_retention(store, retention);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        "Evidence Lens on http://{} (device: {device})",
+        listener.local_addr()?
+    );
+    server::serve_until(listener, router, server::on_terminate(stop)).await?;
+    Ok(())
+}
+
+fn worker(
+    models: PathBuf,
+    data: PathBuf,
+    precision: Precision,
+    options: server::WorkerOptions,
+    database_url: String,
+) -> anyhow::Result<()> {
+    let device = tch::Device::cuda_if_available();
+    if precision == Precision::Half && !device.is_cuda() {
+        anyhow::bail!("--precision half runs on CUDA only, and no CUDA device is available");
+    }
+    let registry = server::Registry::load(&models, &data, device, precision);
+    anyhow::ensure!(
+        !registry.entries.is_empty(),
+        "no model could be loaded from {} (run ./dev setup)",
+        models.display()
+    );
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&database_url)?);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let role = server::WorkerRole::start(registry, store, options).await?;
+        tracing::info!("worker ready (device: {device:?})");
+        let stop = server::Shutdown::default();
+        role.run(server::on_terminate(stop)).await;
+        anyhow::Ok(())
+    })
+}
+
+/// The host's name and the process id: unique among running workers.
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
 }
 
 fn train_digits(data: PathBuf, models: PathBuf, epochs: usize) -> anyhow::Result<()> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{
+    self, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
+};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
@@ -41,6 +43,7 @@ impl Default for EventLimits {
 pub struct RunEvents {
     jetstream: jetstream::Context,
     stream: jetstream::stream::Stream,
+    url: String,
 }
 
 fn subject(run: &str) -> String {
@@ -63,7 +66,11 @@ impl RunEvents {
             ..Default::default()
         };
         let (jetstream, stream) = open_stream(url, config).await?;
-        Ok(RunEvents { jetstream, stream })
+        Ok(RunEvents {
+            jetstream,
+            stream,
+            url: url.to_string(),
+        })
     }
 
     /// Publishes one event of `run`; returns once JetStream stored it.
@@ -78,6 +85,61 @@ impl RunEvents {
         &self,
         run: &str,
     ) -> Result<impl Stream<Item = Result<Bytes, ClusterError>> + use<>, ClusterError> {
+        Ok(self.messages(run).await?.map(|message| {
+            message
+                .map(|m| m.payload.clone())
+                .map_err(ClusterError::nats)
+        }))
+    }
+
+    /// The first event of `run` still kept; `None` for a run nobody started
+    /// (or one whose events have all expired).
+    pub async fn first(&self, run: &str) -> Result<Option<Bytes>, ClusterError> {
+        self.check_connected()?;
+        match self
+            .stream
+            .get_first_raw_message_by_subject(subject(run), 0)
+            .await
+        {
+            Ok(message) => Ok(Some(message.payload)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::nats(e)),
+        }
+    }
+
+    /// Every event of `run` kept now, in order (for a worker that takes
+    /// over a run: what its viewers already have).
+    pub async fn so_far(&self, run: &str) -> Result<Vec<Bytes>, ClusterError> {
+        self.check_connected()?;
+        let last = match self
+            .stream
+            .get_last_raw_message_by_subject(&subject(run))
+            .await
+        {
+            Ok(message) => message.sequence,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Vec::new()),
+            Err(e) => return Err(ClusterError::nats(e)),
+        };
+        let mut messages = self.messages(run).await?;
+        let mut events = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(ClusterError::nats)?;
+            let sequence = message.info().map_err(ClusterError::nats)?.stream_sequence;
+            events.push(message.payload.clone());
+            if sequence >= last {
+                break;
+            }
+        }
+        Ok(events)
+    }
+
+    /// An error at once while the connection is down (requests would wait
+    /// for their timeout first).
+    pub fn check_connected(&self) -> Result<(), ClusterError> {
+        super::check_connected(&self.jetstream, &self.url)
+    }
+
+    async fn messages(&self, run: &str) -> Result<pull::Ordered, ClusterError> {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
@@ -87,11 +149,6 @@ impl RunEvents {
             })
             .await
             .map_err(ClusterError::nats)?;
-        let messages = consumer.messages().await.map_err(ClusterError::nats)?;
-        Ok(messages.map(|message| {
-            message
-                .map(|m| m.payload.clone())
-                .map_err(ClusterError::nats)
-        }))
+        consumer.messages().await.map_err(ClusterError::nats)
     }
 }

@@ -27,6 +27,7 @@ pub const MAX_DELIVERIES: i64 = 5;
 pub struct JobQueue {
     jetstream: jetstream::Context,
     consumer: PullConsumer,
+    url: String,
 }
 
 /// A job taken from the queue; back in the queue after `ack_wait` unless
@@ -67,11 +68,13 @@ impl JobQueue {
         Ok(JobQueue {
             jetstream,
             consumer,
+            url: url.to_string(),
         })
     }
 
     /// Adds a job; returns once JetStream has stored it.
     pub async fn submit(&self, payload: Bytes) -> Result<(), ClusterError> {
+        super::check_connected(&self.jetstream, &self.url)?;
         publish_stored(&self.jetstream, SUBJECT.into(), payload).await
     }
 
@@ -99,6 +102,7 @@ impl JobQueue {
 
     /// Jobs waiting or taken but not done.
     pub async fn outstanding(&self) -> Result<u64, ClusterError> {
+        super::check_connected(&self.jetstream, &self.url)?;
         let mut stream = self
             .jetstream
             .get_stream(STREAM)
@@ -124,7 +128,16 @@ impl QueuedJob {
     }
 
     /// The job is finished: it leaves the queue for good.
-    pub async fn done(self) -> Result<(), ClusterError> {
+    pub async fn done(&self) -> Result<(), ClusterError> {
         self.message.double_ack().await.map_err(ClusterError::nats)
+    }
+
+    /// This worker gives the job back (it is stopping): another worker may
+    /// take it at once.
+    pub async fn give_back(&self) -> Result<(), ClusterError> {
+        self.message
+            .ack_with(AckKind::Nak(None))
+            .await
+            .map_err(ClusterError::nats)
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod events;
 pub mod jobs;
+pub mod messages;
+pub mod models;
 
 use std::time::Duration;
 
@@ -64,6 +66,20 @@ async fn publish_stored(
         .await
         .map_err(ClusterError::nats)?;
     Ok(())
+}
+
+/// `ClusterError::Unavailable` at once while the connection is down.
+fn check_connected(
+    jetstream: &async_nats::jetstream::Context,
+    url: &str,
+) -> Result<(), ClusterError> {
+    match jetstream.client().connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        state => Err(ClusterError::Unavailable {
+            url: url.to_string(),
+            message: format!("the connection is {state:?}"),
+        }),
+    }
 }
 
 /// A client that reconnects by itself after a lost connection; the first

@@ -156,7 +156,8 @@ impl LiveRun {
             Some(Event::Tile(tile)) if tile.coarse => state.coarse = Some(event.clone()),
             Some(Event::Tile(tile)) => state.tiles.push(tile.clone()),
             Some(Event::Finished(_)) => state.finished = Some(event.clone()),
-            None => {}
+            // One process runs the whole run: nothing moves.
+            Some(Event::Moved(_)) | None => {}
         }
         let shared: Shared = Arc::new(Ok(event));
         state

@@ -11,16 +11,21 @@ mod classes;
 mod device_queue;
 mod estimate;
 pub mod faithfulness;
+mod gateway;
 mod live;
+mod presets;
 mod registry;
 mod request;
+pub mod run_job;
 mod service;
+mod shared;
 mod speed;
 mod status;
+mod worker_role;
 
 use std::path::Path;
 
-use lens_proto::v1::evidence_lens_server::EvidenceLensServer;
+use lens_proto::v1::evidence_lens_server::{EvidenceLens, EvidenceLensServer};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
@@ -28,6 +33,7 @@ use tower_http::services::ServeDir;
 
 pub use admission::Limits;
 pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
+pub use gateway::Gateway;
 pub use registry::{ModelSummary, Registry};
 pub use request::{
     job_from_request, settings_from_request, Job, Settings, DEFAULT_PADDING, DEFAULT_SAMPLES,
@@ -35,11 +41,27 @@ pub use request::{
 };
 pub use service::{LensService, Shutdown};
 pub use status::ServiceError;
+pub use worker_role::{WorkerOptions, WorkerRole};
 
 /// The whole HTTP surface: gRPC (both flavours) and the page from `dist`.
 pub async fn router(service: LensService, dist: &Path) -> axum::Router {
+    let (classes, stopping) = (service.classes(), service.shutdown());
+    router_for(service, classes, stopping, dist).await
+}
+
+/// The same for a gateway.
+pub async fn gateway_router(gateway: Gateway, dist: &Path) -> axum::Router {
+    let (classes, stopping) = (gateway.classes(), gateway.shutdown());
+    router_for(gateway, classes, stopping, dist).await
+}
+
+async fn router_for<S: EvidenceLens>(
+    service: S,
+    classes: std::sync::Arc<classes::Classes>,
+    stopping: Shutdown,
+    dist: &Path,
+) -> axum::Router {
     // Classes whose teacher left end even when nobody asks about them.
-    let classes = service.classes();
     tokio::spawn(async move {
         let mut minutes = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
@@ -47,22 +69,17 @@ pub async fn router(service: LensService, dist: &Path) -> axum::Router {
             classes.sweep();
         }
     });
-    let stopping = service.shutdown();
     // Room for the largest image the input checks accept, so that an image
     // just over the limit gets their clear message rather than tonic's.
     let server = EvidenceLensServer::new(service)
         .max_decoding_message_size(crate::input::MAX_BYTES + 64 * 1024);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<EvidenceLensServer<LensService>>()
-        .await;
+    health.set_serving::<EvidenceLensServer<S>>().await;
     // Load balancers stop sending work as soon as shutting down begins.
     let reporter = health.clone();
     tokio::spawn(async move {
         stopping.begun().await;
-        reporter
-            .set_not_serving::<EvidenceLensServer<LensService>>()
-            .await;
+        reporter.set_not_serving::<EvidenceLensServer<S>>().await;
     });
     let reflection = || {
         tonic_reflection::server::Builder::configure()

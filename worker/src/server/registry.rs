@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use tch::Device;
 
 use crate::agreement::ModelAgreement;
-use crate::digits::held_out_presets;
 use crate::engine::{default_batch_size, InputShape};
 use crate::models::{LoadedModel, Precision, Resize};
+
+pub use super::presets::Presets;
 
 /// What requests are checked against, readable without locking the model.
 #[derive(Clone, Debug)]
@@ -49,21 +50,17 @@ pub struct Registry {
     pub entries: Vec<Entry>,
     /// Folder and reason, for each model that could not be loaded.
     pub broken: Vec<(String, String)>,
-    /// One held-out digit per class (empty when the digits did not load).
-    pub digit_presets: Vec<(u8, Vec<f32>)>,
-    /// Sample photos for photo models: file name, bytes, credit line.
-    pub photos: Vec<(String, Vec<u8>, String)>,
+    /// The sample pictures the page offers.
+    pub presets: Presets,
 }
 
 impl Registry {
     /// Loads every model folder, the digit presets and the sample photos.
     pub fn load(models: &Path, data: &Path, device: Device, precision: Precision) -> Registry {
-        let mut registry = Registry::default();
-        match held_out_presets(data) {
-            Ok(presets) => registry.digit_presets = presets,
-            Err(error) => tracing::warn!("no digit presets: {error}"),
-        }
-        registry.photos = load_photos(&data.join("photos"));
+        let mut registry = Registry {
+            presets: Presets::load(data),
+            ..Registry::default()
+        };
         let mut folders: Vec<_> = std::fs::read_dir(models)
             .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
@@ -123,23 +120,4 @@ fn device_name(device: Device, precision: Precision) -> String {
         (true, Precision::Full) => "CUDA".into(),
         (true, Precision::Half) => "CUDA, half precision".into(),
     }
-}
-
-/// The photos listed in `folder/CREDITS.txt` (file name, tab, credit line).
-fn load_photos(folder: &Path) -> Vec<(String, Vec<u8>, String)> {
-    let Ok(credits) = std::fs::read_to_string(folder.join("CREDITS.txt")) else {
-        tracing::warn!(
-            "no photos in {} (./dev setup copies them)",
-            folder.display()
-        );
-        return Vec::new();
-    };
-    credits
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .filter_map(|(file, credit)| {
-            let bytes = std::fs::read(folder.join(file)).ok()?;
-            Some((file.to_string(), bytes, credit.to_string()))
-        })
-        .collect()
 }

@@ -7,45 +7,38 @@
 //! goes out. When every viewer has left, the engine stops after the batch in
 //! flight.
 
-use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use lens_proto::v1::{
     evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, CancelRequest,
     CancelResponse, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
     DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest,
-    FaithfulnessResult, Finished, FollowClassRequest, ListModelsRequest, ListModelsResponse,
-    ListPresetsRequest, ListPresetsResponse, MethodAgreement, ModelInfo, OpenClassRequest, Picture,
-    Preset, Started, StoredExplanation, TeachRequest, TeachResponse, Tile, WatchRequest,
+    FaithfulnessResult, FollowClassRequest, ListModelsRequest, ListModelsResponse,
+    ListPresetsRequest, ListPresetsResponse, OpenClassRequest, TeachRequest, TeachResponse,
+    WatchRequest,
 };
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use crate::agreement::ModelAgreement;
-use crate::digits::SHAPE as DIGIT_SHAPE;
-use crate::engine::{EngineError, InputImage, Progress};
-use crate::input::grey_png;
-use crate::methods;
-use crate::models::{LoadedModel, Resize};
-use crate::store::{self, Deletion, Record, Store};
+use crate::engine::EngineError;
+use crate::store::{self, Store};
 
 use super::admission::{Admission, Limits, PixelBudget, WatchTicket, DECODE_BUDGET};
 use super::classes::{self, Classes};
 use super::device_queue::DeviceQueue;
-use super::estimate::{default_stride, estimate};
+use super::estimate::estimate;
 use super::faithfulness;
 use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
-use super::request::{job_from_request, model_by_id, settings_from_request, wire_method, Job};
+use super::request::{job_from_request, model_by_id, settings_from_request, Job};
+use super::run_job::{guarded, run_job, RunInfo, RunSink};
+use super::shared::{self, blocking, client_of, model_info, replay, EventStream};
 use super::speed::Speeds;
 use super::status::ServiceError;
 
 pub struct LensService {
     registry: Arc<Registry>,
-    presets: Vec<Preset>,
     store: Arc<dyn Store>,
     live: Arc<LiveRuns>,
     admission: Arc<Admission>,
@@ -69,6 +62,8 @@ pub struct Shutdown {
     jobs: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
     /// Told once when shutting down begins (for the health service).
     announced: Arc<tokio::sync::Notify>,
+    /// Told to everyone waiting in `stopped` (streams relayed by a gateway).
+    stopping: Arc<tokio::sync::Notify>,
 }
 
 /// A job in flight; dropping it counts the job as finished.
@@ -88,6 +83,18 @@ impl Shutdown {
         self.live.end_all(ServiceError::ShuttingDown.into());
         // A permit for the one waiter, also if it is not waiting yet.
         self.announced.notify_one();
+        self.stopping.notify_waiters();
+    }
+
+    /// Completes once shutting down has begun (any number of waiters).
+    pub async fn stopped(&self) {
+        let notified = self.stopping.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a `begin` in between is not missed.
+        notified.as_mut().enable();
+        if !self.has_begun() {
+            notified.await;
+        }
     }
 
     /// Returns once shutting down has begun (one waiter: the health task).
@@ -95,7 +102,7 @@ impl Shutdown {
         self.announced.notified().await;
     }
 
-    fn has_begun(&self) -> bool {
+    pub fn has_begun(&self) -> bool {
         self.begun.load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -118,16 +125,6 @@ impl Shutdown {
 
 impl LensService {
     pub fn new(registry: Registry, store: Arc<dyn Store>, limits: Limits) -> Self {
-        let presets = registry
-            .digit_presets
-            .iter()
-            .map(|(label, values)| Preset {
-                name: format!("digit {label}"),
-                label: *label as u32,
-                png: grey_png(values, DIGIT_SHAPE.width as u32, DIGIT_SHAPE.height as u32),
-                credit: "MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0), held out".into(),
-            })
-            .collect();
         let live = Arc::new(LiveRuns::new(limits));
         let device = DeviceQueue::start();
         let speeds = Arc::<Speeds>::default();
@@ -158,7 +155,6 @@ impl LensService {
         let _ = calibrated.recv();
         LensService {
             registry: Arc::new(registry),
-            presets,
             store,
             shutdown: Shutdown {
                 live: live.clone(),
@@ -203,68 +199,10 @@ impl Drop for LensService {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<ExplainEvent, Status>> + Send>>;
-
-/// Runs a store call on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .map_err(ServiceError::from)
-}
-
-fn event(event: Event) -> ExplainEvent {
-    ExplainEvent { event: Some(event) }
-}
-
-/// A stored explanation as a stream: Started, the whole map, Finished.
-fn replay(record: Record) -> EventStream {
-    let StoredExplanation {
-        started,
-        map,
-        finished,
-    } = record.explanation;
-    let finished = finished.map(|f| Finished {
-        replayed: true,
-        ..f
-    });
-    let events: Vec<Result<ExplainEvent, Status>> = [
-        started.map(Event::Started),
-        map.map(Event::Tile),
-        finished.map(Event::Finished),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|e| Ok(event(e)))
-    .collect();
-    Box::pin(tokio_stream::iter(events))
-}
-
 /// A live run as a stream, for a viewer holding `watch` (its place among
 /// its client's live streams) or for the run's creator (`None`).
 fn watch_live(run: &LiveRun, watch: Option<WatchTicket>) -> Result<EventStream, ServiceError> {
     Ok(Box::pin(run.subscribe(watch)?))
-}
-
-/// The client's address (for the per-client limits): the first address
-/// of `X-Forwarded-For` where a proxy is trusted to set it, else the peer's.
-fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<IpAddr> {
-    let forwarded = || {
-        let header = request.metadata().get("x-forwarded-for")?.to_str().ok()?;
-        header.split(',').next()?.trim().parse().ok()
-    };
-    if trust_forwarded_for {
-        if let Some(ip) = forwarded() {
-            return Some(ip);
-        }
-    }
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-        .or_else(|| request.remote_addr().map(|a| a.ip()))
 }
 
 #[tonic::async_trait]
@@ -317,13 +255,16 @@ impl EvidenceLens for LensService {
         run.hold(ticket);
         let creator = watch_live(&run, None)?;
         let context = JobContext {
-            id: id.clone(),
-            secret_hash,
-            class_names: entry.summary.class_names.clone(),
-            store: self.store.clone(),
+            info: RunInfo {
+                id: id.clone(),
+                secret_hash,
+                class_names: entry.summary.class_names.clone(),
+                store: self.store.clone(),
+                speeds: self.speeds.clone(),
+                created_unix: store::now_unix(),
+            },
             run,
             live: self.live.clone(),
-            speeds: self.speeds.clone(),
         };
         let (model, device) = (entry.model.clone(), self.device.clone());
         let decoding = self.decoding.clone();
@@ -338,7 +279,7 @@ impl EvidenceLens for LensService {
             });
             match image {
                 Err(error) => finish(&job, &context, Err(error)),
-                Ok(image) => device.run(&context.id.clone(), context.run.clone(), move || {
+                Ok(image) => device.run(&context.info.id.clone(), context.run.clone(), move || {
                     let _in_flight = in_flight;
                     let outcome = guarded(|| {
                         if shutdown.has_begun() {
@@ -349,7 +290,7 @@ impl EvidenceLens for LensService {
                             return Err(EngineError::Cancelled.into());
                         }
                         let model = model.lock().unwrap_or_else(|e| e.into_inner());
-                        run_job(&model, &job, &image, &context)
+                        run_job(&model, &job, &image, &context.info, &context)
                     });
                     finish(&job, &context, outcome);
                 }),
@@ -391,17 +332,7 @@ impl EvidenceLens for LensService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let DeleteRequest { id, owner_secret } = request.into_inner();
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
-        let store = self.store.clone();
-        let wanted = id.clone();
-        match blocking(move || store.delete(&wanted, &owner_secret)).await? {
-            Deletion::Deleted => Ok(Response::new(DeleteResponse {})),
-            Deletion::NotFound => Err(ServiceError::NotFound { id }.into()),
-            Deletion::WrongSecret => Err(ServiceError::WrongSecret { id }.into()),
-        }
+        shared::delete(self.store.clone(), request.into_inner()).await
     }
 
     async fn list_presets(
@@ -409,20 +340,7 @@ impl EvidenceLens for LensService {
         request: Request<ListPresetsRequest>,
     ) -> Result<Response<ListPresetsResponse>, Status> {
         let entry = model_by_id(&self.registry, &request.get_ref().model)?;
-        let presets = match entry.summary.resize {
-            Resize::MnistDigit => self.presets.clone(),
-            Resize::ImagenetCrop => self
-                .registry
-                .photos
-                .iter()
-                .map(|(name, bytes, credit)| Preset {
-                    name: name.clone(),
-                    label: 0,
-                    png: bytes.clone(),
-                    credit: credit.clone(),
-                })
-                .collect(),
-        };
+        let presets = self.registry.presets.for_model(entry.summary.resize);
         Ok(Response::new(ListPresetsResponse { presets }))
     }
 
@@ -434,28 +352,7 @@ impl EvidenceLens for LensService {
             .registry
             .entries
             .iter()
-            .map(|e| {
-                let s = &e.summary;
-                ModelInfo {
-                    id: s.id.clone(),
-                    name: s.name.clone(),
-                    channels: s.shape.channels as u32,
-                    width: s.shape.width as u32,
-                    height: s.shape.height as u32,
-                    class_names: s.class_names.clone(),
-                    default_window: s.default_window() as u32,
-                    conditional_sampler: s.conditional_sampler,
-                    marginal_sampler: s.marginal_sampler,
-                    default_stride: default_stride(s, &self.speeds) as u32,
-                    device: s.device.clone(),
-                    agreement: s.agreement.iter().flat_map(agreement_info).collect(),
-                    agreement_reference: s
-                        .agreement
-                        .as_ref()
-                        .map_or(String::new(), |a| a.reference.clone()),
-                    agreement_ceiling: s.agreement.as_ref().map_or(0.0, |a| a.ceiling),
-                }
-            })
+            .map(|e| model_info(&e.summary, &self.speeds))
             .collect();
         let broken = self
             .registry
@@ -557,77 +454,53 @@ impl EvidenceLens for LensService {
         &self,
         _request: Request<OpenClassRequest>,
     ) -> Result<Response<ClassOpened>, Status> {
-        let (code, teacher_secret) = self.classes.open()?;
-        Ok(Response::new(ClassOpened {
-            code,
-            teacher_secret,
-        }))
+        shared::open_class(&self.classes)
     }
 
     async fn teach(
         &self,
         request: Request<TeachRequest>,
     ) -> Result<Response<TeachResponse>, Status> {
-        let TeachRequest {
-            code,
-            teacher_secret,
-            view,
-        } = request.into_inner();
-        self.classes
-            .teach(&code, &teacher_secret, view.unwrap_or_default())?;
-        Ok(Response::new(TeachResponse {}))
+        shared::teach(&self.classes, request.into_inner())
     }
 
     async fn follow_class(
         &self,
         request: Request<FollowClassRequest>,
     ) -> Result<Response<classes::ClassStream>, Status> {
-        let FollowClassRequest {
-            code,
-            teacher_secret,
-        } = request.into_inner();
-        let following = self.classes.follow(&code, &teacher_secret)?;
-        Ok(Response::new(classes::stream(following)))
+        shared::follow_class(&self.classes, request.into_inner())
     }
 
     async fn close_class(
         &self,
         request: Request<CloseClassRequest>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        let CloseClassRequest {
-            code,
-            teacher_secret,
-        } = request.into_inner();
-        self.classes.close(&code, &teacher_secret)?;
-        Ok(Response::new(CloseClassResponse {}))
+        shared::close_class(&self.classes, request.into_inner())
     }
 }
 
-/// The last line of defence: a panic in a job (a model or libtorch call
-/// without an error path) becomes an error like any other, so no viewer
-/// waits forever on a dead run.
-/// A model's measured agreement for the page (methods the worker does not
-/// know are left out).
-fn agreement_info(agreement: &ModelAgreement) -> Vec<MethodAgreement> {
-    use clap::ValueEnum;
-    agreement
-        .methods
-        .iter()
-        .filter_map(|m| {
-            let kind = methods::MethodKind::from_str(&m.method, false).ok()?;
-            Some(MethodAgreement {
-                method: wire_method(kind) as i32,
-                samples: m.samples.unwrap_or(0) as u32,
-                rank_correlation: m.rank_correlation,
-                top_overlap: m.top_overlap,
-            })
-        })
-        .collect()
+/// A job of this process: its run in the live table.
+struct JobContext {
+    info: RunInfo,
+    run: Arc<LiveRun>,
+    live: Arc<LiveRuns>,
 }
 
-fn guarded<T>(work: impl FnOnce() -> Result<T, ServiceError>) -> Result<T, ServiceError> {
-    std::panic::catch_unwind(AssertUnwindSafe(work))
-        .unwrap_or_else(|panic| Err(ServiceError::Panicked(panic_message(panic.as_ref()))))
+impl RunSink for JobContext {
+    fn publish(&self, event: ExplainEvent) -> ControlFlow<()> {
+        self.run.publish(event);
+        if self.run.has_viewers() && !self.run.is_cancelled() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    }
+
+    /// The link opens the stored result from now on; whoever subscribed
+    /// before still gets Finished from the run.
+    fn stored(&self) {
+        self.live.remove(&self.info.id);
+    }
 }
 
 /// Ends a job's run: viewers get the error, if any, and the run leaves the
@@ -640,168 +513,5 @@ fn finish(job: &Job, context: &JobContext, outcome: Result<(), ServiceError>) {
             context.run.end(Some(error.into()));
         }
     }
-    context.live.remove(&context.id);
-}
-
-/// The text a panic was raised with.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "no message".into())
-}
-
-/// What a job needs beyond the model and the request.
-struct JobContext {
-    id: String,
-    secret_hash: [u8; 32],
-    class_names: Vec<String>,
-    store: Arc<dyn Store>,
-    run: Arc<LiveRun>,
-    live: Arc<LiveRuns>,
-    speeds: Arc<Speeds>,
-}
-
-fn run_job(
-    model: &LoadedModel,
-    job: &Job,
-    image: &InputImage,
-    context: &JobContext,
-) -> Result<(), ServiceError> {
-    let fill = methods::window_fill(model, &job.choice, job.params.window)?;
-    let run = &context.run;
-    let publish = |e: Event| {
-        run.publish(event(e));
-        if run.has_viewers() && !run.is_cancelled() {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        }
-    };
-    let shape = image.shape;
-    let created_unix = store::now_unix();
-    let mut started_event = None;
-    let mut on_progress = |progress: Progress| match progress {
-        Progress::Started {
-            probabilities,
-            predicted,
-            explained,
-            total_windows,
-        } => {
-            let started = Started {
-                input: Some(Picture {
-                    width: shape.width as u32,
-                    height: shape.height as u32,
-                    channels: shape.channels as u32,
-                    values: image.values.clone(),
-                }),
-                probabilities: probabilities.to_vec(),
-                predicted_class: predicted as u32,
-                explained_class: explained as u32,
-                total_windows: total_windows as u64,
-                class_names: context.class_names.clone(),
-                id: context.id.clone(),
-                owner_secret: String::new(),
-                request: Some(job.resolved.clone()),
-                created_unix,
-            };
-            started_event = Some(started.clone());
-            publish(Event::Started(started))
-        }
-        Progress::Coarse {
-            values,
-            windows_done,
-            total_windows,
-        } => publish(Event::Tile(Tile {
-            x: 0,
-            y: 0,
-            width: shape.width as u32,
-            height: shape.height as u32,
-            values,
-            windows_done: windows_done as u64,
-            total_windows: total_windows as u64,
-            coarse: true,
-        })),
-        Progress::Batch {
-            tiles,
-            windows_done,
-            total_windows,
-        } => {
-            for tile in tiles {
-                publish(Event::Tile(Tile {
-                    x: tile.rect.x as u32,
-                    y: tile.rect.y as u32,
-                    width: tile.rect.width as u32,
-                    height: tile.rect.height as u32,
-                    values: tile.values,
-                    windows_done: windows_done as u64,
-                    total_windows: total_windows as u64,
-                    coarse: false,
-                }))?;
-            }
-            ControlFlow::Continue(())
-        }
-    };
-    let explanation = methods::run(
-        model,
-        job.choice.kind,
-        fill.as_ref(),
-        image,
-        &job.params,
-        &mut on_progress,
-    )?;
-    context.speeds.record(
-        &job.model,
-        job.choice.kind,
-        explanation.forward_passes,
-        explanation.wall_seconds,
-    );
-    let map = explanation.map();
-    let mut finished = Finished {
-        wall_seconds: explanation.wall_seconds,
-        windows_per_second: explanation.windows as f64 / explanation.wall_seconds.max(1e-9),
-        forward_passes: explanation.forward_passes as u64,
-        min_value: map.iter().copied().fold(f32::INFINITY, f32::min),
-        max_value: map.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        probabilities: explanation.probabilities.clone(),
-        explained_class: explanation.explained as u32,
-        sample_spread: explanation.sample_spread.clone().unwrap_or_default(),
-        window_probabilities: explanation.window_probabilities.clone(),
-        replayed: false,
-        id: context.id.clone(),
-    };
-    let record = Record {
-        id: context.id.clone(),
-        request_key: job.key,
-        secret_hash: context.secret_hash,
-        created_unix,
-        model: job.model.clone(),
-        method: format!("{:?}", job.choice.kind),
-        explanation: StoredExplanation {
-            started: started_event,
-            map: Some(Tile {
-                x: 0,
-                y: 0,
-                width: shape.width as u32,
-                height: shape.height as u32,
-                values: map.to_vec(),
-                windows_done: explanation.windows as u64,
-                total_windows: explanation.windows as u64,
-                coarse: false,
-            }),
-            finished: Some(finished.clone()),
-        },
-    };
-    // Stored before Finished goes out: a client that saw Finished can rely
-    // on the link.
-    if let Err(error) = context.store.save(&record) {
-        tracing::error!("could not store explanation {}: {error}", context.id);
-        finished.id.clear();
-    }
-    // From here on the link opens the stored result; whoever subscribed
-    // before still gets Finished from the run.
-    context.live.remove(&context.id);
-    let _ = publish(Event::Finished(finished));
-    Ok(())
+    context.live.remove(&context.info.id);
 }

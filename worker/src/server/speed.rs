@@ -60,6 +60,18 @@ impl Speeds {
         self.measured().insert((model_id.to_string(), None), rate);
     }
 
+    /// The network's speed as measured elsewhere (a gateway learns it from
+    /// the workers).
+    pub fn set_network(&self, model_id: &str, passes_per_second: f64) {
+        self.measured()
+            .insert((model_id.to_string(), None), passes_per_second);
+    }
+
+    /// The network's own speed, as calibrated.
+    pub fn network(&self, model_id: &str) -> Option<f64> {
+        self.measured().get(&(model_id.to_string(), None)).copied()
+    }
+
     /// What a finished run measured.
     pub fn record(&self, model_id: &str, kind: MethodKind, passes: usize, seconds: f64) {
         if seconds <= 0.0 || passes == 0 {

@@ -50,6 +50,12 @@ pub enum ServiceError {
     TooManyWatches { limit: usize },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("deletion and insertion curves are computed by `serve` only; with gateways and workers, only curves already stored are shown")]
+    FaithfulnessOnServeOnly,
+    #[error("no worker is serving models now: start one (evidence-lens worker) or try again in a minute")]
+    NoWorkers,
     #[error("internal error: {0}")]
     Internal(String),
     #[error("the worker is shutting down: try again in a minute")]
@@ -91,13 +97,22 @@ impl From<ServiceError> for Status {
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
             ServiceError::ModelIdTooLong { .. } => Status::invalid_argument(message),
             ServiceError::ShuttingDown
+            | ServiceError::Cluster(_)
+            | ServiceError::NoWorkers
             | ServiceError::Store(crate::store::StoreError::Unavailable { .. }) => {
                 Status::unavailable(message)
             }
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
+            ServiceError::FaithfulnessOnServeOnly => Status::unimplemented(message),
             ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {
                 Status::internal(message)
             }
         }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for Status {
+    fn from(error: crate::cluster::ClusterError) -> Status {
+        ServiceError::from(error).into()
     }
 }

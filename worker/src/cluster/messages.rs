@@ -1,0 +1,98 @@
+//! The messages gateways and workers exchange through NATS (protobuf, as
+//! the public contract; declared here because no page or client sees them).
+
+use lens_proto::v1::{ExplainEvent, ExplainRequest, ModelInfo};
+
+/// One explanation to run, as a gateway queues it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClusterJob {
+    /// The share link's id, chosen by the gateway.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// The hash of the creator's secret (who may delete or cancel it).
+    #[prost(bytes = "vec", tag = "2")]
+    pub secret_hash: Vec<u8>,
+    #[prost(message, optional, tag = "3")]
+    pub request: Option<ExplainRequest>,
+}
+
+/// One entry on a run's subject: an event for its viewers, or how the run
+/// ended when it did not finish, or a note between gateways and workers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunEntry {
+    #[prost(message, optional, tag = "1")]
+    pub event: Option<ExplainEvent>,
+    /// The run failed: its viewers get this status.
+    #[prost(message, optional, tag = "2")]
+    pub failure: Option<Failure>,
+    /// The creator cancelled it: the worker stops, viewers' streams end.
+    #[prost(bool, tag = "3")]
+    pub cancelled: bool,
+    /// On the gateway's first entry only: the hash of the creator's secret,
+    /// so that any gateway can check a cancel.
+    #[prost(bytes = "vec", tag = "4")]
+    pub secret_hash: Vec<u8>,
+}
+
+/// A gRPC status, as it travels between processes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Failure {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// What one worker offers, renewed while it lives.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkerModels {
+    #[prost(message, repeated, tag = "1")]
+    pub models: Vec<AdvertisedModel>,
+}
+
+/// A model as gateways need it: what the page shows, and what checking and
+/// keying a request needs.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AdvertisedModel {
+    #[prost(message, optional, tag = "1")]
+    pub info: Option<ModelInfo>,
+    /// Photos are cropped as for ImageNet; else a digit.
+    #[prost(bool, tag = "2")]
+    pub imagenet_crop: bool,
+    #[prost(bool, tag = "3")]
+    pub half_precision: bool,
+    #[prost(uint32, tag = "4")]
+    pub default_batch: u32,
+    /// The network's speed on the worker's device (for estimates).
+    #[prost(double, tag = "5")]
+    pub passes_per_second: f64,
+}
+
+impl RunEntry {
+    pub fn event(event: ExplainEvent) -> RunEntry {
+        RunEntry {
+            event: Some(event),
+            ..Default::default()
+        }
+    }
+
+    pub fn failure(status: &tonic::Status) -> RunEntry {
+        RunEntry {
+            failure: Some(Failure {
+                code: status.code() as i32,
+                message: status.message().to_string(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn encoded(&self) -> bytes::Bytes {
+        prost::Message::encode_to_vec(self).into()
+    }
+}
+
+impl Failure {
+    pub fn status(&self) -> tonic::Status {
+        tonic::Status::new(tonic::Code::from_i32(self.code), self.message.clone())
+    }
+}

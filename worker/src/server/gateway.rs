@@ -1,0 +1,452 @@
+//! The `gateway` role: serves the page and the API like `serve`, but holds
+//! no device. It checks and admits a request, answers it from the shared
+//! store when it can, and otherwise queues it for the workers (NATS
+//! JetStream) and relays the run's events from the run's subject. Any
+//! gateway relays any run, so a link opens through every gateway, live or
+//! after the end.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use lens_proto::v1::{
+    evidence_lens_server::EvidenceLens, explain_event::Event, CancelRequest, CancelResponse,
+    ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest, DeleteResponse,
+    EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest, FaithfulnessResult,
+    FollowClassRequest, ListModelsRequest, ListModelsResponse, ListPresetsRequest,
+    ListPresetsResponse, ModelInfo, OpenClassRequest, Queued, TeachRequest, TeachResponse,
+    WatchRequest,
+};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::cluster::events::{EventLimits, RunEvents};
+use crate::cluster::jobs::JobQueue;
+use crate::cluster::messages::{AdvertisedModel, ClusterJob, Failure, RunEntry};
+use crate::cluster::models::ModelBoard;
+use crate::cluster::ClusterError;
+use crate::models::{Precision, Resize, DIGITS};
+use crate::store::{self, Store};
+
+use super::admission::{Admission, Limits};
+use super::classes::{self, Classes};
+use super::estimate::estimate;
+use super::presets::Presets;
+use super::registry::ModelSummary;
+use super::request::{job_from_request, settings_from_request};
+use super::run_job::event;
+use super::service::Shutdown;
+use super::shared::{self, blocking, client_of, replay, EventStream};
+use super::speed::Speeds;
+use super::status::ServiceError;
+
+/// How long a gateway trusts the list of models the workers hold.
+const MODELS_FRESH_FOR: Duration = Duration::from_secs(2);
+
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    queue: Arc<JobQueue>,
+    events: Arc<RunEvents>,
+    board: ModelBoard,
+    presets: Presets,
+    admission: Arc<Admission>,
+    limits: Limits,
+    classes: Arc<Classes>,
+    shutdown: Shutdown,
+    /// The workers' models as last read, and when.
+    models: Mutex<Option<(Instant, Arc<Vec<AdvertisedModel>>)>>,
+}
+
+impl Gateway {
+    /// Connects to NATS at `nats_url`; the presets come from `data`.
+    pub async fn start(
+        nats_url: &str,
+        store: Arc<dyn Store>,
+        data: &std::path::Path,
+        limits: Limits,
+    ) -> Result<Gateway, ClusterError> {
+        // The queue's ack_wait is the workers' to choose; a gateway only
+        // submits, so whatever the stream has stays.
+        let queue = JobQueue::open(nats_url, Duration::from_secs(30)).await?;
+        Ok(Gateway {
+            store,
+            queue: Arc::new(queue),
+            events: Arc::new(RunEvents::open(nats_url, EventLimits::default()).await?),
+            board: ModelBoard::open(nats_url).await?,
+            presets: Presets::load(data),
+            admission: Admission::new(limits),
+            limits,
+            classes: Arc::new(Classes::new(limits.class_idle)),
+            shutdown: Shutdown::default(),
+            models: Mutex::default(),
+        })
+    }
+
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    pub fn classes(&self) -> Arc<Classes> {
+        self.classes.clone()
+    }
+
+    /// The models the live workers hold (one entry per model id).
+    async fn models(&self) -> Result<Arc<Vec<AdvertisedModel>>, ServiceError> {
+        if let Some((read, models)) = &*self.models.lock().unwrap_or_else(|e| e.into_inner()) {
+            if read.elapsed() < MODELS_FRESH_FOR {
+                return Ok(models.clone());
+            }
+        }
+        let mut models: Vec<AdvertisedModel> = Vec::new();
+        for worker in self.board.current().await? {
+            for model in worker.models {
+                let id = model.info.as_ref().map(|i| i.id.clone());
+                if !models
+                    .iter()
+                    .any(|m| m.info.as_ref().map(|i| i.id.clone()) == id)
+                {
+                    models.push(model);
+                }
+            }
+        }
+        models.sort_by(|a, b| id_of(a).cmp(id_of(b)));
+        let models = Arc::new(models);
+        *self.models.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), models.clone()));
+        Ok(models)
+    }
+
+    /// The model a request names (empty: the digits), as a worker holds it.
+    async fn model(&self, id: &str) -> Result<(ModelSummary, AdvertisedModel), ServiceError> {
+        let id = if id.is_empty() { DIGITS } else { id };
+        let models = self.models().await?;
+        if models.is_empty() {
+            return Err(ServiceError::NoWorkers);
+        }
+        let Some(model) = models.iter().find(|m| id_of(m) == id) else {
+            let ids: Vec<_> = models.iter().map(id_of).collect();
+            return Err(ServiceError::UnknownModel {
+                id: id.to_string(),
+                available: ids.join(", "),
+            });
+        };
+        Ok((summary_of(model), model.clone()))
+    }
+
+    /// The run's entries from its first, relayed as events until it ends.
+    async fn relay(
+        &self,
+        id: &str,
+        secret: Option<String>,
+        hold: impl Send + 'static,
+    ) -> Result<EventStream, ServiceError> {
+        let entries = self.events.follow(id).await?;
+        Ok(Box::pin(relayed(
+            entries,
+            secret,
+            self.shutdown.clone(),
+            hold,
+        )))
+    }
+}
+
+fn id_of(model: &AdvertisedModel) -> &str {
+    model.info.as_ref().map_or("", |i| i.id.as_str())
+}
+
+/// What checking and keying a request needs, from a worker's advertisement.
+fn summary_of(model: &AdvertisedModel) -> ModelSummary {
+    let info = model.info.clone().unwrap_or_default();
+    ModelSummary {
+        id: info.id,
+        name: info.name,
+        shape: crate::engine::InputShape {
+            channels: info.channels as usize,
+            height: info.height as usize,
+            width: info.width as usize,
+        },
+        class_names: info.class_names,
+        resize: if model.imagenet_crop {
+            Resize::ImagenetCrop
+        } else {
+            Resize::MnistDigit
+        },
+        conditional_sampler: info.conditional_sampler,
+        marginal_sampler: info.marginal_sampler,
+        default_batch: model.default_batch as usize,
+        precision: if model.half_precision {
+            Precision::Half
+        } else {
+            Precision::Full
+        },
+        device: info.device,
+        agreement: None,
+    }
+}
+
+/// A run's entries as its viewers' events: the owner's secret added for
+/// its creator; the stream ends after Finished, with the run's failure, or
+/// when this gateway stops (the viewer reconnects through another).
+fn relayed(
+    entries: impl Stream<Item = Result<bytes::Bytes, ClusterError>> + Send + 'static,
+    secret: Option<String>,
+    shutdown: Shutdown,
+    hold: impl Send + 'static,
+) -> impl Stream<Item = Result<ExplainEvent, Status>> + Send + 'static {
+    let state = (Box::pin(entries), secret, shutdown, hold);
+    futures::stream::unfold(Some(state), |state| async move {
+        let (mut entries, secret, shutdown, hold) = state?;
+        loop {
+            let next = tokio::select! {
+                next = entries.next() => next,
+                _ = shutdown.stopped() => {
+                    return Some((Err(ServiceError::ShuttingDown.into()), None));
+                }
+            };
+            let bytes = match next {
+                None => return None,
+                Some(Err(error)) => return Some((Err(ServiceError::from(error).into()), None)),
+                Some(Ok(bytes)) => bytes,
+            };
+            let Ok(entry) = RunEntry::decode(bytes) else {
+                tracing::error!("an entry that is not a RunEntry was skipped");
+                continue;
+            };
+            if let Some(failure) = entry.failure {
+                return Some((Err(failure.status()), None));
+            }
+            let Some(mut event) = entry.event else {
+                continue;
+            };
+            if let Some(secret) = &secret {
+                match &mut event.event {
+                    Some(Event::Started(started)) => started.owner_secret = secret.clone(),
+                    Some(Event::Queued(queued)) => queued.owner_secret = secret.clone(),
+                    _ => {}
+                }
+            }
+            let last = matches!(event.event, Some(Event::Finished(_)));
+            let state = (!last).then_some((entries, secret, shutdown, hold));
+            return Some((Ok(event), state));
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl EvidenceLens for Gateway {
+    type ExplainStream = EventStream;
+    type WatchStream = EventStream;
+    type FollowClassStream = classes::ClassStream;
+
+    async fn explain(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        if self.shutdown.has_begun() {
+            return Err(ServiceError::ShuttingDown.into());
+        }
+        let mut request = request.into_inner();
+        let (summary, _) = self.model(&request.model).await?;
+        // The workers fill in their own defaults (their batch size): they
+        // get the request as it came.
+        let image = std::mem::take(&mut request.image);
+        let asked = request.clone();
+        request.image = image;
+        let job = tokio::task::spawn_blocking(move || job_from_request(request, &summary))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let (store, key) = (self.store.clone(), job.key);
+        if let Some(record) =
+            blocking(move || store.find(&key)?.map_or(Ok(None), |id| store.load(&id))).await?
+        {
+            return Ok(Response::new(replay(record)));
+        }
+        let waiting = self.queue.outstanding().await? as usize;
+        if waiting >= self.limits.jobs {
+            return Err(ServiceError::Busy { jobs: waiting }.into());
+        }
+        let ticket = self.admission.admit(client)?;
+        let id = store::new_id();
+        let secret = store::new_secret();
+        let secret_hash = store::hash_secret(&secret).to_vec();
+        // The run's first entry, before the job exists: a worker that takes
+        // the job finds the run's place in the order, and a cancel on any
+        // gateway finds the creator's hash.
+        let queued = RunEntry {
+            event: Some(event(Event::Queued(Queued {
+                ahead: waiting as u32,
+                id: id.clone(),
+                owner_secret: String::new(),
+            }))),
+            secret_hash: secret_hash.clone(),
+            ..Default::default()
+        };
+        self.events.publish(&id, queued.encoded()).await?;
+        let job = ClusterJob {
+            id: id.clone(),
+            secret_hash,
+            request: Some(ExplainRequest {
+                image: job.upload,
+                ..asked
+            }),
+        };
+        self.queue.submit(job.encode_to_vec().into()).await?;
+        // The creator's place in the admission count lasts as long as its
+        // stream.
+        Ok(Response::new(self.relay(&id, Some(secret), ticket).await?))
+    }
+
+    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        let id = request.into_inner().id;
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let (store, wanted) = (self.store.clone(), id.clone());
+        if let Some(record) = blocking(move || store.load(&wanted)).await? {
+            return Ok(Response::new(replay(record)));
+        }
+        if self.events.first(&id).await?.is_none() {
+            return Err(ServiceError::NotFound { id }.into());
+        }
+        let watch = self.admission.watch(client)?;
+        Ok(Response::new(self.relay(&id, None, watch).await?))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<CancelRequest>,
+    ) -> Result<Response<CancelResponse>, Status> {
+        let CancelRequest { id, owner_secret } = request.into_inner();
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let entries = self.events.so_far(&id).await?;
+        let entries: Vec<RunEntry> = entries
+            .into_iter()
+            .filter_map(|e| RunEntry::decode(e).ok())
+            .collect();
+        let ended = entries.iter().any(|e| {
+            e.cancelled
+                || e.failure.is_some()
+                || matches!(
+                    e.event.as_ref().and_then(|e| e.event.as_ref()),
+                    Some(Event::Finished(_))
+                )
+        });
+        let Some(first) = entries.first().filter(|_| !ended) else {
+            return Err(ServiceError::NotRunning { id }.into());
+        };
+        if first.secret_hash != store::hash_secret(&owner_secret) {
+            return Err(ServiceError::WrongSecret { id }.into());
+        }
+        // The worker stops at this entry; the viewers hear it as in `serve`.
+        let cancelled = RunEntry {
+            cancelled: true,
+            failure: Some(Failure {
+                code: tonic::Code::Cancelled as i32,
+                message: "the explanation was cancelled by its creator".into(),
+            }),
+            ..Default::default()
+        };
+        self.events.publish(&id, cancelled.encoded()).await?;
+        Ok(Response::new(CancelResponse {}))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        shared::delete(self.store.clone(), request.into_inner()).await
+    }
+
+    async fn list_presets(
+        &self,
+        request: Request<ListPresetsRequest>,
+    ) -> Result<Response<ListPresetsResponse>, Status> {
+        let (summary, _) = self.model(&request.get_ref().model).await?;
+        let presets = self.presets.for_model(summary.resize);
+        Ok(Response::new(ListPresetsResponse { presets }))
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        let models: Vec<ModelInfo> = self
+            .models()
+            .await?
+            .iter()
+            .filter_map(|m| m.info.clone())
+            .collect();
+        Ok(Response::new(ListModelsResponse {
+            models,
+            broken: Vec::new(),
+        }))
+    }
+
+    async fn estimate(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<EstimateResponse>, Status> {
+        let request = request.into_inner();
+        let (summary, advertised) = self.model(&request.model).await?;
+        let settings = settings_from_request(&request, &summary)?;
+        let speeds = Speeds::default();
+        if advertised.passes_per_second > 0.0 {
+            speeds.set_network(&summary.id, advertised.passes_per_second);
+        }
+        let waiting = self.queue.outstanding().await? as usize;
+        Ok(Response::new(estimate(
+            &settings, &summary, &speeds, waiting,
+        )))
+    }
+
+    async fn faithfulness(
+        &self,
+        request: Request<FaithfulnessRequest>,
+    ) -> Result<Response<FaithfulnessResult>, Status> {
+        let FaithfulnessRequest { id, removal } = request.into_inner();
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let removal = super::faithfulness::removal_of(removal)?;
+        let (store, key) = (self.store.clone(), id.clone());
+        match blocking(move || store.load_faithfulness(&key, removal.name())).await? {
+            Some(kept) => Ok(Response::new(FaithfulnessResult {
+                replayed: true,
+                ..kept
+            })),
+            None => Err(ServiceError::FaithfulnessOnServeOnly.into()),
+        }
+    }
+
+    async fn open_class(
+        &self,
+        _request: Request<OpenClassRequest>,
+    ) -> Result<Response<ClassOpened>, Status> {
+        shared::open_class(&self.classes)
+    }
+
+    async fn teach(
+        &self,
+        request: Request<TeachRequest>,
+    ) -> Result<Response<TeachResponse>, Status> {
+        shared::teach(&self.classes, request.into_inner())
+    }
+
+    async fn follow_class(
+        &self,
+        request: Request<FollowClassRequest>,
+    ) -> Result<Response<classes::ClassStream>, Status> {
+        shared::follow_class(&self.classes, request.into_inner())
+    }
+
+    async fn close_class(
+        &self,
+        request: Request<CloseClassRequest>,
+    ) -> Result<Response<CloseClassResponse>, Status> {
+        shared::close_class(&self.classes, request.into_inner())
+    }
+}

@@ -1,0 +1,183 @@
+//! What every `EvidenceLens` service answers the same way, whoever runs
+//! the explanations (`serve`'s own device, or the workers behind a
+//! gateway): stored explanations, deletion, classes, model descriptions,
+//! the client's address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use lens_proto::v1::{
+    explain_event::Event, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
+    DeleteResponse, ExplainEvent, Finished, FollowClassRequest, MethodAgreement, ModelInfo,
+    StoredExplanation, TeachRequest, TeachResponse,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::agreement::ModelAgreement;
+use crate::methods;
+use crate::store::{self, Deletion, Record, Store};
+
+use super::classes::{self, Classes};
+use super::estimate::default_stride;
+use super::registry::ModelSummary;
+use super::request::wire_method;
+use super::run_job::event;
+use super::speed::Speeds;
+use super::status::ServiceError;
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<ExplainEvent, Status>> + Send>>;
+
+/// Runs a store call on a blocking thread.
+pub async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(ServiceError::from)
+}
+
+/// A stored explanation as a stream: Started, the whole map, Finished.
+pub fn replay(record: Record) -> EventStream {
+    let StoredExplanation {
+        started,
+        map,
+        finished,
+    } = record.explanation;
+    let finished = finished.map(|f| Finished {
+        replayed: true,
+        ..f
+    });
+    let events: Vec<Result<ExplainEvent, Status>> = [
+        started.map(Event::Started),
+        map.map(Event::Tile),
+        finished.map(Event::Finished),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|e| Ok(event(e)))
+    .collect();
+    Box::pin(tokio_stream::iter(events))
+}
+
+/// The client's address (for the per-client limits): the first address
+/// of `X-Forwarded-For` where a proxy is trusted to set it, else the peer's.
+pub fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = request.metadata().get("x-forwarded-for")?.to_str().ok()?;
+        header.split(',').next()?.trim().parse().ok()
+    };
+    if trust_forwarded_for {
+        if let Some(ip) = forwarded() {
+            return Some(ip);
+        }
+    }
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .or_else(|| request.remote_addr().map(|a| a.ip()))
+}
+
+/// A model as the page sees it.
+pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
+    ModelInfo {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        channels: s.shape.channels as u32,
+        width: s.shape.width as u32,
+        height: s.shape.height as u32,
+        class_names: s.class_names.clone(),
+        default_window: s.default_window() as u32,
+        conditional_sampler: s.conditional_sampler,
+        marginal_sampler: s.marginal_sampler,
+        default_stride: default_stride(s, speeds) as u32,
+        device: s.device.clone(),
+        agreement: s.agreement.iter().flat_map(agreement_info).collect(),
+        agreement_reference: s
+            .agreement
+            .as_ref()
+            .map_or(String::new(), |a| a.reference.clone()),
+        agreement_ceiling: s.agreement.as_ref().map_or(0.0, |a| a.ceiling),
+    }
+}
+
+/// A model's measured agreement for the page (methods the worker does not
+/// know are left out).
+fn agreement_info(agreement: &ModelAgreement) -> Vec<MethodAgreement> {
+    use clap::ValueEnum;
+    agreement
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let kind = methods::MethodKind::from_str(&m.method, false).ok()?;
+            Some(MethodAgreement {
+                method: wire_method(kind) as i32,
+                samples: m.samples.unwrap_or(0) as u32,
+                rank_correlation: m.rank_correlation,
+                top_overlap: m.top_overlap,
+            })
+        })
+        .collect()
+}
+
+/// Deletes a stored explanation, for its creator.
+pub async fn delete(
+    store: Arc<dyn Store>,
+    request: DeleteRequest,
+) -> Result<Response<DeleteResponse>, Status> {
+    let DeleteRequest { id, owner_secret } = request;
+    if !store::is_valid_id(&id) {
+        return Err(ServiceError::BadId { id }.into());
+    }
+    let wanted = id.clone();
+    match blocking(move || store.delete(&wanted, &owner_secret)).await? {
+        Deletion::Deleted => Ok(Response::new(DeleteResponse {})),
+        Deletion::NotFound => Err(ServiceError::NotFound { id }.into()),
+        Deletion::WrongSecret => Err(ServiceError::WrongSecret { id }.into()),
+    }
+}
+
+pub fn open_class(classes: &Classes) -> Result<Response<ClassOpened>, Status> {
+    let (code, teacher_secret) = classes.open()?;
+    Ok(Response::new(ClassOpened {
+        code,
+        teacher_secret,
+    }))
+}
+
+pub fn teach(classes: &Classes, request: TeachRequest) -> Result<Response<TeachResponse>, Status> {
+    let TeachRequest {
+        code,
+        teacher_secret,
+        view,
+    } = request;
+    classes.teach(&code, &teacher_secret, view.unwrap_or_default())?;
+    Ok(Response::new(TeachResponse {}))
+}
+
+pub fn follow_class(
+    classes: &Classes,
+    request: FollowClassRequest,
+) -> Result<Response<classes::ClassStream>, Status> {
+    let FollowClassRequest {
+        code,
+        teacher_secret,
+    } = request;
+    let following = classes.follow(&code, &teacher_secret)?;
+    Ok(Response::new(classes::stream(following)))
+}
+
+pub fn close_class(
+    classes: &Classes,
+    request: CloseClassRequest,
+) -> Result<Response<CloseClassResponse>, Status> {
+    let CloseClassRequest {
+        code,
+        teacher_secret,
+    } = request;
+    classes.close(&code, &teacher_secret)?;
+    Ok(Response::new(CloseClassResponse {}))
+}

@@ -1,0 +1,399 @@
+//! The `worker` role: owns one device, takes explanations one at a time
+//! from the job queue that every worker shares, and publishes each run's
+//! events on the run's JetStream subject, where any gateway relays them.
+//!
+//! A job is acknowledged only after its explanation is stored and Finished
+//! published. A worker that dies stops confirming its job, and JetStream
+//! hands the job to another worker. That worker first reads what the run's
+//! viewers already have: the map depends only on the request and its seed,
+//! so it computes the same map and sends only what was not sent (Moved
+//! first); the stored explanation is the one an uninterrupted run stores.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lens_proto::v1::{explain_event::Event, ExplainEvent, Moved, Started, Tile};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use crate::cluster::events::{EventLimits, RunEvents};
+use crate::cluster::jobs::{JobQueue, QueuedJob};
+use crate::cluster::messages::{AdvertisedModel, ClusterJob, RunEntry, WorkerModels};
+use crate::cluster::models::{ModelBoard, ADVERT_EVERY};
+use crate::cluster::ClusterError;
+use crate::engine::EngineError;
+use crate::models::{Precision, Resize};
+use crate::store::{self, Store};
+
+use super::registry::Registry;
+use super::request::{job_from_request, model_by_id};
+use super::run_job::{event, guarded, run_job, RunInfo, RunSink};
+use super::shared::model_info;
+use super::speed::Speeds;
+use super::status::ServiceError;
+
+/// How a worker joins the cluster.
+pub struct WorkerOptions {
+    pub nats_url: String,
+    /// Its name among the workers (in the model board and the logs).
+    pub name: String,
+    /// How long a job may go unconfirmed before another worker gets it:
+    /// the time from a worker's death to its job running elsewhere.
+    pub ack_wait: Duration,
+}
+
+pub struct WorkerRole {
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    queue: JobQueue,
+    events: Arc<RunEvents>,
+    board: ModelBoard,
+    speeds: Arc<Speeds>,
+    options: WorkerOptions,
+    stopping: Arc<AtomicBool>,
+}
+
+/// What to do with a job once this worker is through with it.
+enum Settled {
+    /// Finished, failed for good or cancelled: it leaves the queue.
+    Done,
+    /// This worker is stopping: another one may take it now.
+    GiveBack,
+    /// NATS trouble: left unconfirmed, it comes back after `ack_wait`.
+    Retry,
+}
+
+impl WorkerRole {
+    /// Connects to NATS, measures the device's speed with each model and
+    /// starts advertising them.
+    pub async fn start(
+        registry: Registry,
+        store: Arc<dyn Store>,
+        options: WorkerOptions,
+    ) -> Result<WorkerRole, ClusterError> {
+        let url = &options.nats_url;
+        let queue = JobQueue::open(url, options.ack_wait).await?;
+        let events = Arc::new(RunEvents::open(url, EventLimits::default()).await?);
+        let board = ModelBoard::open(url).await?;
+        let registry = Arc::new(registry);
+        let speeds = Arc::<Speeds>::default();
+        let (calibrating, models) = (speeds.clone(), registry.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for entry in &models.entries {
+                let model = entry.model.lock().unwrap_or_else(|e| e.into_inner());
+                let (id, batch) = (&entry.summary.id, entry.summary.default_batch);
+                calibrating.calibrate(id, model.classifier.as_ref(), batch);
+            }
+        })
+        .await;
+        Ok(WorkerRole {
+            registry,
+            store,
+            queue,
+            events,
+            board,
+            speeds,
+            options,
+            stopping: Arc::default(),
+        })
+    }
+
+    /// What this worker tells the gateways about its models.
+    fn advertisement(&self) -> WorkerModels {
+        let models = self.registry.entries.iter().map(|entry| {
+            let summary = &entry.summary;
+            AdvertisedModel {
+                info: Some(model_info(summary, &self.speeds)),
+                imagenet_crop: summary.resize == Resize::ImagenetCrop,
+                half_precision: summary.precision == Precision::Half,
+                default_batch: summary.default_batch as u32,
+                passes_per_second: self.speeds.network(&summary.id).unwrap_or(0.0),
+            }
+        });
+        WorkerModels {
+            models: models.collect(),
+        }
+    }
+
+    /// Takes jobs until `stop` completes; a job in progress then goes back
+    /// to the queue for another worker.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stopped = Arc::new(tokio::sync::Notify::new());
+        let (stopping, told) = (self.stopping.clone(), stopped.clone());
+        tokio::spawn(async move {
+            stop.await;
+            stopping.store(true, Ordering::SeqCst);
+            told.notify_waiters();
+        });
+        let name = self.options.name.clone();
+        tracing::info!("worker {name} takes jobs from {}", self.options.nats_url);
+        while !self.stopping.load(Ordering::SeqCst) {
+            if let Err(error) = self.board.advertise(&name, &self.advertisement()).await {
+                tracing::warn!("cannot advertise the models: {error}");
+            }
+            let next = tokio::select! {
+                _ = stopped.notified() => break,
+                next = self.queue.next(ADVERT_EVERY) => next,
+            };
+            match next {
+                Ok(Some(job)) => self.take(Arc::new(job)).await,
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!("cannot take jobs: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if let Err(error) = self.board.withdraw(&name).await {
+            tracing::warn!("cannot withdraw the models: {error}");
+        }
+        tracing::info!("worker {name} stopped");
+    }
+
+    async fn take(&self, queued: Arc<QueuedJob>) {
+        // Confirms the job while it runs, so that nobody else takes it.
+        let confirming = queued.clone();
+        let every = self.options.ack_wait / 2;
+        let keep_alive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(error) = confirming.keep_alive().await {
+                    tracing::warn!("cannot confirm a job: {error}");
+                }
+            }
+        });
+        let settled = match ClusterJob::decode(queued.payload.clone()) {
+            Ok(job) => self.work_on(job, queued.attempt).await,
+            Err(error) => {
+                tracing::error!("a job that is not a ClusterJob was dropped: {error}");
+                Settled::Done
+            }
+        };
+        keep_alive.abort();
+        let answered = match settled {
+            Settled::Done => queued.done().await,
+            Settled::GiveBack => queued.give_back().await,
+            Settled::Retry => Ok(()),
+        };
+        if let Err(error) = answered {
+            tracing::warn!("cannot settle a job: {error}");
+        }
+    }
+
+    async fn work_on(&self, job: ClusterJob, attempt: i64) -> Settled {
+        let id = job.id.clone();
+        // What the run's viewers already have: a run taken over from a
+        // worker that died, or one cancelled while it waited.
+        let sent = match self.events.so_far(&id).await {
+            Ok(entries) => Sent::from_entries(&entries),
+            Err(error) => {
+                tracing::warn!("cannot read the events of {id}: {error}");
+                return Settled::Retry;
+            }
+        };
+        if sent.ended {
+            return Settled::Done;
+        }
+        let publisher = Publisher::start(self.events.clone(), id.clone());
+        tracing::info!("worker {} runs {id} (attempt {attempt})", self.options.name);
+        if attempt > 1 {
+            publisher.send(RunEntry::event(event(Event::Moved(Moved {
+                attempt: attempt as u32,
+            }))));
+        }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let watching = self.watch_for_cancel(&id, cancelled.clone());
+        let outcome = self.explain(job, sent, &publisher, cancelled).await;
+        watching.abort();
+        let settled = match outcome {
+            Ok(()) => Settled::Done,
+            Err(ServiceError::Engine(EngineError::Cancelled))
+                if self.stopping.load(Ordering::SeqCst) =>
+            {
+                Settled::GiveBack
+            }
+            // The gateway that cancelled it told the viewers.
+            Err(ServiceError::Engine(EngineError::Cancelled)) => Settled::Done,
+            Err(error) => {
+                tracing::warn!("explanation {id} failed: {error}");
+                publisher.send(RunEntry::failure(&error.into()));
+                Settled::Done
+            }
+        };
+        if publisher.finish().await {
+            settled
+        } else {
+            Settled::Retry
+        }
+    }
+
+    /// Runs the explanation on the device; its events go to `publisher`.
+    async fn explain(
+        &self,
+        job: ClusterJob,
+        sent: Sent,
+        publisher: &Publisher,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<(), ServiceError> {
+        let request = job
+            .request
+            .ok_or_else(|| ServiceError::Internal("a job without a request".into()))?;
+        let entry = model_by_id(&self.registry, &request.model)?;
+        let secret_hash = <[u8; 32]>::try_from(job.secret_hash.as_slice())
+            .map_err(|_| ServiceError::Internal("a job without its secret's hash".into()))?;
+        let info = RunInfo {
+            id: job.id,
+            secret_hash,
+            class_names: entry.summary.class_names.clone(),
+            store: self.store.clone(),
+            speeds: self.speeds.clone(),
+            created_unix: sent
+                .started
+                .as_ref()
+                .map_or_else(store::now_unix, |s| s.created_unix),
+        };
+        let sink = ClusterSink {
+            sent,
+            entries: publisher.entries.clone(),
+            cancelled,
+            stopping: self.stopping.clone(),
+        };
+        let (summary, model) = (entry.summary.clone(), entry.model.clone());
+        tokio::task::spawn_blocking(move || {
+            guarded(|| {
+                let job = job_from_request(request, &summary)?;
+                let image = job.input()?;
+                let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                run_job(&model, &job, &image, &info, &sink)
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+    }
+
+    /// Sets `cancelled` when a gateway cancels the run.
+    fn watch_for_cancel(
+        &self,
+        id: &str,
+        cancelled: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (events, id) = (self.events.clone(), id.to_string());
+        tokio::spawn(async move {
+            let Ok(mut entries) = events.follow(&id).await else {
+                return;
+            };
+            while let Some(Ok(bytes)) = entries.next().await {
+                if RunEntry::decode(bytes).is_ok_and(|entry| entry.cancelled) {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// What a run's viewers already received.
+#[derive(Default)]
+struct Sent {
+    started: Option<Started>,
+    coarse: bool,
+    /// Final tiles, by (x, y, width, height).
+    tiles: HashSet<(u32, u32, u32, u32)>,
+    /// Finished, failed or cancelled.
+    ended: bool,
+}
+
+fn tile_key(tile: &Tile) -> (u32, u32, u32, u32) {
+    (tile.x, tile.y, tile.width, tile.height)
+}
+
+impl Sent {
+    fn from_entries(entries: &[bytes::Bytes]) -> Sent {
+        let mut sent = Sent::default();
+        for entry in entries
+            .iter()
+            .filter_map(|e| RunEntry::decode(e.clone()).ok())
+        {
+            sent.ended |= entry.cancelled || entry.failure.is_some();
+            match entry.event.and_then(|e| e.event) {
+                Some(Event::Started(started)) => sent.started = Some(started),
+                Some(Event::Tile(tile)) if tile.coarse => sent.coarse = true,
+                Some(Event::Tile(tile)) => {
+                    sent.tiles.insert(tile_key(&tile));
+                }
+                Some(Event::Finished(_)) => sent.ended = true,
+                _ => {}
+            }
+        }
+        sent
+    }
+
+    fn has(&self, event: &ExplainEvent) -> bool {
+        match &event.event {
+            Some(Event::Started(_)) => self.started.is_some(),
+            Some(Event::Tile(tile)) if tile.coarse => self.coarse,
+            Some(Event::Tile(tile)) => self.tiles.contains(&tile_key(tile)),
+            _ => false,
+        }
+    }
+}
+
+/// The engine's events, minus what the viewers already have, to the
+/// publisher.
+struct ClusterSink {
+    sent: Sent,
+    entries: mpsc::UnboundedSender<RunEntry>,
+    cancelled: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl RunSink for ClusterSink {
+    fn publish(&self, event: ExplainEvent) -> ControlFlow<()> {
+        if self.cancelled.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
+            return ControlFlow::Break(());
+        }
+        if !self.sent.has(&event) {
+            let _ = self.entries.send(RunEntry::event(event));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Publishes a run's entries in order, from any thread, without making the
+/// engine wait for NATS.
+struct Publisher {
+    entries: mpsc::UnboundedSender<RunEntry>,
+    task: tokio::task::JoinHandle<bool>,
+}
+
+impl Publisher {
+    fn start(events: Arc<RunEvents>, id: String) -> Publisher {
+        let (entries, mut queue) = mpsc::unbounded_channel::<RunEntry>();
+        let task = tokio::spawn(async move {
+            while let Some(entry) = queue.recv().await {
+                if let Err(error) = events.publish(&id, entry.encoded()).await {
+                    // Anything after a gap would mislead the viewers: stop,
+                    // and let the job come back.
+                    tracing::warn!("cannot publish the events of {id}: {error}");
+                    return false;
+                }
+            }
+            true
+        });
+        Publisher { entries, task }
+    }
+
+    fn send(&self, entry: RunEntry) {
+        let _ = self.entries.send(entry);
+    }
+
+    /// Waits until everything sent is published; whether all of it was.
+    async fn finish(self) -> bool {
+        drop(self.entries);
+        self.task.await.unwrap_or(false)
+    }
+}
