@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lens_proto::v1::{explain_event::Event, ExplainEvent, ExplainRequest, Method, WatchRequest};
+use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
 use lens_tests::nats_server::NatsServer;
 use lens_tests::postgres_server::PostgresServer;
 use lens_tests::{
@@ -29,8 +29,13 @@ impl Services {
     }
 
     fn gateway(&self) -> (ChildProcess, SocketAddr) {
+        self.gateway_with(&[])
+    }
+
+    /// A gateway with more options.
+    fn gateway_with(&self, options: &[&str]) -> (ChildProcess, SocketAddr) {
         let (nats, database) = (self.nats.url(), self.database.url());
-        let arguments = [
+        let mut arguments = vec![
             "gateway",
             "--listen",
             "127.0.0.1:0",
@@ -39,6 +44,7 @@ impl Services {
             "--database-url",
             &database,
         ];
+        arguments.extend_from_slice(options);
         let (child, line) = ChildProcess::start(&arguments, "Evidence Lens on http://");
         (child, listening_address(&line))
     }
@@ -68,7 +74,7 @@ fn seconds_of_work(image: Vec<u8>, seed: u64) -> ExplainRequest {
         image,
         method: Method::Pda as i32,
         window: 2,
-        samples: Some(40),
+        samples: Some(60),
         tile_size: 4,
         seed,
         ..Default::default()
@@ -114,4 +120,233 @@ async fn a_link_opens_through_either_gateway_live_and_after_the_end() {
     let mut single = native_client(start_worker().await).await;
     let alone = assemble(collect_events(&mut single, request).await.unwrap());
     assert_eq!(alone.map, created.map);
+}
+
+/// The worker that logged taking run `id`, among `workers`.
+fn runner<'w>(workers: &'w mut [ChildProcess], id: &str) -> Option<&'w mut ChildProcess> {
+    workers.iter_mut().find(|w| w.logged(&format!("runs {id}")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
+    let services = Services::start();
+    let takeover = 2;
+    let mut workers = [
+        services.worker("left", takeover),
+        services.worker("right", takeover),
+    ];
+    let (_gateway, address) = services.gateway();
+    let mut client = native_client(address).await;
+    let request = seconds_of_work(preset(&mut client, 3).await.png, 5);
+
+    let began = Instant::now();
+    let mut stream = client.explain(request.clone()).await.unwrap().into_inner();
+    let mut events = Vec::new();
+    let mut tiles = 0;
+    // Some final tiles out, then the worker running it dies.
+    while tiles < 3 {
+        let event = stream.next().await.unwrap().unwrap();
+        tiles += matches!(&event.event, Some(Event::Tile(t)) if !t.coarse) as usize;
+        events.push((tokio::time::Instant::now(), event));
+    }
+    let id = match &events.iter().find_map(|(_, e)| match &e.event {
+        Some(Event::Started(s)) => Some(s.id.clone()),
+        _ => None,
+    }) {
+        Some(id) => id.clone(),
+        None => panic!("no Started before the tiles"),
+    };
+    runner(&mut workers, &id).expect("a worker runs it").kill();
+    let killed = Instant::now();
+    let mut moved_after = None;
+    while let Some(event) = stream.next().await {
+        let event = event.expect("a move is not an error");
+        if let Some(Event::Moved(moved)) = &event.event {
+            assert_eq!(moved.attempt, 2);
+            moved_after = Some(killed.elapsed());
+        }
+        events.push((tokio::time::Instant::now(), event));
+    }
+    let moved_after = moved_after.expect("the viewer is told the run moved");
+    let finished_after = killed.elapsed();
+    // `assemble` checks that every pixel came exactly once.
+    let failed_over = assemble(events);
+    eprintln!(
+        "run of {:.1} s in all; worker killed after {:.1} s; running again elsewhere {:.2} s \
+         after the kill (takeover after {takeover} s); finished {:.1} s after the kill",
+        began.elapsed().as_secs_f64(),
+        (killed - began).as_secs_f64(),
+        moved_after.as_secs_f64(),
+        finished_after.as_secs_f64(),
+    );
+    assert!(
+        moved_after < Duration::from_secs(takeover + 3),
+        "taken over within the takeover time: {moved_after:?}"
+    );
+
+    let mut single = native_client(start_worker().await).await;
+    let alone = assemble(collect_events(&mut single, request).await.unwrap());
+    assert_eq!(
+        failed_over.map, alone.map,
+        "bit-identical to an uninterrupted run"
+    );
+    let stored = assemble(watch_events(&mut client, &id).await.unwrap());
+    assert!(stored.finished.replayed);
+    assert_eq!(stored.map, alone.map, "the stored map too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_jobs_are_spread_over_two_workers() {
+    let services = Services::start();
+    let workers = [services.worker("left", 10), services.worker("right", 10)];
+    let (_gateway, address) = services.gateway_with(&["--max-jobs", "40", "--per-client", "20"]);
+    let mut client = native_client(address).await;
+    let digit = preset(&mut client, 4).await.png;
+    let request = |seed: u64| ExplainRequest {
+        image: digit.clone(),
+        method: Method::SampledMean as i32,
+        window: 3,
+        seed,
+        ..Default::default()
+    };
+    let runs: Vec<_> = (0..20)
+        .map(|seed| {
+            let (mut client, request) = (client.clone(), request(seed));
+            tokio::spawn(async move { collect_events(&mut client, request).await })
+        })
+        .collect();
+    let mut finished = Vec::new();
+    for run in runs {
+        finished.push(assemble(run.await.unwrap().unwrap()));
+    }
+    let ids: std::collections::HashSet<_> = finished.iter().map(|f| f.started.id.clone()).collect();
+    assert_eq!(ids.len(), 20, "twenty runs");
+    let ran_on = |worker: &ChildProcess| {
+        ids.iter()
+            .filter(|id| worker.logged(&format!("runs {id}")))
+            .count()
+    };
+    let (left, right) = (ran_on(&workers[0]), ran_on(&workers[1]));
+    eprintln!("left ran {left}, right ran {right}");
+    assert_eq!(left + right, 20, "each job ran once");
+    assert!(
+        left > 0 && right > 0,
+        "both workers took jobs: {left} and {right}"
+    );
+
+    // Each the map one process makes.
+    let mut single = native_client(start_worker().await).await;
+    for (seed, run) in finished.iter().enumerate() {
+        let alone = assemble(
+            collect_events(&mut single, request(seed as u64))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(run.map, alone.map, "seed {seed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_of_a_gateway_that_dies_reconnects_through_another_and_loses_nothing() {
+    let services = Services::start();
+    let _worker = services.worker("one", 10);
+    let (mut doomed, address_a) = services.gateway();
+    let (_b, address_b) = services.gateway();
+    let mut a = native_client(address_a).await;
+    let request = seconds_of_work(preset(&mut a, 9).await.png, 11);
+    let mut stream = a.explain(request.clone()).await.unwrap().into_inner();
+    let mut id = String::new();
+    let mut tiles = 0;
+    while tiles < 2 {
+        match stream.next().await.unwrap().unwrap().event {
+            Some(Event::Started(started)) => id = started.id,
+            Some(Event::Tile(tile)) if !tile.coarse => tiles += 1,
+            _ => {}
+        }
+    }
+    doomed.kill();
+    assert!(
+        stream.next().await.is_none_or(|e| e.is_err()),
+        "the gateway is gone"
+    );
+
+    let mut b = native_client(address_b).await;
+    let reconnected = assemble(watch_events(&mut b, &id).await.unwrap());
+    assert_eq!(reconnected.started.id, id);
+    assert!(!reconnected.finished.replayed, "the rest came live");
+    let mut single = native_client(start_worker().await).await;
+    let alone = assemble(collect_events(&mut single, request).await.unwrap());
+    assert_eq!(reconnected.map, alone.map);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_nats_or_postgresql_a_gateway_says_unavailable_and_recovers() {
+    let mut services = Services::start();
+    let _worker = services.worker("one", 10);
+    let (_gateway, address) = services.gateway();
+    let mut client = native_client(address).await;
+    let digit = preset(&mut client, 1).await.png;
+    let request = |seed: u64| ExplainRequest {
+        image: digit.clone(),
+        method: Method::EfficientPda as i32,
+        seed,
+        ..Default::default()
+    };
+    assemble(collect_events(&mut client, request(0)).await.unwrap());
+
+    services.nats.stop();
+    let status = within_a_minute(collect_events(&mut client, request(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("NATS"), "{status:?}");
+    services.nats.start_again();
+    let recovered = until_it_works(&mut client, || request(2)).await;
+    eprintln!("NATS: explanations again {recovered:.1} s after it restarted");
+
+    services.database.stop();
+    let status = within_a_minute(collect_events(&mut client, request(3)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("cannot reach PostgreSQL"),
+        "{status:?}"
+    );
+    services.database.start_again();
+    let recovered = until_it_works(&mut client, || request(4)).await;
+    eprintln!("PostgreSQL: explanations again {recovered:.1} s after it restarted");
+}
+
+/// Asks until an explanation finishes (at most 30 s); seconds it took.
+async fn until_it_works(
+    client: &mut lens_proto::v1::evidence_lens_client::EvidenceLensClient<
+        tonic::transport::Channel,
+    >,
+    request: impl Fn() -> ExplainRequest,
+) -> f64 {
+    let began = Instant::now();
+    loop {
+        match within_a_minute(collect_events(client, request())).await {
+            Ok(events) => {
+                assemble(events);
+                return began.elapsed().as_secs_f64();
+            }
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(
+                    began.elapsed() < Duration::from_secs(30),
+                    "not back: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// `work`'s answer; a hang fails the test instead of stalling the run.
+async fn within_a_minute<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), work)
+        .await
+        .expect("no answer within a minute")
 }

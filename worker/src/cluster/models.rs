@@ -26,26 +26,29 @@ pub struct ModelBoard {
     url: String,
 }
 
+/// The bucket's stream, made by hand: async-nats's `create_key_value`
+/// cannot talk to nats-server 2.9 (Debian's).
+fn bucket_stream() -> stream::Config {
+    stream::Config {
+        name: format!("KV_{BUCKET}"),
+        subjects: vec![format!("$KV.{BUCKET}.>")],
+        max_messages_per_subject: 1,
+        max_age: ADVERT_LIFETIME,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
 impl ModelBoard {
     /// Connects to NATS at `url`; creates the bucket where it is missing.
     pub async fn open(url: &str) -> Result<ModelBoard, ClusterError> {
         let jetstream = jetstream::new(connect(url).await?);
-        // The bucket's stream is made by hand: async-nats's
-        // `create_key_value` cannot talk to nats-server 2.9 (Debian's).
-        let config = stream::Config {
-            name: format!("KV_{BUCKET}"),
-            subjects: vec![format!("$KV.{BUCKET}.>")],
-            max_messages_per_subject: 1,
-            max_age: ADVERT_LIFETIME,
-            storage: StorageType::Memory,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: DiscardPolicy::New,
-            ..Default::default()
-        };
         jetstream
-            .get_or_create_stream(config)
+            .get_or_create_stream(bucket_stream())
             .await
             .map_err(|e| ClusterError::jetstream(url, e))?;
         let bucket = jetstream
@@ -59,10 +62,19 @@ impl ModelBoard {
         })
     }
 
-    /// Puts (or renews) `worker`'s list.
+    /// Puts (or renews) `worker`'s list; makes the bucket again if the
+    /// server lost it (a NATS server started afresh).
     pub async fn advertise(&self, worker: &str, models: &WorkerModels) -> Result<(), ClusterError> {
+        let encoded = bytes::Bytes::from(models.encode_to_vec());
+        if self.bucket.put(worker, encoded.clone()).await.is_ok() {
+            return Ok(());
+        }
+        self.jetstream
+            .get_or_create_stream(bucket_stream())
+            .await
+            .map_err(|e| ClusterError::jetstream(&self.url, e))?;
         self.bucket
-            .put(worker, models.encode_to_vec().into())
+            .put(worker, encoded)
             .await
             .map_err(ClusterError::nats)?;
         Ok(())
