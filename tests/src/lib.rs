@@ -5,6 +5,7 @@
 //! The worker needs what `./dev setup` produces (models/, data/) and the
 //! browser test the page that `./dev test` builds (dist/).
 
+pub mod cluster;
 pub mod nats_server;
 pub mod postgres_server;
 
@@ -100,10 +101,20 @@ impl ChildProcess {
     /// Starts `evidence-lens ARGUMENTS` in the repository and waits until it
     /// logs a line containing `ready`; returns that line too.
     pub fn start(arguments: &[&str], ready: &str) -> (ChildProcess, String) {
+        Self::start_with_env(arguments, &[], ready)
+    }
+
+    /// The same with more environment variables.
+    pub fn start_with_env(
+        arguments: &[&str],
+        env: &[(&str, &str)],
+        ready: &str,
+    ) -> (ChildProcess, String) {
         use std::io::BufRead;
         let mut process = std::process::Command::new(worker_binary())
             .current_dir(repo_root())
             .args(arguments)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -1,72 +1,16 @@
 //! Gateways and workers as real processes on loopback, with a private
 //! PostgreSQL and a private NATS server: links across gateways, a worker
 //! killed mid-run, jobs spread over workers, a gateway lost mid-run, and
-//! NATS or PostgreSQL out of reach.
+//! NATS or PostgreSQL out of reach, a cancel through another gateway.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
-use lens_tests::nats_server::NatsServer;
-use lens_tests::postgres_server::PostgresServer;
+use lens_tests::cluster::Services;
 use lens_tests::{
-    assemble, collect_events, listening_address, native_client, preset, start_worker, watch_events,
-    ChildProcess,
+    assemble, collect_events, native_client, preset, start_worker, watch_events, ChildProcess,
 };
 use tokio_stream::StreamExt;
-
-struct Services {
-    nats: NatsServer,
-    database: PostgresServer,
-}
-
-impl Services {
-    fn start() -> Services {
-        Services {
-            nats: NatsServer::start(),
-            database: PostgresServer::start(),
-        }
-    }
-
-    fn gateway(&self) -> (ChildProcess, SocketAddr) {
-        self.gateway_with(&[])
-    }
-
-    /// A gateway with more options.
-    fn gateway_with(&self, options: &[&str]) -> (ChildProcess, SocketAddr) {
-        let (nats, database) = (self.nats.url(), self.database.url());
-        let mut arguments = vec![
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &database,
-        ];
-        arguments.extend_from_slice(options);
-        let (child, line) = ChildProcess::start(&arguments, "Evidence Lens on http://");
-        (child, listening_address(&line))
-    }
-
-    /// A worker that takes over a dead worker's job after `takeover` s.
-    fn worker(&self, name: &str, takeover: u64) -> ChildProcess {
-        let (nats, database) = (self.nats.url(), self.database.url());
-        let takeover = takeover.to_string();
-        let arguments = [
-            "worker",
-            "--name",
-            name,
-            "--takeover-seconds",
-            &takeover,
-            "--nats-url",
-            &nats,
-            "--database-url",
-            &database,
-        ];
-        ChildProcess::start(&arguments, "worker ready").0
-    }
-}
 
 /// A few seconds of work on a digit, streamed as many small tiles.
 fn seconds_of_work(image: Vec<u8>, seed: u64) -> ExplainRequest {
@@ -349,4 +293,60 @@ async fn within_a_minute<T>(work: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(60), work)
         .await
         .expect("no answer within a minute")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_creator_cancels_through_any_gateway_and_the_worker_moves_on() {
+    let services = Services::start();
+    let _worker = services.worker("one", 10);
+    let (_a, address_a) = services.gateway();
+    let (_b, address_b) = services.gateway();
+    let mut a = native_client(address_a).await;
+    let mut b = native_client(address_b).await;
+    let digit = preset(&mut a, 2).await.png;
+    let mut stream = a
+        .explain(lens_tests::minutes_of_work(digit.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let (id, secret) = loop {
+        if let Some(Event::Started(started)) = stream.next().await.unwrap().unwrap().event {
+            break (started.id, started.owner_secret);
+        }
+    };
+    let wrong = lens_proto::v1::CancelRequest {
+        id: id.clone(),
+        owner_secret: "not the secret".into(),
+    };
+    let status = b.cancel(wrong).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let request = lens_proto::v1::CancelRequest {
+        id: id.clone(),
+        owner_secret: secret,
+    };
+    b.cancel(request.clone()).await.unwrap();
+    let ended = within_a_minute(async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => break status,
+                None => panic!("ended without saying why"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended.code(), tonic::Code::Cancelled, "{ended:?}");
+    let status = a.cancel(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "no longer running");
+    // The worker stopped minutes of work and takes the next job.
+    let quick = ExplainRequest {
+        image: digit,
+        method: Method::EfficientPda as i32,
+        ..Default::default()
+    };
+    assemble(
+        within_a_minute(collect_events(&mut b, quick))
+            .await
+            .unwrap(),
+    );
 }

@@ -403,7 +403,10 @@ fn worker(
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&database_url)?);
     tokio::runtime::Runtime::new()?.block_on(async {
         let role = server::WorkerRole::start(registry, store, options).await?;
-        tracing::info!("worker ready (device: {device:?})");
+        tracing::info!(
+            "worker ready (device: {device:?}, {} torch threads)",
+            tch::get_num_threads()
+        );
         let stop = server::Shutdown::default();
         role.run(server::on_terminate(stop)).await;
         anyhow::Ok(())
