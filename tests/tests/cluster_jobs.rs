@@ -6,6 +6,8 @@
 //!   `ack_wait` later, as its second delivery.
 //! - `a_job_kept_alive_is_not_handed_on`: confirmed every half `ack_wait`,
 //!   a job longer than `ack_wait` stays with its worker.
+//! - `each_clients_jobs_are_counted_until_done`: the per-client count that
+//!   every gateway reads.
 //! - `an_unreachable_nats_is_reported_with_its_address`
 
 use std::time::{Duration, Instant};
@@ -18,6 +20,38 @@ use lens_worker::cluster::ClusterError;
 const ACK_WAIT: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_clients_jobs_are_counted_until_done() {
+    let nats = NatsServer::start();
+    let (gateway, worker) = (
+        JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
+        JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
+    );
+    for _ in 0..3 {
+        gateway
+            .submit("10.0.0.1", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+    }
+    gateway
+        .submit("::1", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    assert_eq!(gateway.outstanding_for("10.0.0.1").await.unwrap(), 3);
+    assert_eq!(gateway.outstanding_for("::1").await.unwrap(), 1);
+    assert_eq!(gateway.outstanding_for("10.0.0.2").await.unwrap(), 0);
+    let taken = worker.next(ACK_WAIT).await.unwrap().unwrap();
+    assert_eq!(taken.payload, Bytes::from_static(b"a"), "oldest first");
+    assert_eq!(
+        gateway.outstanding_for("10.0.0.1").await.unwrap(),
+        3,
+        "running counts"
+    );
+    taken.done().await.unwrap();
+    assert_eq!(gateway.outstanding_for("10.0.0.1").await.unwrap(), 2);
+    assert_eq!(gateway.outstanding().await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_job_goes_to_one_worker_and_leaves_when_done() {
     let nats = NatsServer::start();
     let (first, second) = (
@@ -25,7 +59,7 @@ async fn each_job_goes_to_one_worker_and_leaves_when_done() {
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
     );
     for i in 0..4u8 {
-        first.submit(Bytes::from(vec![i])).await.unwrap();
+        first.submit("one", Bytes::from(vec![i])).await.unwrap();
     }
     assert_eq!(first.outstanding().await.unwrap(), 4);
     let mut seen = Vec::new();
@@ -49,7 +83,10 @@ async fn each_job_goes_to_one_worker_and_leaves_when_done() {
 async fn a_job_whose_worker_dies_goes_to_another_worker() {
     let nats = NatsServer::start();
     let survivor = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
-    survivor.submit(Bytes::from_static(b"job")).await.unwrap();
+    survivor
+        .submit("one", Bytes::from_static(b"job"))
+        .await
+        .unwrap();
     {
         let doomed = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
         let taken = doomed.next(ACK_WAIT).await.unwrap().expect("a job waits");
@@ -80,7 +117,10 @@ async fn a_job_kept_alive_is_not_handed_on() {
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
     );
-    worker.submit(Bytes::from_static(b"long")).await.unwrap();
+    worker
+        .submit("one", Bytes::from_static(b"long"))
+        .await
+        .unwrap();
     let job = worker.next(ACK_WAIT).await.unwrap().expect("a job waits");
     // Three times ack_wait of work, confirmed every half ack_wait, while
     // the other worker asks for jobs all along.

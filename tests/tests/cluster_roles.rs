@@ -350,3 +350,55 @@ async fn the_creator_cancels_through_any_gateway_and_the_worker_moves_on() {
             .unwrap(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workers_deletion_curves_are_served_by_every_gateway() {
+    use lens_proto::v1::{FaithfulnessRequest, Removal};
+    let services = Services::start();
+    let _worker = services.worker("one", 10);
+    let (_a, address_a) = services.gateway();
+    let (_b, address_b) = services.gateway();
+    let mut a = native_client(address_a).await;
+    let mut b = native_client(address_b).await;
+    let request = ExplainRequest {
+        image: preset(&mut a, 5).await.png,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        seed: 3,
+        ..Default::default()
+    };
+    let run = assemble(collect_events(&mut a, request.clone()).await.unwrap());
+    let ask = |id: &str| FaithfulnessRequest {
+        id: id.to_string(),
+        removal: Removal::Blur as i32,
+    };
+    let measured = within_a_minute(b.faithfulness(ask(&run.started.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!measured.replayed, "computed by the worker");
+    let kept = a
+        .faithfulness(ask(&run.started.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        kept.replayed,
+        "stored by the worker, read by the other gateway"
+    );
+    assert_eq!(kept.map, measured.map);
+
+    // The curves one process computes for the same map.
+    let mut single = native_client(start_worker().await).await;
+    let alone = assemble(collect_events(&mut single, request).await.unwrap());
+    let expected = single
+        .faithfulness(ask(&alone.started.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(measured.map, expected.map);
+    assert_eq!(measured.random, expected.random);
+
+    let missing = b.faithfulness(ask(&"0".repeat(32))).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+}

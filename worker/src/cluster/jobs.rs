@@ -18,7 +18,9 @@ use futures::StreamExt;
 use super::{open_stream, publish_stored, ClusterError};
 
 const STREAM: &str = "LENS_JOBS";
-const SUBJECT: &str = "lens.jobs";
+/// Each job on `lens.jobs.<client>`: the stream then counts every client's
+/// jobs waiting or running, for a per-client limit shared by all gateways.
+const SUBJECTS: &str = "lens.jobs.>";
 const CONSUMER: &str = "workers";
 /// A job no worker finished after this many deliveries is dropped (a job
 /// that kills every worker it reaches must not go round for ever).
@@ -26,8 +28,14 @@ pub const MAX_DELIVERIES: i64 = 5;
 
 pub struct JobQueue {
     jetstream: jetstream::Context,
+    stream: jetstream::stream::Stream,
     consumer: PullConsumer,
     url: String,
+}
+
+/// The subject of `client`'s jobs (one subject token, whatever the address).
+fn subject_of(client: &str) -> String {
+    format!("lens.jobs.{}", client.replace(['.', '*', '>', ' '], "-"))
 }
 
 /// A job taken from the queue; back in the queue after `ack_wait` unless
@@ -45,7 +53,7 @@ impl JobQueue {
     pub async fn open(url: &str, ack_wait: Duration) -> Result<JobQueue, ClusterError> {
         let config = stream::Config {
             name: STREAM.into(),
-            subjects: vec![SUBJECT.into()],
+            subjects: vec![SUBJECTS.into()],
             retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
             max_age: Duration::from_secs(24 * 3600),
@@ -67,15 +75,33 @@ impl JobQueue {
             .map_err(|e| ClusterError::jetstream(url, e))?;
         Ok(JobQueue {
             jetstream,
+            stream,
             consumer,
             url: url.to_string(),
         })
     }
 
-    /// Adds a job; returns once JetStream has stored it.
-    pub async fn submit(&self, payload: Bytes) -> Result<(), ClusterError> {
+    /// Adds a job of `client` (its address, or any name); returns once
+    /// JetStream has stored it.
+    pub async fn submit(&self, client: &str, payload: Bytes) -> Result<(), ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
-        publish_stored(&self.jetstream, SUBJECT.into(), payload).await
+        publish_stored(&self.jetstream, subject_of(client), payload).await
+    }
+
+    /// `client`'s jobs waiting or taken but not done.
+    pub async fn outstanding_for(&self, client: &str) -> Result<u64, ClusterError> {
+        super::check_connected(&self.jetstream, &self.url)?;
+        let mut subjects = self
+            .stream
+            .info_with_subjects(subject_of(client))
+            .await
+            .map_err(ClusterError::nats)?;
+        let counted = subjects
+            .next()
+            .await
+            .transpose()
+            .map_err(ClusterError::nats)?;
+        Ok(counted.map_or(0, |(_, jobs)| jobs as u64))
     }
 
     /// The next job, waiting at most `wait` for one.
@@ -103,11 +129,7 @@ impl JobQueue {
     /// Jobs waiting or taken but not done.
     pub async fn outstanding(&self) -> Result<u64, ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
-        let mut stream = self
-            .jetstream
-            .get_stream(STREAM)
-            .await
-            .map_err(ClusterError::nats)?;
+        let mut stream = self.stream.clone();
         Ok(stream
             .info()
             .await

@@ -1,12 +1,14 @@
 //! The messages gateways and workers exchange through NATS (protobuf, as
 //! the public contract; declared here because no page or client sees them).
 
-use lens_proto::v1::{ExplainEvent, ExplainRequest, ModelInfo};
+use lens_proto::v1::{ExplainEvent, ExplainRequest, FaithfulnessResult, ModelInfo};
 
-/// One explanation to run, as a gateway queues it.
+/// Work for a worker, as a gateway queues it: an explanation to run, or
+/// the deletion and insertion curves of a stored one.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClusterJob {
-    /// The share link's id, chosen by the gateway.
+    /// Where the answer goes: the share link's id of a new explanation
+    /// (chosen by the gateway), or a fresh id for curves.
     #[prost(string, tag = "1")]
     pub id: String,
     /// The hash of the creator's secret (who may delete or cancel it).
@@ -14,6 +16,18 @@ pub struct ClusterJob {
     pub secret_hash: Vec<u8>,
     #[prost(message, optional, tag = "3")]
     pub request: Option<ExplainRequest>,
+    #[prost(message, optional, tag = "4")]
+    pub curves: Option<CurvesJob>,
+}
+
+/// The deletion and insertion curves of stored explanation `id`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CurvesJob {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// As in FaithfulnessRequest.
+    #[prost(int32, tag = "2")]
+    pub removal: i32,
 }
 
 /// One entry on a run's subject: an event for its viewers, or how the run
@@ -32,6 +46,9 @@ pub struct RunEntry {
     /// so that any gateway can check a cancel.
     #[prost(bytes = "vec", tag = "4")]
     pub secret_hash: Vec<u8>,
+    /// The answer to a `CurvesJob`.
+    #[prost(message, optional, tag = "5")]
+    pub curves: Option<FaithfulnessResult>,
 }
 
 /// A gRPC status, as it travels between processes.

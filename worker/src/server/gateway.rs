@@ -5,6 +5,7 @@
 //! gateway relays any run, so a link opens through every gateway, live or
 //! after the end.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::events::{EventLimits, RunEvents};
 use crate::cluster::jobs::JobQueue;
-use crate::cluster::messages::{AdvertisedModel, ClusterJob, Failure, RunEntry};
+use crate::cluster::messages::{AdvertisedModel, ClusterJob, CurvesJob, Failure, RunEntry};
 use crate::cluster::models::ModelBoard;
 use crate::cluster::ClusterError;
 use crate::models::{Precision, Resize, DIGITS};
@@ -131,6 +132,22 @@ impl Gateway {
             });
         };
         Ok((summary_of(model), model.clone()))
+    }
+
+    /// Admission across all gateways: the queue itself counts the jobs
+    /// waiting or running, in all and per client. The client's name in the
+    /// queue and the jobs ahead.
+    async fn admit(&self, client: Option<IpAddr>) -> Result<(String, usize), ServiceError> {
+        let client = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        let waiting = self.queue.outstanding().await? as usize;
+        if waiting >= self.limits.jobs {
+            return Err(ServiceError::Busy { jobs: waiting });
+        }
+        if self.queue.outstanding_for(&client).await? as usize >= self.limits.per_client {
+            let limit = self.limits.per_client;
+            return Err(ServiceError::TooManyRuns { limit });
+        }
+        Ok((client, waiting))
     }
 
     /// The run's entries from its first, relayed as events until it ends.
@@ -262,11 +279,7 @@ impl EvidenceLens for Gateway {
         {
             return Ok(Response::new(replay(record)));
         }
-        let waiting = self.queue.outstanding().await? as usize;
-        if waiting >= self.limits.jobs {
-            return Err(ServiceError::Busy { jobs: waiting }.into());
-        }
-        let ticket = self.admission.admit(client)?;
+        let (client, waiting) = self.admit(client).await?;
         let id = store::new_id();
         let secret = store::new_secret();
         let secret_hash = store::hash_secret(&secret).to_vec();
@@ -290,11 +303,12 @@ impl EvidenceLens for Gateway {
                 image: job.upload,
                 ..asked
             }),
+            curves: None,
         };
-        self.queue.submit(job.encode_to_vec().into()).await?;
-        // The creator's place in the admission count lasts as long as its
-        // stream.
-        Ok(Response::new(self.relay(&id, Some(secret), ticket).await?))
+        self.queue
+            .submit(&client, job.encode_to_vec().into())
+            .await?;
+        Ok(Response::new(self.relay(&id, Some(secret), ()).await?))
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
@@ -407,18 +421,57 @@ impl EvidenceLens for Gateway {
         &self,
         request: Request<FaithfulnessRequest>,
     ) -> Result<Response<FaithfulnessResult>, Status> {
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        if self.shutdown.has_begun() {
+            return Err(ServiceError::ShuttingDown.into());
+        }
         let FaithfulnessRequest { id, removal } = request.into_inner();
         if !store::is_valid_id(&id) {
             return Err(ServiceError::BadId { id }.into());
         }
-        let removal = super::faithfulness::removal_of(removal)?;
+        let kind = super::faithfulness::removal_of(removal)?;
         let (store, key) = (self.store.clone(), id.clone());
-        match blocking(move || store.load_faithfulness(&key, removal.name())).await? {
-            Some(kept) => Ok(Response::new(FaithfulnessResult {
+        if let Some(kept) = blocking(move || store.load_faithfulness(&key, kind.name())).await? {
+            return Ok(Response::new(FaithfulnessResult {
                 replayed: true,
                 ..kept
-            })),
-            None => Err(ServiceError::FaithfulnessOnServeOnly.into()),
+            }));
+        }
+        let (store, key) = (self.store.clone(), id.clone());
+        let record = blocking(move || store.load(&key))
+            .await?
+            .ok_or(ServiceError::NotFound { id: id.clone() })?;
+        self.model(&record.model).await?;
+        let (client, _) = self.admit(client).await?;
+        // A worker computes and stores the curves and answers on a subject
+        // of its own.
+        let reply = store::new_id();
+        let mut answers = self.events.follow(&reply).await?;
+        let job = ClusterJob {
+            id: reply,
+            curves: Some(CurvesJob { id, removal }),
+            ..Default::default()
+        };
+        self.queue
+            .submit(&client, job.encode_to_vec().into())
+            .await?;
+        loop {
+            let next = tokio::select! {
+                next = answers.next() => next,
+                _ = self.shutdown.stopped() => return Err(ServiceError::ShuttingDown.into()),
+            };
+            let bytes = match next {
+                Some(bytes) => bytes?,
+                None => return Err(ServiceError::Internal("no answer".into()).into()),
+            };
+            let entry = RunEntry::decode(bytes)
+                .map_err(|e| ServiceError::Internal(format!("an unreadable answer: {e}")))?;
+            if let Some(failure) = entry.failure {
+                return Err(failure.status());
+            }
+            if let Some(result) = entry.curves {
+                return Ok(Response::new(result));
+            }
         }
     }
 
@@ -448,5 +501,100 @@ impl EvidenceLens for Gateway {
         request: Request<CloseClassRequest>,
     ) -> Result<Response<CloseClassResponse>, Status> {
         shared::close_class(&self.classes, request.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lens_proto::v1::{Finished, Started, Tile};
+
+    fn entry(event: Event) -> Result<bytes::Bytes, ClusterError> {
+        Ok(RunEntry::event(super::event(event)).encoded())
+    }
+
+    async fn relay_all(
+        entries: Vec<Result<bytes::Bytes, ClusterError>>,
+        secret: Option<String>,
+    ) -> Vec<Result<ExplainEvent, Status>> {
+        let stream = relayed(
+            futures::stream::iter(entries),
+            secret,
+            Shutdown::default(),
+            (),
+        );
+        stream.collect().await
+    }
+
+    #[tokio::test]
+    async fn the_creator_gets_the_secret_and_the_stream_ends_after_finished() {
+        let entries = vec![
+            entry(Event::Queued(Queued::default())),
+            entry(Event::Started(Started::default())),
+            entry(Event::Tile(Tile::default())),
+            entry(Event::Finished(Finished::default())),
+            entry(Event::Tile(Tile::default())),
+        ];
+        let events = relay_all(entries.clone(), Some("s3cret".into())).await;
+        assert_eq!(events.len(), 4, "nothing after Finished");
+        let events: Vec<_> = events.into_iter().map(|e| e.unwrap().event).collect();
+        assert!(matches!(&events[0], Some(Event::Queued(q)) if q.owner_secret == "s3cret"));
+        assert!(matches!(&events[1], Some(Event::Started(s)) if s.owner_secret == "s3cret"));
+        assert!(matches!(&events[3], Some(Event::Finished(_))));
+        // A viewer gets no secret.
+        let watched = relay_all(entries, None).await;
+        assert!(
+            matches!(&watched[1], Ok(ExplainEvent { event: Some(Event::Started(s)) }) if s.owner_secret.is_empty())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_or_a_lost_connection_ends_the_stream_with_its_status() {
+        let failed = RunEntry::failure(&Status::resource_exhausted("out of memory"));
+        let events = relay_all(
+            vec![
+                entry(Event::Started(Started::default())),
+                Ok(failed.encoded()),
+                entry(Event::Tile(Tile::default())),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(events.len(), 2);
+        let status = events[1].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.message(), "out of memory");
+
+        let lost = ClusterError::Nats("connection lost".into());
+        let events = relay_all(vec![Err(lost)], None).await;
+        let status = events[0].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+
+    #[test]
+    fn a_request_is_checked_against_what_the_worker_advertised() {
+        let advertised = AdvertisedModel {
+            info: Some(ModelInfo {
+                id: "photos".into(),
+                channels: 3,
+                width: 224,
+                height: 224,
+                class_names: vec!["a".into(); 1000],
+                ..Default::default()
+            }),
+            imagenet_crop: true,
+            half_precision: true,
+            default_batch: 256,
+            passes_per_second: 100.0,
+        };
+        let summary = summary_of(&advertised);
+        assert_eq!(summary.resize, Resize::ImagenetCrop);
+        assert_eq!(
+            summary.precision,
+            Precision::Half,
+            "half precision keys differently"
+        );
+        assert_eq!((summary.shape.width, summary.shape.channels), (224, 3));
+        assert_eq!(summary.default_batch, 256);
     }
 }

@@ -52,8 +52,6 @@ pub enum ServiceError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error("deletion and insertion curves are computed by `serve` only; with gateways and workers, only curves already stored are shown")]
-    FaithfulnessOnServeOnly,
     #[error("no worker is serving models now: start one (evidence-lens worker) or try again in a minute")]
     NoWorkers,
     #[error("internal error: {0}")]
@@ -103,7 +101,6 @@ impl From<ServiceError> for Status {
                 Status::unavailable(message)
             }
             ServiceError::WrongSecret { .. } => Status::permission_denied(message),
-            ServiceError::FaithfulnessOnServeOnly => Status::unimplemented(message),
             ServiceError::Store(_) | ServiceError::Internal(_) | ServiceError::Panicked(_) => {
                 Status::internal(message)
             }

@@ -16,23 +16,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lens_proto::v1::{explain_event::Event, ExplainEvent, Moved, Started, Tile};
+use lens_proto::v1::{
+    explain_event::Event, ExplainEvent, FaithfulnessResult, Moved, Started, Tile,
+};
 use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::cluster::events::{EventLimits, RunEvents};
 use crate::cluster::jobs::{JobQueue, QueuedJob};
-use crate::cluster::messages::{AdvertisedModel, ClusterJob, RunEntry, WorkerModels};
+use crate::cluster::messages::{AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WorkerModels};
 use crate::cluster::models::{ModelBoard, ADVERT_EVERY};
 use crate::cluster::ClusterError;
 use crate::engine::EngineError;
 use crate::models::{Precision, Resize};
 use crate::store::{self, Store};
 
+use super::faithfulness;
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id};
 use super::run_job::{event, guarded, run_job, RunInfo, RunSink};
-use super::shared::model_info;
+use super::shared::{blocking, model_info};
 use super::speed::Speeds;
 use super::status::ServiceError;
 
@@ -167,6 +170,11 @@ impl WorkerRole {
             }
         });
         let settled = match ClusterJob::decode(queued.payload.clone()) {
+            Ok(ClusterJob {
+                id,
+                curves: Some(curves),
+                ..
+            }) => self.measure(&id, curves).await,
             Ok(job) => self.work_on(job, queued.attempt).await,
             Err(error) => {
                 tracing::error!("a job that is not a ClusterJob was dropped: {error}");
@@ -229,6 +237,52 @@ impl WorkerRole {
         } else {
             Settled::Retry
         }
+    }
+
+    /// Computes and stores the deletion and insertion curves of a stored
+    /// explanation; the answer goes to subject `reply`.
+    async fn measure(&self, reply: &str, curves: CurvesJob) -> Settled {
+        let answer = match self.curves(curves).await {
+            Ok(result) => RunEntry {
+                curves: Some(result),
+                ..Default::default()
+            },
+            Err(error) => RunEntry::failure(&error.into()),
+        };
+        match self.events.publish(reply, answer.encoded()).await {
+            Ok(()) => Settled::Done,
+            Err(error) => {
+                tracing::warn!("cannot answer {reply}: {error}");
+                Settled::Retry
+            }
+        }
+    }
+
+    async fn curves(&self, curves: CurvesJob) -> Result<FaithfulnessResult, ServiceError> {
+        let removal = faithfulness::removal_of(curves.removal)?;
+        let (store, id) = (self.store.clone(), curves.id.clone());
+        let record = blocking(move || store.load(&id))
+            .await?
+            .ok_or(ServiceError::NotFound {
+                id: curves.id.clone(),
+            })?;
+        let model = model_by_id(&self.registry, &record.model)?.model.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            guarded(|| {
+                let began = std::time::Instant::now();
+                let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                let result = faithfulness::of_stored(&model, &record, removal)?;
+                Ok(faithfulness::to_proto(
+                    &result,
+                    began.elapsed().as_secs_f64(),
+                ))
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let (store, kept) = (self.store.clone(), result.clone());
+        blocking(move || store.save_faithfulness(&curves.id, removal.name(), &kept)).await?;
+        Ok(result)
     }
 
     /// Runs the explanation on the device; its events go to `publisher`.
@@ -395,5 +449,63 @@ impl Publisher {
     async fn finish(self) -> bool {
         drop(self.entries);
         self.task.await.unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tile(x: u32, coarse: bool) -> ExplainEvent {
+        event(Event::Tile(Tile {
+            x,
+            width: 4,
+            height: 4,
+            coarse,
+            ..Default::default()
+        }))
+    }
+
+    fn entries(events: &[ExplainEvent]) -> Vec<bytes::Bytes> {
+        events
+            .iter()
+            .map(|e| RunEntry::event(e.clone()).encoded())
+            .collect()
+    }
+
+    #[test]
+    fn a_run_taken_over_sends_only_what_its_viewers_lack() {
+        let started = event(Event::Started(Started {
+            created_unix: 7,
+            ..Default::default()
+        }));
+        let sent = Sent::from_entries(&entries(&[started.clone(), tile(0, true), tile(4, false)]));
+        assert!(!sent.ended);
+        assert_eq!(sent.started.as_ref().unwrap().created_unix, 7);
+        assert!(
+            sent.has(&started),
+            "Started again would clear the page's map"
+        );
+        assert!(sent.has(&tile(0, true)), "the coarse map was sent");
+        assert!(sent.has(&tile(4, false)));
+        assert!(!sent.has(&tile(8, false)), "a tile not sent yet");
+        let finished = event(Event::Finished(Default::default()));
+        assert!(!sent.has(&finished));
+
+        let fresh = Sent::from_entries(&[]);
+        assert!(!fresh.has(&started) && !fresh.has(&tile(0, true)));
+    }
+
+    #[test]
+    fn a_finished_failed_or_cancelled_run_is_not_run_again() {
+        let finished = event(Event::Finished(Default::default()));
+        assert!(Sent::from_entries(&entries(&[finished])).ended);
+        let failed = RunEntry::failure(&tonic::Status::internal("broken"));
+        assert!(Sent::from_entries(&[failed.encoded()]).ended);
+        let cancelled = RunEntry {
+            cancelled: true,
+            ..Default::default()
+        };
+        assert!(Sent::from_entries(&[cancelled.encoded()]).ended);
     }
 }
