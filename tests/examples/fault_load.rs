@@ -72,7 +72,7 @@ async fn main() {
     let worker = ChildWorker::start_with(&store, &options);
     println!(
         "worker pid {}, {} cores here; client and worker share them",
-        worker.process.id(),
+        worker.child.process.id(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
@@ -97,7 +97,7 @@ async fn main() {
 /// themselves take), then on the large one (what decoding adds). Returns the
 /// ids of the explanations that finished.
 async fn uploads(worker: &ChildWorker) -> Vec<String> {
-    let pid = worker.process.id();
+    let pid = worker.child.process.id();
     println!(
         "\n1. 24 concurrent uploads, gradient on EfficientNet-Lite0; worker resident memory at start: {}",
         memory(pid, "VmRSS")

@@ -528,21 +528,23 @@ mod tests {
 
     #[tokio::test]
     async fn the_creator_gets_the_secret_and_the_stream_ends_after_finished() {
-        let entries = vec![
-            entry(Event::Queued(Queued::default())),
-            entry(Event::Started(Started::default())),
-            entry(Event::Tile(Tile::default())),
-            entry(Event::Finished(Finished::default())),
-            entry(Event::Tile(Tile::default())),
-        ];
-        let events = relay_all(entries.clone(), Some("s3cret".into())).await;
+        let entries = || {
+            vec![
+                entry(Event::Queued(Queued::default())),
+                entry(Event::Started(Started::default())),
+                entry(Event::Tile(Tile::default())),
+                entry(Event::Finished(Finished::default())),
+                entry(Event::Tile(Tile::default())),
+            ]
+        };
+        let events = relay_all(entries(), Some("s3cret".into())).await;
         assert_eq!(events.len(), 4, "nothing after Finished");
         let events: Vec<_> = events.into_iter().map(|e| e.unwrap().event).collect();
         assert!(matches!(&events[0], Some(Event::Queued(q)) if q.owner_secret == "s3cret"));
         assert!(matches!(&events[1], Some(Event::Started(s)) if s.owner_secret == "s3cret"));
         assert!(matches!(&events[3], Some(Event::Finished(_))));
         // A viewer gets no secret.
-        let watched = relay_all(entries, None).await;
+        let watched = relay_all(entries(), None).await;
         assert!(
             matches!(&watched[1], Ok(ExplainEvent { event: Some(Event::Started(s)) }) if s.owner_secret.is_empty())
         );
