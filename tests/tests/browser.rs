@@ -94,6 +94,7 @@ fn most_mixed_preset() -> u8 {
             quantity: Quantity::LogOdds,
             maps: MapClasses::All,
             schedule: Schedule::Plain,
+            takeover: Default::default(),
         };
         let fill = Pda {
             sampler: kit.sampler(),
@@ -866,6 +867,7 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
         quantity: Quantity::LogOdds,
         maps: MapClasses::All,
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     };
     let fill = lens_worker::engine::EfficientPda {
         sampler: kit.sampler(),

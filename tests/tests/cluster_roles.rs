@@ -134,6 +134,17 @@ async fn a_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
         failed_over.map, alone.map,
         "bit-identical to an uninterrupted run"
     );
+    let (moved, whole) = (&failed_over.finished, &alone.finished);
+    assert_eq!(moved.window_probabilities, whole.window_probabilities);
+    assert_eq!(moved.sample_spread, whole.sample_spread);
+    eprintln!(
+        "forward passes after the move: {} of {}",
+        moved.forward_passes, whole.forward_passes
+    );
+    assert!(
+        moved.forward_passes < whole.forward_passes,
+        "the windows done before the kill are not computed again"
+    );
     let stored = assemble(watch_events(&mut client, &id).await.unwrap());
     assert!(stored.finished.replayed);
     assert_eq!(stored.map, alone.map, "the stored map too");

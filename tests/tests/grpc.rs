@@ -75,6 +75,7 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
             quantity: Quantity::LogOdds,
             maps: MapClasses::All,
             schedule: Schedule::Plain,
+            takeover: Default::default(),
         },
         &mut |_| ControlFlow::Continue(()),
     )

@@ -10,6 +10,7 @@
 //!   `draws_belong_to_the_window_not_to_the_batch`
 //! - `device_batches_equal_host_built_batches`
 //! - `tiles_are_final_and_cover_the_image_once`, `cancellation_stops_within_one_batch`
+//! - `a_run_taken_over_computes_only_the_windows_after_those_reported`
 
 use std::ops::ControlFlow;
 
@@ -22,7 +23,7 @@ use lens_worker::engine::{
     coverage, explain, read_window, windows, write_window, ConditionalGaussian, ConditionalPda,
     DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape, Laplace,
     MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Schedule,
-    Target, WindowFill,
+    Takeover, Target, WindowFill, WindowResults,
 };
 
 #[test]
@@ -471,6 +472,7 @@ fn coarse_to_fine_gives_a_coarse_map_first_and_the_same_final_map() {
                 Progress::Batch { tiles, .. } => {
                     events.extend(tiles.iter().map(|_| "tile".to_string()))
                 }
+                Progress::Windows(_) => events.push("windows".into()),
             }
             ControlFlow::Continue(())
         })
@@ -498,4 +500,86 @@ fn coarse_to_fine_gives_a_coarse_map_first_and_the_same_final_map() {
     let (mut events, mut unused) = (Vec::new(), None);
     let stride_k = run(3, Schedule::Plain, &mut events, &mut unused);
     assert_eq!(coarse.unwrap(), stride_k.map());
+}
+
+/// A worker that takes a run over restores the windows the first worker
+/// reported and computes only the rest, in the batches an uninterrupted run
+/// makes: the same explanation, bit for bit, with fewer passes.
+#[test]
+fn a_run_taken_over_computes_only_the_windows_after_those_reported() {
+    let model = ConvModel::new();
+    let sampler = varied_sampler(30);
+    let fill = Pda {
+        sampler: &sampler,
+        samples: 4,
+    };
+    let with = |report: bool, done: Option<WindowResults>| ExplainParams {
+        takeover: Takeover {
+            report,
+            done: done.map(Arc::new),
+        },
+        ..params(3, 1, 24)
+    };
+    let mut reported = Vec::new();
+    let mut tiles_of_whole = 0;
+    let whole = explain(&model, &test_image(), &fill, &with(true, None), &mut |p| {
+        match p {
+            Progress::Windows(results) => reported.push(results),
+            Progress::Batch { tiles, .. } => tiles_of_whole += tiles.len(),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(reported.len() > 3, "{} batches", reported.len());
+    let first = |batches: usize| {
+        let mut done = WindowResults::default();
+        for results in reported.iter().take(batches).cloned() {
+            done.extend(results);
+        }
+        done
+    };
+    let resume = |done: WindowResults| {
+        let mut tiles = 0;
+        let result = explain(
+            &model,
+            &test_image(),
+            &fill,
+            &with(false, Some(done)),
+            &mut |p| {
+                if let Progress::Batch { tiles: t, .. } = p {
+                    tiles += t.len();
+                }
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        (result, tiles)
+    };
+
+    // The first worker stopped after three batches.
+    let done = first(3);
+    let (resumed, tiles) = resume(done.clone());
+    assert_eq!(resumed.maps, whole.maps);
+    assert_eq!(resumed.window_probabilities, whole.window_probabilities);
+    assert_eq!(resumed.sample_spread, whole.sample_spread);
+    assert_eq!(
+        resumed.forward_passes,
+        whole.forward_passes - 4 * done.cells.len(),
+        "the reported windows are not computed again"
+    );
+    assert_eq!(tiles, tiles_of_whole, "every tile still goes out");
+
+    // It stopped after its last batch: nothing left but its tiles.
+    let (finished, tiles) = resume(first(reported.len()));
+    assert_eq!(finished.maps, whole.maps);
+    assert_eq!(finished.forward_passes, 1, "only the unperturbed pass");
+    assert_eq!(tiles, tiles_of_whole);
+
+    // Results that are not this run's first windows are not trusted.
+    let mut shuffled = done;
+    shuffled.cells.reverse();
+    let (recomputed, _) = resume(shuffled);
+    assert_eq!(recomputed.maps, whole.maps);
+    assert_eq!(recomputed.forward_passes, whole.forward_passes);
 }

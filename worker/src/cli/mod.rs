@@ -146,6 +146,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
             quantity: method.quantity(),
             maps: maps.clone(),
             schedule: Schedule::Plain,
+            takeover: Default::default(),
         };
         params.validate(
             model.classifier.input_shape(),
@@ -253,6 +254,7 @@ fn explain_one(
             Progress::Batch { windows_done, .. } | Progress::Coarse { windows_done, .. } => {
                 bar.set_position(windows_done as u64)
             }
+            Progress::Windows(_) => {}
         }
         ControlFlow::Continue(())
     };
@@ -398,6 +400,7 @@ pub(crate) fn plain_params(
         quantity,
         maps: MapClasses::Classes(Vec::new()),
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     }
 }
 

@@ -3,6 +3,8 @@
 
 use lens_proto::v1::{ExplainEvent, ExplainRequest, FaithfulnessResult, ModelInfo};
 
+use crate::engine::WindowResults;
+
 /// Work for a worker, as a gateway queues it: an explanation to run, or
 /// the deletion and insertion curves of a stored one.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -49,6 +51,45 @@ pub struct RunEntry {
     /// The answer to a `CurvesJob`.
     #[prost(message, optional, tag = "5")]
     pub curves: Option<FaithfulnessResult>,
+    /// A batch's window results, for a worker that takes the run over
+    /// (not for viewers).
+    #[prost(message, optional, tag = "6")]
+    pub windows: Option<WindowBatch>,
+}
+
+/// The results of a batch of windows (see `engine::WindowResults`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WindowBatch {
+    #[prost(int64, repeated, tag = "1")]
+    pub cells: Vec<i64>,
+    #[prost(double, repeated, tag = "2")]
+    pub evidence: Vec<f64>,
+    #[prost(double, repeated, tag = "3")]
+    pub without: Vec<f64>,
+    #[prost(double, repeated, tag = "4")]
+    pub spread: Vec<f64>,
+}
+
+impl From<WindowResults> for WindowBatch {
+    fn from(r: WindowResults) -> WindowBatch {
+        WindowBatch {
+            cells: r.cells,
+            evidence: r.evidence,
+            without: r.without,
+            spread: r.spread,
+        }
+    }
+}
+
+impl From<WindowBatch> for WindowResults {
+    fn from(b: WindowBatch) -> WindowResults {
+        WindowResults {
+            cells: b.cells,
+            evidence: b.evidence,
+            without: b.without,
+            spread: b.spread,
+        }
+    }
 }
 
 /// A gRPC status, as it travels between processes.

@@ -20,7 +20,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::classifier::{logits_of, Classifier, InputImage, InputShape};
-use super::device::{host_f32, upload};
+use super::device::{host_f32, host_f64, upload};
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
@@ -73,6 +73,43 @@ pub struct ExplainParams {
     pub maps: MapClasses,
     /// The order windows are computed in (never changes the map).
     pub schedule: Schedule,
+    /// For a run another worker may take over.
+    pub takeover: Takeover,
+}
+
+/// For runs that another worker may take over (hosted with several
+/// workers): each batch's window results are reported as they are made,
+/// and a run taken over starts after the windows reported before.
+#[derive(Clone, Debug, Default)]
+pub struct Takeover {
+    /// Report each batch's results (`Progress::Windows`).
+    pub report: bool,
+    /// The results of the schedule's first windows, computed before.
+    pub done: Option<std::sync::Arc<WindowResults>>,
+}
+
+/// The results of consecutive windows of a run's schedule: all a window
+/// adds to the explanation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WindowResults {
+    /// Each window's grid cell.
+    pub cells: Vec<i64>,
+    /// Each window's evidence for every mapped class, window after window
+    /// (`[windows, M]`).
+    pub evidence: Vec<f64>,
+    /// P(explained class) without each window.
+    pub without: Vec<f64>,
+    /// How much its S samples disagree (empty with one sample).
+    pub spread: Vec<f64>,
+}
+
+impl WindowResults {
+    pub fn extend(&mut self, more: WindowResults) {
+        self.cells.extend(more.cells);
+        self.evidence.extend(more.evidence);
+        self.without.extend(more.without);
+        self.spread.extend(more.spread);
+    }
 }
 
 impl ExplainParams {
@@ -148,6 +185,8 @@ pub enum Progress<'a> {
         windows_done: usize,
         total_windows: usize,
     },
+    /// With `Takeover::report`, after each batch: its windows' results.
+    Windows(WindowResults),
     /// After each batch: the tiles that became final in it (maybe none).
     Batch {
         tiles: Vec<MapTile>,
@@ -259,9 +298,33 @@ pub fn explain(
     // P(explained class) without each window, `[cells]`.
     let mut without = Tensor::zeros([grid.cells() as i64], double);
     let windows_per_batch = (params.batch_size / samples).max(1);
+    let restored = restore(
+        params.takeover.done.as_deref(),
+        &schedule,
+        &grid,
+        map_classes.len(),
+        (&mut evidence, &mut without, spread.as_mut()),
+        device,
+    )?;
     let mut next_tile = 0;
     let mut forward_passes = 1;
-    for (batch_index, batch) in schedule.windows.chunks(windows_per_batch).enumerate() {
+    // The tiles final once `windows_done` windows are, not sent yet.
+    let mut final_tiles = |windows_done: usize, evidence: &Tensor| {
+        let mut finished = Vec::new();
+        while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
+            finished.push(schedule.tiles[next_tile].0);
+            next_tile += 1;
+        }
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let map = grid.per_pixel_mean(&evidence.get(0));
+        read_tiles(&map, width, &finished)
+    };
+    // Batches as an uninterrupted run makes them, from the first window
+    // not restored.
+    let remaining = &schedule.windows[restored..];
+    for (batch_index, batch) in remaining.chunks(windows_per_batch).enumerate() {
         let padded = same_shape_batch(batch, windows_per_batch, device);
         let replacement = fill.fill_batch(&input, &padded, params.seed)?;
         let images = input.perturbed(&padded, samples, &replacement)?;
@@ -272,24 +335,37 @@ pub fn explain(
         // One softmax per batch serves the map, the windows' P(c) and the spread.
         let probabilities = outputs.probabilities(&logits)?;
         let value = outputs.value(&logits, &probabilities, batch.len(), samples)?;
-        let window_evidence = (&value_x - value).f_tr()?;
-        let _ = evidence.f_index_copy_(1, &cells, &window_evidence)?;
+        // `[windows, M]`, then `[M, windows]` for the grid.
+        let per_window = (&value_x - value).f_contiguous()?;
+        let _ = evidence.f_index_copy_(1, &cells, &per_window.f_tr()?)?;
         let p = probabilities
             .f_select(1, 0)?
             .f_view([batch.len() as i64, samples as i64])?;
-        let _ = without.f_index_copy_(
-            0,
-            &cells,
-            &outputs
-                .average(&p, batch.len(), samples)?
-                .f_view([batch.len() as i64])?,
-        )?;
-        if let Some(spread) = spread.as_mut() {
-            let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
-            let _ = spread.f_index_copy_(0, &cells, &deviation)?;
+        let p_without = outputs
+            .average(&p, batch.len(), samples)?
+            .f_view([batch.len() as i64])?;
+        let _ = without.f_index_copy_(0, &cells, &p_without)?;
+        let deviation = match spread.as_mut() {
+            Some(spread) => {
+                let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
+                let _ = spread.f_index_copy_(0, &cells, &deviation)?;
+                Some(deviation)
+            }
+            None => None,
+        };
+        if params.takeover.report {
+            let results = WindowResults {
+                cells: batch.iter().map(|w| grid.cell_of(w) as i64).collect(),
+                evidence: host_f64(&per_window)?,
+                without: host_f64(&p_without)?,
+                spread: deviation.as_ref().map_or(Ok(Vec::new()), host_f64)?,
+            };
+            if on_progress(Progress::Windows(results)).is_break() {
+                return Err(EngineError::Cancelled);
+            }
         }
 
-        let windows_done = batch_index * windows_per_batch + batch.len();
+        let windows_done = restored + batch_index * windows_per_batch + batch.len();
         let coarse_now =
             windows_done - batch.len() < schedule.coarse && windows_done >= schedule.coarse;
         if coarse_now && schedule.coarse < total {
@@ -302,20 +378,20 @@ pub fn explain(
                 return Err(EngineError::Cancelled);
             }
         }
-        let mut finished = Vec::new();
-        while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
-            finished.push(schedule.tiles[next_tile].0);
-            next_tile += 1;
-        }
-        let tiles = if finished.is_empty() {
-            Vec::new()
-        } else {
-            let map = grid.per_pixel_mean(&evidence.get(0));
-            read_tiles(&map, width, &finished)?
-        };
         let progress = Progress::Batch {
-            tiles,
+            tiles: final_tiles(windows_done, &evidence)?,
             windows_done,
+            total_windows: total,
+        };
+        if on_progress(progress).is_break() {
+            return Err(EngineError::Cancelled);
+        }
+    }
+    if remaining.is_empty() {
+        // Every window was restored: its tiles still go out.
+        let progress = Progress::Batch {
+            tiles: final_tiles(total, &evidence)?,
+            windows_done: total,
             total_windows: total,
         };
         if on_progress(progress).is_break() {
@@ -342,6 +418,44 @@ pub fn explain(
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
+}
+
+/// Puts the results of windows computed before into the run's tensors
+/// (evidence `[M, cells]`, P without each window, spread); how many of the
+/// schedule's first windows they cover. Results that are not the
+/// schedule's first windows for this run are left out (0): the run then
+/// computes everything, with the same map.
+fn restore(
+    done: Option<&WindowResults>,
+    schedule: &TileSchedule,
+    grid: &EvidenceGrid,
+    classes: usize,
+    (evidence, without, spread): (&mut Tensor, &mut Tensor, Option<&mut Tensor>),
+    device: Device,
+) -> Result<usize, EngineError> {
+    let Some(done) = done else {
+        return Ok(0);
+    };
+    let n = done.cells.len();
+    let in_order = n <= schedule.windows.len()
+        && schedule.windows[..n]
+            .iter()
+            .zip(&done.cells)
+            .all(|(w, &cell)| grid.cell_of(w) as i64 == cell);
+    let complete = done.evidence.len() == n * classes
+        && done.without.len() == n
+        && done.spread.len() == if spread.is_some() { n } else { 0 };
+    if n == 0 || !in_order || !complete {
+        return Ok(0);
+    }
+    let cells = upload(&done.cells, device);
+    let values = upload(&done.evidence, device).f_view([n as i64, classes as i64])?;
+    let _ = evidence.f_index_copy_(1, &cells, &values.f_tr()?)?;
+    let _ = without.f_index_copy_(0, &cells, &upload(&done.without, device))?;
+    if let Some(spread) = spread {
+        let _ = spread.f_index_copy_(0, &cells, &upload(&done.spread, device))?;
+    }
+    Ok(n)
 }
 
 /// The windows of one batch. On CUDA a short last batch is filled up with

@@ -105,14 +105,16 @@ impl EvidenceGrid {
         self.xs.len() * self.ys.len()
     }
 
-    /// The grid cell of each window (`[B]` i64 on `device`).
-    pub fn cell_indices(&self, windows: &[Window], device: Device) -> Tensor {
+    /// The grid cell of a window.
+    pub fn cell_of(&self, w: &Window) -> usize {
         let index =
             |starts: &[usize], at: usize| starts.binary_search(&at).expect("a window of this grid");
-        let cells: Vec<i64> = windows
-            .iter()
-            .map(|w| (index(&self.ys, w.y) * self.xs.len() + index(&self.xs, w.x)) as i64)
-            .collect();
+        index(&self.ys, w.y) * self.xs.len() + index(&self.xs, w.x)
+    }
+
+    /// The grid cell of each window (`[B]` i64 on `device`).
+    pub fn cell_indices(&self, windows: &[Window], device: Device) -> Tensor {
+        let cells: Vec<i64> = windows.iter().map(|w| self.cell_of(w) as i64).collect();
         upload(&cells, device)
     }
 

@@ -42,8 +42,8 @@ pub use draws::{standard_normal, window_stream};
 pub use error::EngineError;
 pub use evidence::{Laplace, Quantity};
 pub use explain::{
-    explain, probabilities_of, ExplainParams, Explanation, MapClasses, MapTile, Progress, Target,
-    MAX_BATCH, MAX_SAMPLES,
+    explain, probabilities_of, ExplainParams, Explanation, MapClasses, MapTile, Progress, Takeover,
+    Target, WindowResults, MAX_BATCH, MAX_SAMPLES,
 };
 pub use few_pass::{Design, DesignedPda, SIGMA_SCALE};
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};

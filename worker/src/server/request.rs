@@ -127,6 +127,7 @@ pub fn settings_from_request(
             MapClasses::All
         },
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     };
     let checked_samples = match kind {
         MethodKind::Pda | MethodKind::SampledMean => samples,

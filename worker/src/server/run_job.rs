@@ -11,7 +11,7 @@ use lens_proto::v1::{
     explain_event::Event, ExplainEvent, Finished, Picture, Started, StoredExplanation, Tile,
 };
 
-use crate::engine::{InputImage, Progress};
+use crate::engine::{InputImage, Progress, WindowResults};
 use crate::methods;
 use crate::models::LoadedModel;
 use crate::store::{Record, Store};
@@ -27,6 +27,10 @@ pub trait RunSink {
     fn publish(&self, event: ExplainEvent) -> ControlFlow<()>;
     /// The explanation is stored: from now on its link opens the record.
     fn stored(&self) {}
+    /// A batch's window results (only when the job's params ask for them).
+    fn windows(&self, _results: WindowResults) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
 }
 
 /// What a run needs beyond the model and the request.
@@ -117,6 +121,7 @@ pub fn run_job(
             total_windows: total_windows as u64,
             coarse: true,
         })),
+        Progress::Windows(results) => sink.windows(results),
         Progress::Batch {
             tiles,
             windows_done,

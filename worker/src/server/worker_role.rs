@@ -5,9 +5,12 @@
 //! A job is acknowledged only after its explanation is stored and Finished
 //! published. A worker that dies stops confirming its job, and JetStream
 //! hands the job to another worker. That worker first reads what the run's
-//! viewers already have: the map depends only on the request and its seed,
-//! so it computes the same map and sends only what was not sent (Moved
-//! first); the stored explanation is the one an uninterrupted run stores.
+//! viewers already have and the results of the windows the first worker
+//! computed (published after each batch). It computes only the windows
+//! after those, in the batches an uninterrupted run makes, and sends only
+//! what was not sent (Moved first): the map depends only on the request and
+//! its seed, so the stored explanation is the one an uninterrupted run
+//! stores.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -27,7 +30,7 @@ use crate::cluster::jobs::{JobQueue, QueuedJob};
 use crate::cluster::messages::{AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WorkerModels};
 use crate::cluster::models::{ModelBoard, ADVERT_EVERY};
 use crate::cluster::ClusterError;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Takeover, WindowResults};
 use crate::models::{Precision, Resize};
 use crate::store::{self, Store};
 
@@ -310,6 +313,11 @@ impl WorkerRole {
                 .as_ref()
                 .map_or_else(store::now_unix, |s| s.created_unix),
         };
+        // The windows the first worker reported are not computed again.
+        let takeover = Takeover {
+            report: true,
+            done: (!sent.windows.cells.is_empty()).then(|| Arc::new(sent.windows.clone())),
+        };
         let sink = ClusterSink {
             sent,
             entries: publisher.entries.clone(),
@@ -319,7 +327,8 @@ impl WorkerRole {
         let (summary, model) = (entry.summary.clone(), entry.model.clone());
         tokio::task::spawn_blocking(move || {
             guarded(|| {
-                let job = job_from_request(request, &summary)?;
+                let mut job = job_from_request(request, &summary)?;
+                job.params.takeover = takeover;
                 let image = job.input()?;
                 let model = model.lock().unwrap_or_else(|e| e.into_inner());
                 run_job(&model, &job, &image, &info, &sink)
@@ -350,7 +359,8 @@ impl WorkerRole {
     }
 }
 
-/// What a run's viewers already received.
+/// What a run's viewers already received, and the windows its worker had
+/// computed.
 #[derive(Default)]
 struct Sent {
     started: Option<Started>,
@@ -359,6 +369,8 @@ struct Sent {
     tiles: HashSet<(u32, u32, u32, u32)>,
     /// Finished, failed or cancelled.
     ended: bool,
+    /// The schedule's first windows, in order.
+    windows: WindowResults,
 }
 
 fn tile_key(tile: &Tile) -> (u32, u32, u32, u32) {
@@ -373,6 +385,9 @@ impl Sent {
             .filter_map(|e| RunEntry::decode(e.clone()).ok())
         {
             sent.ended |= entry.cancelled || entry.failure.is_some();
+            if let Some(batch) = entry.windows {
+                sent.windows.extend(batch.into());
+            }
             match entry.event.and_then(|e| e.event) {
                 Some(Event::Started(started)) => sent.started = Some(started),
                 Some(Event::Tile(tile)) if tile.coarse => sent.coarse = true,
@@ -405,14 +420,33 @@ struct ClusterSink {
     stopping: Arc<AtomicBool>,
 }
 
+impl ClusterSink {
+    /// Whether the run should stop (cancelled, or this worker stopping).
+    fn stopped(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst)
+    }
+}
+
 impl RunSink for ClusterSink {
     fn publish(&self, event: ExplainEvent) -> ControlFlow<()> {
-        if self.cancelled.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
+        if self.stopped() {
             return ControlFlow::Break(());
         }
         if !self.sent.has(&event) {
             let _ = self.entries.send(RunEntry::event(event));
         }
+        ControlFlow::Continue(())
+    }
+
+    fn windows(&self, results: WindowResults) -> ControlFlow<()> {
+        if self.stopped() {
+            return ControlFlow::Break(());
+        }
+        let entry = RunEntry {
+            windows: Some(results.into()),
+            ..Default::default()
+        };
+        let _ = self.entries.send(entry);
         ControlFlow::Continue(())
     }
 }

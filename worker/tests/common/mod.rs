@@ -123,6 +123,7 @@ pub fn params(window: usize, stride: usize, batch_size: usize) -> ExplainParams 
         quantity: Quantity::LogOdds,
         maps: MapClasses::All,
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     }
 }
 
