@@ -12,6 +12,32 @@ use lens_tests::{
 };
 use tokio_stream::StreamExt;
 
+type Client = lens_proto::v1::evidence_lens_client::EvidenceLensClient<tonic::transport::Channel>;
+
+/// One worker behind two gateways, with a client of each.
+struct TwoGateways {
+    _services: Services,
+    _worker: ChildProcess,
+    gateways: [ChildProcess; 2],
+    a: Client,
+    b: Client,
+}
+
+impl TwoGateways {
+    async fn start() -> TwoGateways {
+        let services = Services::start();
+        let worker = services.worker("one", 10);
+        let ((first, address_a), (second, address_b)) = (services.gateway(), services.gateway());
+        TwoGateways {
+            a: native_client(address_a).await,
+            b: native_client(address_b).await,
+            _services: services,
+            _worker: worker,
+            gateways: [first, second],
+        }
+    }
+}
+
 /// A few seconds of work on a digit, streamed as many small tiles.
 fn seconds_of_work(image: Vec<u8>, seed: u64) -> ExplainRequest {
     ExplainRequest {
@@ -27,12 +53,8 @@ fn seconds_of_work(image: Vec<u8>, seed: u64) -> ExplainRequest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_link_opens_through_either_gateway_live_and_after_the_end() {
-    let services = Services::start();
-    let _worker = services.worker("one", 10);
-    let (_a, address_a) = services.gateway();
-    let (_b, address_b) = services.gateway();
-    let mut a = native_client(address_a).await;
-    let mut b = native_client(address_b).await;
+    let cluster = TwoGateways::start().await;
+    let (mut a, mut b) = (cluster.a.clone(), cluster.b.clone());
     let request = seconds_of_work(preset(&mut a, 7).await.png, 1);
 
     let mut creator = a.explain(request.clone()).await.unwrap().into_inner();
@@ -55,7 +77,7 @@ async fn a_link_opens_through_either_gateway_live_and_after_the_end() {
     assert_eq!(live.map, created.map);
 
     // And after the end, from the store.
-    let mut b = native_client(address_b).await;
+    let mut b = cluster.b.clone();
     let stored = assemble(watch_events(&mut b, &created.started.id).await.unwrap());
     assert!(stored.finished.replayed);
     assert_eq!(stored.map, created.map);
@@ -203,11 +225,8 @@ async fn twenty_jobs_are_spread_over_two_workers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_viewer_of_a_gateway_that_dies_reconnects_through_another_and_loses_nothing() {
-    let services = Services::start();
-    let _worker = services.worker("one", 10);
-    let (mut doomed, address_a) = services.gateway();
-    let (_b, address_b) = services.gateway();
-    let mut a = native_client(address_a).await;
+    let mut cluster = TwoGateways::start().await;
+    let mut a = cluster.a.clone();
     let request = seconds_of_work(preset(&mut a, 9).await.png, 11);
     let mut stream = a.explain(request.clone()).await.unwrap().into_inner();
     let mut id = String::new();
@@ -219,13 +238,13 @@ async fn a_viewer_of_a_gateway_that_dies_reconnects_through_another_and_loses_no
             _ => {}
         }
     }
-    doomed.kill();
+    cluster.gateways[0].kill();
     assert!(
         stream.next().await.is_none_or(|e| e.is_err()),
         "the gateway is gone"
     );
 
-    let mut b = native_client(address_b).await;
+    let mut b = cluster.b.clone();
     let reconnected = assemble(watch_events(&mut b, &id).await.unwrap());
     assert_eq!(reconnected.started.id, id);
     assert!(!reconnected.finished.replayed, "the rest came live");
@@ -308,12 +327,8 @@ async fn within_a_minute<T>(work: impl std::future::Future<Output = T>) -> T {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_creator_cancels_through_any_gateway_and_the_worker_moves_on() {
-    let services = Services::start();
-    let _worker = services.worker("one", 10);
-    let (_a, address_a) = services.gateway();
-    let (_b, address_b) = services.gateway();
-    let mut a = native_client(address_a).await;
-    let mut b = native_client(address_b).await;
+    let cluster = TwoGateways::start().await;
+    let (mut a, mut b) = (cluster.a.clone(), cluster.b.clone());
     let digit = preset(&mut a, 2).await.png;
     let mut stream = a
         .explain(lens_tests::minutes_of_work(digit.clone()))
@@ -365,12 +380,8 @@ async fn the_creator_cancels_through_any_gateway_and_the_worker_moves_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workers_deletion_curves_are_served_by_every_gateway() {
     use lens_proto::v1::{FaithfulnessRequest, Removal};
-    let services = Services::start();
-    let _worker = services.worker("one", 10);
-    let (_a, address_a) = services.gateway();
-    let (_b, address_b) = services.gateway();
-    let mut a = native_client(address_a).await;
-    let mut b = native_client(address_b).await;
+    let cluster = TwoGateways::start().await;
+    let (mut a, mut b) = (cluster.a.clone(), cluster.b.clone());
     let request = ExplainRequest {
         image: preset(&mut a, 5).await.png,
         method: Method::EfficientPda as i32,

@@ -26,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         quantity: Quantity::LogOdds,
         maps: MapClasses::All,
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     };
     let pda = Pda {
         sampler: kit.sampler(),

@@ -176,6 +176,7 @@ fn params_at(stride: usize, batch_size: usize) -> ExplainParams {
         quantity: Quantity::LogOdds,
         maps: MapClasses::Classes(Vec::new()),
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     }
 }
 

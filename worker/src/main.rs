@@ -295,16 +295,7 @@ fn serve(
     precision: Precision,
     hosting: Hosting,
 ) -> anyhow::Result<()> {
-    let device = tch::Device::cuda_if_available();
-    if precision == Precision::Half && !device.is_cuda() {
-        anyhow::bail!("--precision half runs on CUDA only, and no CUDA device is available");
-    }
-    let registry = server::Registry::load(&models, &data, device, precision);
-    anyhow::ensure!(
-        !registry.entries.is_empty(),
-        "no model could be loaded from {} (run ./dev setup)",
-        models.display()
-    );
+    let (registry, device) = load_models(&models, &data, precision)?;
     if !dist.join("index.html").exists() {
         tracing::warn!(
             "{} has no index.html: the page is not built (./dev run builds it)",
@@ -390,16 +381,7 @@ fn worker(
     options: server::WorkerOptions,
     database_url: String,
 ) -> anyhow::Result<()> {
-    let device = tch::Device::cuda_if_available();
-    if precision == Precision::Half && !device.is_cuda() {
-        anyhow::bail!("--precision half runs on CUDA only, and no CUDA device is available");
-    }
-    let registry = server::Registry::load(&models, &data, device, precision);
-    anyhow::ensure!(
-        !registry.entries.is_empty(),
-        "no model could be loaded from {} (run ./dev setup)",
-        models.display()
-    );
+    let (registry, device) = load_models(&models, &data, precision)?;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&database_url)?);
     tokio::runtime::Runtime::new()?.block_on(async {
         let role = server::WorkerRole::start(registry, store, options).await?;
@@ -411,6 +393,25 @@ fn worker(
         role.run(server::on_terminate(stop)).await;
         anyhow::Ok(())
     })
+}
+
+/// The models on this machine's device (CUDA when present).
+fn load_models(
+    models: &std::path::Path,
+    data: &std::path::Path,
+    precision: Precision,
+) -> anyhow::Result<(server::Registry, tch::Device)> {
+    let device = tch::Device::cuda_if_available();
+    if precision == Precision::Half && !device.is_cuda() {
+        anyhow::bail!("--precision half runs on CUDA only, and no CUDA device is available");
+    }
+    let registry = server::Registry::load(models, data, device, precision);
+    anyhow::ensure!(
+        !registry.entries.is_empty(),
+        "no model could be loaded from {} (run ./dev setup)",
+        models.display()
+    );
+    Ok((registry, device))
 }
 
 /// The host's name and the process id: unique among running workers.

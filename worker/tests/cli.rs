@@ -114,6 +114,7 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
             quantity: Quantity::LogOdds,
             maps: MapClasses::Top(3),
             schedule: Schedule::Plain,
+            takeover: Default::default(),
         },
         &mut |_| ControlFlow::Continue(()),
     )

@@ -93,6 +93,7 @@ fn map(fill: &dyn WindowFill) -> Vec<f32> {
         quantity: Quantity::LogOdds,
         maps: MapClasses::Classes(Vec::new()),
         schedule: Schedule::Plain,
+        takeover: Default::default(),
     };
     explain(&LinearProbability, &image(), fill, &params, &mut |_| {
         std::ops::ControlFlow::Continue(())

@@ -64,6 +64,19 @@ pub fn of_stored(
     )?)
 }
 
+/// `of_stored` on the model behind `model`'s lock, timed, as the page and
+/// the store take it (call it on the device's thread, or a blocking one).
+pub fn measure_stored(
+    model: &std::sync::Mutex<LoadedModel>,
+    record: &Record,
+    removal: Removal,
+) -> Result<FaithfulnessResult, ServiceError> {
+    let began = std::time::Instant::now();
+    let model = model.lock().unwrap_or_else(|e| e.into_inner());
+    let result = of_stored(&model, record, removal)?;
+    Ok(to_proto(&result, began.elapsed().as_secs_f64()))
+}
+
 /// The curves as the page and the store take them.
 pub fn to_proto(result: &Faithfulness, wall_seconds: f64) -> FaithfulnessResult {
     let curves = |c: &Curves| proto::Curves {

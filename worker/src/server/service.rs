@@ -431,15 +431,7 @@ impl EvidenceLens for LensService {
         let in_flight = self.shutdown.job_started();
         self.device.run_unlisted(move || {
             let (_ticket, _in_flight) = (ticket, in_flight);
-            let outcome = guarded(|| {
-                let began = std::time::Instant::now();
-                let model = model.lock().unwrap_or_else(|e| e.into_inner());
-                let result = faithfulness::of_stored(&model, &record, removal)?;
-                Ok(faithfulness::to_proto(
-                    &result,
-                    began.elapsed().as_secs_f64(),
-                ))
-            });
+            let outcome = guarded(|| faithfulness::measure_stored(&model, &record, removal));
             let _ = answer.send(outcome);
         });
         let result = answered

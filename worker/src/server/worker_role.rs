@@ -271,15 +271,7 @@ impl WorkerRole {
             })?;
         let model = model_by_id(&self.registry, &record.model)?.model.clone();
         let result = tokio::task::spawn_blocking(move || {
-            guarded(|| {
-                let began = std::time::Instant::now();
-                let model = model.lock().unwrap_or_else(|e| e.into_inner());
-                let result = faithfulness::of_stored(&model, &record, removal)?;
-                Ok(faithfulness::to_proto(
-                    &result,
-                    began.elapsed().as_secs_f64(),
-                ))
-            })
+            guarded(|| faithfulness::measure_stored(&model, &record, removal))
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
