@@ -1,4 +1,5 @@
 //! Each run's events on its own JetStream subject (`lens.events.<run id>`),
+//! and beside them its window results (`lens.windows.<run id>`),
 //! kept while the run may still be watched: a viewer who opens a link on any
 //! process reads the run's events from the first and then follows the new
 //! ones as the worker publishes them. Bounded per run (events kept) and in
@@ -15,9 +16,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 use super::{open_stream, publish_stored, ClusterError};
-
-const STREAM: &str = "LENS_EVENTS";
-const SUBJECTS: &str = "lens.events.*";
 
 /// How long, how many and how much is kept.
 #[derive(Clone, Copy, Debug)]
@@ -44,19 +42,33 @@ pub struct RunEvents {
     jetstream: jetstream::Context,
     stream: jetstream::stream::Stream,
     url: String,
-}
-
-fn subject(run: &str) -> String {
-    format!("lens.events.{run}")
+    /// `lens.events` or `lens.windows`: a run's subject is `<prefix>.<run>`.
+    prefix: &'static str,
 }
 
 impl RunEvents {
     /// Connects to NATS at `url` and creates the events stream where it is
-    /// missing.
+    /// missing: what viewers see (`LENS_EVENTS`).
     pub async fn open(url: &str, limits: EventLimits) -> Result<RunEvents, ClusterError> {
+        Self::open_on(url, "LENS_EVENTS", "lens.events", limits).await
+    }
+
+    /// The same for the window results a worker reports after each batch,
+    /// for a worker that takes the run over (`LENS_WINDOWS`): on subjects of
+    /// their own, so that viewers never receive them.
+    pub async fn open_windows(url: &str, limits: EventLimits) -> Result<RunEvents, ClusterError> {
+        Self::open_on(url, "LENS_WINDOWS", "lens.windows", limits).await
+    }
+
+    async fn open_on(
+        url: &str,
+        name: &str,
+        prefix: &'static str,
+        limits: EventLimits,
+    ) -> Result<RunEvents, ClusterError> {
         let config = stream::Config {
-            name: STREAM.into(),
-            subjects: vec![SUBJECTS.into()],
+            name: name.into(),
+            subjects: vec![format!("{prefix}.*")],
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             max_age: limits.max_age,
@@ -70,12 +82,27 @@ impl RunEvents {
             jetstream,
             stream,
             url: url.to_string(),
+            prefix,
         })
+    }
+
+    fn subject(&self, run: &str) -> String {
+        format!("{}.{run}", self.prefix)
+    }
+
+    /// Forgets `run`'s entries (a finished run's window results).
+    pub async fn forget(&self, run: &str) -> Result<(), ClusterError> {
+        self.stream
+            .purge()
+            .filter(self.subject(run))
+            .await
+            .map_err(ClusterError::nats)?;
+        Ok(())
     }
 
     /// Publishes one event of `run`; returns once JetStream stored it.
     pub async fn publish(&self, run: &str, event: Bytes) -> Result<(), ClusterError> {
-        publish_stored(&self.jetstream, subject(run), event).await
+        publish_stored(&self.jetstream, self.subject(run), event).await
     }
 
     /// `run`'s events from the first one kept, then each new one as it is
@@ -98,7 +125,7 @@ impl RunEvents {
         self.check_connected()?;
         match self
             .stream
-            .get_first_raw_message_by_subject(subject(run), 0)
+            .get_first_raw_message_by_subject(self.subject(run), 0)
             .await
         {
             Ok(message) => Ok(Some(message.payload)),
@@ -113,7 +140,7 @@ impl RunEvents {
         self.check_connected()?;
         let last = match self
             .stream
-            .get_last_raw_message_by_subject(&subject(run))
+            .get_last_raw_message_by_subject(&self.subject(run))
             .await
         {
             Ok(message) => message.sequence,
@@ -143,7 +170,7 @@ impl RunEvents {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: subject(run),
+                filter_subject: self.subject(run),
                 deliver_policy: DeliverPolicy::All,
                 ..Default::default()
             })

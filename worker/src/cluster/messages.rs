@@ -51,13 +51,10 @@ pub struct RunEntry {
     /// The answer to a `CurvesJob`.
     #[prost(message, optional, tag = "5")]
     pub curves: Option<FaithfulnessResult>,
-    /// A batch's window results, for a worker that takes the run over
-    /// (not for viewers).
-    #[prost(message, optional, tag = "6")]
-    pub windows: Option<WindowBatch>,
 }
 
-/// The results of a batch of windows (see `engine::WindowResults`).
+/// The results of a batch of windows (see `engine::WindowResults`), on the
+/// run's window subject, for a worker that takes the run over.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WindowBatch {
     #[prost(int64, repeated, tag = "1")]

@@ -27,7 +27,9 @@ use tokio::sync::mpsc;
 
 use crate::cluster::events::{EventLimits, RunEvents};
 use crate::cluster::jobs::{JobQueue, QueuedJob};
-use crate::cluster::messages::{AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WorkerModels};
+use crate::cluster::messages::{
+    AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WindowBatch, WorkerModels,
+};
 use crate::cluster::models::{ModelBoard, ADVERT_EVERY};
 use crate::cluster::ClusterError;
 use crate::engine::{EngineError, Takeover, WindowResults};
@@ -57,6 +59,8 @@ pub struct WorkerRole {
     store: Arc<dyn Store>,
     queue: JobQueue,
     events: Arc<RunEvents>,
+    /// Each run's window results, batch after batch.
+    windows: Arc<RunEvents>,
     board: ModelBoard,
     speeds: Arc<Speeds>,
     options: WorkerOptions,
@@ -84,6 +88,7 @@ impl WorkerRole {
         let url = &options.nats_url;
         let queue = JobQueue::open(url, options.ack_wait).await?;
         let events = Arc::new(RunEvents::open(url, EventLimits::default()).await?);
+        let windows = Arc::new(RunEvents::open_windows(url, EventLimits::default()).await?);
         let board = ModelBoard::open(url).await?;
         let registry = Arc::new(registry);
         let speeds = Arc::<Speeds>::default();
@@ -101,6 +106,7 @@ impl WorkerRole {
             store,
             queue,
             events,
+            windows,
             board,
             speeds,
             options,
@@ -199,8 +205,8 @@ impl WorkerRole {
         let id = job.id.clone();
         // What the run's viewers already have: a run taken over from a
         // worker that died, or one cancelled while it waited.
-        let sent = match self.events.so_far(&id).await {
-            Ok(entries) => Sent::from_entries(&entries),
+        let (sent, done) = match self.so_far(&id).await {
+            Ok(so_far) => so_far,
             Err(error) => {
                 tracing::warn!("cannot read the events of {id}: {error}");
                 return Settled::Retry;
@@ -209,7 +215,7 @@ impl WorkerRole {
         if sent.ended {
             return Settled::Done;
         }
-        let publisher = Publisher::start(self.events.clone(), id.clone());
+        let publisher = Publisher::start(self.events.clone(), self.windows.clone(), id.clone());
         tracing::info!("worker {} runs {id} (attempt {attempt})", self.options.name);
         if attempt > 1 {
             publisher.send(RunEntry::event(event(Event::Moved(Moved {
@@ -218,7 +224,7 @@ impl WorkerRole {
         }
         let cancelled = Arc::new(AtomicBool::new(false));
         let watching = self.watch_for_cancel(&id, cancelled.clone());
-        let outcome = self.explain(job, sent, &publisher, cancelled).await;
+        let outcome = self.explain(job, sent, done, &publisher, cancelled).await;
         watching.abort();
         let settled = match outcome {
             Ok(()) => Settled::Done,
@@ -235,11 +241,29 @@ impl WorkerRole {
                 Settled::Done
             }
         };
-        if publisher.finish().await {
-            settled
-        } else {
-            Settled::Retry
+        if !publisher.finish().await {
+            return Settled::Retry;
         }
+        if matches!(settled, Settled::Done) {
+            // Only a worker taking the run over needed them.
+            if let Err(error) = self.windows.forget(&id).await {
+                tracing::warn!("cannot forget the window results of {id}: {error}");
+            }
+        }
+        settled
+    }
+
+    /// What the run's viewers already have, and the results of the windows
+    /// computed before (a run taken over, or one cancelled while it waited).
+    async fn so_far(&self, id: &str) -> Result<(Sent, WindowResults), ClusterError> {
+        let sent = Sent::from_entries(&self.events.so_far(id).await?);
+        let mut done = WindowResults::default();
+        for batch in self.windows.so_far(id).await? {
+            let batch =
+                WindowBatch::decode(batch).map_err(|e| ClusterError::Nats(e.to_string()))?;
+            done.extend(batch.into());
+        }
+        Ok((sent, done))
     }
 
     /// Computes and stores the deletion and insertion curves of a stored
@@ -285,6 +309,7 @@ impl WorkerRole {
         &self,
         job: ClusterJob,
         sent: Sent,
+        done: WindowResults,
         publisher: &Publisher,
         cancelled: Arc<AtomicBool>,
     ) -> Result<(), ServiceError> {
@@ -308,11 +333,11 @@ impl WorkerRole {
         // The windows the first worker reported are not computed again.
         let takeover = Takeover {
             report: true,
-            done: (!sent.windows.cells.is_empty()).then(|| Arc::new(sent.windows.clone())),
+            done: (!done.cells.is_empty()).then(|| Arc::new(done)),
         };
         let sink = ClusterSink {
             sent,
-            entries: publisher.entries.clone(),
+            outgoing: publisher.outgoing.clone(),
             cancelled,
             stopping: self.stopping.clone(),
         };
@@ -351,8 +376,7 @@ impl WorkerRole {
     }
 }
 
-/// What a run's viewers already received, and the windows its worker had
-/// computed.
+/// What a run's viewers already received.
 #[derive(Default)]
 struct Sent {
     started: Option<Started>,
@@ -361,8 +385,6 @@ struct Sent {
     tiles: HashSet<(u32, u32, u32, u32)>,
     /// Finished, failed or cancelled.
     ended: bool,
-    /// The schedule's first windows, in order.
-    windows: WindowResults,
 }
 
 fn tile_key(tile: &Tile) -> (u32, u32, u32, u32) {
@@ -377,9 +399,6 @@ impl Sent {
             .filter_map(|e| RunEntry::decode(e.clone()).ok())
         {
             sent.ended |= entry.cancelled || entry.failure.is_some();
-            if let Some(batch) = entry.windows {
-                sent.windows.extend(batch.into());
-            }
             match entry.event.and_then(|e| e.event) {
                 Some(Event::Started(started)) => sent.started = Some(started),
                 Some(Event::Tile(tile)) if tile.coarse => sent.coarse = true,
@@ -403,11 +422,11 @@ impl Sent {
     }
 }
 
-/// The engine's events, minus what the viewers already have, to the
-/// publisher.
+/// The engine's events, minus what the viewers already have, and its
+/// window results, to the publisher.
 struct ClusterSink {
     sent: Sent,
-    entries: mpsc::UnboundedSender<RunEntry>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     cancelled: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
 }
@@ -425,7 +444,7 @@ impl RunSink for ClusterSink {
             return ControlFlow::Break(());
         }
         if !self.sent.has(&event) {
-            let _ = self.entries.send(RunEntry::event(event));
+            let _ = self.outgoing.send(Outgoing::Entry(RunEntry::event(event)));
         }
         ControlFlow::Continue(())
     }
@@ -434,46 +453,56 @@ impl RunSink for ClusterSink {
         if self.stopped() {
             return ControlFlow::Break(());
         }
-        let entry = RunEntry {
-            windows: Some(results.into()),
-            ..Default::default()
-        };
-        let _ = self.entries.send(entry);
+        let _ = self.outgoing.send(Outgoing::Windows(results.into()));
         ControlFlow::Continue(())
     }
 }
 
-/// Publishes a run's entries in order, from any thread, without making the
-/// engine wait for NATS.
+/// What a worker publishes about a run.
+enum Outgoing {
+    /// For the viewers (and the gateways).
+    Entry(RunEntry),
+    /// For a worker that may take the run over.
+    Windows(WindowBatch),
+}
+
+/// Publishes a run's entries and window results in order, from any thread,
+/// without making the engine wait for NATS.
 struct Publisher {
-    entries: mpsc::UnboundedSender<RunEntry>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     task: tokio::task::JoinHandle<bool>,
 }
 
 impl Publisher {
-    fn start(events: Arc<RunEvents>, id: String) -> Publisher {
-        let (entries, mut queue) = mpsc::unbounded_channel::<RunEntry>();
+    fn start(events: Arc<RunEvents>, windows: Arc<RunEvents>, id: String) -> Publisher {
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let task = tokio::spawn(async move {
-            while let Some(entry) = queue.recv().await {
-                if let Err(error) = events.publish(&id, entry.encoded()).await {
-                    // Anything after a gap would mislead the viewers: stop,
-                    // and let the job come back.
+            while let Some(item) = queue.recv().await {
+                let published = match item {
+                    Outgoing::Entry(entry) => events.publish(&id, entry.encoded()).await,
+                    Outgoing::Windows(batch) => {
+                        windows.publish(&id, batch.encode_to_vec().into()).await
+                    }
+                };
+                if let Err(error) = published {
+                    // Anything after a gap would mislead the viewers (or a
+                    // worker taking over): stop, and let the job come back.
                     tracing::warn!("cannot publish the events of {id}: {error}");
                     return false;
                 }
             }
             true
         });
-        Publisher { entries, task }
+        Publisher { outgoing, task }
     }
 
     fn send(&self, entry: RunEntry) {
-        let _ = self.entries.send(entry);
+        let _ = self.outgoing.send(Outgoing::Entry(entry));
     }
 
     /// Waits until everything sent is published; whether all of it was.
     async fn finish(self) -> bool {
-        drop(self.entries);
+        drop(self.outgoing);
         self.task.await.unwrap_or(false)
     }
 }
