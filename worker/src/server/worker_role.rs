@@ -444,7 +444,9 @@ impl RunSink for ClusterSink {
             return ControlFlow::Break(());
         }
         if !self.sent.has(&event) {
-            let _ = self.outgoing.send(Outgoing::Entry(RunEntry::event(event)));
+            let _ = self
+                .outgoing
+                .send(Outgoing::Entry(Box::new(RunEntry::event(event))));
         }
         ControlFlow::Continue(())
     }
@@ -460,8 +462,8 @@ impl RunSink for ClusterSink {
 
 /// What a worker publishes about a run.
 enum Outgoing {
-    /// For the viewers (and the gateways).
-    Entry(RunEntry),
+    /// For the viewers (and the gateways); boxed: an entry is large.
+    Entry(Box<RunEntry>),
     /// For a worker that may take the run over.
     Windows(WindowBatch),
 }
@@ -497,7 +499,7 @@ impl Publisher {
     }
 
     fn send(&self, entry: RunEntry) {
-        let _ = self.outgoing.send(Outgoing::Entry(entry));
+        let _ = self.outgoing.send(Outgoing::Entry(Box::new(entry)));
     }
 
     /// Waits until everything sent is published; whether all of it was.
