@@ -3,7 +3,8 @@
 //! - `each_job_goes_to_one_worker_and_leaves_when_done`
 //! - `a_job_whose_worker_dies_goes_to_another_worker`: the first worker
 //!   takes the job and disappears without finishing it; the second gets it
-//!   `ack_wait` later, as its second delivery.
+//!   `ack_wait` later, as its second delivery, though a gateway (which only
+//!   submits) was there first.
 //! - `a_job_kept_alive_is_not_handed_on`: confirmed every half `ack_wait`,
 //!   a job longer than `ack_wait` stays with its worker.
 //! - `each_clients_jobs_are_counted_until_done`: the per-client count that
@@ -82,11 +83,17 @@ async fn each_job_goes_to_one_worker_and_leaves_when_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_dies_goes_to_another_worker() {
     let nats = NatsServer::start();
-    let survivor = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
-    survivor
+    // A gateway up before any worker leaves the takeover time to them.
+    let gateway = JobQueue::submitter(&nats.url()).await.unwrap();
+    gateway
         .submit("one", Bytes::from_static(b"job"))
         .await
         .unwrap();
+    assert!(
+        gateway.next(ACK_WAIT).await.is_err(),
+        "a submitter takes no jobs"
+    );
+    let survivor = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
     {
         let doomed = JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap();
         let taken = doomed.next(ACK_WAIT).await.unwrap().expect("a job waits");

@@ -29,7 +29,8 @@ pub const MAX_DELIVERIES: i64 = 5;
 pub struct JobQueue {
     jetstream: jetstream::Context,
     stream: jetstream::stream::Stream,
-    consumer: PullConsumer,
+    /// Only where jobs are taken (`open`), not where they are submitted.
+    consumer: Option<PullConsumer>,
     url: String,
 }
 
@@ -48,19 +49,13 @@ pub struct QueuedJob {
 }
 
 impl JobQueue {
-    /// Connects to NATS at `url` and creates the stream and the shared
-    /// consumer where they do not exist yet.
+    /// Connects to NATS at `url` to take jobs (a worker), creating the
+    /// stream and the shared consumer where they do not exist yet. The
+    /// first worker's `ack_wait` stays with the consumer.
     pub async fn open(url: &str, ack_wait: Duration) -> Result<JobQueue, ClusterError> {
-        let config = stream::Config {
-            name: STREAM.into(),
-            subjects: vec![SUBJECTS.into()],
-            retention: RetentionPolicy::WorkQueue,
-            storage: StorageType::File,
-            max_age: Duration::from_secs(24 * 3600),
-            ..Default::default()
-        };
-        let (jetstream, stream) = open_stream(url, config).await?;
-        let consumer = stream
+        let mut queue = Self::submitter(url).await?;
+        let consumer = queue
+            .stream
             .get_or_create_consumer(
                 CONSUMER,
                 pull::Config {
@@ -73,10 +68,26 @@ impl JobQueue {
             )
             .await
             .map_err(|e| ClusterError::jetstream(url, e))?;
+        queue.consumer = Some(consumer);
+        Ok(queue)
+    }
+
+    /// Connects to NATS at `url` only to submit and count jobs (a gateway):
+    /// the workers' consumer, with their `ack_wait`, is theirs to make.
+    pub async fn submitter(url: &str) -> Result<JobQueue, ClusterError> {
+        let config = stream::Config {
+            name: STREAM.into(),
+            subjects: vec![SUBJECTS.into()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            max_age: Duration::from_secs(24 * 3600),
+            ..Default::default()
+        };
+        let (jetstream, stream) = open_stream(url, config).await?;
         Ok(JobQueue {
             jetstream,
             stream,
-            consumer,
+            consumer: None,
             url: url.to_string(),
         })
     }
@@ -106,8 +117,11 @@ impl JobQueue {
 
     /// The next job, waiting at most `wait` for one.
     pub async fn next(&self, wait: Duration) -> Result<Option<QueuedJob>, ClusterError> {
-        let mut batch = self
+        let consumer = self
             .consumer
+            .as_ref()
+            .ok_or_else(|| ClusterError::Nats("a submitter takes no jobs".into()))?;
+        let mut batch = consumer
             .batch()
             .max_messages(1)
             .expires(wait)

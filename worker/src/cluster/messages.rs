@@ -141,6 +141,17 @@ impl RunEntry {
         }
     }
 
+    /// Whether the run ends here: Finished, a failure or a cancel.
+    pub fn ends_run(&self) -> bool {
+        let finished = self.event.as_ref().and_then(|e| e.event.as_ref());
+        self.cancelled
+            || self.failure.is_some()
+            || matches!(
+                finished,
+                Some(lens_proto::v1::explain_event::Event::Finished(_))
+            )
+    }
+
     pub fn encoded(&self) -> bytes::Bytes {
         prost::Message::encode_to_vec(self).into()
     }

@@ -58,19 +58,21 @@ pub fn upload<T: tch::kind::Element>(values: &[T], device: Device) -> Tensor {
 }
 
 /// A tensor's values as f32 on the host, flattened (waits for the device).
-/// `t` on the host as f64 values, flattened.
-pub fn host_f64(t: &Tensor) -> Result<Vec<f64>, EngineError> {
-    Ok(Vec::<f64>::try_from(
-        t.f_to_kind(Kind::Double)?
-            .f_to_device(Device::Cpu)?
-            .f_contiguous()?
-            .f_view([-1])?,
-    )?)
+pub fn host_f32(t: &Tensor) -> Result<Vec<f32>, EngineError> {
+    host(t, Kind::Float)
 }
 
-pub fn host_f32(t: &Tensor) -> Result<Vec<f32>, EngineError> {
-    Ok(Vec::<f32>::try_from(
-        t.f_to_kind(Kind::Float)?
+/// `t` on the host as f64 values, flattened.
+pub fn host_f64(t: &Tensor) -> Result<Vec<f64>, EngineError> {
+    host(t, Kind::Double)
+}
+
+fn host<T>(t: &Tensor, kind: Kind) -> Result<Vec<T>, EngineError>
+where
+    Vec<T>: TryFrom<Tensor, Error = tch::TchError>,
+{
+    Ok(Vec::<T>::try_from(
+        t.f_to_kind(kind)?
             .f_to_device(Device::Cpu)?
             .f_contiguous()?
             .f_view([-1])?,

@@ -46,8 +46,8 @@ const MODELS_FRESH_FOR: Duration = Duration::from_secs(2);
 
 pub struct Gateway {
     store: Arc<dyn Store>,
-    queue: Arc<JobQueue>,
-    events: Arc<RunEvents>,
+    queue: JobQueue,
+    events: RunEvents,
     board: ModelBoard,
     presets: Presets,
     admission: Arc<Admission>,
@@ -66,13 +66,10 @@ impl Gateway {
         data: &std::path::Path,
         limits: Limits,
     ) -> Result<Gateway, ClusterError> {
-        // The queue's ack_wait is the workers' to choose; a gateway only
-        // submits, so whatever the stream has stays.
-        let queue = JobQueue::open(nats_url, Duration::from_secs(30)).await?;
         Ok(Gateway {
             store,
-            queue: Arc::new(queue),
-            events: Arc::new(RunEvents::open(nats_url, EventLimits::default()).await?),
+            queue: JobQueue::submitter(nats_url).await?,
+            events: RunEvents::open(nats_url, EventLimits::default()).await?,
             board: ModelBoard::open(nats_url).await?,
             presets: Presets::load(data),
             admission: Admission::new(limits),
@@ -101,11 +98,7 @@ impl Gateway {
         let mut models: Vec<AdvertisedModel> = Vec::new();
         for worker in self.board.current().await? {
             for model in worker.models {
-                let id = model.info.as_ref().map(|i| i.id.clone());
-                if !models
-                    .iter()
-                    .any(|m| m.info.as_ref().map(|i| i.id.clone()) == id)
-                {
+                if !models.iter().any(|m| id_of(m) == id_of(&model)) {
                     models.push(model);
                 }
             }
@@ -336,19 +329,11 @@ impl EvidenceLens for Gateway {
         if !store::is_valid_id(&id) {
             return Err(ServiceError::BadId { id }.into());
         }
-        let entries = self.events.so_far(&id).await?;
-        let entries: Vec<RunEntry> = entries
+        let entries: Vec<RunEntry> = (self.events.so_far(&id).await?)
             .into_iter()
             .filter_map(|e| RunEntry::decode(e).ok())
             .collect();
-        let ended = entries.iter().any(|e| {
-            e.cancelled
-                || e.failure.is_some()
-                || matches!(
-                    e.event.as_ref().and_then(|e| e.event.as_ref()),
-                    Some(Event::Finished(_))
-                )
-        });
+        let ended = entries.iter().any(RunEntry::ends_run);
         let Some(first) = entries.first().filter(|_| !ended) else {
             return Err(ServiceError::NotRunning { id }.into());
         };

@@ -398,14 +398,13 @@ impl Sent {
             .iter()
             .filter_map(|e| RunEntry::decode(e.clone()).ok())
         {
-            sent.ended |= entry.cancelled || entry.failure.is_some();
+            sent.ended |= entry.ends_run();
             match entry.event.and_then(|e| e.event) {
                 Some(Event::Started(started)) => sent.started = Some(started),
                 Some(Event::Tile(tile)) if tile.coarse => sent.coarse = true,
                 Some(Event::Tile(tile)) => {
                     sent.tiles.insert(tile_key(&tile));
                 }
-                Some(Event::Finished(_)) => sent.ended = true,
                 _ => {}
             }
         }
