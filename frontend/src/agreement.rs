@@ -2,31 +2,30 @@
 //! follows PDA with many samples there, as the worker's `agreement`
 //! command measured it (shown in the method picker).
 
-use lens_proto::v1::{Method, MethodAgreement, ModelInfo};
+use crate::domain::{Agreement, ModelChoice};
+use crate::method::Method;
 
 /// The measurement for `method` (for PDA and the sampled mean: at `samples`).
-fn find(info: &ModelInfo, method: Method, samples: u32) -> Option<&MethodAgreement> {
-    let counted = matches!(method, Method::Pda | Method::SampledMean);
+fn find(info: &ModelChoice, method: Method, samples: u32) -> Option<&Agreement> {
+    let counted = method.uses_samples();
     info.agreement
         .iter()
-        .find(|a| a.method == method as i32 && (!counted || a.samples == samples))
+        .find(|a| a.method == method && (!counted || a.samples == samples))
 }
 
 /// A short suffix for the method's option, where one figure describes it
 /// (PDA has one per S, told in the note instead).
-pub fn option_suffix(info: Option<&ModelInfo>, method: Method) -> String {
+pub fn option_suffix(info: Option<&ModelChoice>, method: Method) -> String {
     let Some(info) = info else {
         return String::new();
     };
     if method == Method::Pda {
         return String::new();
     }
-    let mut measured = info.agreement.iter().filter(|a| a.method == method as i32);
+    let mut measured = info.agreement.iter().filter(|a| a.method == method);
+    // Short, so the picker never cuts it off; the note under it says at
+    // which S where that matters.
     match (measured.next(), measured.next()) {
-        (Some(a), None) if a.samples > 0 => format!(
-            " · agrees with PDA: {:.2} (S = {})",
-            a.rank_correlation, a.samples
-        ),
         (Some(a), None) => format!(" · agrees with PDA: {:.2}", a.rank_correlation),
         _ => String::new(),
     }
@@ -34,7 +33,7 @@ pub fn option_suffix(info: Option<&ModelInfo>, method: Method) -> String {
 
 /// One sentence under the picker for the method and S chosen, or None when
 /// the model's agreement was not measured for them.
-pub fn note(info: Option<&ModelInfo>, method: Method, samples: u32) -> Option<String> {
+pub fn note(info: Option<&ModelChoice>, method: Method, samples: u32) -> Option<String> {
     let info = info?;
     let found = find(info, method, samples)?;
     Some(format!(

@@ -4,9 +4,10 @@
 //! magnitude received so far. Pixels not computed yet stay transparent.
 
 use lens_proto::palette::{diverging, symmetric_scale};
-use lens_proto::v1::{Picture, Tile};
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
+
+use crate::stream::MapTile;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Heatmap {
@@ -25,7 +26,7 @@ impl Heatmap {
         }
     }
 
-    pub fn apply(&mut self, tile: &Tile) {
+    pub fn apply(&mut self, tile: &MapTile) {
         for row in 0..tile.height {
             for col in 0..tile.width {
                 let (x, y) = (tile.x + col, tile.y + row);
@@ -61,21 +62,6 @@ pub fn sequential_rgba(values: &[f32]) -> Vec<u8> {
             let t = (v / top).clamp(0.0, 1.0);
             let fade = |full: f32| (255.0 - t * (255.0 - full)).round() as u8;
             [fade(118.0), fade(42.0), fade(131.0), 255]
-        })
-        .collect()
-}
-
-/// RGBA of a grey (1-channel) or RGB (3-channel, channel-major) picture.
-pub fn picture_rgba(image: &Picture) -> Vec<u8> {
-    let pixels = (image.width * image.height) as usize;
-    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    (0..pixels)
-        .flat_map(|i| {
-            let channel = |c: usize| {
-                let c = if image.channels >= 3 { c } else { 0 };
-                level(image.values.get(c * pixels + i).copied().unwrap_or(0.0))
-            };
-            [channel(0), channel(1), channel(2), 255]
         })
         .collect()
 }

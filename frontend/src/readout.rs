@@ -3,10 +3,10 @@
 //! probability with the whole image and with the window nearest the pixel
 //! replaced, which is what the evidence there is made of.
 
-use lens_proto::v1::Method;
 use lens_proto::windows::{covering, nearest, positions};
 
 use crate::heatmap::Heatmap;
+use crate::method::Method;
 
 /// What one pixel of a finished map says.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +30,7 @@ pub struct Geometry {
 
 impl Geometry {
     fn has_windows(&self) -> bool {
-        !matches!(self.method, Some(Method::Saliency | Method::GradCam))
+        self.method.is_none_or(Method::has_windows)
     }
 }
 

@@ -1,11 +1,72 @@
-//! Reading an explanation's event stream, for the page and the comparison
-//! view alike: each event to a callback until `Finished`, the callback
-//! stops, or the stream fails or ends early.
+//! A run's events as the page reads them (made from the worker's stream in
+//! `client.rs`), and reading them for the page and the comparison view
+//! alike: each event to a callback until `Finished`, the callback stops, or
+//! the stream fails or ends early.
 
 use std::ops::ControlFlow;
 
-use lens_proto::v1::{explain_event::Event, ExplainEvent};
-use tonic::{Status, Streaming};
+use crate::client::RunFeed;
+use crate::domain::RunSettings;
+
+/// The model's input as explained, ready to paint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+/// A rectangle of the map whose values are final, or (`coarse`) a preview
+/// of the whole map that final tiles replace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MapTile {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    pub values: Vec<f32>,
+    pub windows_done: u64,
+    pub total_windows: u64,
+    pub coarse: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Started {
+    pub input: Option<Picture>,
+    pub probabilities: Vec<f32>,
+    pub class_names: Vec<String>,
+    pub predicted: u32,
+    pub explained: u32,
+    pub total_windows: u64,
+    /// The share id, and in the creator's stream only, its secret.
+    pub id: String,
+    pub owner_secret: String,
+    /// What was asked, defaults filled in.
+    pub settings: Option<RunSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    pub wall_seconds: f64,
+    pub windows_per_second: f64,
+    pub spread: Vec<f32>,
+    pub replayed: bool,
+    pub window_probabilities: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEvent {
+    Queued {
+        ahead: u32,
+        id: String,
+        owner_secret: String,
+    },
+    Started(Box<Started>),
+    Tile(MapTile),
+    Finished(Box<Finished>),
+    /// Another worker took the run over; the map goes on where it was.
+    Moved,
+}
 
 /// How a stream that did not fail ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,20 +76,26 @@ pub enum End {
     Stopped,
 }
 
+/// Why a stream ended without finishing: a readable message, and whether
+/// the run was cancelled (not a failure).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broken {
+    pub message: String,
+    pub cancelled: bool,
+}
+
 pub async fn each_event(
-    mut stream: Streaming<ExplainEvent>,
-    mut on_event: impl FnMut(Event) -> ControlFlow<()>,
-) -> Result<End, Status> {
+    mut feed: RunFeed,
+    mut on_event: impl FnMut(RunEvent) -> ControlFlow<()>,
+) -> Result<End, Broken> {
     loop {
-        let Some(message) = stream.message().await? else {
-            return Err(Status::unknown(
-                "the worker ended the stream before the explanation finished",
-            ));
+        let Some(event) = feed.next().await? else {
+            return Err(Broken {
+                message: "The worker ended the stream before the explanation finished.".into(),
+                cancelled: false,
+            });
         };
-        let Some(event) = message.event else {
-            continue;
-        };
-        let finished = matches!(event, Event::Finished(_));
+        let finished = matches!(event, RunEvent::Finished(_));
         if on_event(event).is_break() {
             return Ok(End::Stopped);
         }

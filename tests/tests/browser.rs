@@ -5,7 +5,8 @@
 //! again after a worker restart; download the map; compare methods side by
 //! side; switch to the presentation layout; see a method's measured
 //! agreement in the picker, read a pixel of the map and check the map's
-//! faithfulness.
+//! faithfulness; the map leads the page at projector and phone sizes, and
+//! a student following a class sees the teacher's map and controls.
 
 use std::ops::ControlFlow;
 use std::process::{Child, Command, Stdio};
@@ -116,6 +117,19 @@ fn most_mixed_preset() -> u8 {
         "no preset has visible evidence against its class"
     );
     best.0
+}
+
+/// Saves a screenshot as `target/browser-screens/NAME.png` (outside the
+/// tracked tree, so the tests leave a clean checkout) and returns it. The
+/// README's picture is refreshed only on request:
+/// `LENS_REFRESH_README_PICTURE=1 cargo test --release -p lens-tests --test browser page_explains_a_photo`.
+async fn save_screenshot(client: &Client, name: &str) -> Vec<u8> {
+    let picture = client.screenshot().await.unwrap();
+    assert!(picture.starts_with(b"\x89PNG"));
+    let folder = repo_root().join("target/browser-screens");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(format!("{name}.png")), &picture).unwrap();
+    picture
 }
 
 /// Waits (up to 30 s) for the element with this `data-testid`.
@@ -367,10 +381,12 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
         quantity.starts_with("weight of evidence in bits"),
         "{quantity}"
     );
-    // The README's picture of the page, made here so it stays current.
-    let picture = client.screenshot().await.unwrap();
-    assert!(picture.starts_with(b"\x89PNG"));
-    std::fs::write(repo_root().join("docs/page-photo.png"), picture).unwrap();
+    // The page's picture, kept outside the tracked tree (the README's copy
+    // changes only when asked for, see `save_screenshot`).
+    let picture = save_screenshot(&client, "page-photo").await;
+    if std::env::var_os("LENS_REFRESH_README_PICTURE").is_some() {
+        std::fs::write(repo_root().join("docs/page-photo.png"), picture).unwrap();
+    }
 
     let predicted = text_of(&client, "predicted").await;
     assert!(predicted.contains("espresso"), "{predicted}");
@@ -942,4 +958,204 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     assert!(text.contains("lower is better"), "{text}");
     client.close().await.unwrap();
     std::fs::remove_dir_all(models).unwrap();
+}
+
+/// Sets the viewport (not the window) to `width` x `height` CSS pixels.
+async fn set_viewport(client: &Client, width: u32, height: u32) {
+    client.set_window_size(width, height).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let inner = client
+        .execute("return [window.innerWidth, window.innerHeight];", vec![])
+        .await
+        .unwrap();
+    let inner: Vec<u32> = serde_json::from_value(inner).unwrap();
+    client
+        .set_window_size(2 * width - inner[0], 2 * height - inner[1])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Checks that the map leads the screen: its top edge inside the first
+/// screen, no two of the main panels (and the header) overlapping, the
+/// input, map and legend apart from each other, nothing wider than the
+/// screen. Saves a screenshot as `name`.
+async fn check_map_first(client: &Client, name: &str) -> serde_json::Value {
+    let parts = client
+        .execute(
+            r#"window.scrollTo(0, 0);
+               const box = e => { const r = e.getBoundingClientRect();
+                 return { name: `${e.tagName}.${e.className.baseVal ?? e.className} ${e.dataset.testid || ''}`,
+                          left: r.left, top: r.top, right: r.right, bottom: r.bottom }; };
+               const panels = Array.from(document.querySelectorAll('header, .panel'))
+                 .filter(e => e.getClientRects().length > 0).map(box);
+               const pieces = ['input-canvas', 'legend'].map(id => document.querySelector(`[data-testid=${id}]`))
+                 .concat([document.querySelector('[data-testid=heatmap-canvas]').parentElement]).map(box);
+               const overlaps = list => {
+                 const found = [];
+                 for (let i = 0; i < list.length; i++) for (let j = i + 1; j < list.length; j++) {
+                   const a = list[i], b = list[j];
+                   const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+                   const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+                   if (w > 1 && h > 1) found.push(`${a.name} / ${b.name}`);
+                 }
+                 return found;
+               };
+               return { map: pieces[2], overlaps: overlaps(panels).concat(overlaps(pieces)),
+                        height: window.innerHeight, width: window.innerWidth,
+                        scroll: document.documentElement.scrollWidth, panels: panels.length };"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    save_screenshot(client, name).await;
+    let at = format!("{name}: {parts}");
+    assert!(parts["panels"].as_u64().unwrap() >= 5, "{at}");
+    assert_eq!(parts["overlaps"], json!([]), "{at}");
+    let map_top = parts["map"]["top"].as_f64().unwrap();
+    assert!(
+        (0.0..parts["height"].as_f64().unwrap() - 100.0).contains(&map_top),
+        "the map's top edge on the first screen: {at}"
+    );
+    assert!(
+        parts["scroll"].as_f64() <= parts["width"].as_f64(),
+        "no sideways scrolling: {at}"
+    );
+    parts
+}
+
+/// The value and shown text of the select `testid`.
+async fn selected(client: &Client, testid: &str) -> (String, String) {
+    let found = client
+        .execute(
+            &format!(
+                "const s = document.querySelector('[data-testid={testid}]');
+                 return [s.value, s.selectedIndex < 0 ? '' : s.options[s.selectedIndex].text];"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// The `data-testid` of the preset marked as chosen, if any.
+async fn chosen_preset(client: &Client) -> Option<String> {
+    let found = client
+        .execute(
+            "const p = document.querySelector('.preset.selected'); return p ? p.dataset.testid : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_leads_every_screen_and_followers_see_the_teachers_controls() {
+    let address = start_worker().await;
+    let driver = start_chromedriver();
+    let teacher = open_browser(&driver, &temp_folder("chromium-map-first-teacher")).await;
+    teacher
+        .goto(&format!(
+            "http://{address}/?model=efficientnet-lite0&k=10&stride=10"
+        ))
+        .await
+        .unwrap();
+    click(&teacher, "preset-chelsea.png").await;
+    assert_eq!(wait_until_not_running(&teacher).await, "done");
+
+    // Projectors, in the normal and the presentation layout: the map on
+    // the first screen, panels apart.
+    for presentation in [false, true] {
+        if presentation {
+            click(&teacher, "presentation").await;
+        }
+        for (width, height) in [(1920, 1080), (1280, 720)] {
+            set_viewport(&teacher, width, height).await;
+            let layout = if presentation {
+                "presentation"
+            } else {
+                "normal"
+            };
+            let parts =
+                check_map_first(&teacher, &format!("teacher-{layout}-{width}x{height}")).await;
+            if presentation {
+                // Input, map and legend fill the first screen.
+                let bottom = parts["map"]["bottom"].as_f64().unwrap();
+                assert!(bottom <= height as f64, "{layout} {width}: {parts}");
+            }
+        }
+    }
+    click(&teacher, "presentation").await;
+
+    // The teacher opens a class and shows another photo with other
+    // settings; a student follows on a phone.
+    click(&teacher, "open-class").await;
+    let link = wait_for(&teacher, "class-qr")
+        .await
+        .attr("data-link")
+        .await
+        .unwrap()
+        .unwrap();
+    let student = open_browser(&driver, &temp_folder("chromium-map-first-student")).await;
+    set_viewport(&student, 390, 844).await;
+    student.goto(&link).await.unwrap();
+    wait_for_text(&teacher, "followers", |t| t == "1 student following").await;
+    teacher
+        .find(Locator::Css("[data-testid=method]"))
+        .await
+        .unwrap()
+        .select_by_value("gradient")
+        .await
+        .unwrap();
+    click(&teacher, "preset-coffee.png").await;
+    assert_eq!(wait_until_not_running(&teacher).await, "done");
+    let teachers_run = shown_explanation(&teacher).await.expect("a share id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shown_explanation(&student).await.as_deref() != Some(teachers_run.as_str()) {
+        assert!(Instant::now() < deadline, "the student never saw the run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(wait_until_not_running(&student).await, "done");
+
+    // Every control shows what the teacher shows: model, method, image.
+    for testid in ["model", "method"] {
+        let (teachers, students) = (
+            selected(&teacher, testid).await,
+            selected(&student, testid).await,
+        );
+        assert_eq!(students, teachers, "{testid}");
+    }
+    assert_eq!(selected(&student, "model").await.0, "efficientnet-lite0");
+    assert_eq!(selected(&student, "method").await.0, "gradient");
+    for testid in ["window", "stride"] {
+        let value = |client: &Client| {
+            let client = client.clone();
+            async move {
+                client
+                    .find(Locator::Css(&format!("[data-testid={testid}]")))
+                    .await
+                    .unwrap()
+                    .prop("value")
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(value(&student).await, value(&teacher).await, "{testid}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chosen_preset(&student).await.as_deref() != Some("preset-coffee.png") {
+        assert!(
+            Instant::now() < deadline,
+            "the student's picker shows {:?}",
+            chosen_preset(&student).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The teacher's map at the top of the phone's first screen.
+    check_map_first(&student, "student-following-390x844").await;
+    teacher.close().await.unwrap();
+    student.close().await.unwrap();
 }

@@ -2,23 +2,38 @@
 //! finished explanation (computed once on the worker, then kept with it),
 //! drawn beside a random and an edge baseline, with the areas under them.
 
-use lens_proto::v1::{Curves, FaithfulnessRequest, FaithfulnessResult, Removal};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::client;
+use crate::domain::{Curves, Faithfulness, Removal};
+use crate::run::Phase;
+use crate::state::use_page;
 
 #[derive(Clone, Debug, PartialEq)]
 enum State {
     Idle,
     Checking,
-    Shown(FaithfulnessResult),
+    Shown(Faithfulness),
     Failed(String),
 }
 
-/// The panel under a finished map; `id` is the explanation's share id.
+/// Under a finished, shared map.
 #[component]
-pub fn Faithfulness(id: Signal<Option<String>>) -> impl IntoView {
+pub fn FaithfulnessPanel() -> impl IntoView {
+    let page = use_page();
+    let shown = page.shown;
+    view! {
+        <Show when=move || shown.run.with(|r| r.phase == Phase::Done) && shown.share_id.with(Option::is_some)>
+            <Check />
+        </Show>
+    }
+}
+
+/// The check of the explanation on screen.
+#[component]
+fn Check() -> impl IntoView {
+    let id = use_page().shown.share_id;
     let state = RwSignal::new(State::Idle);
     let removal = RwSignal::new(Removal::Blur);
     // Another explanation, or another removal: the curves shown no longer apply.
@@ -32,19 +47,16 @@ pub fn Faithfulness(id: Signal<Option<String>>) -> impl IntoView {
             return;
         };
         state.set(State::Checking);
-        let request = FaithfulnessRequest {
-            id,
-            removal: removal.get_untracked() as i32,
-        };
+        let removal = removal.get_untracked();
         spawn_local(async move {
-            state.set(match client::worker().faithfulness(request).await {
-                Ok(response) => State::Shown(response.into_inner()),
-                Err(status) => State::Failed(client::readable(&status)),
+            state.set(match client::faithfulness(id, removal).await {
+                Ok(result) => State::Shown(result),
+                Err(message) => State::Failed(message),
             });
         });
     };
     view! {
-        <div class="faithfulness" data-testid="faithfulness">
+        <section class="panel faithfulness" data-testid="faithfulness" aria-label="Faithfulness">
             <button data-testid="check-faithfulness" on:click=check
                 disabled=move || state.with(|s| *s == State::Checking)>
                 "How faithful is this map?"
@@ -68,15 +80,12 @@ pub fn Faithfulness(id: Signal<Option<String>>) -> impl IntoView {
                 }.into_any(),
                 State::Shown(result) => shown(&result).into_any(),
             }}
-        </div>
+        </section>
     }
 }
 
-fn shown(result: &FaithfulnessResult) -> impl IntoView {
-    let empty = Curves::default();
-    let map = result.map.as_ref().unwrap_or(&empty);
-    let random = result.random.as_ref().unwrap_or(&empty);
-    let edges = result.edges.as_ref().unwrap_or(&empty);
+fn shown(result: &Faithfulness) -> impl IntoView {
+    let (map, random, edges) = (&result.map, &result.random, &result.edges);
     let verdict = verdict(map, random);
     let summary = format!(
         "Deletion area {:.3} (random {:.3}, edges {:.3}; lower is better). \
@@ -103,7 +112,7 @@ fn shown(result: &FaithfulnessResult) -> impl IntoView {
             {format!(
                 "P(explained class) after each {:.0}% of the pixels; removed pixels {}; random: the mean of {} orders.",
                 100.0 / result.steps.max(1) as f64,
-                if result.removal == Removal::Grey as i32 { "turn grey".to_string() }
+                if result.removal == Removal::Grey { "turn grey".to_string() }
                     else { format!("are blurred (sigma {:.1} px)", result.blur_sigma) },
                 result.random_orders
             )}

@@ -5,14 +5,16 @@
 
 use std::ops::ControlFlow;
 
-use lens_proto::v1::{explain_event::Event, ExplainRequest, Method, Picture};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::client;
-use crate::heatmap::{paint, picture_rgba, Heatmap};
-use crate::stream::{each_event, End};
+use crate::domain::{RunRequest, RunSettings};
+use crate::heatmap::{paint, Heatmap};
+use crate::method::Method;
+use crate::state::use_page;
+use crate::stream::{each_event, End, Picture, RunEvent};
 
 /// The compared methods: value for test hooks, label for people.
 pub const COMPARED: [(Method, &str, &str); 4] = [
@@ -30,9 +32,11 @@ struct Panel {
     error: Option<String>,
 }
 
-/// Runs the comparison whenever `request` is set (its method is replaced).
+/// Runs the comparison whenever the page asks for one (its method is
+/// replaced by each compared one).
 #[component]
-pub fn Compare(request: RwSignal<Option<ExplainRequest>>) -> impl IntoView {
+pub fn ComparePanel() -> impl IntoView {
+    let request = use_page().compare;
     let panels = RwSignal::new(vec![Panel::default(); COMPARED.len()]);
     // Bumped by every comparison; an older one stops when it sees a newer.
     let generation = RwSignal::new(0u64);
@@ -45,8 +49,11 @@ pub fn Compare(request: RwSignal<Option<ExplainRequest>>) -> impl IntoView {
         panels.set(vec![Panel::default(); COMPARED.len()]);
         spawn_local(async move {
             for (index, (method, _, _)) in COMPARED.iter().enumerate() {
-                let asked = ExplainRequest {
-                    method: *method as i32,
+                let asked = RunRequest {
+                    settings: RunSettings {
+                        method: *method,
+                        ..base.settings.clone()
+                    },
                     ..base.clone()
                 };
                 if !run_one(asked, index, panels, generation, this_run).await {
@@ -58,8 +65,8 @@ pub fn Compare(request: RwSignal<Option<ExplainRequest>>) -> impl IntoView {
     let pda_seconds = move || panels.with(|p| p[COMPARED.len() - 1].wall_seconds);
     view! {
         <Show when=move || request.with(Option::is_some)>
-            <section class="compare" data-testid="compare-view">
-                <h2>"Side by side"</h2>
+            <section class="panel compare" data-testid="compare-view" aria-labelledby="compare-title">
+                <h2 id="compare-title">"Side by side"</h2>
                 <div class="compare-grid">
                     {COMPARED
                         .iter()
@@ -116,7 +123,7 @@ fn PanelCanvas(panel: Signal<Panel>, value: &'static str) -> impl IntoView {
     Effect::new(move |_| {
         let p = panel.get();
         if let (Some(input), Some(canvas)) = (&p.input, under.get()) {
-            paint(&canvas, input.width, input.height, &picture_rgba(input));
+            paint(&canvas, input.width, input.height, &input.rgba);
         }
         if let Some(canvas) = heat.get() {
             if p.map.width > 0 {
@@ -136,26 +143,26 @@ fn PanelCanvas(panel: Signal<Panel>, value: &'static str) -> impl IntoView {
 /// Streams one method into its panel; false when a newer comparison took
 /// over or the run failed (the rest are then not started).
 async fn run_one(
-    request: ExplainRequest,
+    request: RunRequest,
     index: usize,
     panels: RwSignal<Vec<Panel>>,
     generation: RwSignal<u64>,
     this_run: u64,
 ) -> bool {
     let set = move |change: &dyn Fn(&mut Panel)| panels.update(|p| change(&mut p[index]));
-    let stream = match client::worker().explain(request).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            set(&|p| p.error = Some(client::readable(&status)));
+    let feed = match client::explain(request).await {
+        Ok(feed) => feed,
+        Err(message) => {
+            set(&|p| p.error = Some(message.clone()));
             return false;
         }
     };
-    let ended = each_event(stream, |event| {
+    let ended = each_event(feed, |event| {
         if generation.get_untracked() != this_run {
             return ControlFlow::Break(());
         }
         match event {
-            Event::Started(started) => {
+            RunEvent::Started(started) => {
                 let input = started.input;
                 set(&|p| {
                     if let Some(input) = &input {
@@ -164,18 +171,18 @@ async fn run_one(
                     p.input = input.clone();
                 });
             }
-            Event::Tile(tile) => set(&|p| p.map.apply(&tile)),
-            Event::Finished(finished) => set(&|p| p.wall_seconds = Some(finished.wall_seconds)),
+            RunEvent::Tile(tile) => set(&|p| p.map.apply(&tile)),
+            RunEvent::Finished(finished) => set(&|p| p.wall_seconds = Some(finished.wall_seconds)),
             // The panel simply stays empty while the run waits.
-            Event::Queued(_) | Event::Moved(_) => {}
+            RunEvent::Queued { .. } | RunEvent::Moved => {}
         }
         ControlFlow::Continue(())
     })
     .await;
     match ended {
         Ok(end) => end == End::Finished,
-        Err(status) => {
-            set(&|p| p.error = Some(client::readable(&status)));
+        Err(broken) => {
+            set(&|p| p.error = Some(broken.message.clone()));
             false
         }
     }

@@ -1,0 +1,158 @@
+//! Classes: a teacher opens one; students who open its link follow what
+//! the teacher shows, may explore on their own, and return with one click.
+//! The class's link is the page's address with `join=CODE`; the teacher's
+//! secret stays in the teacher's browser, so a reload on either side
+//! rejoins the class. This module keeps the store and the class in step;
+//! `panels::classroom` shows it.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::client;
+use crate::domain::TeacherView;
+use crate::link;
+use crate::state::Page;
+
+/// This page's part in a class.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Role {
+    Teacher { code: String, secret: String },
+    Student { code: String },
+}
+
+impl Role {
+    pub fn code(&self) -> &str {
+        match self {
+            Role::Teacher { code, .. } | Role::Student { code } => code,
+        }
+    }
+
+    /// The role this browser has in the class `code`: the teacher if it
+    /// opened it.
+    pub fn for_code(code: &str) -> Role {
+        match link::CLASSES.get(code) {
+            Some(secret) => Role::Teacher {
+                code: code.to_string(),
+                secret,
+            },
+            None => Role::Student {
+                code: code.to_string(),
+            },
+        }
+    }
+}
+
+/// The link students open (and the QR code holds).
+pub fn class_link(code: &str) -> String {
+    let origin = web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default();
+    format!("{origin}/?join={code}")
+}
+
+/// Follows the class's stream (the teacher's page too, for the count)
+/// until it ends or a newer one replaces it.
+fn start_following(page: Page, role: Role) {
+    let class = page.class;
+    let this = class.streams.get_untracked() + 1;
+    class.streams.set(this);
+    class.ended.set(false);
+    let secret = match &role {
+        Role::Teacher { secret, .. } => secret.clone(),
+        Role::Student { .. } => String::new(),
+    };
+    let code = role.code().to_string();
+    spawn_local(async move {
+        let still_wanted = move || class.streams.get_untracked() == this;
+        let mut feed = match client::follow_class(code, secret).await {
+            Ok(feed) => feed,
+            Err(message) => return page.notice.set(Some(message)),
+        };
+        loop {
+            match feed.next().await {
+                Ok(Some(news)) if still_wanted() => {
+                    class.followers.set(news.followers);
+                    class.ended.set(news.ended);
+                    if news.view.is_some() {
+                        class.view.set(news.view);
+                    }
+                    if news.ended {
+                        return;
+                    }
+                }
+                Ok(_) => return,
+                Err(message) => return page.notice.set(Some(message)),
+            }
+        }
+    });
+}
+
+/// Joins the address's class, then keeps both sides in step: a following
+/// student's page takes on every setting the teacher shows and watches the
+/// teacher's explanation; the teacher's page tells the class what it shows,
+/// as it changes.
+pub fn keep_in_step(page: Page) {
+    let class = page.class;
+    if let Some(role) = class.role.get_untracked() {
+        start_following(page, role);
+    }
+    Effect::new(move |_| {
+        let Some(view) = class.view.get() else {
+            return;
+        };
+        if !class.is_student() || !class.following.get() {
+            return;
+        }
+        page.settings.set(&view.settings);
+        let id = view.explanation;
+        if !id.is_empty() && page.shown.share_id.get_untracked().as_deref() != Some(id.as_str()) {
+            page.watch(id);
+        }
+    });
+    Effect::new(move |_| {
+        let Some(Role::Teacher { code, secret }) = class.role.get() else {
+            return;
+        };
+        let view = TeacherView {
+            explanation: page.shown.share_id.get().unwrap_or_default(),
+            settings: page.settings.get(),
+        };
+        spawn_local(async move {
+            if let Err(message) = client::teach(code, secret, view).await {
+                page.notice.set(Some(message));
+            }
+        });
+    });
+}
+
+pub fn open_class(page: Page) {
+    spawn_local(async move {
+        match client::open_class().await {
+            Ok((code, secret)) => {
+                link::CLASSES.remember(&code, &secret);
+                let role = Role::Teacher { code, secret };
+                page.class.role.set(Some(role.clone()));
+                start_following(page, role);
+            }
+            Err(message) => page.notice.set(Some(message)),
+        }
+    });
+}
+
+pub fn close_class(page: Page) {
+    let Some(Role::Teacher { code, secret }) = page.class.role.get_untracked() else {
+        return;
+    };
+    spawn_local(async move {
+        match client::close_class(code.clone(), secret).await {
+            Ok(()) => {
+                link::CLASSES.forget(&code);
+                page.class.streams.update(|n| *n += 1);
+                page.class.role.set(None);
+                page.notice
+                    .set(Some(format!("The class {code} is closed.")));
+            }
+            Err(message) => page.notice.set(Some(message)),
+        }
+    });
+}

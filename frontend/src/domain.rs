@@ -1,0 +1,128 @@
+//! The page's own types: what the worker offers and answers, as the page
+//! holds it. `client.rs` makes them from the worker's messages, so generated
+//! protobuf types never become page state.
+
+use crate::method::Method;
+
+/// A model the worker serves, with what the page needs to offer it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelChoice {
+    pub id: String,
+    pub name: String,
+    pub default_window: u32,
+    /// A stride that finishes in seconds on this worker.
+    pub default_stride: u32,
+    pub agreement: Vec<Agreement>,
+    /// The reference the agreement is measured against ("PDA, S = 32").
+    pub agreement_reference: String,
+    /// How far the reference agrees with itself: the most a method can reach.
+    pub agreement_ceiling: f64,
+}
+
+/// How closely one method's maps follow the reference on a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agreement {
+    pub method: Method,
+    /// S, for PDA and the sampled mean (0 otherwise).
+    pub samples: u32,
+    pub rank_correlation: f64,
+    pub top_overlap: f64,
+}
+
+/// An image the user chose (a preset or an upload): bytes for the worker,
+/// a URL to show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub url: String,
+    /// Author and licence, for preset photos.
+    pub credit: String,
+    /// The true class, for preset digits.
+    pub label: u32,
+}
+
+impl Image {
+    /// The preset's short id: digits by their class, photos by file name.
+    pub fn short_id(&self) -> &str {
+        self.name.strip_prefix("digit ").unwrap_or(&self.name)
+    }
+}
+
+/// Everything a run is asked with, besides the image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSettings {
+    pub model: String,
+    pub method: Method,
+    pub window: u32,
+    pub stride: u32,
+    pub samples: u32,
+    /// None: the predicted class.
+    pub class: Option<u32>,
+}
+
+/// A run to start: the image and its settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRequest {
+    pub image: Vec<u8>,
+    pub settings: RunSettings,
+}
+
+/// The worker's estimate of a run on its own device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub windows: u64,
+    pub forward_passes: u64,
+    pub seconds: f64,
+    /// "CPU", "CUDA"...
+    pub device: String,
+    pub jobs_ahead: u32,
+    /// For a long run: a stride that fits a lesson (0: none needed or none fits).
+    pub suggested_stride: u32,
+    pub suggested_seconds: f64,
+}
+
+/// What a teacher shows the class: an explanation and the settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TeacherView {
+    /// Empty until the teacher's first explanation.
+    pub explanation: String,
+    pub settings: RunSettings,
+}
+
+/// One event of a followed class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassNews {
+    pub view: Option<TeacherView>,
+    pub followers: u32,
+    pub ended: bool,
+}
+
+/// How removed pixels look in the faithfulness check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Blur,
+    Grey,
+}
+
+/// P(class) while pixels are removed (deletion) or put back (insertion) in
+/// one order, and the areas under both curves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Curves {
+    pub deletion: Vec<f32>,
+    pub insertion: Vec<f32>,
+    pub deletion_auc: f64,
+    pub insertion_auc: f64,
+}
+
+/// A map's faithfulness: its curves beside a random and an edge order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faithfulness {
+    pub removal: Removal,
+    pub blur_sigma: f64,
+    pub steps: u32,
+    pub map: Curves,
+    pub random: Curves,
+    pub random_orders: u32,
+    pub edges: Curves,
+}

@@ -1,0 +1,195 @@
+//! Model and image: the model picker, the model's presets (held-out
+//! digits, or sample photos with their credits) and an upload. Picking an
+//! image explains it. Loads the worker's models and, as the model changes,
+//! its presets.
+
+use js_sys::Uint8Array;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{HtmlInputElement, Url};
+
+use crate::client;
+use crate::domain::Image;
+use crate::likeness;
+use crate::state::{use_page, Page};
+
+/// The worker's models (with each one's defaults, unless the address set
+/// them), and the presets of the model chosen, kept current.
+fn load_models_and_presets(page: Page) {
+    spawn_local(async move {
+        match client::models().await {
+            Ok(list) => {
+                let current = page.settings.model.get_untracked();
+                if let Some(m) = list.iter().find(|m| m.id == current) {
+                    if !page.link_sets_stride {
+                        page.settings.window.set(m.default_window);
+                        page.settings.stride.set(m.default_stride.max(1));
+                    }
+                }
+                page.models.set(list);
+            }
+            Err(message) => page.fail(message),
+        }
+    });
+    Effect::new(move |_| {
+        let model = page.settings.model.get();
+        spawn_local(async move {
+            match client::presets(model).await {
+                Ok(presets) => page.presets.set(presets),
+                Err(message) => page.fail(message),
+            }
+        });
+    });
+}
+
+/// A watched run (a share link, the teacher's view) shows its image in
+/// the picker too: the preset it was made from, if one clearly was.
+fn show_watched_image(page: Page) {
+    let watched = Memo::new(move |_| page.shown.run.with(|r| r.watched));
+    let asked = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        if !watched.get() {
+            return;
+        }
+        let (Some(input), presets) = (page.shown.input.get(), page.presets.get()) else {
+            return;
+        };
+        let this = asked.get_value() + 1;
+        asked.set_value(this);
+        spawn_local(async move {
+            let found = likeness::preset_shown(&input, &presets).await;
+            if asked.get_value() == this && page.image.with_untracked(|i| *i != found) {
+                page.image.set(found);
+            }
+        });
+    });
+}
+
+/// A person picks another model: its defaults, and no image yet.
+fn choose_model(page: Page, id: String) {
+    let defaults = page.models.with_untracked(|all| {
+        all.iter()
+            .find(|m| m.id == id)
+            .map(|m| (m.default_window, m.default_stride))
+    });
+    if let Some((window, stride)) = defaults {
+        page.settings.window.set(window);
+        page.settings.stride.set(stride.max(1));
+    }
+    page.image.set(None);
+    page.settings.model.set(id);
+}
+
+fn choose_image(page: Page, image: Image) {
+    page.image.set(Some(image));
+    page.explain_or_ask();
+}
+
+#[component]
+pub fn PickerPanel() -> impl IntoView {
+    let page = use_page();
+    load_models_and_presets(page);
+    show_watched_image(page);
+    view! {
+        <section class="panel picker" aria-labelledby="picker-title">
+            <h2 id="picker-title">"Model and image"</h2>
+            <label class="field wide">
+                <span>"Model"</span>
+                <select data-testid="model" on:change=move |ev| choose_model(page, event_target_value(&ev))>
+                    {move || {
+                        page.models
+                            .get()
+                            .into_iter()
+                            .map(|m| {
+                                let id = m.id.clone();
+                                let selected = move || page.settings.model.with(|current| *current == id);
+                                view! { <option value=m.id prop:selected=selected>{m.name}</option> }
+                            })
+                            .collect_view()
+                    }}
+                </select>
+            </label>
+            <Presets />
+            <label class="upload">
+                <span>"…or upload a PNG or JPEG"</span>
+                <input type="file" accept="image/png,image/jpeg" data-testid="upload"
+                    on:change=move |ev| upload(page, &event_target::<HtmlInputElement>(&ev)) />
+            </label>
+        </section>
+    }
+}
+
+/// The presets as buttons, the chosen one marked, with the photos' credits.
+#[component]
+fn Presets() -> impl IntoView {
+    let page = use_page();
+    view! {
+        <div class="presets" data-testid="presets" role="group" aria-label="Presets">
+            {move || {
+                page.presets
+                    .get()
+                    .into_iter()
+                    .map(|image| {
+                        let url = image.url.clone();
+                        let selected = {
+                            let url = url.clone();
+                            move || page.image.with(|c| c.as_ref().is_some_and(|c| c.url == url))
+                        };
+                        let id = image.short_id().to_string();
+                        let title = if image.credit.is_empty() {
+                            image.name.clone()
+                        } else {
+                            format!("{}: {}", image.name, image.credit)
+                        };
+                        let alt = format!("preset {} {id}", image.label);
+                        view! {
+                            <button
+                                class="preset"
+                                class:selected=selected.clone()
+                                aria-pressed=move || selected().to_string()
+                                data-testid=format!("preset-{id}")
+                                title=title
+                                on:click=move |_| choose_image(page, image.clone())
+                            >
+                                <img src=url alt=alt />
+                            </button>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </div>
+        <ul class="credits" data-testid="credits">
+            {move || {
+                page.presets
+                    .get()
+                    .into_iter()
+                    .filter(|p| !p.credit.is_empty() && !p.credit.starts_with("MNIST"))
+                    .map(|p| view! { <li>{format!("{}: {}", p.name, p.credit)}</li> })
+                    .collect_view()
+            }}
+        </ul>
+    }
+}
+
+/// Reads the chosen file and explains it.
+fn upload(page: Page, input: &HtmlInputElement) {
+    let Some(file) = input.files().and_then(|files| files.get(0)) else {
+        return;
+    };
+    spawn_local(async move {
+        match JsFuture::from(file.array_buffer()).await {
+            Ok(buffer) => choose_image(
+                page,
+                Image {
+                    name: file.name(),
+                    bytes: Uint8Array::new(&buffer).to_vec(),
+                    url: Url::create_object_url_with_blob(&file).unwrap_or_default(),
+                    credit: String::new(),
+                    label: 0,
+                },
+            ),
+            Err(_) => page.fail(format!("Could not read the file {}.", file.name())),
+        }
+    });
+}

@@ -1,0 +1,233 @@
+//! The page's state: one store of signals, made from the address once,
+//! provided by the shell (`lib.rs`) and read by every panel through
+//! `use_page()`, so panels take no arguments and a new panel never means
+//! editing the shell's component. Everything here is the page's own types.
+
+use leptos::prelude::*;
+
+use crate::classroom::Role;
+use crate::domain::{Estimate, Image, ModelChoice, RunRequest, RunSettings, TeacherView};
+use crate::heatmap::Heatmap;
+use crate::link::PageState;
+use crate::method::Method;
+use crate::run::RunView;
+use crate::stream::Picture;
+
+/// What the next run is asked with (besides the image).
+#[derive(Clone, Copy)]
+pub struct Settings {
+    pub model: RwSignal<String>,
+    pub method: RwSignal<Method>,
+    pub window: RwSignal<u32>,
+    pub stride: RwSignal<u32>,
+    pub samples: RwSignal<u32>,
+    /// None: the predicted class.
+    pub class: RwSignal<Option<u32>>,
+}
+
+impl Settings {
+    /// The settings, tracked (an effect that reads them reruns on change).
+    pub fn get(&self) -> RunSettings {
+        RunSettings {
+            model: self.model.get(),
+            method: self.method.get(),
+            window: self.window.get(),
+            stride: self.stride.get(),
+            samples: self.samples.get(),
+            class: self.class.get(),
+        }
+    }
+
+    pub fn get_untracked(&self) -> RunSettings {
+        untrack(|| self.get())
+    }
+
+    /// Takes on settings from elsewhere (a watched run, the teacher's view).
+    pub fn set(&self, s: &RunSettings) {
+        if !s.model.is_empty() && self.model.get_untracked() != s.model {
+            self.model.set(s.model.clone());
+        }
+        self.method.set(s.method);
+        self.window.set(s.window);
+        self.stride.set(s.stride);
+        self.samples.set(s.samples);
+        self.class.set(s.class);
+    }
+}
+
+/// How the map is shown.
+#[derive(Clone, Copy)]
+pub struct Display {
+    pub opacity: RwSignal<f64>,
+    /// The PDA sample spread instead of the evidence.
+    pub show_spread: RwSignal<bool>,
+    /// Large type and canvases for a projector.
+    pub presentation: RwSignal<bool>,
+}
+
+/// The run on screen: its progress, map and input, what the pointer reads.
+#[derive(Clone, Copy)]
+pub struct Shown {
+    pub run: RwSignal<RunView>,
+    pub map: RwSignal<Heatmap>,
+    pub input: RwSignal<Option<Picture>>,
+    /// What the pixel under the pointer says (see `readout`).
+    pub reading: RwSignal<Option<String>>,
+    /// The explanation's share id.
+    pub share_id: RwSignal<Option<String>>,
+    /// Bumped by every new run; an older run's loop sees it and stops.
+    pub generation: RwSignal<u64>,
+}
+
+/// This page's part in a class.
+#[derive(Clone, Copy)]
+pub struct Classroom {
+    pub role: RwSignal<Option<Role>>,
+    /// What the teacher shows now.
+    pub view: RwSignal<Option<TeacherView>>,
+    pub followers: RwSignal<u32>,
+    /// A student follows the teacher, or explores on their own.
+    pub following: RwSignal<bool>,
+    pub ended: RwSignal<bool>,
+    /// Bumped to stop following the class's stream.
+    pub streams: RwSignal<u64>,
+}
+
+impl Classroom {
+    pub fn is_student(&self) -> bool {
+        self.role
+            .with_untracked(|r| matches!(r, Some(Role::Student { .. })))
+    }
+}
+
+/// The whole page's state.
+#[derive(Clone, Copy)]
+pub struct Page {
+    pub settings: Settings,
+    pub display: Display,
+    pub models: RwSignal<Vec<ModelChoice>>,
+    /// The current model's presets.
+    pub presets: RwSignal<Vec<Image>>,
+    /// The image the next run explains.
+    pub image: RwSignal<Option<Image>>,
+    pub shown: Shown,
+    /// The worker's estimate for the settings on screen.
+    pub estimate: RwSignal<Option<Estimate>>,
+    /// Whether the question before a long run is on screen.
+    pub asking: RwSignal<bool>,
+    /// A status for the person, not an error.
+    pub notice: RwSignal<Option<String>>,
+    /// The request the side-by-side comparison runs.
+    pub compare: RwSignal<Option<RunRequest>>,
+    pub class: Classroom,
+    /// Whether the address chose the stride (then a model's default does not).
+    pub link_sets_stride: bool,
+}
+
+impl Page {
+    /// The page as the address describes it.
+    pub fn from_link(link: &PageState) -> Page {
+        let method = link
+            .method
+            .as_deref()
+            .and_then(Method::from_value)
+            .unwrap_or(Method::EfficientPda);
+        Page {
+            settings: Settings {
+                model: RwSignal::new(link.model.clone().unwrap_or_else(|| "digits".into())),
+                method: RwSignal::new(method),
+                window: RwSignal::new(link.window.unwrap_or(4)),
+                stride: RwSignal::new(link.stride.unwrap_or(1)),
+                samples: RwSignal::new(link.samples.unwrap_or(10)),
+                class: RwSignal::new(link.class),
+            },
+            display: Display {
+                opacity: RwSignal::new(link.opacity.unwrap_or(0.8).clamp(0.0, 1.0)),
+                show_spread: RwSignal::new(link.view.as_deref() == Some("spread")),
+                presentation: RwSignal::new(link.layout.as_deref() == Some("presentation")),
+            },
+            models: RwSignal::new(Vec::new()),
+            presets: RwSignal::new(Vec::new()),
+            image: RwSignal::new(None),
+            shown: Shown {
+                run: RwSignal::new(RunView::default()),
+                map: RwSignal::new(Heatmap::default()),
+                input: RwSignal::new(None),
+                reading: RwSignal::new(None),
+                share_id: RwSignal::new(link.explanation.clone()),
+                generation: RwSignal::new(0),
+            },
+            estimate: RwSignal::new(None),
+            asking: RwSignal::new(false),
+            notice: RwSignal::new(None),
+            compare: RwSignal::new(None),
+            class: Classroom {
+                role: RwSignal::new(link.join.as_deref().map(Role::for_code)),
+                view: RwSignal::new(None),
+                followers: RwSignal::new(0),
+                following: RwSignal::new(true),
+                ended: RwSignal::new(false),
+                streams: RwSignal::new(0),
+            },
+            link_sets_stride: link.stride.is_some(),
+        }
+    }
+
+    /// The page as an address (tracked), for the address bar and share links.
+    pub fn link_state(&self) -> PageState {
+        let s = self.settings;
+        let d = self.display;
+        PageState {
+            model: Some(s.model.get()),
+            method: Some(s.method.get().value().to_string()),
+            window: Some(s.window.get()),
+            stride: Some(s.stride.get()),
+            samples: Some(s.samples.get()),
+            class: s.class.get(),
+            opacity: Some(d.opacity.get()),
+            view: Some(
+                if d.show_spread.get() {
+                    "spread"
+                } else {
+                    "evidence"
+                }
+                .to_string(),
+            ),
+            layout: d.presentation.get().then(|| "presentation".to_string()),
+            explanation: self.shown.share_id.get(),
+            join: self
+                .class
+                .role
+                .with(|r| r.as_ref().map(|r| r.code().to_string())),
+        }
+    }
+
+    /// The current model's description, once the worker listed it.
+    pub fn model_choice(&self) -> Option<ModelChoice> {
+        let id = self.settings.model.get();
+        self.models
+            .with(|all| all.iter().find(|m| m.id == id).cloned())
+    }
+
+    /// The explanation on screen and its creator's secret, when this
+    /// browser made it (it may then cancel and delete it).
+    pub fn owned_share(&self) -> Option<(String, String)> {
+        let id = self.shown.share_id.get_untracked()?;
+        let secret = crate::link::EXPLANATIONS.get(&id)?;
+        Some((id, secret))
+    }
+
+    /// Whether this browser made the explanation on screen (tracked).
+    pub fn owns_shown(&self) -> bool {
+        self.shown.share_id.with(|id| {
+            id.as_deref()
+                .and_then(|id| crate::link::EXPLANATIONS.get(id))
+                .is_some()
+        })
+    }
+}
+
+/// The page's state, as provided by the shell.
+pub fn use_page() -> Page {
+    expect_context::<Page>()
+}
