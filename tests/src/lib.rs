@@ -154,6 +154,36 @@ impl ChildProcess {
         self.process.kill().unwrap();
         self.process.wait().unwrap();
     }
+
+    /// Sends `signal` ("TERM", "INT") and waits up to a minute for the
+    /// process to exit; its exit status. Panics if it logged a panic.
+    pub async fn stop(&mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.process.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let exit = loop {
+            if let Some(exit) = self.process.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within a minute of SIG{signal}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        // The log reader may still hold the last lines.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !self.logged("panicked"),
+            "a panic after SIG{signal}: {:?}",
+            self.log.lock().unwrap()
+        );
+        exit
+    }
 }
 
 impl Drop for ChildProcess {

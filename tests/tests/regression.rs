@@ -114,29 +114,17 @@ async fn issue_8_sigterm_ends_runs_with_a_status_and_keeps_the_store() {
         .into_inner();
     stream.message().await.unwrap().expect("Started");
 
-    let pid = worker.child.process.id().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    let stopping = tokio::spawn(async move {
+        let exit = worker.child.stop("TERM").await;
+        (worker, exit)
+    });
     let ended = tokio::time::timeout(Duration::from_secs(60), drain(stream))
         .await
         .expect("the run ends instead of hanging");
     let status = ended.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("shutting down"), "{status:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = worker.child.process.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (_worker, exit) = stopping.await.unwrap();
     assert!(exit.success(), "{exit:?}");
 
     let restarted = ChildWorker::start(&store);

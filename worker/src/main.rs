@@ -143,6 +143,12 @@ enum Command {
         )]
         out: PathBuf,
     },
+    /// Write brotli and gzip copies beside the built page's files (./dev
+    /// runs it after trunk), which the server sends to browsers that take them.
+    Precompress {
+        #[arg(default_value = "dist")]
+        dist: PathBuf,
+    },
     /// Train the digits network on the training split and report held-out accuracy.
     TrainDigits {
         #[arg(long, default_value = "data")]
@@ -195,6 +201,13 @@ struct Hosting {
     /// Live streams one client (IP address) may have open at once.
     #[arg(long, default_value_t = server::Limits::default().watches_per_client)]
     watches_per_client: usize,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); phones on
+    /// a local network need it for the camera. Needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Hosting {
@@ -277,6 +290,12 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Estimators(args) => lens_worker::cli::run_estimators(&args),
         Command::HeldOutStatistics(args) => lens_worker::cli::run_held_out(&args),
         Command::Figures(args) => lens_worker::cli::run_figures(&args),
+        Command::Precompress { dist } => {
+            let (plain, brotli) = server::precompress(&dist)
+                .with_context(|| format!("cannot compress the page in {}", dist.display()))?;
+            println!("{}: {plain} bytes, {brotli} as brotli", dist.display());
+            Ok(())
+        }
         Command::FitPatches {
             photos,
             side,
@@ -362,15 +381,25 @@ async fn listen_and_serve(
         days: hosting.retention_days,
         max_bytes: hosting.max_store_mb * 1024 * 1024,
     };
+    // Checked before anything listens: a bad file is the host's to fix.
+    let tls = match (&hosting.tls_cert, &hosting.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::server_config(cert, key)?),
+        _ => None,
+    };
     server::spawn_retention(store, retention);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(
-        "Evidence Lens on http://{} (device: {device})",
-        listener.local_addr()?
+    let (scheme, address) = (
+        if tls.is_some() { "https" } else { "http" },
+        listener.local_addr()?,
     );
-    server::serve_until(listener, router, server::on_terminate(stop)).await?;
+    tracing::info!("Evidence Lens on {scheme}://{address} (device: {device})");
+    let stop = server::on_terminate(stop);
+    match tls {
+        Some(tls) => server::serve_tls_until(listener, tls, router, stop).await?,
+        None => server::serve_until(listener, router, stop).await?,
+    }
     Ok(())
 }
 

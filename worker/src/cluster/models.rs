@@ -20,6 +20,7 @@ pub const ADVERT_LIFETIME: Duration = Duration::from_secs(15);
 /// How often a worker renews it.
 pub const ADVERT_EVERY: Duration = Duration::from_secs(5);
 
+#[derive(Clone)]
 pub struct ModelBoard {
     bucket: kv::Store,
     jetstream: jetstream::Context,

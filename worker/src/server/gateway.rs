@@ -5,6 +5,7 @@
 //! gateway relays any run, so a link opens through every gateway, live or
 //! after the end.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ pub struct Gateway {
     shutdown: Shutdown,
     /// The workers' models as last read, and when.
     models: Mutex<Option<(Instant, Arc<Vec<AdvertisedModel>>)>>,
+    /// Every model a worker has advertised since this gateway started: a
+    /// stored explanation is answered from them while no worker is live.
+    known: Mutex<HashMap<String, AdvertisedModel>>,
 }
 
 impl Gateway {
@@ -77,6 +81,7 @@ impl Gateway {
             classes: Arc::new(Classes::new(limits.class_idle)),
             shutdown: Shutdown::default(),
             models: Mutex::default(),
+            known: Mutex::default(),
         })
     }
 
@@ -104,6 +109,11 @@ impl Gateway {
             }
         }
         models.sort_by(|a, b| id_of(a).cmp(id_of(b)));
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for model in &models {
+            known.insert(id_of(model).to_string(), model.clone());
+        }
+        drop(known);
         let models = Arc::new(models);
         *self.models.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), models.clone()));
@@ -125,6 +135,19 @@ impl Gateway {
             });
         };
         Ok((summary_of(model), model.clone()))
+    }
+
+    /// The model a request names as the live workers hold it or, while none
+    /// does (or NATS is out of reach), as a worker last advertised it:
+    /// enough to key a request and answer it from the store.
+    async fn known_model(&self, id: &str) -> Result<ModelSummary, ServiceError> {
+        let live = match self.model(id).await {
+            Ok((summary, _)) => return Ok(summary),
+            Err(error) => error,
+        };
+        let wanted = if id.is_empty() { DIGITS } else { id };
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(wanted).map(summary_of).ok_or(live)
     }
 
     /// Admission across all gateways: the queue itself counts the jobs
@@ -257,7 +280,7 @@ impl EvidenceLens for Gateway {
             return Err(ServiceError::ShuttingDown.into());
         }
         let mut request = request.into_inner();
-        let (summary, _) = self.model(&request.model).await?;
+        let summary = self.known_model(&request.model).await?;
         // The workers fill in their own defaults (their batch size): they
         // get the request as it came.
         let image = std::mem::take(&mut request.image);
@@ -272,6 +295,9 @@ impl EvidenceLens for Gateway {
         {
             return Ok(Response::new(replay(record)));
         }
+        // A new run needs a live worker for the model (a busy one counts:
+        // the job waits in the queue).
+        self.model(&asked.model).await?;
         let (client, waiting) = self.admit(client).await?;
         let id = store::new_id();
         let secret = store::new_secret();
@@ -364,7 +390,7 @@ impl EvidenceLens for Gateway {
         &self,
         request: Request<ListPresetsRequest>,
     ) -> Result<Response<ListPresetsResponse>, Status> {
-        let (summary, _) = self.model(&request.get_ref().model).await?;
+        let summary = self.known_model(&request.get_ref().model).await?;
         let presets = self.presets.for_model(summary.resize);
         Ok(Response::new(ListPresetsResponse { presets }))
     }

@@ -19,8 +19,10 @@ mod request;
 pub mod run_job;
 mod service;
 mod shared;
+mod site;
 mod speed;
 mod status;
+pub mod tls;
 mod worker_role;
 
 use std::path::Path;
@@ -29,7 +31,6 @@ use lens_proto::v1::evidence_lens_server::{EvidenceLens, EvidenceLensServer};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
-use tower_http::services::ServeDir;
 
 pub use admission::Limits;
 pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
@@ -40,6 +41,7 @@ pub use request::{
     DEFAULT_STRIDE, DEFAULT_TILE,
 };
 pub use service::{LensService, Shutdown};
+pub use site::precompress;
 pub use status::ServiceError;
 pub use worker_role::{WorkerOptions, WorkerRole};
 
@@ -98,7 +100,7 @@ async fn router_for<S: EvidenceLens>(
         .add_service(reflection_v1alpha)
         .into_axum_router()
         .route_layer(GrpcWebLayer::new())
-        .fallback_service(ServeDir::new(dist))
+        .fallback_service(site::page(dist))
 }
 
 /// Serves until the process ends. The client's address travels with each
@@ -122,6 +124,24 @@ pub async fn serve_until(
             tracing::warn!("TCP_NODELAY could not be set: {error}");
         }
     });
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+}
+
+/// `serve_until` over HTTPS (HTTP/2 or HTTP/1.1, as the client offers).
+pub async fn serve_tls_until(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    router: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Tapped only so that axum hands each request the client's address.
+    let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -114,21 +114,27 @@ impl WorkerRole {
         })
     }
 
-    /// What this worker tells the gateways about its models.
-    fn advertisement(&self) -> WorkerModels {
-        let models = self.registry.entries.iter().map(|entry| {
-            let summary = &entry.summary;
-            AdvertisedModel {
-                info: Some(model_info(summary, &self.speeds)),
-                imagenet_crop: summary.resize == Resize::ImagenetCrop,
-                half_precision: summary.precision == Precision::Half,
-                default_batch: summary.default_batch as u32,
-                passes_per_second: self.speeds.network(&summary.id).unwrap_or(0.0),
+    /// Renews this worker's advertisement every `ADVERT_EVERY` on a task of
+    /// its own, whatever the worker is running: a worker busy with a long
+    /// job still holds its models, and gateways queue requests for them.
+    fn keep_advertising(&self) -> tokio::task::JoinHandle<()> {
+        let (board, registry, speeds) = (
+            self.board.clone(),
+            self.registry.clone(),
+            self.speeds.clone(),
+        );
+        let name = self.options.name.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = board
+                    .advertise(&name, &advertisement(&registry, &speeds))
+                    .await
+                {
+                    tracing::warn!("cannot advertise the models: {error}");
+                }
+                tokio::time::sleep(ADVERT_EVERY).await;
             }
-        });
-        WorkerModels {
-            models: models.collect(),
-        }
+        })
     }
 
     /// Takes jobs until `stop` completes; a job in progress then goes back
@@ -143,10 +149,8 @@ impl WorkerRole {
         });
         let name = self.options.name.clone();
         tracing::info!("worker {name} takes jobs from {}", self.options.nats_url);
+        let advertising = self.keep_advertising();
         while !self.stopping.load(Ordering::SeqCst) {
-            if let Err(error) = self.board.advertise(&name, &self.advertisement()).await {
-                tracing::warn!("cannot advertise the models: {error}");
-            }
             let next = tokio::select! {
                 _ = stopped.notified() => break,
                 next = self.queue.next(ADVERT_EVERY) => next,
@@ -160,6 +164,7 @@ impl WorkerRole {
                 }
             }
         }
+        advertising.abort();
         if let Err(error) = self.board.withdraw(&name).await {
             tracing::warn!("cannot withdraw the models: {error}");
         }
@@ -373,6 +378,23 @@ impl WorkerRole {
                 }
             }
         })
+    }
+}
+
+/// What a worker tells the gateways about its models.
+fn advertisement(registry: &Registry, speeds: &Speeds) -> WorkerModels {
+    let models = registry.entries.iter().map(|entry| {
+        let summary = &entry.summary;
+        AdvertisedModel {
+            info: Some(model_info(summary, speeds)),
+            imagenet_crop: summary.resize == Resize::ImagenetCrop,
+            half_precision: summary.precision == Precision::Half,
+            default_batch: summary.default_batch as u32,
+            passes_per_second: speeds.network(&summary.id).unwrap_or(0.0),
+        }
+    });
+    WorkerModels {
+        models: models.collect(),
     }
 }
 

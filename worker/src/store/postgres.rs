@@ -117,6 +117,23 @@ impl PostgresStore {
     }
 }
 
+impl Drop for PostgresStore {
+    /// The synchronous client runs a small runtime of its own, and dropping
+    /// it on a tokio thread panics ("Cannot start a runtime from within a
+    /// runtime"): the last owner of the store is often an async task when a
+    /// server stops. Inside a runtime it is dropped on a plain thread.
+    fn drop(&mut self) {
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if client.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
+}
+
 /// "PostgreSQL at host:port/database", without user or password.
 fn place_of(config: &Config) -> String {
     let host = match config.get_hosts().first() {

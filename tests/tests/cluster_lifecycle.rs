@@ -1,0 +1,160 @@
+//! What a host of the cluster roles meets around the runs themselves: a
+//! worker busy with a long job still holds its models (gateways list them
+//! and queue requests for them), a gateway answers a stored explanation
+//! while no worker is live, and every role stops on SIGTERM or SIGINT with
+//! exit status 0 and no panic, on SQLite and on PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use lens_proto::v1::{explain_event::Event, ExplainRequest, ListModelsRequest, Method};
+use lens_tests::cluster::Services;
+use lens_tests::postgres_server::PostgresServer;
+use lens_tests::{
+    assemble, collect_events, minutes_of_work, native_client, preset, temp_folder, ChildWorker,
+};
+
+/// A quick explanation of `image`, finished and stored before the test goes on.
+fn quick(image: Vec<u8>, seed: u64) -> ExplainRequest {
+    ExplainRequest {
+        image,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        seed,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_worker_keeps_its_models_and_new_requests_wait_in_the_queue() {
+    let services = Services::start();
+    let _worker = services.worker("busy", 10);
+    let (_gateway, address) = services.gateway();
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 4).await.png;
+    let stored = assemble(
+        collect_events(&mut client, quick(image.clone(), 1))
+            .await
+            .unwrap(),
+    );
+
+    // Minutes of work keep the only worker busy.
+    let mut long = client
+        .explain(minutes_of_work(image.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = long.message().await.unwrap().expect("the long run starts");
+        if matches!(event.event, Some(Event::Started(_))) {
+            break;
+        }
+    }
+    // Longer than an advertisement lives without renewal (15 s): the
+    // models stay listed the whole time.
+    let watching = Instant::now();
+    while watching.elapsed() < Duration::from_secs(20) {
+        let models = client
+            .list_models(ListModelsRequest {})
+            .await
+            .expect("the gateway lists models while the worker is busy")
+            .into_inner()
+            .models;
+        assert!(
+            !models.is_empty(),
+            "no models {:.1} s into a long run: the busy worker's advertisement lapsed",
+            watching.elapsed().as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // A new request waits for the busy worker, told its place.
+    let mut waiting = client
+        .explain(quick(image.clone(), 2))
+        .await
+        .expect("a request for a busy worker's model is queued, not refused")
+        .into_inner();
+    let first = waiting.message().await.unwrap().expect("an event");
+    match first.event {
+        Some(Event::Queued(queued)) => assert!(queued.ahead >= 1, "{queued:?}"),
+        other => panic!("expected Queued, got {other:?}"),
+    }
+
+    // The stored one is answered at once.
+    let again = assemble(collect_events(&mut client, quick(image, 1)).await.unwrap());
+    assert!(again.finished.replayed);
+    assert_eq!(again.map, stored.map);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateways_and_workers_stop_cleanly_and_stored_maps_outlive_the_workers() {
+    let services = Services::start();
+    let mut worker = services.worker("stopping", 10);
+    let (mut gateway, address) = services.gateway();
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 2).await.png;
+    let stored = assemble(
+        collect_events(&mut client, quick(image.clone(), 3))
+            .await
+            .unwrap(),
+    );
+
+    // SIGTERM in the middle of a job: the job goes back, the worker exits 0.
+    let mut long = client
+        .explain(minutes_of_work(image.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    while !matches!(
+        long.message().await.unwrap().and_then(|e| e.event),
+        Some(Event::Started(_))
+    ) {}
+    let exit = worker.stop("TERM").await;
+    assert!(exit.success(), "worker after SIGTERM: {exit:?}");
+    assert!(worker.logged("stopped"));
+
+    // No live worker: a stored explanation is still answered...
+    let again = assemble(
+        collect_events(&mut client, quick(image.clone(), 3))
+            .await
+            .expect("a stored explanation needs no worker"),
+    );
+    assert!(again.finished.replayed);
+    assert_eq!(again.map, stored.map);
+    // ...and a new one is refused with the reason.
+    let refused = collect_events(&mut client, quick(image, 4))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    let exit = gateway.stop("INT").await;
+    assert!(exit.success(), "gateway after SIGINT: {exit:?}");
+    let mut worker = services.worker("again", 10);
+    let (mut gateway, _) = services.gateway();
+    assert!(worker.stop("INT").await.success(), "worker after SIGINT");
+    assert!(
+        gateway.stop("TERM").await.success(),
+        "gateway after SIGTERM"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_stops_cleanly_on_either_store() {
+    let database = PostgresServer::start();
+    let url = database.url();
+    for (signal, options) in [
+        ("TERM", vec![]),
+        ("INT", vec![]),
+        ("TERM", vec!["--database-url", url.as_str()]),
+        ("INT", vec!["--database-url", url.as_str()]),
+    ] {
+        let mut serve = ChildWorker::start_with(&temp_folder("clean-stop"), &options);
+        let mut client = native_client(serve.address).await;
+        let image = preset(&mut client, 1).await.png;
+        collect_events(&mut client, quick(image, 5)).await.unwrap();
+        let exit = serve.child.stop(signal).await;
+        assert!(
+            exit.success(),
+            "serve {options:?} after SIG{signal}: {exit:?}"
+        );
+    }
+}
