@@ -43,7 +43,7 @@ async fn get(address: SocketAddr, path: &str, accept: Option<&str>) -> Answer {
     }
 }
 
-fn header<'a>(answer: &'a Answer, name: hyper::header::HeaderName) -> &'a str {
+fn header(answer: &Answer, name: hyper::header::HeaderName) -> &str {
     answer.headers.get(name).map_or("", |v| v.to_str().unwrap())
 }
 
