@@ -732,3 +732,15 @@ pub fn wait_until_listening(port: u16, within: std::time::Duration, what: &str) 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM
+/// files; the certificate's DER for the client to trust.
+pub fn test_certificate() -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let made = rcgen::generate_simple_self_signed(names).unwrap();
+    let folder = temp_folder("tls");
+    let (cert, key) = (folder.join("cert.pem"), folder.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    (cert, key, made.cert.der().to_vec())
+}

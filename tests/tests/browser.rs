@@ -53,18 +53,30 @@ fn start_chromedriver() -> Driver {
 }
 
 async fn open_browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    open_browser_with(driver, profile, &[]).await
+}
+
+/// The same with more Chromium arguments.
+async fn open_browser_with(driver: &Driver, profile: &std::path::Path, more: &[&str]) -> Client {
+    let mut args = vec![
+        "--headless=new".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--window-size=1200,1000".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    args.extend(more.iter().map(|a| a.to_string()));
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--window-size=1200,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
+            "args": args,
         }),
     );
     ClientBuilder::rustls()
@@ -1158,4 +1170,47 @@ async fn the_map_leads_every_screen_and_followers_see_the_teachers_controls() {
     check_map_first(&student, "student-following-390x844").await;
     teacher.close().await.unwrap();
     student.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_page_is_a_secure_context_and_explains_a_digit() {
+    assert!(
+        repo_root().join("dist/index.html").exists(),
+        "./dev test builds the page"
+    );
+    let (cert, key, _) = lens_tests::test_certificate();
+    let store = temp_folder("https-page");
+    let arguments = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let (_serve, line) = lens_tests::ChildProcess::start(&arguments, "Evidence Lens on https://");
+    let address = lens_tests::listening_address(&line.replace("https://", "http://"));
+    let driver = start_chromedriver();
+    let profile = temp_folder("https-chromium");
+    // The certificate is the test's own, not one a browser knows.
+    let client = open_browser_with(&driver, &profile, &["--ignore-certificate-errors"]).await;
+    client.goto(&format!("https://{address}/")).await.unwrap();
+    let secure = client
+        .execute(
+            "return [window.isSecureContext, location.protocol];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        secure,
+        json!([true, "https:"]),
+        "the camera needs a secure context"
+    );
+    click(&client, "preset-3").await;
+    assert_eq!(wait_until_not_running(&client).await, "done");
+    assert_eq!(status(&client, "data-tiles").await, "16");
 }

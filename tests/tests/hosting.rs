@@ -12,7 +12,7 @@ use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
 use lens_proto::v1::{ExplainRequest, Method};
 use lens_tests::{
     assemble, collect_events, listening_address, preset, repo_root, start_worker, temp_folder,
-    ChildProcess,
+    test_certificate, ChildProcess,
 };
 
 /// The largest the page's wasm may be on the wire (the budget).
@@ -107,18 +107,6 @@ async fn the_page_is_sent_compressed_with_cache_headers_and_a_favicon() {
     let favicon = get(address, "/favicon.ico", None).await;
     assert_eq!(favicon.status, 200, "the browser asks for it on every load");
     assert!(!favicon.body.is_empty());
-}
-
-/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM
-/// files; the certificate's DER for the client to trust.
-fn test_certificate() -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
-    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    let made = rcgen::generate_simple_self_signed(names).unwrap();
-    let folder = temp_folder("tls");
-    let (cert, key) = (folder.join("cert.pem"), folder.join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
-    (cert, key, made.cert.der().to_vec())
 }
 
 type HttpsClient = hyper_util::client::legacy::Client<
