@@ -744,3 +744,24 @@ pub fn test_certificate() -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
     (cert, key, made.cert.der().to_vec())
 }
+
+/// `evidence-lens serve` over HTTPS with a fresh test certificate, as a
+/// child process: it, its address and the certificate's DER to trust.
+pub fn start_https_serve() -> (ChildProcess, SocketAddr, Vec<u8>) {
+    let (cert, key, der) = test_certificate();
+    let store = temp_folder("tls-store");
+    let arguments = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let (serve, line) = ChildProcess::start(&arguments, "Evidence Lens on https://");
+    let address = listening_address(&line.replace("https://", "http://"));
+    (serve, address, der)
+}

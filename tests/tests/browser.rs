@@ -1178,21 +1178,7 @@ async fn over_https_the_page_is_a_secure_context_and_explains_a_digit() {
         repo_root().join("dist/index.html").exists(),
         "./dev test builds the page"
     );
-    let (cert, key, _) = lens_tests::test_certificate();
-    let store = temp_folder("https-page");
-    let arguments = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        store.to_str().unwrap(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ];
-    let (_serve, line) = lens_tests::ChildProcess::start(&arguments, "Evidence Lens on https://");
-    let address = lens_tests::listening_address(&line.replace("https://", "http://"));
+    let (_serve, address, _) = lens_tests::start_https_serve();
     let driver = start_chromedriver();
     let profile = temp_folder("https-chromium");
     // The certificate is the test's own, not one a browser knows.

@@ -11,8 +11,7 @@ use hyper::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING};
 use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
 use lens_proto::v1::{ExplainRequest, Method};
 use lens_tests::{
-    assemble, collect_events, listening_address, preset, repo_root, start_worker, temp_folder,
-    test_certificate, ChildProcess,
+    assemble, collect_events, preset, repo_root, start_worker, temp_folder, test_certificate,
 };
 
 /// The largest the page's wasm may be on the wire (the budget).
@@ -166,21 +165,7 @@ async fn negotiated(address: SocketAddr, certificate: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn over_https_the_worker_explains_a_digit_on_http2_and_http1() {
-    let (cert, key, der) = test_certificate();
-    let store = temp_folder("tls-store");
-    let arguments = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        store.to_str().unwrap(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ];
-    let (mut serve, line) = ChildProcess::start(&arguments, "Evidence Lens on https://");
-    let address = listening_address(&line.replace("https://", "http://"));
+    let (mut serve, address, der) = lens_tests::start_https_serve();
 
     let mut explained = Vec::new();
     for http2 in [true, false] {
