@@ -5,6 +5,7 @@
 //! The worker needs what `./dev setup` produces (models/, data/) and the
 //! browser test the page that `./dev test` builds (dist/).
 
+pub mod browser;
 pub mod cluster;
 pub mod nats_server;
 pub mod postgres_server;

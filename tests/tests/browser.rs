@@ -9,10 +9,14 @@
 //! a student following a class sees the teacher's map and controls.
 
 use std::ops::ControlFlow;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
+use lens_tests::browser::{
+    click, heat_pixels, open_browser, open_browser_with, save_screenshot, set_viewport,
+    shown_explanation, start_chromedriver, status, text_of, wait_for, wait_for_text,
+    wait_until_not_running,
+};
 use lens_tests::{
     digits_with_agreement, load_kit, repo_root, sample_agreement, start_worker, start_worker_with,
     temp_folder, ChildWorker,
@@ -26,66 +30,6 @@ use lens_worker::server::DEFAULT_TILE;
 use serde_json::json;
 
 const SAMPLES: usize = 10;
-
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_chromedriver() -> Driver {
-    let port = lens_tests::free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is installed by ./dev test (Debian chromium-driver)");
-    lens_tests::wait_until_listening(port, Duration::from_secs(20), "chromedriver");
-    Driver { child, port }
-}
-
-async fn open_browser(driver: &Driver, profile: &std::path::Path) -> Client {
-    open_browser_with(driver, profile, &[]).await
-}
-
-/// The same with more Chromium arguments.
-async fn open_browser_with(driver: &Driver, profile: &std::path::Path, more: &[&str]) -> Client {
-    let mut args = vec![
-        "--headless=new".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--window-size=1200,1000".into(),
-        format!("--user-data-dir={}", profile.display()),
-    ];
-    args.extend(more.iter().map(|a| a.to_string()));
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": args,
-        }),
-    );
-    ClientBuilder::rustls()
-        .expect("TLS setup")
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("connect to chromedriver")
-}
 
 /// The preset whose PDA map has the strongest evidence against its class
 /// relative to the strongest evidence overall, so blue must be visible.
@@ -131,39 +75,6 @@ fn most_mixed_preset() -> u8 {
     best.0
 }
 
-/// Saves a screenshot as `target/browser-screens/NAME.png` (outside the
-/// tracked tree, so the tests leave a clean checkout) and returns it. The
-/// README's picture is refreshed only on request:
-/// `LENS_REFRESH_README_PICTURE=1 cargo test --release -p lens-tests --test browser page_explains_a_photo`.
-async fn save_screenshot(client: &Client, name: &str) -> Vec<u8> {
-    let picture = client.screenshot().await.unwrap();
-    assert!(picture.starts_with(b"\x89PNG"));
-    let folder = repo_root().join("target/browser-screens");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join(format!("{name}.png")), &picture).unwrap();
-    picture
-}
-
-/// Waits (up to 30 s) for the element with this `data-testid`.
-async fn wait_for(client: &Client, testid: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(&format!("[data-testid='{testid}']")))
-        .await
-        .unwrap_or_else(|e| panic!("{testid} never appeared: {e}"))
-}
-
-/// The text of the element with this `data-testid`.
-async fn text_of(client: &Client, testid: &str) -> String {
-    wait_for(client, testid).await.text().await.unwrap()
-}
-
-/// Clicks the element with this `data-testid`.
-async fn click(client: &Client, testid: &str) {
-    wait_for(client, testid).await.click().await.unwrap();
-}
-
 /// Chooses PDA with `samples` samples per window in the controls.
 async fn choose_pda(client: &Client, samples: usize) {
     client
@@ -179,17 +90,6 @@ async fn choose_pda(client: &Client, samples: usize) {
         .unwrap();
     field.clear().await.unwrap();
     field.send_keys(&samples.to_string()).await.unwrap();
-}
-
-async fn status(client: &Client, attribute: &str) -> String {
-    client
-        .find(Locator::Css("[data-testid=status]"))
-        .await
-        .unwrap()
-        .attr(attribute)
-        .await
-        .unwrap()
-        .unwrap_or_default()
 }
 
 /// Waits until the page's estimate says more than `seconds`.
@@ -210,18 +110,6 @@ async fn wait_for_estimate_over(client: &Client, seconds: f64) {
             "no estimate over {seconds} s: {shown}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_until_not_running(client: &Client) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state = status(client, "data-state").await;
-        if state != "running" && state != "idle" {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "the explanation did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -425,19 +313,6 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
     assert!(counts[3] > 0, "some evidence is visible: {counts:?}");
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profile);
-}
-
-/// The heat canvas's RGBA bytes.
-async fn heat_pixels(client: &Client) -> Vec<u8> {
-    let pixels = client
-        .execute(
-            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
-               return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"#,
-            vec![],
-        )
-        .await
-        .unwrap();
-    serde_json::from_value(pixels).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -659,28 +534,6 @@ async fn downloads_the_comparison_view_and_the_presentation_layout() {
         "{address}"
     );
     client.close().await.unwrap();
-}
-
-/// The share id in a page's address (`e=`), once it has one.
-async fn shown_explanation(client: &Client) -> Option<String> {
-    let address = client.current_url().await.unwrap();
-    address
-        .query_pairs()
-        .find(|(key, _)| key == "e")
-        .map(|(_, id)| id.into_owned())
-}
-
-/// Waits until `check` holds for the text of `testid`.
-async fn wait_for_text(client: &Client, testid: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = text_of(client, testid).await;
-        if check(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "{testid}: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -970,22 +823,6 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     assert!(text.contains("lower is better"), "{text}");
     client.close().await.unwrap();
     std::fs::remove_dir_all(models).unwrap();
-}
-
-/// Sets the viewport (not the window) to `width` x `height` CSS pixels.
-async fn set_viewport(client: &Client, width: u32, height: u32) {
-    client.set_window_size(width, height).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let inner = client
-        .execute("return [window.innerWidth, window.innerHeight];", vec![])
-        .await
-        .unwrap();
-    let inner: Vec<u32> = serde_json::from_value(inner).unwrap();
-    client
-        .set_window_size(2 * width - inner[0], 2 * height - inner[1])
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 /// Checks that the map leads the screen: its top edge inside the first
