@@ -340,6 +340,7 @@ fn model(info: wire::ModelInfo) -> ModelChoice {
             .collect(),
         id: info.id,
         name: info.name,
+        channels: info.channels,
         default_window: info.default_window,
         default_stride: info.default_stride,
         agreement_reference: info.agreement_reference,

@@ -9,6 +9,8 @@ use crate::method::Method;
 pub struct ModelChoice {
     pub id: String,
     pub name: String,
+    /// 1 for grey models (handwritten digits), 3 for photos.
+    pub channels: u32,
     pub default_window: u32,
     /// A stride that finishes in seconds on this worker.
     pub default_stride: u32,

@@ -21,6 +21,7 @@ mod method;
 mod panels;
 mod readout;
 mod run;
+mod snapshot;
 mod state;
 mod stream;
 

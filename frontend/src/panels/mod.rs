@@ -2,9 +2,11 @@
 //! (`state::use_page`) and takes no arguments; the shell (`lib.rs`) only
 //! places them.
 
+pub mod camera;
 pub mod classes;
 pub mod classroom;
 pub mod compare;
+pub mod draw;
 pub mod faithfulness;
 pub mod legend;
 pub mod picker;

@@ -1,6 +1,7 @@
 //! Model and image: the model picker, the model's presets (held-out
-//! digits, or sample photos with their credits) and an upload. Picking an
-//! image explains it. Loads the worker's models and, as the model changes,
+//! digits, or sample photos with their credits), the drawing pad (for a
+//! handwriting model), an upload and the camera. Picking an image explains
+//! it. Loads the worker's models and, as the model changes,
 //! its presets.
 
 use js_sys::Uint8Array;
@@ -12,6 +13,8 @@ use web_sys::{HtmlInputElement, Url};
 use crate::client;
 use crate::domain::Image;
 use crate::likeness;
+use crate::panels::camera::CameraPanel;
+use crate::panels::draw::DrawingPad;
 use crate::state::{use_page, Page};
 
 /// The worker's models (with each one's defaults, unless the address set
@@ -81,7 +84,8 @@ fn choose_model(page: Page, id: String) {
     page.settings.model.set(id);
 }
 
-fn choose_image(page: Page, image: Image) {
+/// Explains `image` (a preset, an upload, a drawing, a snapshot).
+pub fn choose_image(page: Page, image: Image) {
     page.image.set(Some(image));
     page.explain_or_ask();
 }
@@ -111,16 +115,21 @@ pub fn PickerPanel() -> impl IntoView {
                 </select>
             </label>
             <Presets />
+            <Show when=move || page.model_choice().is_some_and(|m| m.channels == 1)>
+                <DrawingPad />
+            </Show>
             <label class="upload">
                 <span>"…or upload a PNG or JPEG"</span>
                 <input type="file" accept="image/png,image/jpeg" data-testid="upload"
                     on:change=move |ev| upload(page, &event_target::<HtmlInputElement>(&ev)) />
             </label>
+            <CameraPanel />
+            <Credits />
         </section>
     }
 }
 
-/// The presets as buttons, the chosen one marked, with the photos' credits.
+/// The presets as buttons, the chosen one marked.
 #[component]
 fn Presets() -> impl IntoView {
     let page = use_page();
@@ -159,6 +168,14 @@ fn Presets() -> impl IntoView {
                     .collect_view()
             }}
         </div>
+    }
+}
+
+/// The preset photos' authors and licences.
+#[component]
+fn Credits() -> impl IntoView {
+    let page = use_page();
+    view! {
         <ul class="credits" data-testid="credits">
             {move || {
                 page.presets
@@ -173,7 +190,7 @@ fn Presets() -> impl IntoView {
 }
 
 /// Reads the chosen file and explains it.
-fn upload(page: Page, input: &HtmlInputElement) {
+pub fn upload(page: Page, input: &HtmlInputElement) {
     let Some(file) = input.files().and_then(|files| files.get(0)) else {
         return;
     };
