@@ -1,8 +1,10 @@
 //! Classes: a teacher opens one; students who open its link follow what
 //! the teacher shows, may explore on their own, and return with one click.
-//! The class's link is the page's address with `join=CODE`; the teacher's
-//! secret stays in the teacher's browser, so a reload on either side
-//! rejoins the class. This module keeps the store and the class in step;
+//! The class's link is the page's address with `join=TOKEN` (a long random
+//! token; `join=CODE` with the typed six-letter code works too); the
+//! teacher's secret stays in the teacher's browser, so a reload on either
+//! side rejoins the class. Closing may delete the explanations the teacher
+//! made in it. This module keeps the store and the class in step;
 //! `panels::classroom` shows it.
 
 use leptos::prelude::*;
@@ -42,12 +44,32 @@ impl Role {
     }
 }
 
-/// The link students open (and the QR code holds).
+/// The link students open (and the QR code holds): with the class's link
+/// token, which nobody guesses.
 pub fn class_link(code: &str) -> String {
     let origin = web_sys::window()
         .and_then(|w| w.location().origin().ok())
         .unwrap_or_default();
-    format!("{origin}/?join={code}")
+    let token = link::CLASS_LINKS
+        .get(code)
+        .unwrap_or_else(|| code.to_string());
+    format!("{origin}/?join={token}")
+}
+
+/// Notes that the teacher showed `id` in class `code`, when this browser
+/// made it (so closing the class may delete it).
+fn note_class_run(code: &str, id: &str) {
+    if id.is_empty() || link::EXPLANATIONS.get(id).is_none() {
+        return;
+    }
+    let mut ids = link::CLASS_RUNS.get(code).unwrap_or_default();
+    if !ids.split(' ').any(|known| known == id) {
+        if !ids.is_empty() {
+            ids.push(' ');
+        }
+        ids.push_str(id);
+        link::CLASS_RUNS.remember(code, &ids);
+    }
 }
 
 /// Follows the class's stream (the teacher's page too, for the count)
@@ -71,6 +93,9 @@ fn start_following(page: Page, role: Role) {
         loop {
             match feed.next().await {
                 Ok(Some(news)) if still_wanted() => {
+                    if !news.code.is_empty() {
+                        class.code.set(Some(news.code));
+                    }
                     class.followers.set(news.followers);
                     class.ended.set(news.ended);
                     if news.view.is_some() {
@@ -117,6 +142,7 @@ pub fn keep_in_step(page: Page) {
             explanation: page.shown.share_id.get().unwrap_or_default(),
             settings: page.settings.get(),
         };
+        note_class_run(&code, &view.explanation);
         spawn_local(async move {
             if let Err(message) = client::teach(code, secret, view).await {
                 page.notice.set(Some(message));
@@ -128,9 +154,13 @@ pub fn keep_in_step(page: Page) {
 pub fn open_class(page: Page) {
     spawn_local(async move {
         match client::open_class().await {
-            Ok((code, secret)) => {
-                link::CLASSES.remember(&code, &secret);
-                let role = Role::Teacher { code, secret };
+            Ok(opened) => {
+                link::CLASSES.remember(&opened.code, &opened.secret);
+                link::CLASS_LINKS.remember(&opened.code, &opened.link_token);
+                let role = Role::Teacher {
+                    code: opened.code,
+                    secret: opened.secret,
+                };
                 page.class.role.set(Some(role.clone()));
                 start_following(page, role);
             }
@@ -139,18 +169,41 @@ pub fn open_class(page: Page) {
     });
 }
 
-pub fn close_class(page: Page) {
+/// Ends the class for everyone; with `delete_runs`, the explanations this
+/// browser made and showed in it are deleted first.
+pub fn close_class(page: Page, delete_runs: bool) {
     let Some(Role::Teacher { code, secret }) = page.class.role.get_untracked() else {
         return;
     };
     spawn_local(async move {
+        let mut deleted = 0;
+        if delete_runs {
+            let ids = link::CLASS_RUNS.get(&code).unwrap_or_default();
+            for id in ids.split(' ').filter(|id| !id.is_empty()) {
+                let Some(owner_secret) = link::EXPLANATIONS.get(id) else {
+                    continue;
+                };
+                match client::delete(id.to_string(), owner_secret).await {
+                    Ok(()) => {
+                        link::EXPLANATIONS.forget(id);
+                        deleted += 1;
+                    }
+                    Err(message) => return page.notice.set(Some(message)),
+                }
+            }
+        }
         match client::close_class(code.clone(), secret).await {
             Ok(()) => {
-                link::CLASSES.forget(&code);
+                for kept in [link::CLASSES, link::CLASS_LINKS, link::CLASS_RUNS] {
+                    kept.forget(&code);
+                }
                 page.class.streams.update(|n| *n += 1);
                 page.class.role.set(None);
-                page.notice
-                    .set(Some(format!("The class {code} is closed.")));
+                page.notice.set(Some(match deleted {
+                    0 => format!("The class {code} is closed."),
+                    1 => format!("The class {code} is closed and its explanation deleted."),
+                    n => format!("The class {code} is closed and its {n} explanations deleted."),
+                }));
             }
             Err(message) => page.notice.set(Some(message)),
         }

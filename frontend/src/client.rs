@@ -9,8 +9,8 @@ use tonic::{Code, Status, Streaming};
 use tonic_web_wasm_client::Client;
 
 use crate::domain::{
-    Agreement, ClassNews, Curves, Estimate, Faithfulness, Image, ModelChoice, Removal, RunRequest,
-    RunSettings, TeacherView,
+    Agreement, ClassNews, Curves, Estimate, Faithfulness, Image, ModelChoice, OpenedClass, Removal,
+    RunRequest, RunSettings, TeacherView,
 };
 use crate::method::Method;
 use crate::stream::{Broken, Finished, MapTile, Picture, RunEvent, Started};
@@ -163,14 +163,18 @@ pub async fn faithfulness(id: String, removal: Removal) -> Result<Faithfulness, 
     })
 }
 
-/// Opens a class: its code and the teacher's secret.
-pub async fn open_class() -> Result<(String, String), String> {
+/// Opens a class: its code, the teacher's secret and the link token.
+pub async fn open_class() -> Result<OpenedClass, String> {
     let opened = worker()
         .open_class(wire::OpenClassRequest {})
         .await
         .map_err(said)?
         .into_inner();
-    Ok((opened.code, opened.teacher_secret))
+    Ok(OpenedClass {
+        code: opened.code,
+        secret: opened.teacher_secret,
+        link_token: opened.link_token,
+    })
 }
 
 pub async fn close_class(code: String, teacher_secret: String) -> Result<(), String> {
@@ -237,6 +241,7 @@ impl ClassFeed {
             view,
             followers: event.followers,
             ended: event.ended,
+            code: event.code,
         }))
     }
 }
@@ -298,6 +303,10 @@ fn run_event(event: wire::explain_event::Event) -> RunEvent {
             replayed: f.replayed,
             window_probabilities: f.window_probabilities,
         })),
+        Event::ClassMap(m) => RunEvent::ClassMap {
+            class: m.class_index,
+            values: m.values,
+        },
         Event::Moved(_) => RunEvent::Moved,
     }
 }

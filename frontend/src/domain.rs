@@ -98,6 +98,18 @@ pub struct ClassNews {
     pub view: Option<TeacherView>,
     pub followers: u32,
     pub ended: bool,
+    /// The class's short code.
+    pub code: String,
+}
+
+/// A class just opened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenedClass {
+    pub code: String,
+    /// Only the teacher's browser holds it.
+    pub secret: String,
+    /// What the class link carries instead of the guessable code.
+    pub link_token: String,
 }
 
 /// How removed pixels look in the faithfulness check.

@@ -10,6 +10,7 @@
 //! attributes are the hooks the headless-browser tests read.
 
 mod agreement;
+mod class_maps;
 mod classroom;
 mod client;
 mod domain;

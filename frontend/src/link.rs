@@ -15,6 +15,9 @@ pub struct PageState {
     pub opacity: Option<f64>,
     /// "spread" for the uncertainty view, else the evidence.
     pub view: Option<String>,
+    /// The class whose map is shown, or two for a contrast ("3-5"), when
+    /// it is not the explained one.
+    pub see: Option<String>,
     /// "presentation" for large type and canvases.
     pub layout: Option<String>,
     /// The shared explanation (the share link's id).
@@ -42,6 +45,7 @@ pub fn read() -> PageState {
         class: number("class"),
         opacity: text("opacity").and_then(|v| v.parse().ok()),
         view: text("view"),
+        see: text("see"),
         layout: text("layout"),
         explanation: text("e"),
         join: text("join"),
@@ -68,6 +72,7 @@ pub fn query(state: &PageState) -> String {
     add("class", state.class.map(|v| v.to_string()));
     add("opacity", state.opacity.map(|v| format!("{v:.2}")));
     add("view", state.view.clone());
+    add("see", state.see.clone());
     add("layout", state.layout.clone());
     String::from(params.to_string())
 }
@@ -100,6 +105,11 @@ pub struct Secrets(&'static str);
 pub const EXPLANATIONS: Secrets = Secrets("evidence-lens-secret-");
 /// The teacher's secrets, by class code.
 pub const CLASSES: Secrets = Secrets("evidence-lens-class-");
+/// The link tokens of the classes this browser opened, by class code.
+pub const CLASS_LINKS: Secrets = Secrets("evidence-lens-class-link-");
+/// The explanations this browser made and showed in a class, by class
+/// code (space-separated ids), so closing it may delete them.
+pub const CLASS_RUNS: Secrets = Secrets("evidence-lens-class-runs-");
 
 impl Secrets {
     fn storage() -> Option<web_sys::Storage> {

@@ -70,6 +70,8 @@ pub struct RunView {
     pub geometry: readout::Geometry,
     /// Per window position, P(explained class) with the window replaced.
     pub window_probabilities: Vec<f32>,
+    /// The other classes' maps from the same run, by class.
+    pub class_maps: Vec<(u32, Vec<f32>)>,
     /// Opened by its id (a share link, a teacher's view), not started here.
     pub watched: bool,
 }
@@ -107,6 +109,7 @@ impl Default for RunView {
             method: None,
             geometry: readout::Geometry::default(),
             window_probabilities: Vec::new(),
+            class_maps: Vec::new(),
             watched: false,
         }
     }
@@ -160,6 +163,10 @@ impl Page {
         let page = *self;
         let this_run = self.begin();
         self.shown.share_id.set(None);
+        // A new run shows its explained class first.
+        self.display
+            .map_view
+            .set(crate::class_maps::MapView::Explained);
         spawn_local(async move {
             match client::explain(request).await {
                 Ok(feed) => follow(page, feed, this_run).await,
@@ -301,6 +308,9 @@ fn apply(page: Page, event: RunEvent, elapsed_ms: f64) {
                 r.scale = scale;
                 r.elapsed_ms = elapsed_ms;
             });
+        }
+        RunEvent::ClassMap { class, values } => {
+            shown.run.update(|r| r.class_maps.push((class, values)));
         }
         RunEvent::Finished(f) => shown.run.update(|r| {
             r.spread = f.spread;

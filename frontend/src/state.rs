@@ -5,6 +5,7 @@
 
 use leptos::prelude::*;
 
+use crate::class_maps::{self, MapView};
 use crate::classroom::Role;
 use crate::domain::{Estimate, Image, ModelChoice, RunRequest, RunSettings, TeacherView};
 use crate::heatmap::Heatmap;
@@ -63,6 +64,8 @@ pub struct Display {
     pub show_spread: RwSignal<bool>,
     /// Large type and canvases for a projector.
     pub presentation: RwSignal<bool>,
+    /// Which class's map (or which contrast) is shown.
+    pub map_view: RwSignal<MapView>,
 }
 
 /// The run on screen: its progress, map and input, what the pointer reads.
@@ -83,6 +86,9 @@ pub struct Shown {
 #[derive(Clone, Copy)]
 pub struct Classroom {
     pub role: RwSignal<Option<Role>>,
+    /// The class's short code, as the worker says (a student who came by
+    /// the link has only its token).
+    pub code: RwSignal<Option<String>>,
     /// What the teacher shows now.
     pub view: RwSignal<Option<TeacherView>>,
     pub followers: RwSignal<u32>,
@@ -145,6 +151,11 @@ impl Page {
                 opacity: RwSignal::new(link.opacity.unwrap_or(0.8).clamp(0.0, 1.0)),
                 show_spread: RwSignal::new(link.view.as_deref() == Some("spread")),
                 presentation: RwSignal::new(link.layout.as_deref() == Some("presentation")),
+                map_view: RwSignal::new(
+                    link.see
+                        .as_deref()
+                        .map_or(MapView::Explained, MapView::from_link),
+                ),
             },
             models: RwSignal::new(Vec::new()),
             presets: RwSignal::new(Vec::new()),
@@ -163,6 +174,7 @@ impl Page {
             compare: RwSignal::new(None),
             class: Classroom {
                 role: RwSignal::new(link.join.as_deref().map(Role::for_code)),
+                code: RwSignal::new(None),
                 view: RwSignal::new(None),
                 followers: RwSignal::new(0),
                 following: RwSignal::new(true),
@@ -193,6 +205,7 @@ impl Page {
                 }
                 .to_string(),
             ),
+            see: d.map_view.get().to_link(),
             layout: d.presentation.get().then(|| "presentation".to_string()),
             explanation: self.shown.share_id.get(),
             join: self
@@ -215,6 +228,27 @@ impl Page {
         let id = self.shown.share_id.get_untracked()?;
         let secret = crate::link::EXPLANATIONS.get(&id)?;
         Some((id, secret))
+    }
+
+    /// The view that can be shown now (tracked).
+    pub fn shown_view(&self) -> MapView {
+        let view = self.display.map_view.get();
+        self.shown.map.with(|map| {
+            self.shown
+                .run
+                .with(|run| class_maps::available(view, run, map))
+        })
+    }
+
+    /// The view that can be shown now, and its map (tracked).
+    pub fn displayed(&self) -> (MapView, Heatmap) {
+        let view = self.shown_view();
+        let map = self.shown.map.with(|map| {
+            self.shown
+                .run
+                .with(|run| class_maps::displayed(view, run, map))
+        });
+        (view, map)
     }
 
     /// Whether this browser made the explanation on screen (tracked).

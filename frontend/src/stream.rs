@@ -63,6 +63,11 @@ pub enum RunEvent {
     },
     Started(Box<Started>),
     Tile(MapTile),
+    /// Another class's finished map (after the last tile).
+    ClassMap {
+        class: u32,
+        values: Vec<f32>,
+    },
     Finished(Box<Finished>),
     /// Another worker took the run over; the map goes on where it was.
     Moved,

@@ -347,6 +347,8 @@ pub struct Streamed {
     pub finished: lens_proto::v1::Finished,
     /// The map assembled from the tiles (28 x 28, row-major).
     pub map: Vec<f32>,
+    /// The other classes' maps (sent after the last tile).
+    pub class_maps: Vec<lens_proto::v1::ClassMap>,
     /// The coarse map and when it arrived, if the run streamed one.
     pub coarse: Option<(Instant, Vec<f32>)>,
     /// When each final tile arrived.
@@ -355,7 +357,8 @@ pub struct Streamed {
 }
 
 /// Checks the order of events (places in the queue if any, Started, an
-/// optional coarse map covering the whole image, tiles, Finished), that the
+/// optional coarse map covering the whole image, tiles, the other classes'
+/// maps, Finished), that the
 /// final tiles cover the image exactly once with growing progress, and
 /// assembles the map.
 pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
@@ -382,6 +385,7 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     let mut tile_times = Vec::new();
     let mut coarse = None;
     let mut last_done = 0;
+    let mut class_maps = Vec::new();
     for (at, event) in events {
         match event.event {
             Some(Event::Tile(tile)) if tile.coarse => {
@@ -395,6 +399,7 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
                 coarse = Some((at, tile.values));
             }
             Some(Event::Tile(tile)) => {
+                assert!(class_maps.is_empty(), "other classes' maps come last");
                 assert!(tile.windows_done >= last_done, "progress only grows");
                 assert_eq!(tile.total_windows, started.total_windows);
                 last_done = tile.windows_done;
@@ -407,6 +412,11 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
                     }
                 }
             }
+            Some(Event::ClassMap(class_map)) => {
+                assert_eq!(class_map.values.len(), width * height);
+                assert_ne!(class_map.class_index, started.explained_class);
+                class_maps.push(class_map);
+            }
             Some(Event::Finished(finished)) => {
                 assert!(
                     covered.iter().all(|&n| n == 1),
@@ -417,6 +427,7 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
                     started,
                     finished,
                     map,
+                    class_maps,
                     coarse,
                     tile_times,
                     finished_at: at,
@@ -708,6 +719,7 @@ pub fn synthetic_record(
                 ..Default::default()
             }),
             finished: Some(Finished::default()),
+            class_maps: Vec::new(),
         },
     }
 }

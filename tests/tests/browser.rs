@@ -553,7 +553,15 @@ async fn students_follow_what_the_teacher_shows_in_a_class() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(link, format!("http://{address}/?join={code}"));
+    // The link carries a long random token, not the guessable code.
+    let token = link
+        .strip_prefix(&format!("http://{address}/?join="))
+        .expect("the class link")
+        .to_string();
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
     let qr = teacher
         .execute(
             "return document.querySelectorAll('[data-testid=class-qr] svg').length",
@@ -572,6 +580,8 @@ async fn students_follow_what_the_teacher_shows_in_a_class() {
     })
     .await;
     wait_for_text(&teacher, "followers", |t| t == "1 student following").await;
+    set_viewport(&teacher, 1280, 720).await;
+    save_screenshot(&teacher, "class-teacher-1280x720").await;
 
     // The teacher explains a digit: the student's page shows the same run.
     click(&teacher, "preset-7").await;
@@ -610,9 +620,20 @@ async fn students_follow_what_the_teacher_shows_in_a_class() {
     // A reload keeps the teacher the teacher; closing ends the class.
     teacher.refresh().await.unwrap();
     assert_eq!(text_of(&teacher, "class-code").await, code);
-    click(&teacher, "close-class").await;
-    wait_for_text(&student, "class-banner", |t| t.contains("has ended")).await;
+    // Closing may delete the explanations the teacher made in the class.
+    click(&teacher, "close-class-delete").await;
+    wait_for_text(&student, "class-banner", |t| {
+        t == format!("The class {code} has ended.")
+    })
+    .await;
     wait_for(&teacher, "open-class").await;
+    let notice = text_of(&teacher, "notice").await;
+    assert!(notice.contains("explanation deleted"), "{notice}");
+    let mut worker = lens_tests::native_client(address).await;
+    let gone = lens_tests::watch_events(&mut worker, &teachers_run)
+        .await
+        .expect_err("the teacher's run is deleted");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
     teacher.close().await.unwrap();
     student.close().await.unwrap();
 }

@@ -354,3 +354,49 @@ async fn next_class_event(stream: &mut tonic::Streaming<ClassEvent>) -> ClassEve
         .unwrap()
         .expect("the class stream goes on")
 }
+
+/// Issue 22: a class link carries a token nobody guesses; typed codes that
+/// match no class are limited per client, and so are open classes.
+#[tokio::test]
+async fn strangers_cannot_guess_their_way_into_a_class() {
+    use lens_worker::server::{CLASSES_PER_CLIENT, MISSES_PER_PERIOD};
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let mut opened = Vec::new();
+    for _ in 0..CLASSES_PER_CLIENT {
+        opened.push(
+            client
+                .open_class(OpenClassRequest {})
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let refused = client.open_class(OpenClassRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("close one first"), "{refused:?}");
+
+    let class = &opened[0];
+    assert!(class.link_token.len() >= 32 && class.link_token != class.code);
+    let follow = |code: &str| FollowClassRequest {
+        code: code.into(),
+        teacher_secret: String::new(),
+    };
+    for guess in 0..MISSES_PER_PERIOD {
+        let missed = client
+            .follow_class(follow(&format!("ZZZZZ{guess}")))
+            .await
+            .unwrap_err();
+        assert_eq!(missed.code(), Code::NotFound, "{missed:?}");
+    }
+    let limited = client.follow_class(follow(&class.code)).await.unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted, "{limited:?}");
+    assert!(limited.message().contains("try again in"), "{limited:?}");
+    // The link's token still opens the class, and tells its code.
+    let mut by_link = client
+        .follow_class(follow(&class.link_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_class_event(&mut by_link).await.code, class.code);
+}

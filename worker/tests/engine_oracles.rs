@@ -22,8 +22,8 @@ use std::sync::Arc;
 use lens_worker::engine::{
     coverage, explain, read_window, windows, write_window, ConditionalGaussian, ConditionalPda,
     DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape, Laplace,
-    MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean, Schedule,
-    Takeover, Target, WindowFill, WindowResults,
+    MapClasses, MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean,
+    Schedule, Takeover, Target, WindowFill, WindowResults,
 };
 
 #[test]
@@ -582,4 +582,45 @@ fn a_run_taken_over_computes_only_the_windows_after_those_reported() {
     let (recomputed, _) = resume(shuffled);
     assert_eq!(recomputed.maps, whole.maps);
     assert_eq!(recomputed.forward_passes, whole.forward_passes);
+}
+
+/// The page switches between classes without a new run: the maps of the
+/// other classes come from the explained class's forward passes, and each
+/// must equal the map a run explaining that class alone makes.
+#[test]
+fn maps_of_several_classes_from_one_run_equal_single_class_runs_bit_for_bit() {
+    let model = ConvModel::new();
+    let sampler = varied_sampler(30);
+    let pda = Pda {
+        sampler: &sampler,
+        samples: 3,
+    };
+    let efficient = EfficientPda { sampler: &sampler };
+    let fills: [(&str, &dyn WindowFill); 2] = [("pda", &pda), ("efficient pda", &efficient)];
+    for (name, fill) in fills {
+        for (maps, count) in [(MapClasses::All, 3), (MapClasses::Top(2), 2)] {
+            let together = ExplainParams {
+                target: Target::Predicted,
+                maps,
+                ..params(4, 2, 16)
+            };
+            let one_run =
+                explain(&model, &test_image(), fill, &together, &mut no_progress).unwrap();
+            assert_eq!(one_run.map_classes.len(), count, "{name}");
+            assert_eq!(one_run.map_classes[0], one_run.predicted);
+            for (class, map) in one_run.map_classes.iter().zip(&one_run.maps) {
+                let alone = ExplainParams {
+                    target: Target::Class(*class),
+                    maps: MapClasses::Classes(Vec::new()),
+                    ..params(4, 2, 16)
+                };
+                let single =
+                    explain(&model, &test_image(), fill, &alone, &mut no_progress).unwrap();
+                assert_eq!(single.maps.len(), 1);
+                let bits = |m: &[f32]| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(map), bits(single.map()), "{name}: class {class}");
+                assert!(map.iter().any(|v| v.abs() > 1e-4), "{name}: class {class}");
+            }
+        }
+    }
 }

@@ -163,6 +163,7 @@ proptest! {
                 ..Default::default()
             }),
             finished: Some(Finished::default()),
+            class_maps: Vec::new(),
         };
         let body = explanation.encode_to_vec();
         let row = StoredRow {

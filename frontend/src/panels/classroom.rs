@@ -56,7 +56,11 @@ fn TeacherPanel(code: String) -> impl IntoView {
                         n => format!("{n} students following"),
                     }}
                 </p>
-                <button data-testid="close-class" on:click=move |_| close_class(page)>"Close the class"</button>
+                <div class="class-buttons">
+                    <button data-testid="close-class" on:click=move |_| close_class(page, false)>"Close the class"</button>
+                    <button data-testid="close-class-delete" title="Also deletes the explanations this browser made and showed in the class"
+                        on:click=move |_| close_class(page, true)>"Close and delete its explanations"</button>
+                </div>
             </div>
         </div>
     }
@@ -67,11 +71,14 @@ fn TeacherPanel(code: String) -> impl IntoView {
 fn StudentBanner(code: String) -> impl IntoView {
     let class = use_page().class;
     let (following, ended) = (class.following, class.ended);
+    // A link carries the class's token; the worker tells its short code.
+    let code = move || class.code.get().unwrap_or_else(|| code.clone());
     view! {
         <div class="class-banner" data-testid="class-banner" role="status"
             data-following=move || following.get().to_string()>
             <span>
                 {move || {
+                    let code = code();
                     if ended.get() {
                         format!("The class {code} has ended.")
                     } else if following.get() {

@@ -174,7 +174,7 @@ async fn run_one(
             RunEvent::Tile(tile) => set(&|p| p.map.apply(&tile)),
             RunEvent::Finished(finished) => set(&|p| p.wall_seconds = Some(finished.wall_seconds)),
             // The panel simply stays empty while the run waits.
-            RunEvent::Queued { .. } | RunEvent::Moved => {}
+            RunEvent::Queued { .. } | RunEvent::ClassMap { .. } | RunEvent::Moved => {}
         }
         ControlFlow::Continue(())
     })

@@ -1,9 +1,11 @@
 //! The legend beside a map: the palette, its two ends, and what the values
-//! are (which quantity, in which unit) for the method that made the map.
+//! are (which quantity, in which unit) for the method that made the map,
+//! or which two classes a contrast map compares.
 
 use lens_proto::palette::table;
 use leptos::prelude::*;
 
+use crate::class_maps::MapView;
 use crate::method::Method;
 use crate::state::use_page;
 
@@ -39,18 +41,44 @@ fn css_gradient() -> String {
 pub fn Legend() -> impl IntoView {
     let page = use_page();
     let run = page.shown.run;
-    let scale = move || run.with(|r| r.scale);
+    // The streamed map's scale comes with each tile; another map's is
+    // computed once it is shown.
+    let shown = Memo::new(move |_| match page.shown_view() {
+        MapView::Explained => (MapView::Explained, run.with(|r| r.scale)),
+        _ => {
+            let (view, map) = page.displayed();
+            (view, map.scale())
+        }
+    });
+    let scale = move || shown.get().1;
     let method = move || {
         run.with(|r| r.method)
             .unwrap_or_else(|| page.settings.method.get())
+    };
+    let names = move |a: u32, b: u32| run.with(|r| (r.class_name(a), r.class_name(b)));
+    let what = move || match shown.get().0 {
+        MapView::Contrast(a, b) => {
+            let (a, b) = names(a, b);
+            format!("weight of evidence for {a} minus that for {b}, in bits")
+        }
+        _ => quantity(method()).to_string(),
+    };
+    let colours = move || match shown.get().0 {
+        MapView::Contrast(a, b) => {
+            let (a, b) = names(a, b);
+            format!(
+                "red: for {a} rather than {b}, blue: for {b} rather than {a}, grey: no difference"
+            )
+        }
+        _ => "red: for the class, blue: against, grey: 0".to_string(),
     };
     view! {
         <div class="legend" data-testid="legend">
             <span>{move || format!("+{:.3}", scale())}</span>
             <div class="bar" style:background=css_gradient()></div>
             <span>{move || format!("−{:.3}", scale())}</span>
-            <small data-testid="legend-quantity">{move || quantity(method())}</small>
-            <small>"red: for the class, blue: against, grey: 0"</small>
+            <small data-testid="legend-quantity">{what}</small>
+            <small data-testid="legend-colours">{colours}</small>
         </div>
     }
 }

@@ -6,6 +6,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 
+use crate::class_maps::{self, MapView};
 use crate::heatmap::{paint, sequential_rgba, Heatmap};
 use crate::panels::legend::Legend;
 use crate::readout;
@@ -76,7 +77,7 @@ fn cancel() {
 #[component]
 fn Canvases() -> impl IntoView {
     let page = use_page();
-    let (run, map) = (page.shown.run, page.shown.map);
+    let run = page.shown.run;
     let input_canvas = NodeRef::<Canvas>::new();
     let under_canvas = NodeRef::<Canvas>::new();
     let heat_canvas = NodeRef::<Canvas>::new();
@@ -99,17 +100,16 @@ fn Canvases() -> impl IntoView {
             return;
         };
         let spread_view = page.display.show_spread.get();
-        map.with(|map| {
-            if map.values.is_empty() {
-                return;
-            }
-            let spread = run.with(|r| {
-                (spread_view && r.spread.len() == map.values.len())
-                    .then(|| sequential_rgba(&r.spread))
-            });
-            let rgba = spread.unwrap_or_else(|| map.rgba());
-            paint(&canvas, map.width, map.height, &rgba);
+        let (view, map) = page.displayed();
+        if map.values.is_empty() {
+            return;
+        }
+        let spread = run.with(|r| {
+            (spread_view && view == MapView::Explained && r.spread.len() == map.values.len())
+                .then(|| sequential_rgba(&r.spread))
         });
+        let rgba = spread.unwrap_or_else(|| map.rgba());
+        paint(&canvas, map.width, map.height, &rgba);
     });
     // The finished map under the pointer (or a tap).
     let read_pixel = move |ev: leptos::ev::PointerEvent| {
@@ -117,15 +117,14 @@ fn Canvases() -> impl IntoView {
             return;
         };
         let (shown_w, shown_h) = (canvas.client_width(), canvas.client_height());
-        let line = map.with_untracked(|map| {
-            run.with_untracked(|r| {
-                if r.phase != Phase::Done || map.values.is_empty() || shown_w <= 0 || shown_h <= 0 {
-                    return None;
-                }
-                let x = (ev.offset_x().max(0) as u32 * map.width) / shown_w as u32;
-                let y = (ev.offset_y().max(0) as u32 * map.height) / shown_h as u32;
-                reading(map, r, x, y)
-            })
+        let (view, map) = untrack(|| page.displayed());
+        let line = run.with_untracked(|r| {
+            if r.phase != Phase::Done || map.values.is_empty() || shown_w <= 0 || shown_h <= 0 {
+                return None;
+            }
+            let x = (ev.offset_x().max(0) as u32 * map.width) / shown_w as u32;
+            let y = (ev.offset_y().max(0) as u32 * map.height) / shown_h as u32;
+            reading(&map, view, r, x, y)
         });
         page.shown.reading.set(line);
     };
@@ -144,8 +143,11 @@ fn Canvases() -> impl IntoView {
                         style:opacity=move || page.display.opacity.get().to_string()
                         on:pointermove=read_pixel on:pointerdown=read_pixel></canvas>
                 </div>
-                <figcaption>
-                    {move || run.with(|r| format!("Evidence for {}", r.class_name(r.explained)))}
+                <figcaption data-testid="map-caption">
+                    {move || {
+                        let (view, _) = page.displayed();
+                        run.with(|r| class_maps::caption(view, r))
+                    }}
                 </figcaption>
             </figure>
             <Legend />
@@ -153,9 +155,16 @@ fn Canvases() -> impl IntoView {
     }
 }
 
-/// What pixel (x, y) of a finished map says, as one line.
-fn reading(map: &Heatmap, r: &RunView, x: u32, y: u32) -> Option<String> {
-    let found = readout::read(map, r.geometry, &r.window_probabilities, x, y)?;
+/// What pixel (x, y) of the map on screen says, as one line. The
+/// probabilities with each window replaced are the explained class's.
+fn reading(map: &Heatmap, view: MapView, r: &RunView, x: u32, y: u32) -> Option<String> {
+    let explained = view == MapView::Explained;
+    let window_probabilities: &[f32] = if explained {
+        &r.window_probabilities
+    } else {
+        &[]
+    };
+    let found = readout::read(map, r.geometry, window_probabilities, x, y)?;
     let p_with = r
         .probabilities
         .get(r.explained as usize)

@@ -6,8 +6,14 @@
 //!
 //! Each class holds only its latest view (a `watch` channel), so a follower
 //! who falls behind skips to the newest view and memory stays bounded.
+//!
+//! Strangers must not find a class by guessing: the link and QR code carry
+//! a long random token, only the typed six-letter code is guessable, and a
+//! client whose look-ups keep missing is refused for a while. A client may
+//! open only a few classes at once, so nobody takes every place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -32,13 +38,25 @@ pub const MAX_FOLLOWERS: usize = 500;
 pub const MAX_CLASSES: usize = 1000;
 /// How long a model id in a class's view may be (it is only echoed).
 const MAX_MODEL_ID: usize = 200;
+/// Classes one client (address) may have open at once.
+pub const CLASSES_PER_CLIENT: usize = 5;
+/// Look-ups that found no class, per client and `LOOKUP_PERIOD`, before
+/// that client's look-ups are refused until the oldest miss is that old.
+pub const MISSES_PER_PERIOD: usize = 6;
+pub const LOOKUP_PERIOD: Duration = Duration::from_secs(60);
 
 pub struct Classes {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Recent look-ups that found nothing, per client.
+    misses: Mutex<HashMap<Option<IpAddr>, VecDeque<Instant>>>,
     idle: Duration,
 }
 
 struct Room {
+    /// What the class link carries instead of the code.
+    token: String,
+    /// Who opened it (for the classes-per-client limit).
+    opener: Option<IpAddr>,
     teacher: [u8; 32],
     events: watch::Sender<ClassEvent>,
     last_teacher: Mutex<Instant>,
@@ -81,6 +99,7 @@ impl Classes {
     pub fn new(idle: Duration) -> Self {
         Classes {
             rooms: Mutex::default(),
+            misses: Mutex::default(),
             idle,
         }
     }
@@ -100,13 +119,21 @@ impl Classes {
         });
     }
 
-    /// A new class: its code and the teacher's secret.
-    pub fn open(&self) -> Result<(String, String), ServiceError> {
+    /// A new class, opened by `client`: its code, the teacher's secret and
+    /// the link token.
+    pub fn open(&self, client: Option<IpAddr>) -> Result<Opened, ServiceError> {
         self.sweep();
         let secret = store::new_secret();
         let mut rooms = self.rooms();
         if rooms.len() >= MAX_CLASSES {
             return Err(ServiceError::TooManyClasses { limit: MAX_CLASSES });
+        }
+        if client.is_some()
+            && rooms.values().filter(|r| r.opener == client).count() >= CLASSES_PER_CLIENT
+        {
+            return Err(ServiceError::TooManyClassesOpened {
+                limit: CLASSES_PER_CLIENT,
+            });
         }
         let code = loop {
             let mut rng = rand::rng();
@@ -117,29 +144,91 @@ impl Classes {
                 break code;
             }
         };
-        let (events, _) = watch::channel(ClassEvent::default());
+        let token = store::new_id();
+        let (events, _) = watch::channel(ClassEvent {
+            code: code.clone(),
+            ..Default::default()
+        });
         let room = Room {
+            token: token.clone(),
+            opener: client,
             teacher: store::hash_secret(&secret),
             events,
             last_teacher: Mutex::new(Instant::now()),
         };
         rooms.insert(code.clone(), Arc::new(room));
-        Ok((code, secret))
+        Ok(Opened {
+            code,
+            teacher_secret: secret,
+            link_token: token,
+        })
     }
 
-    /// The class with this code (codes are read case-blind).
-    fn room(&self, code: &str) -> Result<Arc<Room>, ServiceError> {
+    /// The class with this code (read case-blind) or link token. A client
+    /// whose look-ups found nothing too often is refused a while, whatever
+    /// it asks (a token is never guessed, so it is always answered).
+    fn room(&self, code: &str, client: Option<IpAddr>) -> Result<Arc<Room>, ServiceError> {
         self.sweep();
         let code = normalise(code);
-        self.rooms()
-            .get(&code)
-            .cloned()
-            .ok_or(ServiceError::NoClass { code })
+        let is_token = code.len() > CODE_LENGTH;
+        if !is_token {
+            self.check_misses(client)?;
+        }
+        let found = {
+            let rooms = self.rooms();
+            if is_token {
+                let token = code.to_ascii_lowercase();
+                rooms.values().find(|r| r.token == token).cloned()
+            } else {
+                rooms.get(&code).cloned()
+            }
+        };
+        found.ok_or_else(|| {
+            self.missed(client);
+            ServiceError::NoClass { code }
+        })
+    }
+
+    /// Refuses a client that missed too often in the last period.
+    fn check_misses(&self, client: Option<IpAddr>) -> Result<(), ServiceError> {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(recent) = misses.get_mut(&client) else {
+            return Ok(());
+        };
+        while recent.front().is_some_and(|t| t.elapsed() >= LOOKUP_PERIOD) {
+            recent.pop_front();
+        }
+        match recent.front() {
+            Some(oldest) if recent.len() >= MISSES_PER_PERIOD => Err(ServiceError::TooManyMisses {
+                wait_seconds: (LOOKUP_PERIOD - oldest.elapsed()).as_secs() + 1,
+            }),
+            None => {
+                misses.remove(&client);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn missed(&self, client: Option<IpAddr>) {
+        let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget clients whose misses are all old, so the table stays small.
+        misses.retain(|_, recent| recent.back().is_some_and(|t| t.elapsed() < LOOKUP_PERIOD));
+        let recent = misses.entry(client).or_default();
+        recent.push_back(Instant::now());
+        if recent.len() > MISSES_PER_PERIOD {
+            recent.pop_front();
+        }
     }
 
     /// The room, if `secret` is its teacher's.
-    fn teachers_room(&self, code: &str, secret: &str) -> Result<Arc<Room>, ServiceError> {
-        let room = self.room(code)?;
+    fn teachers_room(
+        &self,
+        code: &str,
+        secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Room>, ServiceError> {
+        let room = self.room(code, client)?;
         if room.teacher != store::hash_secret(secret) {
             return Err(ServiceError::NotTeacher {
                 code: normalise(code),
@@ -150,8 +239,14 @@ impl Classes {
     }
 
     /// Shows `view` to everyone following the class.
-    pub fn teach(&self, code: &str, secret: &str, view: ClassView) -> Result<(), ServiceError> {
-        let room = self.teachers_room(code, secret)?;
+    pub fn teach(
+        &self,
+        code: &str,
+        secret: &str,
+        view: ClassView,
+        client: Option<IpAddr>,
+    ) -> Result<(), ServiceError> {
+        let room = self.teachers_room(code, secret, client)?;
         let id = &view.explanation_id;
         if !id.is_empty() && !store::is_valid_id(id) {
             return Err(ServiceError::BadId { id: id.clone() });
@@ -167,11 +262,16 @@ impl Classes {
 
     /// Follows a class. With the teacher's secret the teacher's own page
     /// follows it (for the count of followers), and is not counted.
-    pub fn follow(&self, code: &str, teacher_secret: &str) -> Result<Following, ServiceError> {
+    pub fn follow(
+        &self,
+        code: &str,
+        teacher_secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Following, ServiceError> {
         let (room, counted) = if teacher_secret.is_empty() {
-            (self.room(code)?, true)
+            (self.room(code, client)?, true)
         } else {
-            (self.teachers_room(code, teacher_secret)?, false)
+            (self.teachers_room(code, teacher_secret, client)?, false)
         };
         if counted {
             // Checked and counted in one step, under the channel's lock.
@@ -199,12 +299,24 @@ impl Classes {
     }
 
     /// Ends a class for everyone following it.
-    pub fn close(&self, code: &str, secret: &str) -> Result<(), ServiceError> {
-        let room = self.teachers_room(code, secret)?;
+    pub fn close(
+        &self,
+        code: &str,
+        secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(), ServiceError> {
+        let room = self.teachers_room(code, secret, client)?;
         room.end();
-        self.rooms().remove(&normalise(code));
+        self.rooms().retain(|_, r| !Arc::ptr_eq(r, &room));
         Ok(())
     }
+}
+
+/// What opening a class gives the teacher.
+pub struct Opened {
+    pub code: String,
+    pub teacher_secret: String,
+    pub link_token: String,
 }
 
 pub type ClassStream = Pin<Box<dyn Stream<Item = Result<ClassEvent, Status>> + Send>>;
@@ -253,24 +365,28 @@ mod tests {
     #[test]
     fn followers_see_the_latest_view_and_are_counted_until_they_leave() {
         let classes = Classes::new(Duration::from_secs(3600));
-        let (code, secret) = classes.open().unwrap();
+        let Opened {
+            code,
+            teacher_secret: secret,
+            ..
+        } = classes.open(None).unwrap();
         assert_eq!(code.len(), CODE_LENGTH);
         assert!(code.bytes().all(|c| ALPHABET.contains(&c)));
         let ids: Vec<String> = (0..3).map(|_| store::new_id()).collect();
-        classes.teach(&code, &secret, view(&ids[0])).unwrap();
-        let student = classes.follow(&code.to_lowercase(), "").unwrap();
-        let teacher = classes.follow(&code, &secret).unwrap();
+        classes.teach(&code, &secret, view(&ids[0]), None).unwrap();
+        let student = classes.follow(&code.to_lowercase(), "", None).unwrap();
+        let teacher = classes.follow(&code, &secret, None).unwrap();
         assert_eq!(
             teacher.events.borrow().followers,
             1,
             "the teacher is not counted"
         );
-        classes.teach(&code, &secret, view(&ids[1])).unwrap();
-        classes.teach(&code, &secret, view(&ids[2])).unwrap();
+        classes.teach(&code, &secret, view(&ids[1]), None).unwrap();
+        classes.teach(&code, &secret, view(&ids[2]), None).unwrap();
         let latest = student.events.borrow().clone();
         assert_eq!(latest.view.unwrap().explanation_id, ids[2]);
         assert!(matches!(
-            classes.teach(&code, &secret, view("not an id")),
+            classes.teach(&code, &secret, view("not an id"), None),
             Err(ServiceError::BadId { .. })
         ));
         drop(student);
@@ -280,20 +396,24 @@ mod tests {
     #[test]
     fn only_the_teacher_teaches_or_closes_and_closing_ends_the_class() {
         let classes = Classes::new(Duration::from_secs(3600));
-        let (code, secret) = classes.open().unwrap();
-        let student = classes.follow(&code, "").unwrap();
+        let Opened {
+            code,
+            teacher_secret: secret,
+            ..
+        } = classes.open(None).unwrap();
+        let student = classes.follow(&code, "", None).unwrap();
         assert!(matches!(
-            classes.teach(&code, "guess", view("")),
+            classes.teach(&code, "guess", view(""), None),
             Err(ServiceError::NotTeacher { .. })
         ));
         assert!(matches!(
-            classes.close(&code, "guess"),
+            classes.close(&code, "guess", None),
             Err(ServiceError::NotTeacher { .. })
         ));
-        classes.close(&code, &secret).unwrap();
+        classes.close(&code, &secret, None).unwrap();
         assert!(student.events.borrow().ended);
         assert!(matches!(
-            classes.follow(&code, ""),
+            classes.follow(&code, "", None),
             Err(ServiceError::NoClass { .. })
         ));
     }
@@ -301,14 +421,78 @@ mod tests {
     #[test]
     fn a_class_without_its_teacher_ends_after_the_idle_time() {
         let classes = Classes::new(Duration::from_millis(50));
-        let (code, secret) = classes.open().unwrap();
-        let student = classes.follow(&code, "").unwrap();
+        let Opened {
+            code,
+            teacher_secret: secret,
+            ..
+        } = classes.open(None).unwrap();
+        let student = classes.follow(&code, "", None).unwrap();
         std::thread::sleep(Duration::from_millis(80));
         classes.sweep();
         assert!(student.events.borrow().ended);
         assert!(matches!(
-            classes.teach(&code, &secret, view("")),
+            classes.teach(&code, &secret, view(""), None),
             Err(ServiceError::NoClass { .. })
         ));
+    }
+
+    fn address(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn the_link_token_finds_the_class_and_the_code_is_learnt_from_it() {
+        let classes = Classes::new(Duration::from_secs(3600));
+        let opened = classes.open(address(1)).unwrap();
+        assert_eq!(opened.link_token.len(), 32, "128 random bits in hex");
+        assert_ne!(opened.link_token, opened.code);
+        let student = classes.follow(&opened.link_token, "", address(2)).unwrap();
+        assert_eq!(student.events.borrow().code, opened.code);
+        classes
+            .close(&opened.link_token, &opened.teacher_secret, address(1))
+            .unwrap();
+        assert!(student.events.borrow().ended);
+    }
+
+    #[test]
+    fn a_client_that_keeps_missing_is_refused_a_while_but_links_still_work() {
+        let classes = Classes::new(Duration::from_secs(3600));
+        let opened = classes.open(address(1)).unwrap();
+        let guesser = address(9);
+        for _ in 0..MISSES_PER_PERIOD {
+            assert!(matches!(
+                classes.follow("ZZZZZZ", "", guesser),
+                Err(ServiceError::NoClass { .. })
+            ));
+        }
+        match classes.follow(&opened.code, "", guesser) {
+            Err(ServiceError::TooManyMisses { wait_seconds }) => {
+                assert!((1..=LOOKUP_PERIOD.as_secs()).contains(&wait_seconds))
+            }
+            other => panic!("a right code after too many misses: {:?}", other.err()),
+        }
+        // The refused client may still follow the link; others the code.
+        classes.follow(&opened.link_token, "", guesser).unwrap();
+        classes.follow(&opened.code, "", address(3)).unwrap();
+        let message = Status::from(ServiceError::TooManyMisses { wait_seconds: 42 });
+        assert_eq!(message.code(), tonic::Code::ResourceExhausted);
+        assert!(message.message().contains("try again in 42 s"));
+    }
+
+    #[test]
+    fn a_client_opens_only_a_few_classes_at_once() {
+        let classes = Classes::new(Duration::from_secs(3600));
+        let mine: Vec<Opened> = (0..CLASSES_PER_CLIENT)
+            .map(|_| classes.open(address(1)).unwrap())
+            .collect();
+        assert!(matches!(
+            classes.open(address(1)),
+            Err(ServiceError::TooManyClassesOpened { .. })
+        ));
+        classes.open(address(2)).expect("another client opens one");
+        classes
+            .close(&mine[0].code, &mine[0].teacher_secret, address(1))
+            .unwrap();
+        classes.open(address(1)).expect("a place after closing one");
     }
 }

@@ -488,30 +488,36 @@ impl EvidenceLens for Gateway {
 
     async fn open_class(
         &self,
-        _request: Request<OpenClassRequest>,
+        request: Request<OpenClassRequest>,
     ) -> Result<Response<ClassOpened>, Status> {
-        shared::open_class(&self.classes)
+        shared::open_class(
+            &self.classes,
+            client_of(&request, self.limits.trust_forwarded_for),
+        )
     }
 
     async fn teach(
         &self,
         request: Request<TeachRequest>,
     ) -> Result<Response<TeachResponse>, Status> {
-        shared::teach(&self.classes, request.into_inner())
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        shared::teach(&self.classes, request.into_inner(), client)
     }
 
     async fn follow_class(
         &self,
         request: Request<FollowClassRequest>,
     ) -> Result<Response<classes::ClassStream>, Status> {
-        shared::follow_class(&self.classes, request.into_inner())
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        shared::follow_class(&self.classes, request.into_inner(), client)
     }
 
     async fn close_class(
         &self,
         request: Request<CloseClassRequest>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        shared::close_class(&self.classes, request.into_inner())
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        shared::close_class(&self.classes, request.into_inner(), client)
     }
 }
 

@@ -49,6 +49,8 @@ struct RunState {
     coarse: Option<ExplainEvent>,
     /// Final tiles so far (at most the image's values in all).
     tiles: Vec<Tile>,
+    /// The other classes' maps (after the last tile).
+    class_maps: Vec<ExplainEvent>,
     finished: Option<ExplainEvent>,
     viewers: Vec<Viewer>,
     ended: bool,
@@ -81,6 +83,7 @@ impl RunState {
             .flatten()
             .cloned()
             .chain(tiles)
+            .chain(self.class_maps.iter().cloned())
             .chain(self.finished.clone())
             .collect()
     }
@@ -155,6 +158,7 @@ impl LiveRun {
             Some(Event::Started(_)) => state.started = Some(event.clone()),
             Some(Event::Tile(tile)) if tile.coarse => state.coarse = Some(event.clone()),
             Some(Event::Tile(tile)) => state.tiles.push(tile.clone()),
+            Some(Event::ClassMap(_)) => state.class_maps.push(event.clone()),
             Some(Event::Finished(_)) => state.finished = Some(event.clone()),
             // One process runs the whole run: nothing moves.
             Some(Event::Moved(_)) | None => {}

@@ -33,6 +33,7 @@ use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
 
 pub use admission::Limits;
+pub use classes::{CLASSES_PER_CLIENT, MISSES_PER_PERIOD};
 pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
 pub use gateway::Gateway;
 pub use registry::{ModelSummary, Registry};

@@ -25,6 +25,25 @@ pub use crate::methods::DEFAULT_PADDING;
 /// A run longer than this many batches streams a coarse map first.
 pub const COARSE_AFTER_BATCHES: usize = 4;
 
+/// A model with more classes gets maps of its most probable ones only.
+pub const ALL_MAPS_UP_TO: usize = 10;
+/// How many of the most probable classes get a map then.
+pub const TOP_MAPS: usize = 5;
+
+/// Which classes get a map besides the explained one: every class of a
+/// small model, else the most probable few. They come from the same forward
+/// passes (only accumulation), so the page switches between them without a
+/// new run.
+fn other_maps(kind: MethodKind, classes: usize) -> MapClasses {
+    if kind.one_class_per_run() {
+        MapClasses::Classes(Vec::new())
+    } else if classes <= ALL_MAPS_UP_TO {
+        MapClasses::All
+    } else {
+        MapClasses::Top(TOP_MAPS)
+    }
+}
+
 #[derive(Debug)]
 pub struct Job {
     pub model: String,
@@ -120,12 +139,7 @@ pub fn settings_from_request(
             .class_index
             .map_or(Target::Predicted, |c| Target::Class(c as usize)),
         quantity: kind.quantity(),
-        // Maps of the other classes are kept for the digits only (ten of them).
-        maps: if kind.one_class_per_run() || model.class_names.len() > 10 {
-            MapClasses::Classes(Vec::new())
-        } else {
-            MapClasses::All
-        },
+        maps: other_maps(kind, model.class_names.len()),
         schedule: Schedule::Plain,
         takeover: Default::default(),
     };

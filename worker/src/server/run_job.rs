@@ -1,6 +1,7 @@
 //! One explanation on the device: the engine's progress becomes events
-//! (Started, the coarse map where the schedule has one, final tiles), the
-//! finished explanation is stored, then Finished goes out. Shared by `serve`
+//! (Started, the coarse map where the schedule has one, final tiles, the
+//! other classes' maps), the finished explanation is stored, then Finished
+//! goes out. Shared by `serve`
 //! (events to the live table) and the cluster worker (events to JetStream).
 
 use std::ops::ControlFlow;
@@ -8,7 +9,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use lens_proto::v1::{
-    explain_event::Event, ExplainEvent, Finished, Picture, Started, StoredExplanation, Tile,
+    explain_event::Event, ClassMap, ExplainEvent, Finished, Picture, Started, StoredExplanation,
+    Tile,
 };
 
 use crate::engine::{InputImage, Progress, WindowResults};
@@ -156,6 +158,19 @@ pub fn run_job(
         explanation.forward_passes,
         explanation.wall_seconds,
     );
+    // The other classes' maps, after the last tile (their viewers may have
+    // left: they are stored all the same).
+    let class_maps: Vec<ClassMap> = explanation.map_classes[1..]
+        .iter()
+        .zip(&explanation.maps[1..])
+        .map(|(&class, values)| ClassMap {
+            class_index: class as u32,
+            values: values.clone(),
+        })
+        .collect();
+    for class_map in &class_maps {
+        let _ = publish(Event::ClassMap(class_map.clone()));
+    }
     let map = explanation.map();
     let mut finished = Finished {
         wall_seconds: explanation.wall_seconds,
@@ -190,6 +205,7 @@ pub fn run_job(
                 coarse: false,
             }),
             finished: Some(finished.clone()),
+            class_maps,
         },
     };
     // Stored before Finished goes out: a client that saw Finished can rely

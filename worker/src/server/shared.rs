@@ -39,26 +39,27 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(ServiceError::from)
 }
 
-/// A stored explanation as a stream: Started, the whole map, Finished.
+/// A stored explanation as a stream: Started, the whole map, the other
+/// classes' maps, Finished.
 pub fn replay(record: Record) -> EventStream {
     let StoredExplanation {
         started,
         map,
         finished,
+        class_maps,
     } = record.explanation;
     let finished = finished.map(|f| Finished {
         replayed: true,
         ..f
     });
-    let events: Vec<Result<ExplainEvent, Status>> = [
-        started.map(Event::Started),
-        map.map(Event::Tile),
-        finished.map(Event::Finished),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|e| Ok(event(e)))
-    .collect();
+    let events: Vec<Result<ExplainEvent, Status>> =
+        [started.map(Event::Started), map.map(Event::Tile)]
+            .into_iter()
+            .flatten()
+            .chain(class_maps.into_iter().map(Event::ClassMap))
+            .chain(finished.map(Event::Finished))
+            .map(|e| Ok(event(e)))
+            .collect();
     Box::pin(tokio_stream::iter(events))
 }
 
@@ -140,44 +141,54 @@ pub async fn delete(
     }
 }
 
-pub fn open_class(classes: &Classes) -> Result<Response<ClassOpened>, Status> {
-    let (code, teacher_secret) = classes.open()?;
+pub fn open_class(
+    classes: &Classes,
+    client: Option<IpAddr>,
+) -> Result<Response<ClassOpened>, Status> {
+    let opened = classes.open(client)?;
     Ok(Response::new(ClassOpened {
-        code,
-        teacher_secret,
+        code: opened.code,
+        teacher_secret: opened.teacher_secret,
+        link_token: opened.link_token,
     }))
 }
 
-pub fn teach(classes: &Classes, request: TeachRequest) -> Result<Response<TeachResponse>, Status> {
+pub fn teach(
+    classes: &Classes,
+    request: TeachRequest,
+    client: Option<IpAddr>,
+) -> Result<Response<TeachResponse>, Status> {
     let TeachRequest {
         code,
         teacher_secret,
         view,
     } = request;
-    classes.teach(&code, &teacher_secret, view.unwrap_or_default())?;
+    classes.teach(&code, &teacher_secret, view.unwrap_or_default(), client)?;
     Ok(Response::new(TeachResponse {}))
 }
 
 pub fn follow_class(
     classes: &Classes,
     request: FollowClassRequest,
+    client: Option<IpAddr>,
 ) -> Result<Response<classes::ClassStream>, Status> {
     let FollowClassRequest {
         code,
         teacher_secret,
     } = request;
-    let following = classes.follow(&code, &teacher_secret)?;
+    let following = classes.follow(&code, &teacher_secret, client)?;
     Ok(Response::new(classes::stream(following)))
 }
 
 pub fn close_class(
     classes: &Classes,
     request: CloseClassRequest,
+    client: Option<IpAddr>,
 ) -> Result<Response<CloseClassResponse>, Status> {
     let CloseClassRequest {
         code,
         teacher_secret,
     } = request;
-    classes.close(&code, &teacher_secret)?;
+    classes.close(&code, &teacher_secret, client)?;
     Ok(Response::new(CloseClassResponse {}))
 }

@@ -42,6 +42,10 @@ pub enum ServiceError {
     ClassFull { limit: usize },
     #[error("{limit} classes are open on this worker: try again later")]
     TooManyClasses { limit: usize },
+    #[error("this address has {limit} classes open already: close one first")]
+    TooManyClassesOpened { limit: usize },
+    #[error("too many class codes from this address matched no class: try again in {wait_seconds} s (a class link or QR code always works)")]
+    TooManyMisses { wait_seconds: u64 },
     #[error("a model id has at most {limit} characters")]
     ModelIdTooLong { limit: usize },
     #[error("this explanation already has {limit} viewers: try again later")]
@@ -91,6 +95,8 @@ impl From<ServiceError> for Status {
             ServiceError::NotTeacher { .. } => Status::permission_denied(message),
             ServiceError::ClassFull { .. }
             | ServiceError::TooManyClasses { .. }
+            | ServiceError::TooManyClassesOpened { .. }
+            | ServiceError::TooManyMisses { .. }
             | ServiceError::TooManyViewers { .. }
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
             ServiceError::ModelIdTooLong { .. } => Status::invalid_argument(message),

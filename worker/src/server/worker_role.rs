@@ -405,6 +405,8 @@ struct Sent {
     coarse: bool,
     /// Final tiles, by (x, y, width, height).
     tiles: HashSet<(u32, u32, u32, u32)>,
+    /// The other classes' maps, by class.
+    class_maps: HashSet<u32>,
     /// Finished, failed or cancelled.
     ended: bool,
 }
@@ -427,6 +429,9 @@ impl Sent {
                 Some(Event::Tile(tile)) => {
                     sent.tiles.insert(tile_key(&tile));
                 }
+                Some(Event::ClassMap(map)) => {
+                    sent.class_maps.insert(map.class_index);
+                }
                 _ => {}
             }
         }
@@ -438,6 +443,7 @@ impl Sent {
             Some(Event::Started(_)) => self.started.is_some(),
             Some(Event::Tile(tile)) if tile.coarse => self.coarse,
             Some(Event::Tile(tile)) => self.tiles.contains(&tile_key(tile)),
+            Some(Event::ClassMap(map)) => self.class_maps.contains(&map.class_index),
             _ => false,
         }
     }

@@ -115,6 +115,17 @@ pub fn decode_row(id: &str, row: StoredRow) -> Result<Record, StoreError> {
                 map.values.len()
             )));
         }
+        if let Some(other) = explanation
+            .class_maps
+            .iter()
+            .find(|m| m.values.len() as u64 != pixels)
+        {
+            return Err(damaged(format!(
+                "the map of class {} holds {} values, not {pixels}",
+                other.class_index,
+                other.values.len()
+            )));
+        }
     }
     Ok(Record {
         id: id.to_string(),
