@@ -48,9 +48,20 @@ impl Services {
 
     /// A worker with more environment (`OMP_NUM_THREADS`...).
     pub fn worker_with_env(&self, name: &str, takeover: u64, env: &[(&str, &str)]) -> ChildProcess {
+        self.worker_with(name, takeover, env, &[])
+    }
+
+    /// A worker with more environment and more options.
+    pub fn worker_with(
+        &self,
+        name: &str,
+        takeover: u64,
+        env: &[(&str, &str)],
+        options: &[&str],
+    ) -> ChildProcess {
         let (nats, database) = (self.nats.url(), self.database.url());
         let takeover = takeover.to_string();
-        let arguments = [
+        let mut arguments = vec![
             "worker",
             "--name",
             name,
@@ -61,6 +72,7 @@ impl Services {
             "--database-url",
             &database,
         ];
+        arguments.extend_from_slice(options);
         ChildProcess::start_with_env(&arguments, env, "worker ready").0
     }
 }

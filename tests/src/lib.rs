@@ -778,3 +778,65 @@ pub fn start_https_serve() -> (ChildProcess, SocketAddr, Vec<u8>) {
     let address = listening_address(&line.replace("https://", "http://"));
     (serve, address, der)
 }
+
+/// `GET /metrics` from `address`: the Prometheus text, checked for its
+/// content type.
+pub fn scrape_metrics(address: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("the metrics port answers");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// Prometheus text as samples (`name{labels}` as written, to its value).
+/// Panics on a line that is not a comment or `name[{labels}] value`, and
+/// on a sample whose metric has no `# TYPE` line before it.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        assert_eq!(series.contains('{'), series.ends_with('}'), "{line}");
+        let family = ["_bucket", "_sum", "_count", ""].iter().find_map(|suffix| {
+            let base = name.strip_suffix(suffix)?;
+            typed.contains(base).then_some(base)
+        });
+        assert!(family.is_some(), "no # TYPE before {line}");
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}

@@ -10,7 +10,8 @@ use lens_proto::v1::{explain_event::Event, ExplainRequest, ListModelsRequest, Me
 use lens_tests::cluster::Services;
 use lens_tests::postgres_server::PostgresServer;
 use lens_tests::{
-    assemble, collect_events, minutes_of_work, native_client, preset, temp_folder, ChildWorker,
+    assemble, collect_events, minutes_of_work, native_client, parse_metrics, preset,
+    scrape_metrics, temp_folder, ChildWorker,
 };
 
 /// A quick explanation of `image`, finished and stored before the test goes on.
@@ -27,7 +28,9 @@ fn quick(image: Vec<u8>, seed: u64) -> ExplainRequest {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_worker_keeps_its_models_and_new_requests_wait_in_the_queue() {
     let services = Services::start();
-    let _worker = services.worker("busy", 10);
+    let metrics_port = lens_tests::free_port();
+    let metrics_at = format!("127.0.0.1:{metrics_port}");
+    let _worker = services.worker_with("busy", 10, &[], &["--metrics-listen", &metrics_at]);
     let (_gateway, address) = services.gateway();
     let mut client = native_client(address).await;
     let image = preset(&mut client, 4).await.png;
@@ -83,6 +86,24 @@ async fn a_busy_worker_keeps_its_models_and_new_requests_wait_in_the_queue() {
     let again = assemble(collect_events(&mut client, quick(image, 1)).await.unwrap());
     assert!(again.finished.replayed);
     assert_eq!(again.map, stored.map);
+
+    // The worker's metrics during the run: one job, a fresh advertisement,
+    // the first run's forward passes; the gateway's: the two viewers.
+    let scraped = scrape_metrics(metrics_at.parse().unwrap());
+    println!("the busy worker's /metrics:\n{scraped}");
+    let worker = parse_metrics(&scraped);
+    assert_eq!(worker["lens_jobs_running"], 1.0);
+    assert!(worker["lens_advertisement_age_seconds"] < 10.0, "{scraped}");
+    assert_eq!(
+        worker["lens_forward_passes_total{model=\"digits\"}"],
+        stored.finished.forward_passes as f64
+    );
+    let gateway = parse_metrics(&scrape_metrics(address));
+    assert_eq!(
+        gateway["lens_live_viewers"], 2.0,
+        "the long run and the waiting one"
+    );
+    assert!(gateway["lens_advertisement_age_seconds"] < 10.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -98,6 +98,11 @@ enum Command {
         /// (postgres://user@host:port/database).
         #[arg(long, env = "LENS_DATABASE_URL")]
         database_url: String,
+        /// Serve Prometheus metrics at http://ADDRESS/metrics (a worker
+        /// serves nothing else; `serve` and `gateway` have /metrics on
+        /// their own port).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Explain an image or a folder of images: .npy maps, overlay PNGs and a
     /// JSON summary line per image on stdout.
@@ -264,13 +269,21 @@ fn run(command: Command) -> anyhow::Result<()> {
             takeover_seconds,
             cluster,
             database_url,
+            metrics_listen,
         } => {
             let options = server::WorkerOptions {
                 nats_url: cluster.nats_url,
                 name: name.unwrap_or_else(default_worker_name),
                 ack_wait: std::time::Duration::from_secs(takeover_seconds.max(1)),
             };
-            worker(models, data, precision, options, database_url)
+            worker(
+                models,
+                data,
+                precision,
+                options,
+                database_url,
+                metrics_listen,
+            )
         }
         Command::TrainDigits {
             data,
@@ -409,10 +422,18 @@ fn worker(
     precision: Precision,
     options: server::WorkerOptions,
     database_url: String,
+    metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let (registry, device) = load_models(&models, &data, precision)?;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&database_url)?);
     tokio::runtime::Runtime::new()?.block_on(async {
+        if let Some(listen) = metrics_listen {
+            // Bound before the worker starts, so a taken port stops it.
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen} for metrics"))?;
+            tokio::spawn(server::metrics::serve_metrics(listener));
+        }
         let role = server::WorkerRole::start(registry, store, options).await?;
         tracing::info!(
             "worker ready (device: {device:?}, {} torch threads)",

@@ -25,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::Status;
 
+use super::metrics::{metrics, Counted};
 use super::status::ServiceError;
 use crate::store;
 
@@ -83,13 +84,14 @@ impl Room {
 /// everyone sees.
 pub struct Following {
     room: Arc<Room>,
-    counted: bool,
+    /// A student (not the teacher's own page), counted while following.
+    counted: Option<Counted>,
     pub events: watch::Receiver<ClassEvent>,
 }
 
 impl Drop for Following {
     fn drop(&mut self) {
-        if self.counted {
+        if self.counted.is_some() {
             self.room.events.send_modify(|e| e.followers -= 1);
         }
     }
@@ -114,6 +116,7 @@ impl Classes {
             let keep = room.idle_for() <= self.idle;
             if !keep {
                 room.end();
+                metrics().classes_open.dec();
             }
             keep
         });
@@ -157,6 +160,7 @@ impl Classes {
             last_teacher: Mutex::new(Instant::now()),
         };
         rooms.insert(code.clone(), Arc::new(room));
+        metrics().classes_open.inc();
         Ok(Opened {
             code,
             teacher_secret: secret,
@@ -293,7 +297,7 @@ impl Classes {
         events.mark_changed();
         Ok(Following {
             room,
-            counted,
+            counted: counted.then(|| Counted::new(&metrics().class_followers)),
             events,
         })
     }
@@ -307,7 +311,10 @@ impl Classes {
     ) -> Result<(), ServiceError> {
         let room = self.teachers_room(code, secret, client)?;
         room.end();
-        self.rooms().retain(|_, r| !Arc::ptr_eq(r, &room));
+        let mut rooms = self.rooms();
+        let before = rooms.len();
+        rooms.retain(|_, r| !Arc::ptr_eq(r, &room));
+        metrics().classes_open.sub((before - rooms.len()) as i64);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use lens_proto::v1::{explain_event::Event, ExplainEvent, Queued};
 
 use super::live::LiveRun;
+use super::metrics::metrics;
 
 type DeviceJob = Box<dyn FnOnce() + Send>;
 
@@ -57,6 +58,7 @@ impl DeviceQueue {
                     // only keeps the thread alive for the next one.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
                     lock(&on_thread).busy = false;
+                    metrics().jobs_running.set(0);
                 }
             })
             .expect("a thread for the device");
@@ -73,6 +75,8 @@ impl DeviceQueue {
                 let mut waiting = lock(&waiting);
                 waiting.runs.retain(|(_, r)| !Arc::ptr_eq(r, &mine));
                 waiting.busy = true;
+                metrics().jobs_waiting.set(waiting.runs.len() as i64);
+                metrics().jobs_running.set(1);
                 for (place, (id, run)) in waiting.runs.iter().enumerate() {
                     run.publish(queued(place + 1, id));
                 }
@@ -87,6 +91,7 @@ impl DeviceQueue {
             run.publish(queued(ahead, id));
         }
         waiting.runs.push_back((id.to_string(), run));
+        metrics().jobs_waiting.set(waiting.runs.len() as i64);
         let _ = self.jobs.send(Box::new(job));
     }
 
@@ -97,6 +102,7 @@ impl DeviceQueue {
         let waiting = self.waiting.clone();
         let job = move || {
             lock(&waiting).busy = true;
+            metrics().jobs_running.set(1);
             job()
         };
         let _ = self.jobs.send(Box::new(job));

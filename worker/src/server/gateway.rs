@@ -33,6 +33,7 @@ use crate::store::{self, Store};
 use super::admission::{Admission, Limits};
 use super::classes::{self, Classes};
 use super::estimate::estimate;
+use super::metrics;
 use super::presets::Presets;
 use super::registry::ModelSummary;
 use super::request::{job_from_request, settings_from_request};
@@ -109,6 +110,9 @@ impl Gateway {
             }
         }
         models.sort_by(|a, b| id_of(a).cmp(id_of(b)));
+        if !models.is_empty() {
+            metrics::metrics().advertised_now();
+        }
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         for model in &models {
             known.insert(id_of(model).to_string(), model.clone());
@@ -174,11 +178,12 @@ impl Gateway {
         hold: impl Send + 'static,
     ) -> Result<EventStream, ServiceError> {
         let entries = self.events.follow(id).await?;
+        let viewer = metrics::Counted::new(&metrics::metrics().live_viewers);
         Ok(Box::pin(relayed(
             entries,
             secret,
             self.shutdown.clone(),
-            hold,
+            (hold, viewer),
         )))
     }
 }

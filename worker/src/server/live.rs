@@ -23,6 +23,7 @@ use tonic::Status;
 use crate::store::RequestKey;
 
 use super::admission::{Limits, Ticket, WatchTicket};
+use super::metrics::{metrics, Counted};
 use super::status::ServiceError;
 
 type Shared = Arc<Result<ExplainEvent, Status>>;
@@ -208,6 +209,7 @@ impl LiveRun {
             dropped,
             told: false,
             _watch: watch,
+            _counted: Counted::new(&metrics().live_viewers),
         })
     }
 
@@ -272,6 +274,7 @@ pub struct ViewerStream {
     told: bool,
     /// This client's place among its `Watch` streams, while it watches.
     _watch: Option<WatchTicket>,
+    _counted: Counted,
 }
 
 impl Stream for ViewerStream {

@@ -4,7 +4,8 @@
 //! The gRPC-Web layer sits on the gRPC routes only (as a route layer); on the
 //! whole server it would answer plain page requests with 400. Beside the
 //! service run the standard `grpc.health.v1` health check (for load
-//! balancers) and server reflection (so `grpcurl` needs no `.proto` file).
+//! balancers), server reflection (so `grpcurl` needs no `.proto` file) and
+//! `/metrics` (Prometheus text).
 
 mod admission;
 mod classes;
@@ -13,6 +14,7 @@ mod estimate;
 pub mod faithfulness;
 mod gateway;
 mod live;
+pub mod metrics;
 mod presets;
 mod registry;
 mod request;
@@ -101,6 +103,7 @@ async fn router_for<S: EvidenceLens>(
         .add_service(reflection_v1alpha)
         .into_axum_router()
         .route_layer(GrpcWebLayer::new())
+        .merge(metrics::route())
         .fallback_service(site::page(dist))
 }
 

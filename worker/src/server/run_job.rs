@@ -18,6 +18,7 @@ use crate::methods;
 use crate::models::LoadedModel;
 use crate::store::{Record, Store};
 
+use super::metrics::metrics;
 use super::request::Job;
 use super::speed::Speeds;
 use super::status::ServiceError;
@@ -158,6 +159,15 @@ pub fn run_job(
         explanation.forward_passes,
         explanation.wall_seconds,
     );
+    let method = format!("{:?}", job.choice.kind);
+    metrics()
+        .run_seconds
+        .with_label_values(&[job.model.as_str(), method.as_str()])
+        .observe(explanation.wall_seconds);
+    metrics()
+        .forward_passes
+        .with_label_values(&[job.model.as_str()])
+        .inc_by(explanation.forward_passes as u64);
     // The other classes' maps, after the last tile (their viewers may have
     // left: they are stored all the same).
     let class_maps: Vec<ClassMap> = explanation.map_classes[1..]
@@ -212,6 +222,7 @@ pub fn run_job(
     // on the link.
     if let Err(error) = context.store.save(&record) {
         tracing::error!("could not store explanation {}: {error}", context.id);
+        metrics().store_errors.inc();
         finished.id.clear();
     }
     sink.stored();

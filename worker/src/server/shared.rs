@@ -36,7 +36,10 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(call)
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .map_err(ServiceError::from)
+        .map_err(|error| {
+            super::metrics::metrics().store_errors.inc();
+            ServiceError::from(error)
+        })
 }
 
 /// A stored explanation as a stream: Started, the whole map, the other

@@ -116,6 +116,7 @@ impl From<ServiceError> for Status {
 
 impl From<crate::cluster::ClusterError> for Status {
     fn from(error: crate::cluster::ClusterError) -> Status {
+        super::metrics::metrics().queue_errors.inc();
         ServiceError::from(error).into()
     }
 }

@@ -37,6 +37,7 @@ use crate::models::{Precision, Resize};
 use crate::store::{self, Store};
 
 use super::faithfulness;
+use super::metrics::{metrics, Counted};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id};
 use super::run_job::{event, guarded, run_job, RunInfo, RunSink};
@@ -126,11 +127,15 @@ impl WorkerRole {
         let name = self.options.name.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(error) = board
+                match board
                     .advertise(&name, &advertisement(&registry, &speeds))
                     .await
                 {
-                    tracing::warn!("cannot advertise the models: {error}");
+                    Ok(()) => metrics().advertised_now(),
+                    Err(error) => {
+                        metrics().queue_errors.inc();
+                        tracing::warn!("cannot advertise the models: {error}");
+                    }
                 }
                 tokio::time::sleep(ADVERT_EVERY).await;
             }
@@ -159,6 +164,7 @@ impl WorkerRole {
                 Ok(Some(job)) => self.take(Arc::new(job)).await,
                 Ok(None) => {}
                 Err(error) => {
+                    metrics().queue_errors.inc();
                     tracing::warn!("cannot take jobs: {error}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -172,6 +178,7 @@ impl WorkerRole {
     }
 
     async fn take(&self, queued: Arc<QueuedJob>) {
+        let _running = Counted::new(&metrics().jobs_running);
         // Confirms the job while it runs, so that nobody else takes it.
         let confirming = queued.clone();
         let every = self.options.ack_wait / 2;
