@@ -107,6 +107,78 @@ async fn a_busy_worker_keeps_its_models_and_new_requests_wait_in_the_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn gateways_and_workers_stop_cleanly_and_stored_maps_outlive_the_workers() {
+    let services = Services::start();
+    let mut worker = services.worker("stopping", 10);
+    let (mut gateway, address) = services.gateway();
+    let mut client = native_client(address).await;
+    let image = preset(&mut client, 2).await.png;
+    let stored = assemble(
+        collect_events(&mut client, quick(image.clone(), 3))
+            .await
+            .unwrap(),
+    );
+
+    // SIGTERM in the middle of a job: the job goes back, the worker exits 0.
+    let mut long = client
+        .explain(minutes_of_work(image.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    while !matches!(
+        long.message().await.unwrap().and_then(|e| e.event),
+        Some(Event::Started(_))
+    ) {}
+    let exit = worker.stop("TERM").await;
+    assert!(exit.success(), "worker after SIGTERM: {exit:?}");
+    assert!(worker.logged("stopped"));
+
+    // No live worker: a stored explanation is still answered...
+    let again = assemble(
+        collect_events(&mut client, quick(image.clone(), 3))
+            .await
+            .expect("a stored explanation needs no worker"),
+    );
+    assert!(again.finished.replayed);
+    assert_eq!(again.map, stored.map);
+    // ...and once the gateway sees that no worker is left (it trusts its
+    // list of models for 2 s; a request in between waits in the queue for
+    // a worker), a new one is refused with the reason.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .list_models(ListModelsRequest {})
+        .await
+        .map(|r| r.into_inner().models.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped worker's models stay listed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        collect_events(&mut client, quick(image, 4)),
+    )
+    .await
+    .expect("refused at once, not queued")
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    drop(long);
+
+    let exit = gateway.stop("INT").await;
+    assert!(exit.success(), "gateway after SIGINT: {exit:?}");
+    let mut worker = services.worker("again", 10);
+    let (mut gateway, _) = services.gateway();
+    assert!(worker.stop("INT").await.success(), "worker after SIGINT");
+    assert!(
+        gateway.stop("TERM").await.success(),
+        "gateway after SIGTERM"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn serve_stops_cleanly_on_either_store() {
     let database = PostgresServer::start();
     let url = database.url();
