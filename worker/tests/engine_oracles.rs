@@ -20,10 +20,10 @@ use common::*;
 use std::sync::Arc;
 
 use lens_worker::engine::{
-    coverage, explain, read_window, windows, write_window, ConditionalGaussian, ConditionalPda,
-    DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape, Laplace,
-    MapClasses, MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Rect, SampledMean,
-    Schedule, Takeover, Target, WindowFill, WindowResults,
+    coverage, explain, inspect_window, read_window, windows, write_window, ConditionalGaussian,
+    ConditionalPda, DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape,
+    Laplace, MapClasses, MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Quantity,
+    Rect, SampledMean, Schedule, Takeover, Target, WindowFill, WindowResults,
 };
 
 #[test]
@@ -623,4 +623,83 @@ fn maps_of_several_classes_from_one_run_equal_single_class_runs_bit_for_bit() {
             }
         }
     }
+}
+
+/// "Look inside a window" recomputes one window; what it shows must be
+/// what the run used: the window's evidence and P(class) without it, bit
+/// for bit, for every window fill, over batches that split the windows.
+#[test]
+fn an_inspected_window_gives_the_runs_own_numbers() {
+    let model = ConvModel::new();
+    let sampler = varied_sampler(30);
+    let pda = Pda {
+        sampler: &sampler,
+        samples: 3,
+    };
+    let efficient = EfficientPda { sampler: &sampler };
+    let mean = SampledMean {
+        draws: Pda {
+            sampler: &sampler,
+            samples: 4,
+        },
+    };
+    let occlusion = Occlusion { value: 0.5 };
+    let fills: [(&str, &dyn WindowFill, Quantity); 4] = [
+        ("pda", &pda, Quantity::LogOdds),
+        ("efficient pda", &efficient, Quantity::LogOdds),
+        ("sampled mean", &mean, Quantity::LogOdds),
+        ("occlusion", &occlusion, Quantity::Probability),
+    ];
+    for (name, fill, quantity) in fills {
+        let params = ExplainParams {
+            quantity,
+            takeover: Takeover {
+                report: true,
+                done: None,
+            },
+            ..params(4, 2, 7)
+        };
+        let mut reported = WindowResults::default();
+        let run = explain(&model, &test_image(), fill, &params, &mut |p| {
+            if let Progress::Windows(results) = p {
+                reported.extend(results);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        let grid = lens_worker::engine::EvidenceGrid::new(12, 12, 4, 2, tch::Device::Cpu);
+        for (x, y) in [(0, 0), (4, 2), (8, 8), (6, 4)] {
+            let seen = inspect_window(&model, &test_image(), fill, &params, (x, y)).unwrap();
+            let cell = grid.cell_of(&seen.window) as i64;
+            let i = reported.cells.iter().position(|&c| c == cell).unwrap();
+            let classes = run.map_classes.len();
+            assert_eq!(
+                seen.evidence.to_bits(),
+                reported.evidence[i * classes].to_bits(),
+                "{name} at ({x}, {y})"
+            );
+            assert_eq!(
+                seen.p_without.to_bits(),
+                reported.without[i].to_bits(),
+                "{name}"
+            );
+            let samples = fill.samples_per_window();
+            assert_eq!(seen.p_samples.len(), samples);
+            assert_eq!(seen.replacements.len(), samples * 16, "S windows of 4 x 4");
+            let average = seen.p_samples.iter().sum::<f64>() / samples as f64;
+            assert!((average - seen.p_without).abs() < 1e-12, "{name}");
+            let by_hand = match quantity {
+                Quantity::LogOdds => seen.laplace.weight_of_evidence(seen.p_with, seen.p_without),
+                _ => seen.p_with - seen.p_without,
+            };
+            assert!(
+                (by_hand - seen.evidence).abs() < 1e-9,
+                "{name}: the formula"
+            );
+        }
+    }
+    assert!(matches!(
+        inspect_window(&model, &test_image(), &efficient, &params(4, 2, 7), (1, 0)),
+        Err(EngineError::NoWindowAt { x: 1, y: 0 })
+    ));
 }

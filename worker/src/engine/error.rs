@@ -32,6 +32,8 @@ pub enum EngineError {
     MapSize { got: usize, pixels: usize },
     #[error("tile size must be at least 1")]
     EmptyTile,
+    #[error("no window of this run is at ({x}, {y}): windows start every stride pixels")]
+    NoWindowAt { x: usize, y: usize },
     #[error("image is {got:?} but the model takes {expected:?}")]
     ShapeMismatch {
         got: super::InputShape,

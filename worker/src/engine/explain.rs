@@ -464,7 +464,11 @@ fn restore(
 /// costs seconds there (TorchScript specialises its graph and cuDNN plans
 /// its convolutions for it; measured 2.4 s on an H200), which a run's odd
 /// last batch would otherwise pay anew for almost every request.
-fn same_shape_batch(batch: &[Window], windows_per_batch: usize, device: Device) -> Vec<Window> {
+pub(super) fn same_shape_batch(
+    batch: &[Window],
+    windows_per_batch: usize,
+    device: Device,
+) -> Vec<Window> {
     let mut windows = batch.to_vec();
     if device.is_cuda() {
         windows.resize(windows_per_batch.max(batch.len()), batch[batch.len() - 1]);
@@ -473,19 +477,22 @@ fn same_shape_batch(batch: &[Window], windows_per_batch: usize, device: Device) 
 }
 
 /// The outputs of the mapped classes, reduced on the device.
-struct ClassOutputs<'a> {
-    laplace: Laplace,
-    quantity: Quantity,
+pub(super) struct ClassOutputs<'a> {
+    pub(super) laplace: Laplace,
+    pub(super) quantity: Quantity,
     /// The mapped classes, `[M]` i64.
-    classes: &'a Tensor,
+    pub(super) classes: &'a Tensor,
     /// The fill's weights of a window's S samples, `[S]` f64 (`None`: the
     /// plain mean).
-    weights: Option<Tensor>,
+    pub(super) weights: Option<Tensor>,
 }
 
 /// The fill's sample weights on the device, checked: one per sample,
 /// summing to 1.
-fn sample_weights(fill: &dyn WindowFill, device: Device) -> Result<Option<Tensor>, EngineError> {
+pub(super) fn sample_weights(
+    fill: &dyn WindowFill,
+    device: Device,
+) -> Result<Option<Tensor>, EngineError> {
     let Some(weights) = fill.sample_weights() else {
         return Ok(None);
     };
@@ -504,7 +511,12 @@ impl ClassOutputs<'_> {
     /// The mean of each window's S rows of `t` (`[windows * S, ...]` or
     /// `[windows, S, ...]`), weighted when the fill weighs its samples:
     /// `[windows, X]` f64.
-    fn average(&self, t: &Tensor, windows: usize, samples: usize) -> Result<Tensor, EngineError> {
+    pub(super) fn average(
+        &self,
+        t: &Tensor,
+        windows: usize,
+        samples: usize,
+    ) -> Result<Tensor, EngineError> {
         let t = t.f_view([windows as i64, samples as i64, -1])?;
         Ok(match &self.weights {
             Some(w) if samples > 1 => t
@@ -516,7 +528,7 @@ impl ClassOutputs<'_> {
     }
 
     /// P(c | image) of the mapped classes, `[rows, M]` f64.
-    fn probabilities(&self, logits: &Tensor) -> Result<Tensor, EngineError> {
+    pub(super) fn probabilities(&self, logits: &Tensor) -> Result<Tensor, EngineError> {
         Ok(logits
             .f_softmax(-1, Kind::Float)?
             .f_index_select(1, self.classes)?
@@ -527,7 +539,7 @@ impl ClassOutputs<'_> {
     /// probabilities (`self.probabilities(logits)`) averaged over the S
     /// samples of a window (Algorithm 1 line 9), logits likewise for the
     /// logit quantity.
-    fn value(
+    pub(super) fn value(
         &self,
         logits: &Tensor,
         probabilities: &Tensor,

@@ -28,6 +28,7 @@ mod gaussian;
 mod gradcam;
 mod gradient;
 mod grid;
+mod inspect;
 mod perturb;
 mod saliency;
 mod sampler;
@@ -51,6 +52,7 @@ pub use gaussian::{ConditionalGaussian, ConditionalMean, ConditionalPda, PatchSt
 pub use gradcam::gradcam_explain;
 pub use gradient::gradient_explain;
 pub use grid::EvidenceGrid;
+pub use inspect::{inspect_window, WindowInspection};
 pub use perturb::DeviceInput;
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};

@@ -15,9 +15,9 @@ use lens_proto::v1::{
     evidence_lens_server::EvidenceLens, explain_event::Event, CancelRequest, CancelResponse,
     ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest, DeleteResponse,
     EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest, FaithfulnessResult,
-    FollowClassRequest, ListModelsRequest, ListModelsResponse, ListPresetsRequest,
-    ListPresetsResponse, ModelInfo, OpenClassRequest, Queued, TeachRequest, TeachResponse,
-    WatchRequest,
+    FollowClassRequest, InspectWindowRequest, ListModelsRequest, ListModelsResponse,
+    ListPresetsRequest, ListPresetsResponse, ModelInfo, OpenClassRequest, Queued, TeachRequest,
+    TeachResponse, WatchRequest, WindowInspection,
 };
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -489,6 +489,13 @@ impl EvidenceLens for Gateway {
                 return Ok(Response::new(result));
             }
         }
+    }
+
+    async fn inspect_window(
+        &self,
+        _request: Request<InspectWindowRequest>,
+    ) -> Result<Response<WindowInspection>, Status> {
+        Err(ServiceError::NotOnGateway.into())
     }
 
     async fn open_class(

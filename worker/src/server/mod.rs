@@ -13,6 +13,7 @@ mod device_queue;
 mod estimate;
 pub mod faithfulness;
 mod gateway;
+mod inspect;
 mod live;
 pub mod metrics;
 mod presets;

@@ -14,9 +14,9 @@ use lens_proto::v1::{
     evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, CancelRequest,
     CancelResponse, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
     DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest,
-    FaithfulnessResult, FollowClassRequest, ListModelsRequest, ListModelsResponse,
-    ListPresetsRequest, ListPresetsResponse, OpenClassRequest, TeachRequest, TeachResponse,
-    WatchRequest,
+    FaithfulnessResult, FollowClassRequest, InspectWindowRequest, ListModelsRequest,
+    ListModelsResponse, ListPresetsRequest, ListPresetsResponse, OpenClassRequest, TeachRequest,
+    TeachResponse, WatchRequest, WindowInspection,
 };
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
@@ -29,6 +29,7 @@ use super::classes::{self, Classes};
 use super::device_queue::DeviceQueue;
 use super::estimate::estimate;
 use super::faithfulness;
+use super::inspect;
 use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id, settings_from_request, Job};
@@ -440,6 +441,42 @@ impl EvidenceLens for LensService {
         let (store, kept) = (self.store.clone(), result.clone());
         blocking(move || store.save_faithfulness(&id, removal.name(), &kept)).await?;
         Ok(Response::new(result))
+    }
+
+    async fn inspect_window(
+        &self,
+        request: Request<InspectWindowRequest>,
+    ) -> Result<Response<WindowInspection>, Status> {
+        let client = client_of(&request, self.trust_forwarded_for);
+        if self.shutdown.has_begun() {
+            return Err(ServiceError::ShuttingDown.into());
+        }
+        let InspectWindowRequest { id, x, y } = request.into_inner();
+        if !store::is_valid_id(&id) {
+            return Err(ServiceError::BadId { id }.into());
+        }
+        let (store, key) = (self.store.clone(), id.clone());
+        let record = blocking(move || store.load(&key))
+            .await?
+            .ok_or(ServiceError::NotFound { id })?;
+        let entry = model_by_id(&self.registry, &record.model)?;
+        // A short job for the device, counted like any other.
+        let ticket = self.admission.admit(client)?;
+        let (model, summary) = (entry.model.clone(), entry.summary.clone());
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let in_flight = self.shutdown.job_started();
+        self.device.run_unlisted(move || {
+            let (_ticket, _in_flight) = (ticket, in_flight);
+            let outcome = guarded(|| {
+                let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                inspect::inspect_stored(&model, &summary, &record, (x, y))
+            });
+            let _ = answer.send(outcome);
+        });
+        let seen = answered
+            .await
+            .map_err(|_| ServiceError::Internal("the device thread stopped".into()))??;
+        Ok(Response::new(seen))
     }
 
     async fn open_class(

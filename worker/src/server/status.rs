@@ -42,6 +42,10 @@ pub enum ServiceError {
     ClassFull { limit: usize },
     #[error("{limit} classes are open on this worker: try again later")]
     TooManyClasses { limit: usize },
+    #[error("{method} replaces no window: only PDA, efficient PDA, the sampled mean and occlusion have windows to look inside")]
+    NoWindows { method: String },
+    #[error("looking inside a window is done by `serve`, not yet by the gateway and worker roles")]
+    NotOnGateway,
     #[error("this address has {limit} classes open already: close one first")]
     TooManyClassesOpened { limit: usize },
     #[error("too many class codes from this address matched no class: try again in {wait_seconds} s (a class link or QR code always works)")]
@@ -99,7 +103,10 @@ impl From<ServiceError> for Status {
             | ServiceError::TooManyMisses { .. }
             | ServiceError::TooManyViewers { .. }
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
-            ServiceError::ModelIdTooLong { .. } => Status::invalid_argument(message),
+            ServiceError::ModelIdTooLong { .. } | ServiceError::NoWindows { .. } => {
+                Status::invalid_argument(message)
+            }
+            ServiceError::NotOnGateway => Status::unimplemented(message),
             ServiceError::ShuttingDown
             | ServiceError::Cluster(_)
             | ServiceError::NoWorkers
