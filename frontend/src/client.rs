@@ -10,7 +10,7 @@ use tonic_web_wasm_client::Client;
 
 use crate::domain::{
     Agreement, ClassNews, Curves, Estimate, Faithfulness, Image, ModelChoice, OpenedClass, Removal,
-    RunRequest, RunSettings, TeacherView,
+    RunRequest, RunSettings, TeacherView, WindowLook,
 };
 use crate::method::Method;
 use crate::stream::{Broken, Finished, MapTile, Picture, RunEvent, Started};
@@ -160,6 +160,30 @@ pub async fn faithfulness(id: String, removal: Removal) -> Result<Faithfulness, 
         random: curves(r.random),
         random_orders: r.random_orders,
         edges: curves(r.edges),
+    })
+}
+
+/// What the window at (`x`, `y`) of explanation `id` fed the network.
+pub async fn inspect_window(id: String, x: u32, y: u32) -> Result<WindowLook, String> {
+    let seen = worker()
+        .inspect_window(wire::InspectWindowRequest { id, x, y })
+        .await
+        .map_err(said)?
+        .into_inner();
+    Ok(WindowLook {
+        method: method_from_wire(seen.method),
+        x: seen.x,
+        y: seen.y,
+        size: seen.size,
+        channels: seen.channels,
+        replacements: seen.replacements,
+        explained: seen.explained_class,
+        p_with: seen.p_with,
+        p_samples: seen.p_samples,
+        p_without: seen.p_without,
+        evidence: seen.evidence,
+        training_images: seen.training_images,
+        classes: seen.classes,
     })
 }
 

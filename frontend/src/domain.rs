@@ -140,3 +140,38 @@ pub struct Faithfulness {
     pub random_orders: u32,
     pub edges: Curves,
 }
+
+/// What one window of the explanation on screen fed the network (see the
+/// worker's `InspectWindow`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowLook {
+    pub x: u32,
+    pub y: u32,
+    pub size: u32,
+    pub channels: u32,
+    /// One replacement per sample, `[samples, channels, size, size]`.
+    pub replacements: Vec<f32>,
+    pub explained: u32,
+    pub p_with: f64,
+    pub p_samples: Vec<f64>,
+    pub p_without: f64,
+    pub evidence: f64,
+    /// The Laplace correction's N and K.
+    pub training_images: u64,
+    pub classes: u32,
+    pub method: Method,
+}
+
+impl WindowLook {
+    /// The Laplace-corrected probability the log odds use.
+    pub fn corrected(&self, p: f64) -> f64 {
+        let n = self.training_images as f64;
+        (p * n + 1.0) / (n + self.classes as f64)
+    }
+
+    /// log2 of the corrected odds.
+    pub fn log2_odds(&self, p: f64) -> f64 {
+        let q = self.corrected(p);
+        (q / (1.0 - q)).log2()
+    }
+}

@@ -36,6 +36,7 @@ use panels::picker::PickerPanel;
 use panels::run::RunPanel;
 use panels::settings::SettingsPanel;
 use panels::sharing::SharingPanel;
+use panels::window::WindowPanel;
 use state::Page;
 
 /// Milliseconds since the page loaded (wasm32 has no `std::time`).
@@ -74,6 +75,7 @@ pub fn App() -> impl IntoView {
             <main class="workspace">
                 <div class="stage">
                     <RunPanel />
+                    <WindowPanel />
                     <ClassesPanel />
                 </div>
                 <div class="choices">

@@ -75,4 +75,24 @@ impl Method {
     pub fn has_windows(self) -> bool {
         !matches!(self, Method::Saliency | Method::GradCam)
     }
+
+    /// Whether the method puts something into each window and runs the
+    /// network on it (so there is something to look at inside a window).
+    pub fn replaces_windows(self) -> bool {
+        matches!(
+            self,
+            Method::Pda | Method::EfficientPda | Method::SampledMean | Method::Occlusion
+        )
+    }
+
+    /// What the method put into a window, for the window panel.
+    pub fn replacement(self) -> &'static str {
+        match self {
+            Method::Pda => "each sample drawn for the window (PDA averages P over them)",
+            Method::EfficientPda => "the window's expected value given its surroundings (one pass)",
+            Method::SampledMean => "the mean of the samples drawn for the window (one pass)",
+            Method::Occlusion => "a grey square",
+            _ => "nothing: this method takes gradients",
+        }
+    }
 }

@@ -199,6 +199,7 @@ impl Page {
             ..Default::default()
         });
         shown.reading.set(None);
+        shown.window.set(None);
         shown.map.set(Heatmap::default());
         self.notice.set(None);
         this_run

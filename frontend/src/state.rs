@@ -7,7 +7,9 @@ use leptos::prelude::*;
 
 use crate::class_maps::{self, MapView};
 use crate::classroom::Role;
-use crate::domain::{Estimate, Image, ModelChoice, RunRequest, RunSettings, TeacherView};
+use crate::domain::{
+    Estimate, Image, ModelChoice, RunRequest, RunSettings, TeacherView, WindowLook,
+};
 use crate::heatmap::Heatmap;
 use crate::link::PageState;
 use crate::method::Method;
@@ -78,6 +80,8 @@ pub struct Shown {
     pub reading: RwSignal<Option<String>>,
     /// The explanation's share id.
     pub share_id: RwSignal<Option<String>>,
+    /// The window opened to show what the network was fed there.
+    pub window: RwSignal<Option<WindowLook>>,
     /// Bumped by every new run; an older run's loop sees it and stops.
     pub generation: RwSignal<u64>,
 }
@@ -166,6 +170,7 @@ impl Page {
                 input: RwSignal::new(None),
                 reading: RwSignal::new(None),
                 share_id: RwSignal::new(link.explanation.clone()),
+                window: RwSignal::new(None),
                 generation: RwSignal::new(0),
             },
             estimate: RwSignal::new(None),
@@ -238,6 +243,10 @@ impl Page {
                 .run
                 .with(|run| class_maps::available(view, run, map))
         })
+    }
+
+    pub fn shown_view_untracked(&self) -> MapView {
+        untrack(|| self.shown_view())
     }
 
     /// The view that can be shown now, and its map (tracked).

@@ -13,3 +13,4 @@ pub mod picker;
 pub mod run;
 pub mod settings;
 pub mod sharing;
+pub mod window;

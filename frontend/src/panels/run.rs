@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use crate::class_maps::{self, MapView};
 use crate::heatmap::{paint, sequential_rgba, Heatmap};
 use crate::panels::legend::Legend;
+use crate::panels::window::open_window;
 use crate::readout;
 use crate::run::{Phase, RunView};
 use crate::state::use_page;
@@ -38,7 +39,7 @@ pub fn RunPanel() -> impl IntoView {
             <Canvases />
             <p class="readout" data-testid="readout">
                 {move || page.shown.reading.get().unwrap_or_else(|| {
-                    "Point at the map (or tap it) to read a pixel.".to_string()
+                    "Point at the map (or tap it) to read a pixel; click it to look inside the window there.".to_string()
                 })}
             </p>
             <div class="view-options">
@@ -128,6 +129,24 @@ fn Canvases() -> impl IntoView {
         });
         page.shown.reading.set(line);
     };
+    // A click (or tap) on the finished map opens the window under it.
+    let look_inside = move |ev: leptos::ev::MouseEvent| {
+        let Some(canvas) = heat_canvas.get_untracked() else {
+            return;
+        };
+        let (shown_w, shown_h) = (canvas.client_width(), canvas.client_height());
+        let (width, height) = page.shown.map.with_untracked(|m| (m.width, m.height));
+        if shown_w <= 0 || shown_h <= 0 || page.shown_view_untracked() != MapView::Explained {
+            return;
+        }
+        let x = (ev.offset_x().max(0) as u32 * width) / shown_w as u32;
+        let y = (ev.offset_y().max(0) as u32 * height) / shown_h as u32;
+        open_window(
+            page,
+            x.min(width.saturating_sub(1)),
+            y.min(height.saturating_sub(1)),
+        );
+    };
     view! {
         <div class="canvases">
             <figure class="input">
@@ -141,7 +160,7 @@ fn Canvases() -> impl IntoView {
                     <canvas node_ref=heat_canvas class="pixels heat" data-testid="heatmap-canvas" width="28" height="28"
                         role="img" aria-label="The evidence map over the input"
                         style:opacity=move || page.display.opacity.get().to_string()
-                        on:pointermove=read_pixel on:pointerdown=read_pixel></canvas>
+                        on:pointermove=read_pixel on:pointerdown=read_pixel on:click=look_inside></canvas>
                 </div>
                 <figcaption data-testid="map-caption">
                     {move || {
