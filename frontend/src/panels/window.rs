@@ -74,13 +74,7 @@ type Outline = [f64; 4];
 
 /// One picture with its caption and the window outlined.
 #[component]
-fn Fed(
-    rgba: Vec<u8>,
-    width: u32,
-    height: u32,
-    caption: String,
-    outline: Outline,
-) -> impl IntoView {
+fn Fed(rgba: Vec<u8>, width: u32, height: u32, caption: String, outline: Outline) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     Effect::new(move |_| {
         if let Some(c) = canvas.get() {
