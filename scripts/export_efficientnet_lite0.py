@@ -91,8 +91,9 @@ output = "logits"
 training_images = 1281167
 # Photos are resized (shorter side 256) and centre-cropped to 224 x 224.
 resize = "imagenet-crop"
-# Conditional sampler statistics of 18 x 18 patches (./dev runs fit-patches).
-statistics = "patches-18.safetensors"
+# Conditional sampler statistics, one file per patch side: windows 6, 10, 16
+# and 24 with a ring of 4 pixels (./dev runs fit-patches).
+statistics = ["patches-14.safetensors", "patches-18.safetensors", "patches-24.safetensors", "patches-32.safetensors"]
 # The same network with its parameters by name, for the sanity checks.
 parameters = "model-params.pt"
 """

@@ -374,6 +374,7 @@ fn model(info: wire::ModelInfo) -> ModelChoice {
         id: info.id,
         name: info.name,
         channels: info.channels,
+        conditional_windows: info.conditional_windows,
         default_window: info.default_window,
         default_stride: info.default_stride,
         agreement_reference: info.agreement_reference,

@@ -11,6 +11,9 @@ pub struct ModelChoice {
     pub name: String,
     /// 1 for grey models (handwritten digits), 3 for photos.
     pub channels: u32,
+    /// The windows the conditional sampler has statistics for (empty: the
+    /// model samples from training images, any window works).
+    pub conditional_windows: Vec<u32>,
     pub default_window: u32,
     /// A stride that finishes in seconds on this worker.
     pub default_stride: u32,

@@ -74,6 +74,9 @@ async fn classes_switch_and_contrast_without_a_new_run() {
         .await
         .unwrap();
     wait_for(&client, "preset-chelsea.png").await;
+    // The photo model's sampler offers the window sizes it has statistics for.
+    let sizes = text_of(&client, "window-sizes").await;
+    assert!(sizes.contains("6, 10, 16, 24"), "{sizes}");
     count_explain_calls(&client).await;
     wait_for(&client, "preset-chelsea.png")
         .await

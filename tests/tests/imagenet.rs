@@ -60,3 +60,48 @@ fn efficientnet_lite0_recognises_the_shipped_photos() {
     assert_eq!(coffee[0].0, "espresso", "coffee.png: {coffee:?}");
     assert!(coffee[0].1 > 0.5);
 }
+
+/// The conditional sampler works for the window sizes the page offers;
+/// another size is refused with the sizes there are; the statistics setup
+/// fitted are those a fit from scratch makes.
+#[test]
+fn the_conditional_sampler_takes_every_offered_window_size() {
+    use lens_worker::models::{LoadedModel, Precision};
+    let model = LoadedModel::load(
+        "efficientnet-lite0",
+        &repo_root().join("models"),
+        Device::Cpu,
+        Precision::Full,
+    )
+    .unwrap();
+    assert_eq!(model.conditional_windows(4), vec![6, 10, 16, 24]);
+    for window in [6, 10, 16, 24] {
+        let sampler = model.conditional(window, 4).unwrap();
+        assert_eq!(sampler.window(), window);
+    }
+    let Err(refused) = model.conditional(20, 4) else {
+        panic!("window 20 has no statistics");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("28 x 28 patches") && refused.contains("windows 6, 10, 16 and 24"),
+        "{refused}"
+    );
+
+    let fresh = lens_tests::temp_folder("fit-14").join("patches-14.safetensors");
+    lens_tests::run_command(&[
+        "fit-patches",
+        "--photos",
+        "data/photos",
+        "--side",
+        "14",
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read(&fresh).unwrap()
+            == std::fs::read(repo_root().join("models/efficientnet-lite0/patches-14.safetensors"))
+                .unwrap(),
+        "a fit from scratch gives the shipped statistics"
+    );
+}

@@ -91,13 +91,13 @@ pub struct MethodChoice {
 pub enum MethodError {
     #[error("{model} has no patch statistics for the conditional sampler")]
     NoStatistics { model: String },
-    #[error("window {window} with padding {padding} makes {side} x {side} patches, but {model}'s statistics are for {fitted} x {fitted}")]
+    #[error("window {window} with padding {padding} makes {side} x {side} patches, but {model} has patch statistics (for the conditional sampler) for windows {windows} only, with padding {padding}")]
     PatchMismatch {
         model: String,
         window: usize,
         padding: usize,
         side: usize,
-        fitted: usize,
+        windows: String,
     },
     #[error("{model} has no training images for the marginal sampler")]
     NoTrainingImages { model: String },
@@ -121,7 +121,7 @@ pub fn window_fill<'a>(
     let conditional = match choice.sampler {
         SamplerKind::Conditional => true,
         SamplerKind::Marginal => false,
-        SamplerKind::Auto => model.statistics.is_some(),
+        SamplerKind::Auto => !model.statistics.is_empty(),
     };
     if conditional {
         let gaussian = model.conditional(window, choice.padding)?;

@@ -45,6 +45,7 @@ fn digits() -> ModelSummary {
         class_names: (0..10).map(|c| c.to_string()).collect(),
         resize: Resize::MnistDigit,
         conditional_sampler: false,
+        conditional_windows: Vec::new(),
         marginal_sampler: true,
         default_batch: 16,
         precision: Precision::Full,

@@ -11,7 +11,7 @@ use crate::agreement;
 use crate::client;
 use crate::domain::Estimate;
 use crate::method::Method;
-use crate::state::use_page;
+use crate::state::{use_page, Page};
 
 /// Runs estimated longer than this are confirmed first (the worker
 /// suggests strides against the same minute).
@@ -83,6 +83,31 @@ fn NumberField(
     }
 }
 
+/// The window sizes a model's conditional sampler offers, for the methods
+/// that use it, and whether the chosen one is among them.
+fn window_sizes(page: Page) -> Option<impl IntoView> {
+    let method = page.settings.method.get();
+    let sampled = matches!(method, Method::Pda | Method::EfficientPda | Method::SampledMean);
+    let sizes = page.model_choice()?.conditional_windows;
+    if !sampled || sizes.is_empty() {
+        return None;
+    }
+    let window = page.settings.window.get();
+    let listed: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    let fits = sizes.contains(&window);
+    let text = if fits {
+        format!("Window sizes for this model's sampler: {}.", listed.join(", "))
+    } else {
+        format!(
+            "This model's sampler has statistics for windows {} only: pick one of them.",
+            listed.join(", ")
+        )
+    };
+    Some(view! {
+        <p class="hint" class:error=!fits data-testid="window-sizes">{text}</p>
+    })
+}
+
 #[component]
 pub fn SettingsPanel() -> impl IntoView {
     keep_estimate_current();
@@ -126,6 +151,7 @@ pub fn SettingsPanel() -> impl IntoView {
                     disabled=Signal::derive(move || !uses_samples.get()) />
                 <NumberField label="Stride" testid="stride" value=settings.stride />
             </div>
+            {move || window_sizes(page)}
             <div class="actions">
                 <button class="primary explain" data-testid="explain" on:click=move |_| page.explain_or_ask()>
                     "Explain"

@@ -72,8 +72,13 @@ pub struct HeldOutPhoto {
 pub fn run_held_out(args: &HeldOutArgs) -> anyhow::Result<()> {
     let device = device_from(args.run.device)?;
     let mut model = LoadedModel::load(&args.model, &args.run.models, device, Precision::Full)?;
-    let Some(shipped) = model.statistics.clone() else {
-        anyhow::bail!("{} has no patch statistics to compare with", model.name);
+    // The statistics of the default window (the patch side the page uses).
+    let side = model.resize.default_window() + 2 * crate::methods::DEFAULT_PADDING;
+    let Some(shipped) = model.statistics.iter().find(|s| s.side == side).cloned() else {
+        anyhow::bail!(
+            "{} has no {side} x {side} patch statistics to compare with",
+            model.name
+        );
     };
     let explained = named_images(&model, Some(&args.photos), usize::MAX, &args.run.data)?;
     let others = named_images(

@@ -53,10 +53,11 @@ pub struct ModelDescription {
     /// Size of the training set, for the Laplace correction.
     pub training_images: usize,
     pub resize: Resize,
-    /// Patch statistics for the conditional sampler (`fit-patches`), relative
-    /// to the description; the patch side l is stored in the file.
-    #[serde(default)]
-    pub statistics: Option<String>,
+    /// Patch statistics for the conditional sampler (`fit-patches`), one
+    /// file per patch side (the side l is stored in each), relative to the
+    /// description: a file name or a list of them.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub statistics: Vec<String>,
     /// Training images for the marginal sampler: a safetensors file whose
     /// tensor `images` is N x C x H x W in [0, 1], relative to the description.
     #[serde(default)]
@@ -115,4 +116,18 @@ impl ModelDescription {
             width: self.width,
         }
     }
+}
+
+/// A file name or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(file) => vec![file],
+        OneOrMany::Many(files) => files,
+    })
 }

@@ -26,8 +26,9 @@ pub struct LoadedModel {
     pub precision: Precision,
     /// Training images for the marginal sampler, when the model has them.
     pub marginal: Option<MarginalSampler>,
-    /// Patch statistics for the conditional sampler, when the model has them.
-    pub statistics: Option<PatchStatistics>,
+    /// Patch statistics for the conditional sampler, one per patch side
+    /// (none when the model has no conditional sampler).
+    pub statistics: Vec<PatchStatistics>,
     /// Conditional samplers built so far, by window size: their matrices
     /// (and border cases) are computed once and shared by every request.
     conditionals: Mutex<HashMap<usize, Arc<ConditionalGaussian>>>,
@@ -66,18 +67,17 @@ impl LoadedModel {
         };
         let model = TorchScriptModel::load_with(&folder, device, precision)?;
         let description = model.description();
-        let statistics = match &description.statistics {
-            Some(file) => {
+        let statistics = description
+            .statistics
+            .iter()
+            .map(|file| {
                 let path = folder.join(file);
-                Some(
-                    PatchStatistics::load(&path).map_err(|source| LoadModelError::Statistics {
-                        path: path.display().to_string(),
-                        source,
-                    })?,
-                )
-            }
-            None => None,
-        };
+                PatchStatistics::load(&path).map_err(|source| LoadModelError::Statistics {
+                    path: path.display().to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let marginal = match &description.marginal {
             Some(file) => Some(load_marginal(&folder.join(file), model.input_shape())?),
             None => None,
@@ -95,10 +95,11 @@ impl LoadedModel {
         })
     }
 
-    /// Replaces the conditional sampler's patch statistics (the samplers
-    /// built from the old ones are dropped).
+    /// Replaces the conditional sampler's patch statistics of their side
+    /// (the samplers built from the old ones are dropped).
     pub fn set_statistics(&mut self, statistics: PatchStatistics) {
-        self.statistics = Some(statistics);
+        self.statistics.retain(|s| s.side != statistics.side);
+        self.statistics.push(statistics);
         self.conditionals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -116,21 +117,21 @@ impl LoadedModel {
         window: usize,
         padding: usize,
     ) -> Result<Arc<ConditionalGaussian>, MethodError> {
-        let Some(stats) = &self.statistics else {
+        if self.statistics.is_empty() {
             return Err(MethodError::NoStatistics {
                 model: self.name.clone(),
             });
-        };
+        }
         let side = window + 2 * padding;
-        if side != stats.side {
+        let Some(stats) = self.statistics.iter().find(|s| s.side == side) else {
             return Err(MethodError::PatchMismatch {
                 model: self.name.clone(),
                 window,
                 padding,
                 side,
-                fitted: stats.side,
+                windows: list(&self.conditional_windows(padding)),
             });
-        }
+        };
         let mut built = self.conditionals.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(gaussian) = built.get(&window) {
             return Ok(gaussian.clone());
@@ -143,6 +144,19 @@ impl LoadedModel {
         )?);
         built.insert(window, gaussian.clone());
         Ok(gaussian)
+    }
+
+    /// The windows the conditional sampler works for with a ring of
+    /// `padding` pixels, smallest first.
+    pub fn conditional_windows(&self, padding: usize) -> Vec<usize> {
+        let mut windows: Vec<usize> = self
+            .statistics
+            .iter()
+            .filter_map(|s| s.side.checked_sub(2 * padding))
+            .filter(|&w| w > 0)
+            .collect();
+        windows.sort_unstable();
+        windows
     }
 
     /// The class with this name (exact, or ignoring case).
@@ -188,4 +202,14 @@ fn load_marginal(path: &Path, shape: InputShape) -> Result<MarginalSampler, Load
     let values = Vec::<f32>::try_from(images.to_kind(Kind::Float).flatten(0, -1))
         .map_err(|e| invalid(e.to_string()))?;
     Ok(MarginalSampler::new(shape, values))
+}
+
+/// "6, 10, 16 and 24".
+fn list(windows: &[usize]) -> String {
+    let words: Vec<String> = windows.iter().map(|w| w.to_string()).collect();
+    match words.split_last() {
+        None => "none".into(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }

@@ -210,6 +210,7 @@ fn summary_of(model: &AdvertisedModel) -> ModelSummary {
             Resize::MnistDigit
         },
         conditional_sampler: info.conditional_sampler,
+        conditional_windows: info.conditional_windows,
         marginal_sampler: info.marginal_sampler,
         default_batch: model.default_batch as usize,
         precision: if model.half_precision {

@@ -22,6 +22,8 @@ pub struct ModelSummary {
     pub class_names: Vec<String>,
     pub resize: Resize,
     pub conditional_sampler: bool,
+    /// The windows the conditional sampler works for (default padding).
+    pub conditional_windows: Vec<u32>,
     pub marginal_sampler: bool,
     /// Images per forward pass when a request does not say (per device).
     pub default_batch: usize,
@@ -87,7 +89,12 @@ impl Registry {
             shape: model.classifier.input_shape(),
             class_names: model.class_names.clone(),
             resize: model.resize,
-            conditional_sampler: model.statistics.is_some(),
+            conditional_sampler: !model.statistics.is_empty(),
+            conditional_windows: model
+                .conditional_windows(crate::methods::DEFAULT_PADDING)
+                .into_iter()
+                .map(|w| w as u32)
+                .collect(),
             marginal_sampler: model.marginal.is_some(),
             default_batch: default_batch_size(model.classifier.device()),
             precision: model.precision,

@@ -256,6 +256,7 @@ mod tests {
             class_names: (0..10).map(|d| d.to_string()).collect(),
             resize: Resize::MnistDigit,
             conditional_sampler: false,
+            conditional_windows: Vec::new(),
             marginal_sampler: true,
             default_batch: 16,
             precision,

@@ -96,6 +96,7 @@ pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
         class_names: s.class_names.clone(),
         default_window: s.default_window() as u32,
         conditional_sampler: s.conditional_sampler,
+        conditional_windows: s.conditional_windows.clone(),
         marginal_sampler: s.marginal_sampler,
         default_stride: default_stride(s, speeds) as u32,
         device: s.device.clone(),
