@@ -87,7 +87,10 @@ fn NumberField(
 /// that use it, and whether the chosen one is among them.
 fn window_sizes(page: Page) -> Option<impl IntoView> {
     let method = page.settings.method.get();
-    let sampled = matches!(method, Method::Pda | Method::EfficientPda | Method::SampledMean);
+    let sampled = matches!(
+        method,
+        Method::Pda | Method::EfficientPda | Method::SampledMean
+    );
     let sizes = page.model_choice()?.conditional_windows;
     if !sampled || sizes.is_empty() {
         return None;
@@ -96,7 +99,10 @@ fn window_sizes(page: Page) -> Option<impl IntoView> {
     let listed: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
     let fits = sizes.contains(&window);
     let text = if fits {
-        format!("Window sizes for this model's sampler: {}.", listed.join(", "))
+        format!(
+            "Window sizes for this model's sampler: {}.",
+            listed.join(", ")
+        )
     } else {
         format!(
             "This model's sampler has statistics for windows {} only: pick one of them.",
