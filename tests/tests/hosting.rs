@@ -14,8 +14,11 @@ use lens_tests::{
     assemble, collect_events, preset, repo_root, start_worker, temp_folder, test_certificate,
 };
 
-/// The largest the page's wasm may be on the wire (the issue's budget).
-const WASM_ON_THE_WIRE: usize = 350 * 1024;
+/// The largest the page's wasm may be on the wire: 350 KB when the page was
+/// rebuilt (issue 20), 400 KB since the drawing pad, the camera, the class
+/// maps and the window panel (gzip 370 KB, brotli 290 KB then). Gzip
+/// counts: browsers ask for brotli over HTTPS only.
+const WASM_ON_THE_WIRE: usize = 400 * 1024;
 
 struct Answer {
     status: u16,
