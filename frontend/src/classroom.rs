@@ -10,6 +10,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::class_maps::MapView;
 use crate::client;
 use crate::domain::TeacherView;
 use crate::link;
@@ -129,6 +130,8 @@ pub fn keep_in_step(page: Page) {
             return;
         }
         page.settings.set(&view.settings);
+        // The map the teacher shows (another class's, a contrast).
+        page.display.map_view.set(MapView::from_link(&view.see));
         let id = view.explanation;
         if !id.is_empty() && page.shown.share_id.get_untracked().as_deref() != Some(id.as_str()) {
             page.watch(id);
@@ -141,6 +144,7 @@ pub fn keep_in_step(page: Page) {
         let view = TeacherView {
             explanation: page.shown.share_id.get().unwrap_or_default(),
             settings: page.settings.get(),
+            see: page.display.map_view.get().to_link().unwrap_or_default(),
         };
         note_class_run(&code, &view.explanation);
         spawn_local(async move {

@@ -223,6 +223,7 @@ pub async fn teach(code: String, teacher_secret: String, view: TeacherView) -> R
         stride: s.stride,
         samples: s.samples,
         class_index: s.class,
+        see: view.see.clone(),
     };
     let request = wire::TeachRequest {
         code,
@@ -251,6 +252,7 @@ impl ClassFeed {
             return Ok(None);
         };
         let view = event.view.map(|v| TeacherView {
+            see: v.see.clone(),
             explanation: v.explanation_id.clone(),
             settings: RunSettings {
                 model: v.model.clone(),

@@ -93,6 +93,9 @@ pub struct TeacherView {
     /// Empty until the teacher's first explanation.
     pub explanation: String,
     pub settings: RunSettings,
+    /// Which map is shown, as the address says it (`see=`; empty: the
+    /// explained class's).
+    pub see: String,
 }
 
 /// One event of a followed class.

@@ -595,6 +595,16 @@ async fn students_follow_what_the_teacher_shows_in_a_class() {
     assert_eq!(wait_until_not_running(&student).await, "done");
     assert_eq!(heat_pixels(&student).await, heat_pixels(&teacher).await);
 
+    // The teacher shows another class's map (no new run): so does the student.
+    click(&teacher, "probability-3").await;
+    wait_for_text(&teacher, "map-caption", |t| t == "Evidence for 3").await;
+    wait_for_text(&student, "map-caption", |t| t == "Evidence for 3").await;
+    assert_eq!(heat_pixels(&student).await, heat_pixels(&teacher).await);
+    assert_eq!(
+        shown_explanation(&student).await.as_deref(),
+        Some(teachers_run.as_str())
+    );
+
     // The student explores on their own, then follows again with one click.
     click(&student, "preset-3").await;
     wait_for_text(&student, "class-banner", |t| t.starts_with("Exploring")).await;

@@ -289,12 +289,22 @@ async fn a_class_shows_followers_what_the_teacher_shows_until_it_closes() {
         stride: 1,
         samples: 10,
         class_index: None,
+        see: "3".into(),
     };
     let teach = |view: ClassView, secret: &str| TeachRequest {
         code: opened.code.clone(),
         teacher_secret: secret.into(),
         view: Some(view),
     };
+    let bad = ClassView {
+        see: "<script>".into(),
+        ..view.clone()
+    };
+    let refused = teacher
+        .teach(teach(bad, &opened.teacher_secret))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     let refused = student
         .teach(teach(view.clone(), "a student's guess"))
         .await

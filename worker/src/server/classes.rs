@@ -39,6 +39,8 @@ pub const MAX_FOLLOWERS: usize = 500;
 pub const MAX_CLASSES: usize = 1000;
 /// How long a model id in a class's view may be (it is only echoed).
 const MAX_MODEL_ID: usize = 200;
+/// The longest shown-class text ("999-998").
+const MAX_SEE: usize = 16;
 /// Classes one client (address) may have open at once.
 pub const CLASSES_PER_CLIENT: usize = 5;
 /// Look-ups that found no class, per client and `LOOKUP_PERIOD`, before
@@ -259,6 +261,11 @@ impl Classes {
             return Err(ServiceError::ModelIdTooLong {
                 limit: MAX_MODEL_ID,
             });
+        }
+        let see_ok =
+            view.see.len() <= MAX_SEE && view.see.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+        if !see_ok {
+            return Err(ServiceError::BadShownClass { see: view.see });
         }
         room.events.send_modify(|e| e.view = Some(view));
         Ok(())

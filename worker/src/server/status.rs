@@ -50,6 +50,8 @@ pub enum ServiceError {
     TooManyClassesOpened { limit: usize },
     #[error("too many class codes from this address matched no class: try again in {wait_seconds} s (a class link or QR code always works)")]
     TooManyMisses { wait_seconds: u64 },
+    #[error("the class shown must be a class number or two joined by '-' (got {see:?})")]
+    BadShownClass { see: String },
     #[error("a model id has at most {limit} characters")]
     ModelIdTooLong { limit: usize },
     #[error("this explanation already has {limit} viewers: try again later")]
@@ -103,9 +105,9 @@ impl From<ServiceError> for Status {
             | ServiceError::TooManyMisses { .. }
             | ServiceError::TooManyViewers { .. }
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
-            ServiceError::ModelIdTooLong { .. } | ServiceError::NoWindows { .. } => {
-                Status::invalid_argument(message)
-            }
+            ServiceError::ModelIdTooLong { .. }
+            | ServiceError::NoWindows { .. }
+            | ServiceError::BadShownClass { .. } => Status::invalid_argument(message),
             ServiceError::NotOnGateway => Status::unimplemented(message),
             ServiceError::ShuttingDown
             | ServiceError::Cluster(_)
