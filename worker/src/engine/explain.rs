@@ -325,25 +325,25 @@ pub fn explain(
     // not restored.
     let remaining = &schedule.windows[restored..];
     for (batch_index, batch) in remaining.chunks(windows_per_batch).enumerate() {
-        let padded = same_shape_batch(batch, windows_per_batch, device);
-        let replacement = fill.fill_batch(&input, &padded, params.seed)?;
-        let images = input.perturbed(&padded, samples, &replacement)?;
-        let logits = logits_of(model, &images)?.f_narrow(0, 0, (batch.len() * samples) as i64)?;
+        let BatchOutcome {
+            per_window,
+            p,
+            p_without,
+            ..
+        } = outputs.run_batch(
+            model,
+            fill,
+            &input,
+            &value_x,
+            batch,
+            windows_per_batch,
+            params.seed,
+        )?;
         forward_passes += batch.len() * samples;
 
         let cells = grid.cell_indices(batch, device);
-        // One softmax per batch serves the map, the windows' P(c) and the spread.
-        let probabilities = outputs.probabilities(&logits)?;
-        let value = outputs.value(&logits, &probabilities, batch.len(), samples)?;
-        // `[windows, M]`, then `[M, windows]` for the grid.
-        let per_window = (&value_x - value).f_contiguous()?;
+        // `[windows, M]` as `[M, windows]` for the grid.
         let _ = evidence.f_index_copy_(1, &cells, &per_window.f_tr()?)?;
-        let p = probabilities
-            .f_select(1, 0)?
-            .f_view([batch.len() as i64, samples as i64])?;
-        let p_without = outputs
-            .average(&p, batch.len(), samples)?
-            .f_view([batch.len() as i64])?;
         let _ = without.f_index_copy_(0, &cells, &p_without)?;
         let deviation = match spread.as_mut() {
             Some(spread) => {
@@ -464,7 +464,7 @@ fn restore(
 /// costs seconds there (TorchScript specialises its graph and cuDNN plans
 /// its convolutions for it; measured 2.4 s on an H200), which a run's odd
 /// last batch would otherwise pay anew for almost every request.
-pub(super) fn same_shape_batch(
+fn same_shape_batch(
     batch: &[Window],
     windows_per_batch: usize,
     device: Device,
@@ -507,7 +507,58 @@ pub(super) fn sample_weights(
     Ok(Some(upload(&weights, device)))
 }
 
+/// One batch of windows through the network: what the map (and the window
+/// panel, `inspect.rs`) take from it.
+pub(super) struct BatchOutcome {
+    /// The fill's replacements, `[windows * S, C * k * k]` (rows of windows
+    /// added to fill a CUDA batch up included).
+    pub(super) replacement: Tensor,
+    /// Evidence per window and mapped class, `[windows, M]` f64.
+    pub(super) per_window: Tensor,
+    /// P(explained class) with each sample, `[windows, S]` f64.
+    pub(super) p: Tensor,
+    /// Its average per window (weighted as the fill weighs), `[windows]`.
+    pub(super) p_without: Tensor,
+}
+
 impl ClassOutputs<'_> {
+    /// Fills, perturbs and classifies `batch` (filled up to
+    /// `windows_per_batch` on CUDA) and reduces the outputs; `value_x` is
+    /// the unperturbed image's value, `[1, M]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_batch(
+        &self,
+        model: &dyn Classifier,
+        fill: &dyn WindowFill,
+        input: &DeviceInput,
+        value_x: &Tensor,
+        batch: &[Window],
+        windows_per_batch: usize,
+        seed: u64,
+    ) -> Result<BatchOutcome, EngineError> {
+        let samples = fill.samples_per_window();
+        let padded = same_shape_batch(batch, windows_per_batch, model.device());
+        let replacement = fill.fill_batch(input, &padded, seed)?;
+        let images = input.perturbed(&padded, samples, &replacement)?;
+        let logits = logits_of(model, &images)?.f_narrow(0, 0, (batch.len() * samples) as i64)?;
+        // One softmax per batch serves the map, the windows' P(c) and the spread.
+        let probabilities = self.probabilities(&logits)?;
+        let value = self.value(&logits, &probabilities, batch.len(), samples)?;
+        let per_window = (value_x - value).f_contiguous()?;
+        let p = probabilities
+            .f_select(1, 0)?
+            .f_view([batch.len() as i64, samples as i64])?;
+        let p_without = self
+            .average(&p, batch.len(), samples)?
+            .f_view([batch.len() as i64])?;
+        Ok(BatchOutcome {
+            replacement,
+            per_window,
+            p,
+            p_without,
+        })
+    }
+
     /// The mean of each window's S rows of `t` (`[windows * S, ...]` or
     /// `[windows, S, ...]`), weighted when the fill weighs its samples:
     /// `[windows, X]` f64.

@@ -12,8 +12,7 @@ use super::device::{host_f32, host_f64};
 use super::error::EngineError;
 use super::evidence::Laplace;
 use super::explain::{
-    check_fixed_window, check_request, same_shape_batch, sample_weights, ClassOutputs,
-    ExplainParams,
+    check_fixed_window, check_request, sample_weights, BatchOutcome, ClassOutputs, ExplainParams,
 };
 use super::fill::WindowFill;
 use super::perturb::DeviceInput;
@@ -90,19 +89,20 @@ pub fn inspect_window(
     let batch = &schedule.windows[start..end];
     let at = (index - start) as i64;
 
-    let padded = same_shape_batch(batch, windows_per_batch, device);
-    let replacement = fill.fill_batch(&input, &padded, params.seed)?;
-    let images = input.perturbed(&padded, samples, &replacement)?;
-    let logits = logits_of(model, &images)?.f_narrow(0, 0, (batch.len() * samples) as i64)?;
-    let probabilities = outputs.probabilities(&logits)?;
-    let value = outputs.value(&logits, &probabilities, batch.len(), samples)?;
-    let per_window = (&value_x - value).f_contiguous()?;
-    let p = probabilities
-        .f_select(1, 0)?
-        .f_view([batch.len() as i64, samples as i64])?;
-    let p_without = outputs
-        .average(&p, batch.len(), samples)?
-        .f_view([batch.len() as i64])?;
+    let BatchOutcome {
+        replacement,
+        per_window,
+        p,
+        p_without,
+    } = outputs.run_batch(
+        model,
+        fill,
+        &input,
+        &value_x,
+        batch,
+        windows_per_batch,
+        params.seed,
+    )?;
     let rows = replacement
         .f_narrow(0, at * samples as i64, samples as i64)?
         .f_to_kind(Kind::Float)?;
