@@ -59,7 +59,7 @@ fn class_values<'a>(run: &'a RunView, explained: &'a Heatmap, class: u32) -> Opt
 
 /// Whether the run has a map of `class` (the page shows it instantly).
 pub fn has_map(run: &RunView, explained: &Heatmap, class: u32) -> bool {
-    class == run.explained || class_values(run, explained, class).is_some()
+    class_values(run, explained, class).is_some()
 }
 
 /// The map the view shows; the explained one where the run has no map for

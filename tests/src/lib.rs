@@ -840,3 +840,35 @@ pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
     }
     samples
 }
+
+/// Starts minutes of work on `image` and reads its stream up to Started
+/// (the run is on the device), for tests that act while a run goes on;
+/// dropping the stream leaves the run.
+pub async fn long_run_started<T>(
+    client: &mut EvidenceLensClient<T>,
+    image: Vec<u8>,
+) -> tonic::Streaming<ExplainEvent>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    use lens_proto::v1::explain_event::Event;
+    let mut stream = client
+        .explain(minutes_of_work(image))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = stream
+            .message()
+            .await
+            .unwrap()
+            .expect("the long run starts");
+        if matches!(event.event, Some(Event::Started(_))) {
+            return stream;
+        }
+    }
+}

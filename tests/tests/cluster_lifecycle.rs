@@ -10,7 +10,7 @@ use lens_proto::v1::{explain_event::Event, ExplainRequest, ListModelsRequest, Me
 use lens_tests::cluster::Services;
 use lens_tests::postgres_server::PostgresServer;
 use lens_tests::{
-    assemble, collect_events, minutes_of_work, native_client, parse_metrics, preset,
+    assemble, collect_events, long_run_started, native_client, parse_metrics, preset,
     scrape_metrics, temp_folder, ChildWorker,
 };
 
@@ -41,17 +41,8 @@ async fn a_busy_worker_keeps_its_models_and_new_requests_wait_in_the_queue() {
     );
 
     // Minutes of work keep the only worker busy.
-    let mut long = client
-        .explain(minutes_of_work(image.clone()))
-        .await
-        .unwrap()
-        .into_inner();
-    loop {
-        let event = long.message().await.unwrap().expect("the long run starts");
-        if matches!(event.event, Some(Event::Started(_))) {
-            break;
-        }
-    }
+    // Held to the end: the gateway counts its viewer.
+    let _long = long_run_started(&mut client, image.clone()).await;
     // Longer than an advertisement lives without renewal (15 s): the
     // models stay listed the whole time.
     let watching = Instant::now();
@@ -120,15 +111,7 @@ async fn gateways_and_workers_stop_cleanly_and_stored_maps_outlive_the_workers()
     );
 
     // SIGTERM in the middle of a job: the job goes back, the worker exits 0.
-    let mut long = client
-        .explain(minutes_of_work(image.clone()))
-        .await
-        .unwrap()
-        .into_inner();
-    while !matches!(
-        long.message().await.unwrap().and_then(|e| e.event),
-        Some(Event::Started(_))
-    ) {}
+    let long = long_run_started(&mut client, image.clone()).await;
     let exit = worker.stop("TERM").await;
     assert!(exit.success(), "worker after SIGTERM: {exit:?}");
     assert!(worker.logged("stopped"));

@@ -3,11 +3,9 @@
 
 use std::collections::HashMap;
 
-use lens_proto::v1::{
-    explain_event::Event, ExplainRequest, FollowClassRequest, Method, OpenClassRequest,
-};
+use lens_proto::v1::{ExplainRequest, FollowClassRequest, Method, OpenClassRequest};
 use lens_tests::{
-    assemble, collect_events, minutes_of_work, native_client, parse_metrics, preset,
+    assemble, collect_events, long_run_started, native_client, parse_metrics, preset,
     scrape_metrics, start_worker,
 };
 
@@ -79,15 +77,7 @@ async fn metrics_parse_and_move_with_classes_and_runs() {
     assert_eq!(value(&after, "lens_live_viewers"), 0.0, "the viewer left");
 
     // While a long run streams: one job running, one viewer.
-    let mut long = client
-        .explain(minutes_of_work(image))
-        .await
-        .unwrap()
-        .into_inner();
-    while !matches!(
-        long.message().await.unwrap().and_then(|e| e.event),
-        Some(Event::Started(_))
-    ) {}
+    let long = long_run_started(&mut client, image).await;
     let running = parse_metrics(&scrape_metrics(address));
     assert_eq!(value(&running, "lens_jobs_running"), 1.0);
     assert_eq!(value(&running, "lens_live_viewers"), 1.0);

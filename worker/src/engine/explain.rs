@@ -464,11 +464,7 @@ fn restore(
 /// costs seconds there (TorchScript specialises its graph and cuDNN plans
 /// its convolutions for it; measured 2.4 s on an H200), which a run's odd
 /// last batch would otherwise pay anew for almost every request.
-fn same_shape_batch(
-    batch: &[Window],
-    windows_per_batch: usize,
-    device: Device,
-) -> Vec<Window> {
+fn same_shape_batch(batch: &[Window], windows_per_batch: usize, device: Device) -> Vec<Window> {
     let mut windows = batch.to_vec();
     if device.is_cuda() {
         windows.resize(windows_per_batch.max(batch.len()), batch[batch.len() - 1]);

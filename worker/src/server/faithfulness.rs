@@ -24,27 +24,21 @@ pub fn removal_of(value: i32) -> Result<Removal, ServiceError> {
     }
 }
 
-/// Deletion and insertion of the stored map of its explained class, from
-/// the model's input as it was explained.
-pub fn of_stored(
-    model: &LoadedModel,
-    record: &Record,
-    removal: Removal,
-) -> Result<Faithfulness, ServiceError> {
-    let damaged = |what: &str| ServiceError::Internal(format!("{} {what}", record.id));
-    let explanation = &record.explanation;
-    let started = explanation
+fn damaged(record: &Record, what: &str) -> ServiceError {
+    ServiceError::Internal(format!("{} {what}", record.id))
+}
+
+/// A stored explanation's start and the model's input as it was explained.
+pub fn stored_input(record: &Record) -> Result<(&proto::Started, InputImage), ServiceError> {
+    let started = record
+        .explanation
         .started
         .as_ref()
-        .ok_or_else(|| damaged("was stored without its input"))?;
+        .ok_or_else(|| damaged(record, "was stored without its input"))?;
     let picture = started
         .input
         .as_ref()
-        .ok_or_else(|| damaged("was stored without its input"))?;
-    let map = explanation
-        .map
-        .as_ref()
-        .ok_or_else(|| damaged("was stored without its map"))?;
+        .ok_or_else(|| damaged(record, "was stored without its input"))?;
     let image = InputImage {
         shape: InputShape {
             channels: picture.channels as usize,
@@ -53,6 +47,22 @@ pub fn of_stored(
         },
         values: picture.values.clone(),
     };
+    Ok((started, image))
+}
+
+/// Deletion and insertion of the stored map of its explained class, from
+/// the model's input as it was explained.
+pub fn of_stored(
+    model: &LoadedModel,
+    record: &Record,
+    removal: Removal,
+) -> Result<Faithfulness, ServiceError> {
+    let (started, image) = stored_input(record)?;
+    let map = record
+        .explanation
+        .map
+        .as_ref()
+        .ok_or_else(|| damaged(record, "was stored without its map"))?;
     let class = started.explained_class as usize;
     let batch_size = default_batch_size(model.classifier.device());
     let params = DeletionParams::new(class, removal, batch_size);

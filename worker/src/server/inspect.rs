@@ -5,11 +5,12 @@
 
 use lens_proto::v1::{self as proto, Method};
 
-use crate::engine::{inspect_window, InputImage, InputShape, Target};
+use crate::engine::{inspect_window, Target};
 use crate::methods;
 use crate::models::LoadedModel;
 use crate::store::Record;
 
+use super::faithfulness::stored_input;
 use super::registry::ModelSummary;
 use super::request::settings_from_request;
 use super::status::ServiceError;
@@ -21,14 +22,12 @@ pub fn inspect_stored(
     record: &Record,
     (x, y): (u32, u32),
 ) -> Result<proto::WindowInspection, ServiceError> {
-    let damaged = |what: &str| ServiceError::Internal(format!("{} {what}", record.id));
-    let started = record
-        .explanation
-        .started
-        .as_ref()
-        .ok_or_else(|| damaged("was stored without its start"))?;
-    let (Some(picture), Some(request)) = (&started.input, &started.request) else {
-        return Err(damaged("was stored without its input or settings"));
+    let (started, image) = stored_input(record)?;
+    let Some(request) = &started.request else {
+        return Err(ServiceError::Internal(format!(
+            "{} was stored without its settings",
+            record.id
+        )));
     };
     let settings = settings_from_request(request, summary)?;
     let kind = settings.choice.kind;
@@ -40,14 +39,6 @@ pub fn inspect_stored(
     let mut params = settings.params;
     params.target = Target::Class(started.explained_class as usize);
     let fill = methods::window_fill(model, &settings.choice, params.window)?;
-    let image = InputImage {
-        shape: InputShape {
-            channels: picture.channels as usize,
-            height: picture.height as usize,
-            width: picture.width as usize,
-        },
-        values: picture.values.clone(),
-    };
     let seen = inspect_window(
         model.classifier.as_ref(),
         &image,
@@ -59,7 +50,7 @@ pub fn inspect_stored(
         x: seen.window.x as u32,
         y: seen.window.y as u32,
         size: seen.window.size as u32,
-        channels: picture.channels,
+        channels: image.shape.channels as u32,
         replacements: seen.replacements,
         explained_class: seen.explained as u32,
         p_with: seen.p_with,

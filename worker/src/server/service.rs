@@ -422,22 +422,12 @@ impl EvidenceLens for LensService {
         let record = blocking(move || store.load(&key))
             .await?
             .ok_or(ServiceError::NotFound { id: id.clone() })?;
-        let entry = model_by_id(&self.registry, &record.model)?;
-        // A job for the device like an explanation: it counts against the
-        // same limits while it waits and runs.
-        let ticket = self.admission.admit(client)?;
-        let model = entry.model.clone();
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        // Shutdown waits for it as for any job on the device.
-        let in_flight = self.shutdown.job_started();
-        self.device.run_unlisted(move || {
-            let (_ticket, _in_flight) = (ticket, in_flight);
-            let outcome = guarded(|| faithfulness::measure_stored(&model, &record, removal));
-            let _ = answer.send(outcome);
-        });
-        let result = answered
-            .await
-            .map_err(|_| ServiceError::Internal("the device thread stopped".into()))??;
+        let model = model_by_id(&self.registry, &record.model)?.model.clone();
+        let result = self
+            .on_device(client, move || {
+                faithfulness::measure_stored(&model, &record, removal)
+            })
+            .await?;
         let (store, kept) = (self.store.clone(), result.clone());
         blocking(move || store.save_faithfulness(&id, removal.name(), &kept)).await?;
         Ok(Response::new(result))
@@ -460,22 +450,13 @@ impl EvidenceLens for LensService {
             .await?
             .ok_or(ServiceError::NotFound { id })?;
         let entry = model_by_id(&self.registry, &record.model)?;
-        // A short job for the device, counted like any other.
-        let ticket = self.admission.admit(client)?;
         let (model, summary) = (entry.model.clone(), entry.summary.clone());
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let in_flight = self.shutdown.job_started();
-        self.device.run_unlisted(move || {
-            let (_ticket, _in_flight) = (ticket, in_flight);
-            let outcome = guarded(|| {
+        let seen = self
+            .on_device(client, move || {
                 let model = model.lock().unwrap_or_else(|e| e.into_inner());
                 inspect::inspect_stored(&model, &summary, &record, (x, y))
-            });
-            let _ = answer.send(outcome);
-        });
-        let seen = answered
-            .await
-            .map_err(|_| ServiceError::Internal("the device thread stopped".into()))??;
+            })
+            .await?;
         Ok(Response::new(seen))
     }
 
@@ -508,6 +489,28 @@ impl EvidenceLens for LensService {
     ) -> Result<Response<CloseClassResponse>, Status> {
         let client = client_of(&request, self.trust_forwarded_for);
         shared::close_class(&self.classes, request.into_inner(), client)
+    }
+}
+
+impl LensService {
+    /// Runs `work` on the device thread after the jobs queued so far, as a
+    /// job like an explanation: it counts against the same limits while it
+    /// waits and runs, and shutdown waits for it.
+    async fn on_device<T: Send + 'static>(
+        &self,
+        client: Option<std::net::IpAddr>,
+        work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let ticket = self.admission.admit(client)?;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let in_flight = self.shutdown.job_started();
+        self.device.run_unlisted(move || {
+            let (_ticket, _in_flight) = (ticket, in_flight);
+            let _ = answer.send(guarded(work));
+        });
+        answered
+            .await
+            .map_err(|_| ServiceError::Internal("the device thread stopped".into()))?
     }
 }
 
