@@ -226,10 +226,12 @@ impl LiveRun {
     /// Ends the run for every viewer with CANCELLED; its job stops after
     /// the batch in flight, or does not start.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
+        // Viewers hear CANCELLED before the job may see the flag: a job
+        // that stops first ends the run without a status otherwise.
         self.end(Some(Status::cancelled(
             "the explanation was cancelled by its creator",
         )));
+        self.cancelled.store(true, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -247,9 +249,13 @@ impl LiveRun {
         self.state().viewers.iter().any(|v| !v.events.is_closed())
     }
 
-    /// Ends every viewer's stream, with `error` if the run failed.
+    /// Ends every viewer's stream, with `error` if the run failed; the
+    /// first end holds (a job that stops after a cancel ends it again).
     pub fn end(&self, error: Option<Status>) {
         let mut state = self.state();
+        if state.ended {
+            return;
+        }
         if let Some(error) = &error {
             let shared: Shared = Arc::new(Err(error.clone()));
             for viewer in &state.viewers {
@@ -415,6 +421,28 @@ mod tests {
         assert_eq!(
             events[1].as_ref().unwrap_err().message(),
             "the model failed"
+        );
+    }
+
+    /// A job that stops because its run was cancelled ends the run again
+    /// without a status; its viewers must still hear CANCELLED.
+    #[tokio::test]
+    async fn a_cancelled_run_stays_cancelled_when_its_job_ends_it() {
+        let run = run_with(Limits::default());
+        run.publish(started(8));
+        let viewer = run.subscribe(None).unwrap();
+        run.cancel();
+        assert!(run.is_cancelled());
+        run.end(None);
+        let events: Vec<_> = viewer.collect().await;
+        assert_eq!(
+            events.last().unwrap().as_ref().unwrap_err().code(),
+            tonic::Code::Cancelled
+        );
+        let late: Vec<_> = run.subscribe(None).unwrap().collect().await;
+        assert_eq!(
+            late.last().unwrap().as_ref().unwrap_err().code(),
+            tonic::Code::Cancelled
         );
     }
 
