@@ -377,8 +377,11 @@ fn model(info: wire::ModelInfo) -> ModelChoice {
         name: info.name,
         channels: info.channels,
         conditional_windows: info.conditional_windows,
+        default_method: method_from_wire(info.default_method),
+        default_samples: info.default_samples,
         default_window: info.default_window,
         default_stride: info.default_stride,
+        defaults_basis: info.defaults_basis,
         agreement_reference: info.agreement_reference,
         agreement_ceiling: info.agreement_ceiling,
     }

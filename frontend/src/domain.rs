@@ -14,9 +14,14 @@ pub struct ModelChoice {
     /// The windows the conditional sampler has statistics for (empty: the
     /// model samples from training images, any window works).
     pub conditional_windows: Vec<u32>,
+    /// The defaults: chosen by measurement on this kind of device where
+    /// one was made (`defaults_basis` says how), else efficient PDA with a
+    /// stride that finishes in seconds on this worker.
+    pub default_method: Method,
+    pub default_samples: u32,
     pub default_window: u32,
-    /// A stride that finishes in seconds on this worker.
     pub default_stride: u32,
+    pub defaults_basis: String,
     pub agreement: Vec<Agreement>,
     /// The reference the agreement is measured against ("PDA, S = 32").
     pub agreement_reference: String,

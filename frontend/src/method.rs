@@ -1,8 +1,9 @@
 //! The explanation methods as the page names them. The worker's enum stays
 //! at the edge (`client.rs`); the page holds this one.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Method {
+    #[default]
     EfficientPda,
     Pda,
     SampledMean,

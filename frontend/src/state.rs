@@ -56,6 +56,26 @@ impl Settings {
         self.samples.set(s.samples);
         self.class.set(s.class);
     }
+
+    /// A model's default method, S, window and stride.
+    pub fn take_defaults(&self, model: &ModelChoice) {
+        self.method.set(model.default_method);
+        if model.default_samples > 0 {
+            self.samples.set(model.default_samples);
+        }
+        self.window.set(model.default_window);
+        self.stride.set(model.default_stride.max(1));
+    }
+
+    /// Whether these are the model's defaults (untracked callers may use
+    /// `untrack`).
+    pub fn are_defaults_of(&self, model: &ModelChoice) -> bool {
+        let uses_samples = model.default_method.uses_samples();
+        self.method.get() == model.default_method
+            && (!uses_samples || self.samples.get() == model.default_samples)
+            && self.window.get() == model.default_window
+            && self.stride.get() == model.default_stride.max(1)
+    }
 }
 
 /// How the map is shown.
@@ -130,8 +150,9 @@ pub struct Page {
     /// The request the side-by-side comparison runs.
     pub compare: RwSignal<Option<RunRequest>>,
     pub class: Classroom,
-    /// Whether the address chose the stride (then a model's default does not).
-    pub link_sets_stride: bool,
+    /// Whether the address chose the settings (then a model's defaults do
+    /// not replace them when the models arrive).
+    pub link_sets_settings: bool,
 }
 
 impl Page {
@@ -186,7 +207,10 @@ impl Page {
                 ended: RwSignal::new(false),
                 streams: RwSignal::new(0),
             },
-            link_sets_stride: link.stride.is_some(),
+            link_sets_settings: link.method.is_some()
+                || link.window.is_some()
+                || link.stride.is_some()
+                || link.samples.is_some(),
         }
     }
 

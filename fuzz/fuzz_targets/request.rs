@@ -23,6 +23,7 @@ fn model(id: &str, shape: InputShape, classes: usize, resize: Resize) -> ModelSu
         precision: Precision::Full,
         device: "CPU".into(),
         agreement: None,
+        defaults: None,
     }
 }
 

@@ -650,17 +650,25 @@ pub fn minutes_of_work(image: Vec<u8>) -> ExplainRequest {
 /// A models folder holding the shipped digits model (its files linked) with
 /// `agreement` as its measured agreement.
 pub fn digits_with_agreement(agreement: &lens_worker::agreement::ModelAgreement) -> PathBuf {
-    let models = temp_folder("agreement-models");
+    let json = serde_json::to_string(agreement).unwrap();
+    digits_with(lens_worker::agreement::AGREEMENT_FILE, Some(&json))
+}
+
+/// A models folder holding the shipped digits model (its files linked),
+/// with `file` holding `contents`, or without `file` when `None`.
+pub fn digits_with(file: &str, contents: Option<&str>) -> PathBuf {
+    let models = temp_folder("digits-models");
     let digits = models.join("digits");
     std::fs::create_dir_all(&digits).unwrap();
-    for file in std::fs::read_dir(repo_root().join("models/digits")).unwrap() {
-        let file = file.unwrap();
-        if file.file_name() != lens_worker::agreement::AGREEMENT_FILE {
-            std::os::unix::fs::symlink(file.path(), digits.join(file.file_name())).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("models/digits")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != file {
+            std::os::unix::fs::symlink(entry.path(), digits.join(entry.file_name())).unwrap();
         }
     }
-    let json = serde_json::to_string(agreement).unwrap();
-    std::fs::write(digits.join(lens_worker::agreement::AGREEMENT_FILE), json).unwrap();
+    if let Some(contents) = contents {
+        std::fs::write(digits.join(file), contents).unwrap();
+    }
     models
 }
 

@@ -10,8 +10,11 @@ use lens_proto::v1::{
     ExplainRequest, FollowClassRequest, ListModelsRequest, Method, OpenClassRequest, TeachRequest,
     WatchRequest,
 };
-use lens_tests::{minutes_of_work, native_client, preset, start_worker};
-use lens_worker::server::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
+use lens_tests::{
+    digits_with, minutes_of_work, native_client, preset, repo_root, start_worker, start_worker_with,
+};
+use lens_worker::defaults::{ModelDefaults, DEFAULTS_FILE};
+use lens_worker::server::LESSON_SECONDS;
 use tonic::Code;
 
 fn settings(model: &str, method: Method, stride: u32) -> ExplainRequest {
@@ -88,41 +91,78 @@ async fn estimates_count_the_work_and_suggest_a_stride_that_fits() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
 
+/// Each shipped model starts with the defaults its committed measurement
+/// chose for a CPU (docs/experiments/defaults.md): a stride at most half
+/// the window, within the budget; the digits' defaults make a map.
 #[tokio::test]
-async fn each_model_defaults_to_a_stride_that_finishes_in_seconds() {
+async fn each_model_starts_with_the_defaults_measured_for_its_device() {
     let address = start_worker().await;
+    for model in models_of(address).await {
+        let path = repo_root().join(format!("docs/experiments/defaults-{}.json", model.id));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let measured: ModelDefaults = serde_json::from_str(&text).unwrap();
+        let (device, chosen) = measured
+            .chosen_for(&model.device)
+            .expect("a CPU measurement");
+        assert!(
+            chosen.overlaps() && chosen.seconds <= device.budget_seconds,
+            "{chosen:?}"
+        );
+        // `efficient-pda` is METHOD_EFFICIENT_PDA on the wire.
+        let wire_name = format!("METHOD_{}", chosen.method.replace('-', "_").to_uppercase());
+        let method = Method::from_str_name(&wire_name);
+        assert_eq!(Some(model.default_method()), method, "{}", model.id);
+        assert_eq!(
+            (model.default_window, model.default_stride),
+            (chosen.window as u32, chosen.stride as u32),
+            "{}",
+            model.id
+        );
+        if let Some(samples) = chosen.samples {
+            assert_eq!(model.default_samples, samples as u32);
+        }
+        assert!(model.defaults_basis.contains(&device.machine), "{model:?}");
+    }
+
+    let digits = models_of(address)
+        .await
+        .into_iter()
+        .find(|m| m.id == "digits")
+        .unwrap();
     let mut client = native_client(address).await;
-    let models = client
+    let request = ExplainRequest {
+        image: preset(&mut client, 3).await.png,
+        model: digits.id.clone(),
+        method: digits.default_method,
+        window: digits.default_window,
+        stride: digits.default_stride,
+        samples: Some(digits.default_samples),
+        ..Default::default()
+    };
+    let mut stream = client.explain(request).await.unwrap().into_inner();
+    while !matches!(next_event(&mut stream).await, Event::Finished(_)) {}
+}
+
+/// Without a measurement for its device a model starts with efficient PDA
+/// at the smallest stride that finishes in seconds on this worker: stride 1
+/// for the digits on any machine.
+#[tokio::test]
+async fn an_unmeasured_model_defaults_to_efficient_pda_at_a_stride_that_fits() {
+    let without = digits_with(DEFAULTS_FILE, None);
+    let digits = &models_of(start_worker_with(&without).await).await[0];
+    assert_eq!(digits.default_method(), Method::EfficientPda);
+    assert!(digits.defaults_basis.is_empty());
+    assert_eq!((digits.default_window, digits.default_stride), (4, 1));
+}
+
+async fn models_of(address: std::net::SocketAddr) -> Vec<lens_proto::v1::ModelInfo> {
+    let mut client = native_client(address).await;
+    client
         .list_models(ListModelsRequest {})
         .await
         .unwrap()
         .into_inner()
-        .models;
-    for model in &models {
-        let id = &model.id;
-        assert_eq!(model.device, "CPU");
-        let stride = model.default_stride;
-        assert!(stride >= 1 && stride <= model.default_window, "{id}");
-        let at = |stride| ExplainRequest {
-            window: model.default_window,
-            ..settings(id, Method::EfficientPda, stride)
-        };
-        // The smallest stride that fits (the window if none does).
-        let estimate = client.estimate(at(stride)).await.unwrap().into_inner();
-        assert!(
-            estimate.seconds <= DEFAULT_RUN_SECONDS || stride == model.default_window,
-            "{id}: {estimate:?}"
-        );
-        if stride > 1 {
-            let finer = client.estimate(at(stride - 1)).await.unwrap().into_inner();
-            assert!(finer.seconds > DEFAULT_RUN_SECONDS, "{id}: {finer:?}");
-        }
-    }
-    // The digits are small enough for stride 1 on any machine; a photo at
-    // stride 1 (46,226 passes) is not, on a CPU.
-    let stride_of = |id: &str| models.iter().find(|m| m.id == id).unwrap().default_stride;
-    assert_eq!(stride_of("digits"), 1);
-    assert!(stride_of("efficientnet-lite0") > 1);
+        .models
 }
 
 async fn next_event(stream: &mut tonic::Streaming<ExplainEvent>) -> Event {

@@ -8,6 +8,7 @@
 pub mod agreement;
 pub mod cli;
 pub mod cluster;
+pub mod defaults;
 pub mod digits;
 pub mod engine;
 pub mod input;

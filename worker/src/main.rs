@@ -114,6 +114,10 @@ enum Command {
     /// (rank correlation, top-10% overlap): a table, and agreement.json in
     /// the model's folder for the page.
     Agreement(lens_worker::cli::AgreementArgs),
+    /// Measures every method, window and stride a default could be on this
+    /// device (time, deletion and insertion, agreement with PDA) and keeps
+    /// the table and the chosen default beside the model (defaults.json).
+    Defaults(lens_worker::cli::DefaultsArgs),
     /// Sanity checks (Adebayo et al.): how each method's maps change when
     /// the model's layers are randomised from the top down, and for the
     /// digits when the network learns shuffled labels.
@@ -299,6 +303,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Evaluate(args) => lens_worker::cli::run_evaluate(&args),
         Command::Agreement(args) => lens_worker::cli::run_agreement(&args),
+        Command::Defaults(args) => lens_worker::cli::run_defaults(&args),
         Command::Sanity(args) => lens_worker::cli::run_sanity(&args),
         Command::Estimators(args) => lens_worker::cli::run_estimators(&args),
         Command::HeldOutStatistics(args) => lens_worker::cli::run_held_out(&args),

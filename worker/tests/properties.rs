@@ -51,6 +51,7 @@ fn digits() -> ModelSummary {
         precision: Precision::Full,
         device: "CPU".into(),
         agreement: None,
+        defaults: None,
     }
 }
 

@@ -25,9 +25,8 @@ fn load_models_and_presets(page: Page) {
             Ok(list) => {
                 let current = page.settings.model.get_untracked();
                 if let Some(m) = list.iter().find(|m| m.id == current) {
-                    if !page.link_sets_stride {
-                        page.settings.window.set(m.default_window);
-                        page.settings.stride.set(m.default_stride.max(1));
+                    if !page.link_sets_settings {
+                        page.settings.take_defaults(m);
                     }
                 }
                 page.models.set(list);
@@ -71,14 +70,11 @@ fn show_watched_image(page: Page) {
 
 /// A person picks another model: its defaults, and no image yet.
 fn choose_model(page: Page, id: String) {
-    let defaults = page.models.with_untracked(|all| {
-        all.iter()
-            .find(|m| m.id == id)
-            .map(|m| (m.default_window, m.default_stride))
-    });
-    if let Some((window, stride)) = defaults {
-        page.settings.window.set(window);
-        page.settings.stride.set(stride.max(1));
+    let chosen = page
+        .models
+        .with_untracked(|all| all.iter().find(|m| m.id == id).cloned());
+    if let Some(model) = chosen {
+        page.settings.take_defaults(&model);
     }
     page.image.set(None);
     page.settings.model.set(id);

@@ -114,6 +114,38 @@ fn window_sizes(page: Page) -> Option<impl IntoView> {
     })
 }
 
+/// The model's defaults and why they are the defaults, with a way back to
+/// them once the settings differ.
+fn defaults_note(page: Page) -> Option<impl IntoView> {
+    let model = page.model_choice()?;
+    if model.defaults_basis.is_empty() {
+        return None;
+    }
+    let samples = if model.default_method.uses_samples() {
+        format!(" (S = {})", model.default_samples)
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "Defaults: {}{samples}, window {}, stride {}, {}.",
+        model.default_method.label(),
+        model.default_window,
+        model.default_stride,
+        model.defaults_basis
+    );
+    let changed = !page.settings.are_defaults_of(&model);
+    Some(view! {
+        <p class="hint" data-testid="defaults">
+            {text}
+            {changed.then(|| view! {
+                " "
+                <button class="link-button" data-testid="use-defaults"
+                    on:click=move |_| page.settings.take_defaults(&model)>"Use them"</button>
+            })}
+        </p>
+    })
+}
+
 #[component]
 pub fn SettingsPanel() -> impl IntoView {
     keep_estimate_current();
@@ -158,6 +190,7 @@ pub fn SettingsPanel() -> impl IntoView {
                 <NumberField label="Stride" testid="stride" value=settings.stride />
             </div>
             {move || window_sizes(page)}
+            {move || defaults_note(page)}
             <div class="actions">
                 <button class="primary explain" data-testid="explain" on:click=move |_| page.explain_or_ask()>
                     "Explain"

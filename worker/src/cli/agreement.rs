@@ -177,13 +177,15 @@ pub(super) fn named_images(
     if folder.is_none() && model.resize == Resize::MnistDigit {
         let split = crate::digits::mnist::load_split(&data.join(crate::digits::MNIST_FILE))?;
         let held_out = split.held_out;
-        return Ok((0..held_out.len().min(count))
+        return Ok(digits_of_every_label(&held_out.labels, count)
+            .into_iter()
             .map(|i| {
                 let image = InputImage {
                     shape: model.classifier.input_shape(),
                     values: held_out.image(i).to_vec(),
                 };
-                (format!("held-out digit {i}"), image)
+                let name = format!("held-out digit {i} (a {})", held_out.labels[i]);
+                (name, image)
             })
             .collect());
     }
@@ -199,6 +201,27 @@ pub(super) fn named_images(
         images.push((name, image));
     }
     Ok(images)
+}
+
+/// Indices of `count` digits taken label by label (the first 0, the first
+/// 1, ..., then the second of each), so that a few digits cover every
+/// label whatever order the set is in.
+fn digits_of_every_label(labels: &[u8], count: usize) -> Vec<usize> {
+    let mut by_label: Vec<std::collections::VecDeque<usize>> = vec![Default::default(); 256];
+    for (i, &label) in labels.iter().enumerate() {
+        by_label[label as usize].push_back(i);
+    }
+    let mut chosen = Vec::new();
+    while chosen.len() < count.min(labels.len()) {
+        for queue in by_label.iter_mut() {
+            if let Some(i) = queue.pop_front() {
+                if chosen.len() < count {
+                    chosen.push(i);
+                }
+            }
+        }
+    }
+    chosen
 }
 
 /// A Markdown table on stdout.
@@ -223,5 +246,17 @@ fn print_table(agreement: &ModelAgreement) {
             "| {name} | {:.3} | {:.3} | {:.2} |",
             m.rank_correlation, m.top_overlap, m.seconds
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_taken_label_by_label() {
+        let labels = [0, 0, 0, 1, 1, 2];
+        assert_eq!(digits_of_every_label(&labels, 4), vec![0, 3, 5, 1]);
+        assert_eq!(digits_of_every_label(&labels, 10), vec![0, 3, 5, 1, 4, 2]);
     }
 }

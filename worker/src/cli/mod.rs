@@ -6,6 +6,7 @@
 //! stderr and the rest are still explained.
 
 mod agreement;
+mod defaults;
 mod estimators;
 mod evaluate;
 mod figures;
@@ -15,6 +16,7 @@ mod overlay;
 mod sanity;
 
 pub use agreement::{run_agreement, AgreementArgs};
+pub use defaults::{run_defaults, DefaultsArgs};
 pub use estimators::{run_estimators, EstimatorAgreement, EstimatorReport, EstimatorsArgs};
 pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
 pub use figures::{run_figures, FiguresArgs};

@@ -36,7 +36,7 @@ mod windows;
 
 pub use classifier::{Classifier, InputImage, InputShape};
 pub use deletion::{
-    area, deletion_insertion, ranks, Curves, DeletionParams, Faithfulness, Removal,
+    area, deletion_insertion, map_curves, ranks, Curves, DeletionParams, Faithfulness, Removal,
 };
 pub use device::{default_batch_size, random_batch};
 pub use draws::{standard_normal, window_stream};

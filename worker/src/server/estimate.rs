@@ -61,6 +61,53 @@ pub fn estimate(
     }
 }
 
+/// What the page starts a model with on this worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub kind: MethodKind,
+    /// S, for PDA and the sampled mean.
+    pub samples: usize,
+    pub window: usize,
+    pub stride: usize,
+    /// Why, for people; empty without a measurement for this device.
+    pub basis: String,
+}
+
+/// The choice of the model's measurement (`defaults.json`) for this
+/// worker's kind of device; without one, efficient PDA at the model's
+/// window and the stride that finishes within `DEFAULT_RUN_SECONDS` here.
+pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
+    let measured = model
+        .defaults
+        .as_ref()
+        .and_then(|d| d.chosen_for(&model.device));
+    if let Some((device, chosen)) = measured {
+        if let Ok(kind) = <MethodKind as clap::ValueEnum>::from_str(&chosen.method, false) {
+            return Defaults {
+                kind,
+                samples: chosen.samples.unwrap_or(super::request::DEFAULT_SAMPLES),
+                window: chosen.window,
+                stride: chosen.stride,
+                basis: format!(
+                    "chosen by measurement on {} over {} images: {:.1} s an image there, \
+                     agreement with PDA {:.2}",
+                    device.machine,
+                    device.images.len(),
+                    chosen.seconds,
+                    chosen.rank_correlation.unwrap_or(0.0)
+                ),
+            };
+        }
+    }
+    Defaults {
+        kind: MethodKind::EfficientPda,
+        samples: super::request::DEFAULT_SAMPLES,
+        window: model.default_window(),
+        stride: default_stride(model, speeds),
+        basis: String::new(),
+    }
+}
+
 /// The smallest stride (up to the window) at which efficient PDA takes at
 /// most `DEFAULT_RUN_SECONDS` on this worker; the window before any
 /// measurement.
@@ -76,4 +123,96 @@ pub fn default_stride(model: &ModelSummary, speeds: &Speeds) -> usize {
             passes as f64 / rate <= DEFAULT_RUN_SECONDS
         })
         .unwrap_or(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defaults::{DeviceDefaults, MeasuredSetting, ModelDefaults};
+    use crate::engine::InputShape;
+    use crate::models::{Precision, Resize};
+
+    fn photos(defaults: Option<ModelDefaults>) -> ModelSummary {
+        ModelSummary {
+            id: "photos".into(),
+            name: "photos".into(),
+            shape: InputShape {
+                channels: 3,
+                height: 224,
+                width: 224,
+            },
+            class_names: vec!["a".into(); 1000],
+            resize: Resize::ImagenetCrop,
+            conditional_sampler: true,
+            conditional_windows: vec![6, 10, 16, 24],
+            marginal_sampler: false,
+            default_batch: 16,
+            precision: Precision::Full,
+            device: "CPU".into(),
+            agreement: None,
+            defaults,
+        }
+    }
+
+    #[test]
+    fn without_a_measurement_efficient_pda_takes_the_finest_stride_that_fits() {
+        let speeds = Speeds::default();
+        // 100 passes a second: at most 1,000 passes in ten seconds.
+        speeds.set_network("photos", 100.0);
+        let model = photos(None);
+        let chosen = defaults(&model, &speeds);
+        assert_eq!((chosen.kind, chosen.window), (MethodKind::EfficientPda, 10));
+        assert!(chosen.basis.is_empty());
+        let passes = |stride| positions(224, 10, stride).len().pow(2) + 1;
+        assert!(passes(chosen.stride) <= 1000, "{chosen:?}");
+        assert!(passes(chosen.stride - 1) > 1000, "{chosen:?}");
+        // Before any speed is known: the window (one pass per pixel block).
+        assert_eq!(defaults(&model, &Speeds::default()).stride, 10);
+    }
+
+    #[test]
+    fn a_measurement_for_this_device_decides() {
+        let pda = MeasuredSetting {
+            method: "pda".into(),
+            samples: Some(2),
+            window: 24,
+            stride: 12,
+            seconds: 12.5,
+            measured: true,
+            rank_correlation: Some(0.97),
+            deletion_blur: Some(0.1),
+            insertion_blur: Some(0.3),
+            deletion_grey: Some(0.1),
+            insertion_grey: Some(0.3),
+        };
+        let measured = ModelDefaults {
+            devices: vec![DeviceDefaults {
+                device: "CPU".into(),
+                machine: "2 CPU cores".into(),
+                budget_seconds: 15.0,
+                reference: "PDA, S = 8".into(),
+                images: vec!["a.png".into(), "b.png".into()],
+                settings: vec![pda],
+                previous: None,
+                measured_unix: 0,
+            }],
+        };
+        let speeds = Speeds::default();
+        let chosen = defaults(&photos(Some(measured.clone())), &speeds);
+        assert_eq!(
+            (chosen.kind, chosen.samples, chosen.window, chosen.stride),
+            (MethodKind::Pda, 2, 24, 12)
+        );
+        assert_eq!(
+            chosen.basis,
+            "chosen by measurement on 2 CPU cores over 2 images: 12.5 s an image there, \
+             agreement with PDA 0.97"
+        );
+        // A CUDA worker has no measurement here: the fallback.
+        let cuda = ModelSummary {
+            device: "CUDA".into(),
+            ..photos(Some(measured))
+        };
+        assert_eq!(defaults(&cuda, &speeds).kind, MethodKind::EfficientPda);
+    }
 }

@@ -220,6 +220,7 @@ fn summary_of(model: &AdvertisedModel) -> ModelSummary {
         },
         device: info.device,
         agreement: None,
+        defaults: None,
     }
 }
 

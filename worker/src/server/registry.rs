@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tch::Device;
 
 use crate::agreement::ModelAgreement;
+use crate::defaults::ModelDefaults;
 use crate::engine::{default_batch_size, InputShape};
 use crate::models::{LoadedModel, Precision, Resize};
 
@@ -33,6 +34,8 @@ pub struct ModelSummary {
     pub device: String,
     /// How its methods agree with PDA with many samples, where measured.
     pub agreement: Option<ModelAgreement>,
+    /// The measurement its defaults are chosen from, where made.
+    pub defaults: Option<ModelDefaults>,
 }
 
 impl ModelSummary {
@@ -100,6 +103,7 @@ impl Registry {
             precision: model.precision,
             device: device_name(model.classifier.device(), model.precision),
             agreement: ModelAgreement::read(&model.folder),
+            defaults: ModelDefaults::read(&model.folder),
         };
         self.entries.push(Entry {
             summary,

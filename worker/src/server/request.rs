@@ -262,6 +262,7 @@ mod tests {
             precision,
             device: "CPU".into(),
             agreement: None,
+            defaults: None,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::methods;
 use crate::store::{self, Deletion, Record, Store};
 
 use super::classes::{self, Classes};
-use super::estimate::default_stride;
+use super::estimate::defaults;
 use super::registry::ModelSummary;
 use super::request::wire_method;
 use super::run_job::event;
@@ -87,6 +87,7 @@ pub fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<I
 
 /// A model as the page sees it.
 pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
+    let defaults = defaults(s, speeds);
     ModelInfo {
         id: s.id.clone(),
         name: s.name.clone(),
@@ -94,11 +95,14 @@ pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
         width: s.shape.width as u32,
         height: s.shape.height as u32,
         class_names: s.class_names.clone(),
-        default_window: s.default_window() as u32,
+        default_window: defaults.window as u32,
         conditional_sampler: s.conditional_sampler,
         conditional_windows: s.conditional_windows.clone(),
         marginal_sampler: s.marginal_sampler,
-        default_stride: default_stride(s, speeds) as u32,
+        default_stride: defaults.stride as u32,
+        default_method: wire_method(defaults.kind) as i32,
+        default_samples: defaults.samples as u32,
+        defaults_basis: defaults.basis,
         device: s.device.clone(),
         agreement: s.agreement.iter().flat_map(agreement_info).collect(),
         agreement_reference: s

@@ -15,9 +15,9 @@
 //!   the number of samples, against the conditional mean's one error.
 //! - Fig. 18: one photo rotated, flipped and cropped, and how its maps move.
 
-mod grid;
+pub(crate) mod grid;
 mod photos;
-mod plot;
+pub(crate) mod plot;
 mod sampling;
 mod timing;
 

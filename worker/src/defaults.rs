@@ -1,0 +1,241 @@
+//! A model's default method, window and stride per kind of device, chosen
+//! from a measurement (`evidence-lens defaults`) rather than by hand. The
+//! measurement is kept beside the model as `defaults.json`; the worker
+//! offers the choice for its own device to the page.
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULTS_FILE: &str = "defaults.json";
+
+/// Settings within this much of the best agreement with PDA count as
+/// agreeing equally; faithfulness decides among them.
+pub const AGREEMENT_TOLERANCE: f64 = 0.02;
+
+/// One setting as measured on one device, means over the images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredSetting {
+    /// The command line's name (`efficient-pda`, `pda`, ...).
+    pub method: String,
+    /// S, for PDA and the sampled mean.
+    pub samples: Option<usize>,
+    pub window: usize,
+    pub stride: usize,
+    /// Seconds per image: measured when `measured`, else estimated from
+    /// the device's passes per second (a setting far over the budget is
+    /// not run).
+    pub seconds: f64,
+    pub measured: bool,
+    /// Spearman rank correlation with the reference PDA at the same window.
+    pub rank_correlation: Option<f64>,
+    /// Deletion and insertion areas, removal by blur and by grey.
+    pub deletion_blur: Option<f64>,
+    pub insertion_blur: Option<f64>,
+    pub deletion_grey: Option<f64>,
+    pub insertion_grey: Option<f64>,
+}
+
+impl MeasuredSetting {
+    /// Insertion minus deletion, mean of blur and grey: how much better
+    /// than its reverse the map's order is (higher is more faithful).
+    pub fn faithfulness_gap(&self) -> Option<f64> {
+        let blur = self.insertion_blur? - self.deletion_blur?;
+        let grey = self.insertion_grey? - self.deletion_grey?;
+        Some((blur + grey) / 2.0)
+    }
+
+    /// Every pixel is averaged over several windows (not a mosaic).
+    pub fn overlaps(&self) -> bool {
+        2 * self.stride <= self.window
+    }
+}
+
+/// The measurement on one kind of device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDefaults {
+    /// "CPU" or "CUDA".
+    pub device: String,
+    /// The machine, for people ("2 CPU cores", "one H200").
+    pub machine: String,
+    /// A default finishes within this many seconds per image there.
+    pub budget_seconds: f64,
+    /// E.g. "PDA, S = 8, at the finest stride measured at the window".
+    pub reference: String,
+    pub images: Vec<String>,
+    pub settings: Vec<MeasuredSetting>,
+    /// The default before this measurement, measured the same way (its
+    /// agreement only where a reference at its window was computed).
+    pub previous: Option<MeasuredSetting>,
+    pub measured_unix: i64,
+}
+
+impl DeviceDefaults {
+    /// The default: among the settings that overlap (stride at most half
+    /// the window) and fit the budget, those within `AGREEMENT_TOLERANCE`
+    /// of the best agreement with PDA; of these the most faithful, then the
+    /// fastest.
+    pub fn chosen(&self) -> Option<&MeasuredSetting> {
+        let eligible: Vec<&MeasuredSetting> = self
+            .settings
+            .iter()
+            .filter(|s| s.measured && s.overlaps() && s.seconds <= self.budget_seconds)
+            .filter(|s| s.rank_correlation.is_some() && s.faithfulness_gap().is_some())
+            .collect();
+        let best = eligible
+            .iter()
+            .filter_map(|s| s.rank_correlation)
+            .fold(f64::NEG_INFINITY, f64::max);
+        eligible
+            .into_iter()
+            .filter(|s| {
+                s.rank_correlation.unwrap_or(f64::NEG_INFINITY) >= best - AGREEMENT_TOLERANCE
+            })
+            .max_by(|a, b| {
+                let gap = |s: &MeasuredSetting| s.faithfulness_gap().unwrap_or(f64::NEG_INFINITY);
+                gap(a)
+                    .total_cmp(&gap(b))
+                    .then(b.seconds.total_cmp(&a.seconds))
+            })
+    }
+}
+
+/// Every device measured for one model (`defaults.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelDefaults {
+    pub devices: Vec<DeviceDefaults>,
+}
+
+impl ModelDefaults {
+    /// The measurement kept in a model's folder, if any (an unreadable one
+    /// is reported and left out).
+    pub fn read(folder: &std::path::Path) -> Option<ModelDefaults> {
+        let path = folder.join(DEFAULTS_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(defaults) => Some(defaults),
+            Err(error) => {
+                tracing::warn!("{} is unreadable: {error}", path.display());
+                None
+            }
+        }
+    }
+
+    /// The measurement on a device whose name starts with `device` ("CPU",
+    /// "CUDA"; a worker's "CUDA, half precision" is CUDA) and its choice.
+    pub fn chosen_for(&self, device: &str) -> Option<(&DeviceDefaults, &MeasuredSetting)> {
+        let measured = self
+            .devices
+            .iter()
+            .find(|d| device.starts_with(&d.device))?;
+        Some((measured, measured.chosen()?))
+    }
+
+    /// Puts `measured` in place of the same device's earlier measurement.
+    pub fn replace(&mut self, measured: DeviceDefaults) {
+        self.devices.retain(|d| d.device != measured.device);
+        self.devices.push(measured);
+        self.devices.sort_by(|a, b| a.device.cmp(&b.device));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(method: &str, window: usize, stride: usize, seconds: f64) -> MeasuredSetting {
+        MeasuredSetting {
+            method: method.into(),
+            samples: None,
+            window,
+            stride,
+            seconds,
+            measured: true,
+            rank_correlation: Some(0.5),
+            deletion_blur: Some(0.1),
+            insertion_blur: Some(0.3),
+            deletion_grey: Some(0.1),
+            insertion_grey: Some(0.3),
+        }
+    }
+
+    fn device(settings: Vec<MeasuredSetting>) -> DeviceDefaults {
+        DeviceDefaults {
+            device: "CPU".into(),
+            machine: "test".into(),
+            budget_seconds: 15.0,
+            reference: "PDA".into(),
+            images: vec![],
+            settings,
+            previous: None,
+            measured_unix: 0,
+        }
+    }
+
+    #[test]
+    fn mosaics_slow_and_unmeasured_settings_are_never_chosen() {
+        let mosaic = MeasuredSetting {
+            rank_correlation: Some(0.99),
+            ..setting("mosaic", 10, 10, 1.0)
+        };
+        let slow = MeasuredSetting {
+            rank_correlation: Some(0.99),
+            ..setting("slow", 10, 5, 16.0)
+        };
+        let estimated = MeasuredSetting {
+            measured: false,
+            rank_correlation: Some(0.99),
+            ..setting("estimated", 10, 5, 1.0)
+        };
+        let plain = setting("plain", 10, 5, 14.0);
+        let all = device(vec![mosaic, slow, estimated, plain]);
+        assert_eq!(all.chosen().unwrap().method, "plain");
+        assert!(device(vec![setting("mosaic", 10, 6, 1.0)])
+            .chosen()
+            .is_none());
+    }
+
+    #[test]
+    fn agreement_first_then_faithfulness_then_time() {
+        // b agrees nearly as well as a and is more faithful; c is as
+        // faithful as b but slower; d is most faithful but agrees far less.
+        let a = MeasuredSetting {
+            rank_correlation: Some(0.95),
+            ..setting("a", 10, 5, 5.0)
+        };
+        let b = MeasuredSetting {
+            rank_correlation: Some(0.94),
+            insertion_blur: Some(0.4),
+            ..setting("b", 10, 5, 5.0)
+        };
+        let c = MeasuredSetting {
+            seconds: 9.0,
+            ..b.clone()
+        };
+        let d = MeasuredSetting {
+            rank_correlation: Some(0.80),
+            insertion_blur: Some(0.9),
+            ..setting("d", 10, 5, 1.0)
+        };
+        let chosen = device(vec![a, c, b, d]);
+        let best = chosen.chosen().unwrap();
+        assert_eq!((best.method.as_str(), best.seconds), ("b", 5.0));
+        // Blur 0.3, grey 0.2: a gap of 0.25.
+        assert!((best.faithfulness_gap().unwrap() - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_device_is_found_by_the_start_of_its_name() {
+        let mut all = ModelDefaults::default();
+        all.replace(device(vec![setting("cpu", 4, 2, 1.0)]));
+        let mut cuda = device(vec![setting("cuda", 4, 1, 1.0)]);
+        cuda.device = "CUDA".into();
+        all.replace(cuda.clone());
+        all.replace(cuda);
+        assert_eq!(all.devices.len(), 2);
+        assert_eq!(
+            all.chosen_for("CUDA, half precision").unwrap().1.method,
+            "cuda"
+        );
+        assert_eq!(all.chosen_for("CPU").unwrap().1.method, "cpu");
+        assert!(all.chosen_for("MPS").is_none());
+    }
+}
