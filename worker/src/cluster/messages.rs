@@ -1,7 +1,7 @@
 //! The messages gateways and workers exchange through NATS (protobuf, as
 //! the public contract; declared here because no page or client sees them).
 
-use lens_proto::v1::{ExplainEvent, ExplainRequest, FaithfulnessResult, ModelInfo};
+use lens_proto::v1::{ClassView, ExplainEvent, ExplainRequest, FaithfulnessResult, ModelInfo};
 
 use crate::engine::WindowResults;
 
@@ -121,6 +121,21 @@ pub struct AdvertisedModel {
     /// The network's speed on the worker's device (for estimates).
     #[prost(double, tag = "5")]
     pub passes_per_second: f64,
+}
+
+/// A class as every gateway sees it: who teaches it (the hash of the
+/// teacher's secret), the link token, what the teacher shows, whether it
+/// has ended.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClassRecord {
+    #[prost(string, tag = "1")]
+    pub token: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub teacher_hash: Vec<u8>,
+    #[prost(message, optional, tag = "3")]
+    pub view: Option<ClassView>,
+    #[prost(bool, tag = "4")]
+    pub ended: bool,
 }
 
 impl RunEntry {

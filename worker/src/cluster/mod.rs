@@ -3,6 +3,7 @@
 //! roles that use them (a gateway that admits requests and relays events,
 //! workers that own a device) come next; see docs/scaling-out.md.
 
+pub mod classes;
 pub mod events;
 pub mod jobs;
 pub mod messages;

@@ -32,7 +32,7 @@ use crate::store;
 /// Letters and digits that cannot be mistaken for one another on a
 /// projector (no 0/O, 1/I/L).
 const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-const CODE_LENGTH: usize = 6;
+pub const CODE_LENGTH: usize = 6;
 /// Followers of one class at most (a large lecture hall).
 pub const MAX_FOLLOWERS: usize = 500;
 /// Classes open at once, at most.
@@ -63,6 +63,8 @@ struct Room {
     teacher: [u8; 32],
     events: watch::Sender<ClassEvent>,
     last_teacher: Mutex<Instant>,
+    /// Followers connected to other gateways (counted in `events` too).
+    elsewhere: Mutex<u32>,
 }
 
 impl Room {
@@ -160,6 +162,7 @@ impl Classes {
             teacher: store::hash_secret(&secret),
             events,
             last_teacher: Mutex::new(Instant::now()),
+            elsewhere: Mutex::new(0),
         };
         rooms.insert(code.clone(), Arc::new(room));
         metrics().classes_open.inc();
@@ -323,6 +326,116 @@ impl Classes {
         rooms.retain(|_, r| !Arc::ptr_eq(r, &room));
         metrics().classes_open.sub((before - rooms.len()) as i64);
         Ok(())
+    }
+}
+
+/// A class as the cluster keeps it (see `cluster::classes`): its link
+/// token, its teacher's secret hash and what it shows.
+pub struct Shared {
+    pub token: String,
+    pub teacher: [u8; 32],
+    pub view: Option<ClassView>,
+}
+
+/// What gateways need to share classes: a local copy of a class opened
+/// elsewhere, and the changes other gateways make.
+impl Classes {
+    /// The code of the class here with this code or link token (no miss
+    /// is counted: the cluster may still know it).
+    pub fn code_here(&self, code_or_token: &str) -> Option<String> {
+        let asked = normalise(code_or_token);
+        let rooms = self.rooms();
+        if asked.len() > CODE_LENGTH {
+            let token = asked.to_ascii_lowercase();
+            rooms
+                .iter()
+                .find(|(_, r)| r.token == token)
+                .map(|(code, _)| code.clone())
+        } else {
+            rooms.contains_key(&asked).then_some(asked)
+        }
+    }
+
+    /// The class as the cluster keeps it.
+    pub fn shared(&self, code: &str) -> Option<Shared> {
+        let room = self.rooms().get(code).cloned()?;
+        let view = room.events.borrow().view.clone();
+        Some(Shared {
+            token: room.token.clone(),
+            teacher: room.teacher,
+            view,
+        })
+    }
+
+    /// A local copy of a class another gateway opened (nothing changes if
+    /// there is one already).
+    pub fn adopt(&self, code: &str, class: Shared) -> Result<(), ServiceError> {
+        let mut rooms = self.rooms();
+        if rooms.contains_key(code) {
+            return Ok(());
+        }
+        if rooms.len() >= MAX_CLASSES {
+            return Err(ServiceError::TooManyClasses { limit: MAX_CLASSES });
+        }
+        let (events, _) = watch::channel(ClassEvent {
+            code: code.to_string(),
+            view: class.view,
+            ..Default::default()
+        });
+        let room = Room {
+            token: class.token,
+            opener: None,
+            teacher: class.teacher,
+            events,
+            last_teacher: Mutex::new(Instant::now()),
+            elsewhere: Mutex::new(0),
+        };
+        rooms.insert(code.to_string(), Arc::new(room));
+        metrics().classes_open.inc();
+        Ok(())
+    }
+
+    /// A change another gateway made: the view shown, or the class's end.
+    pub fn apply(&self, code: &str, view: Option<ClassView>, ended: bool) {
+        let Some(room) = self.rooms().get(code).cloned() else {
+            return;
+        };
+        if ended {
+            room.end();
+            let mut rooms = self.rooms();
+            let before = rooms.len();
+            rooms.retain(|_, r| !Arc::ptr_eq(r, &room));
+            metrics().classes_open.sub((before - rooms.len()) as i64);
+            return;
+        }
+        room.touch();
+        room.events.send_if_modified(|e| {
+            let changed = e.view != view;
+            e.view = view;
+            changed
+        });
+    }
+
+    /// Followers of the class connected here; `None` once it is gone here.
+    pub fn followers_here(&self, code: &str) -> Option<u32> {
+        let room = self.rooms().get(code).cloned()?;
+        let elsewhere = *room.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+        let all = room.events.borrow().followers;
+        Some(all.saturating_sub(elsewhere))
+    }
+
+    /// How many follow the class through other gateways.
+    pub fn set_followers_elsewhere(&self, code: &str, followers: u32) {
+        let Some(room) = self.rooms().get(code).cloned() else {
+            return;
+        };
+        let mut elsewhere = room.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *elsewhere;
+        *elsewhere = followers;
+        room.events.send_if_modified(|e| {
+            e.followers = e.followers - before + followers;
+            before != followers
+        });
     }
 }
 

@@ -32,6 +32,7 @@ use crate::store::{self, Store};
 
 use super::admission::{Admission, Limits};
 use super::classes::{self, Classes};
+use super::cluster_classes::SharedClasses;
 use super::estimate::estimate;
 use super::metrics;
 use super::presets::Presets;
@@ -55,6 +56,8 @@ pub struct Gateway {
     admission: Arc<Admission>,
     limits: Limits,
     classes: Arc<Classes>,
+    /// The classes, shared with the other gateways.
+    shared_classes: Arc<SharedClasses>,
     shutdown: Shutdown,
     /// The workers' models as last read, and when.
     models: Mutex<Option<(Instant, Arc<Vec<AdvertisedModel>>)>>,
@@ -71,7 +74,9 @@ impl Gateway {
         data: &std::path::Path,
         limits: Limits,
     ) -> Result<Gateway, ClusterError> {
+        let classes = Arc::new(Classes::new(limits.class_idle));
         Ok(Gateway {
+            shared_classes: SharedClasses::open(nats_url, classes.clone()).await?,
             store,
             queue: JobQueue::submitter(nats_url).await?,
             events: RunEvents::open(nats_url, EventLimits::default()).await?,
@@ -79,7 +84,7 @@ impl Gateway {
             presets: Presets::load(data),
             admission: Admission::new(limits),
             limits,
-            classes: Arc::new(Classes::new(limits.class_idle)),
+            classes,
             shutdown: Shutdown::default(),
             models: Mutex::default(),
             known: Mutex::default(),
@@ -504,10 +509,8 @@ impl EvidenceLens for Gateway {
         &self,
         request: Request<OpenClassRequest>,
     ) -> Result<Response<ClassOpened>, Status> {
-        shared::open_class(
-            &self.classes,
-            client_of(&request, self.limits.trust_forwarded_for),
-        )
+        let client = client_of(&request, self.limits.trust_forwarded_for);
+        self.shared_classes.open_class(client).await
     }
 
     async fn teach(
@@ -515,7 +518,9 @@ impl EvidenceLens for Gateway {
         request: Request<TeachRequest>,
     ) -> Result<Response<TeachResponse>, Status> {
         let client = client_of(&request, self.limits.trust_forwarded_for);
-        shared::teach(&self.classes, request.into_inner(), client)
+        self.shared_classes
+            .teach(request.into_inner(), client)
+            .await
     }
 
     async fn follow_class(
@@ -523,7 +528,9 @@ impl EvidenceLens for Gateway {
         request: Request<FollowClassRequest>,
     ) -> Result<Response<classes::ClassStream>, Status> {
         let client = client_of(&request, self.limits.trust_forwarded_for);
-        shared::follow_class(&self.classes, request.into_inner(), client)
+        self.shared_classes
+            .follow_class(request.into_inner(), client)
+            .await
     }
 
     async fn close_class(
@@ -531,7 +538,9 @@ impl EvidenceLens for Gateway {
         request: Request<CloseClassRequest>,
     ) -> Result<Response<CloseClassResponse>, Status> {
         let client = client_of(&request, self.limits.trust_forwarded_for);
-        shared::close_class(&self.classes, request.into_inner(), client)
+        self.shared_classes
+            .close_class(request.into_inner(), client)
+            .await
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod admission;
 mod classes;
+mod cluster_classes;
 mod device_queue;
 mod estimate;
 pub mod faithfulness;
