@@ -424,3 +424,81 @@ async fn a_workers_deletion_curves_are_served_by_every_gateway() {
     let missing = b.faithfulness(ask(&"0".repeat(32))).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
 }
+
+/// The id a run's stream names first (Queued or Started).
+async fn run_id(stream: &mut tonic::Streaming<lens_proto::v1::ExplainEvent>) -> String {
+    within_a_minute(async {
+        loop {
+            match stream.next().await.unwrap().unwrap().event {
+                Some(Event::Queued(queued)) => break queued.id,
+                Some(Event::Started(started)) => break started.id,
+                _ => continue,
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_requests_through_two_gateways_run_once() {
+    let cluster = TwoGateways::start().await;
+    let (mut a, mut b) = (cluster.a.clone(), cluster.b.clone());
+    let digit = preset(&mut a, 4).await.png;
+    let request = lens_tests::minutes_of_work(digit);
+    let mut first = a.explain(request.clone()).await.unwrap().into_inner();
+    let id = run_id(&mut first).await;
+    // The same request through the other gateway follows the same run,
+    // without its creator's secret.
+    let mut second = b.explain(request.clone()).await.unwrap().into_inner();
+    let joined = within_a_minute(async {
+        loop {
+            match second.next().await.unwrap().unwrap().event {
+                Some(Event::Queued(queued)) => break (queued.id, queued.owner_secret),
+                Some(Event::Started(started)) => break (started.id, started.owner_secret),
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(joined.0, id, "the second request joined the first run");
+    assert!(joined.1.is_empty(), "only the creator gets the secret");
+    // A different request is a run of its own.
+    let other = ExplainRequest {
+        seed: 99,
+        ..request
+    };
+    let mut third = b.explain(other).await.unwrap().into_inner();
+    assert_ne!(run_id(&mut third).await, id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_nobody_watches_stops_after_its_batch() {
+    let cluster = TwoGateways::start().await;
+    let (mut a, mut b) = (cluster.a.clone(), cluster.b.clone());
+    let digit = preset(&mut a, 6).await.png;
+    let mut long = a
+        .explain(lens_tests::minutes_of_work(digit.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = run_id(&mut long).await;
+    // Its creator leaves: the only worker is free again within seconds
+    // (the run would take minutes), and a new run finishes.
+    drop(long);
+    let quick = ExplainRequest {
+        image: digit,
+        method: Method::EfficientPda as i32,
+        window: 4,
+        ..Default::default()
+    };
+    let finished = within_a_minute(collect_events(&mut b, quick))
+        .await
+        .unwrap();
+    assert!(!assemble(finished).finished.replayed);
+    // The link says why the run ended.
+    let ended = within_a_minute(watch_events(&mut b, &id))
+        .await
+        .unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::Aborted, "{ended:?}");
+    assert!(ended.message().contains("nobody was watching"), "{ended:?}");
+}

@@ -9,13 +9,12 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{self};
 use futures::{Stream, StreamExt};
 use prost::Message;
 
 use super::messages::ClassRecord;
-use super::{connect, ClusterError};
+use super::{connect, key_value_bucket, ClusterError};
 
 const CLASSES: &str = "LENS_CLASSES";
 const FOLLOWERS: &str = "LENS_CLASS_FOLLOWERS";
@@ -34,45 +33,13 @@ pub struct ClassBoard {
     followers: kv::Store,
 }
 
-/// A bucket's stream, made by hand: async-nats's `create_key_value` cannot
-/// talk to nats-server 2.9 (Debian's).
-fn bucket_stream(bucket: &str, lifetime: Duration) -> stream::Config {
-    stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: lifetime,
-        storage: StorageType::File,
-        allow_rollup: true,
-        allow_direct: true,
-        discard: DiscardPolicy::New,
-        ..Default::default()
-    }
-}
-
-async fn bucket(
-    jetstream: &jetstream::Context,
-    url: &str,
-    name: &str,
-    lifetime: Duration,
-) -> Result<kv::Store, ClusterError> {
-    jetstream
-        .get_or_create_stream(bucket_stream(name, lifetime))
-        .await
-        .map_err(|e| ClusterError::jetstream(url, e))?;
-    jetstream
-        .get_key_value(name)
-        .await
-        .map_err(|e| ClusterError::jetstream(url, e))
-}
-
 impl ClassBoard {
     /// Connects to NATS at `url`; creates the buckets where they are missing.
     pub async fn open(url: &str) -> Result<ClassBoard, ClusterError> {
         let jetstream = jetstream::new(connect(url).await?);
         Ok(ClassBoard {
-            classes: bucket(&jetstream, url, CLASSES, CLASS_LIFETIME).await?,
-            followers: bucket(&jetstream, url, FOLLOWERS, COUNT_LIFETIME).await?,
+            classes: key_value_bucket(&jetstream, url, CLASSES, CLASS_LIFETIME).await?,
+            followers: key_value_bucket(&jetstream, url, FOLLOWERS, COUNT_LIFETIME).await?,
         })
     }
 

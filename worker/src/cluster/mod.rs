@@ -8,6 +8,7 @@ pub mod events;
 pub mod jobs;
 pub mod messages;
 pub mod models;
+pub mod runs;
 
 use std::time::Duration;
 
@@ -95,4 +96,37 @@ async fn connect(url: &str) -> Result<async_nats::Client, ClusterError> {
             url: url.to_string(),
             message: e.to_string(),
         })
+}
+
+/// A key-value bucket's stream whose entries last `lifetime`, made by
+/// hand: async-nats's `create_key_value` cannot talk to nats-server 2.9
+/// (Debian's).
+fn bucket_stream(bucket: &str, lifetime: Duration) -> async_nats::jetstream::stream::Config {
+    async_nats::jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: lifetime,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        allow_direct: true,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn key_value_bucket(
+    jetstream: &async_nats::jetstream::Context,
+    url: &str,
+    name: &str,
+    lifetime: Duration,
+) -> Result<async_nats::jetstream::kv::Store, ClusterError> {
+    jetstream
+        .get_or_create_stream(bucket_stream(name, lifetime))
+        .await
+        .map_err(|e| ClusterError::jetstream(url, e))?;
+    jetstream
+        .get_key_value(name)
+        .await
+        .map_err(|e| ClusterError::jetstream(url, e))
 }

@@ -39,10 +39,12 @@ use super::presets::Presets;
 use super::registry::ModelSummary;
 use super::request::{job_from_request, settings_from_request};
 use super::run_job::event;
+use super::run_viewers::RunViewers;
 use super::service::Shutdown;
 use super::shared::{self, blocking, client_of, replay, EventStream};
 use super::speed::Speeds;
 use super::status::ServiceError;
+use crate::cluster::runs::RunBoard;
 
 /// How long a gateway trusts the list of models the workers hold.
 const MODELS_FRESH_FOR: Duration = Duration::from_secs(2);
@@ -58,6 +60,10 @@ pub struct Gateway {
     classes: Arc<Classes>,
     /// The classes, shared with the other gateways.
     shared_classes: Arc<SharedClasses>,
+    /// Which run identical requests join, cluster-wide.
+    runs: RunBoard,
+    /// Who watches each run through this gateway, told to the workers.
+    viewers: Arc<RunViewers>,
     shutdown: Shutdown,
     /// The workers' models as last read, and when.
     models: Mutex<Option<(Instant, Arc<Vec<AdvertisedModel>>)>>,
@@ -75,7 +81,10 @@ impl Gateway {
         limits: Limits,
     ) -> Result<Gateway, ClusterError> {
         let classes = Arc::new(Classes::new(limits.class_idle));
+        let runs = RunBoard::open(nats_url).await?;
         Ok(Gateway {
+            viewers: RunViewers::start(runs.clone(), store::new_id()),
+            runs,
             shared_classes: SharedClasses::open(nats_url, classes.clone()).await?,
             store,
             queue: JobQueue::submitter(nats_url).await?,
@@ -176,6 +185,15 @@ impl Gateway {
     }
 
     /// The run's entries from its first, relayed as events until it ends.
+    /// Whether run `id` has begun and not yet ended (its events say).
+    async fn is_running(&self, id: &str) -> Result<bool, ServiceError> {
+        let entries = self.events.so_far(id).await?;
+        let ended = entries
+            .iter()
+            .any(|e| RunEntry::decode(e.clone()).is_ok_and(|entry| entry.ends_run()));
+        Ok(!entries.is_empty() && !ended)
+    }
+
     async fn relay(
         &self,
         id: &str,
@@ -191,6 +209,10 @@ impl Gateway {
             (hold, viewer),
         )))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn id_of(model: &AdvertisedModel) -> &str {
@@ -310,8 +332,20 @@ impl EvidenceLens for Gateway {
         // A new run needs a live worker for the model (a busy one counts:
         // the job waits in the queue).
         self.model(&asked.model).await?;
-        let (client, waiting) = self.admit(client).await?;
+        // An identical request in progress anywhere is joined.
         let id = store::new_id();
+        let key = hex(&key);
+        if let Some(running) = self.runs.claim(&key, &id).await? {
+            if self.is_running(&running).await? {
+                let watch = self.admission.watch(client)?;
+                let watching = self.viewers.watching(&running);
+                return Ok(Response::new(
+                    self.relay(&running, None, (watch, watching)).await?,
+                ));
+            }
+            self.runs.reclaim(&key, &id).await?;
+        }
+        let (client, waiting) = self.admit(client).await?;
         let secret = store::new_secret();
         let secret_hash = store::hash_secret(&secret).to_vec();
         // The run's first entry, before the job exists: a worker that takes
@@ -339,7 +373,10 @@ impl EvidenceLens for Gateway {
         self.queue
             .submit(&client, job.encode_to_vec().into())
             .await?;
-        Ok(Response::new(self.relay(&id, Some(secret), ()).await?))
+        let watching = self.viewers.watching(&id);
+        Ok(Response::new(
+            self.relay(&id, Some(secret), watching).await?,
+        ))
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
@@ -356,7 +393,10 @@ impl EvidenceLens for Gateway {
             return Err(ServiceError::NotFound { id }.into());
         }
         let watch = self.admission.watch(client)?;
-        Ok(Response::new(self.relay(&id, None, watch).await?))
+        let watching = self.viewers.watching(&id);
+        Ok(Response::new(
+            self.relay(&id, None, (watch, watching)).await?,
+        ))
     }
 
     async fn cancel(

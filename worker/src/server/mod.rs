@@ -21,6 +21,7 @@ mod presets;
 mod registry;
 mod request;
 pub mod run_job;
+mod run_viewers;
 mod service;
 mod shared;
 mod site;

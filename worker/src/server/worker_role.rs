@@ -31,6 +31,7 @@ use crate::cluster::messages::{
     AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WindowBatch, WorkerModels,
 };
 use crate::cluster::models::{ModelBoard, ADVERT_EVERY};
+use crate::cluster::runs::RunBoard;
 use crate::cluster::ClusterError;
 use crate::engine::{EngineError, Takeover, WindowResults};
 use crate::models::{Precision, Resize};
@@ -63,10 +64,16 @@ pub struct WorkerRole {
     /// Each run's window results, batch after batch.
     windows: Arc<RunEvents>,
     board: ModelBoard,
+    /// Who watches each run, as the gateways tell it.
+    runs: RunBoard,
     speeds: Arc<Speeds>,
     options: WorkerOptions,
     stopping: Arc<AtomicBool>,
 }
+
+/// A run nobody has watched for this long stops after its batch, as in
+/// `serve` (its creator may have closed the page before it started).
+const UNWATCHED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What to do with a job once this worker is through with it.
 enum Settled {
@@ -91,6 +98,7 @@ impl WorkerRole {
         let events = Arc::new(RunEvents::open(url, EventLimits::default()).await?);
         let windows = Arc::new(RunEvents::open_windows(url, EventLimits::default()).await?);
         let board = ModelBoard::open(url).await?;
+        let runs = RunBoard::open(url).await?;
         let registry = Arc::new(registry);
         let speeds = Arc::<Speeds>::default();
         let (calibrating, models) = (speeds.clone(), registry.clone());
@@ -109,6 +117,7 @@ impl WorkerRole {
             events,
             windows,
             board,
+            runs,
             speeds,
             options,
             stopping: Arc::default(),
@@ -236,14 +245,27 @@ impl WorkerRole {
         }
         let cancelled = Arc::new(AtomicBool::new(false));
         let watching = self.watch_for_cancel(&id, cancelled.clone());
+        let unwatched = Arc::new(AtomicBool::new(false));
+        let counting = self.watch_for_viewers(&id, unwatched.clone(), cancelled.clone());
         let outcome = self.explain(job, sent, done, &publisher, cancelled).await;
         watching.abort();
+        counting.abort();
         let settled = match outcome {
             Ok(()) => Settled::Done,
             Err(ServiceError::Engine(EngineError::Cancelled))
                 if self.stopping.load(Ordering::SeqCst) =>
             {
                 Settled::GiveBack
+            }
+            Err(ServiceError::Engine(EngineError::Cancelled))
+                if unwatched.load(Ordering::SeqCst) =>
+            {
+                tracing::info!("{id} stopped: nobody watched it");
+                let status = tonic::Status::aborted(
+                    "the explanation stopped after its batch: nobody was watching it",
+                );
+                publisher.send(RunEntry::failure(&status));
+                Settled::Done
             }
             // The gateway that cancelled it told the viewers.
             Err(ServiceError::Engine(EngineError::Cancelled)) => Settled::Done,
@@ -365,6 +387,22 @@ impl WorkerRole {
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
+    }
+
+    /// Sets `unwatched`, and stops the run, once no gateway has had a
+    /// viewer of it for `UNWATCHED_GRACE`.
+    fn watch_for_viewers(
+        &self,
+        id: &str,
+        unwatched: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (runs, id) = (self.runs.clone(), id.to_string());
+        tokio::spawn(async move {
+            runs.until_unwatched(&id, UNWATCHED_GRACE).await;
+            unwatched.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        })
     }
 
     /// Sets `cancelled` when a gateway cancels the run.
