@@ -115,6 +115,7 @@ fn bucket_stream(bucket: &str, lifetime: Duration) -> async_nats::jetstream::str
     }
 }
 
+/// Opens the key-value bucket `name`, making it where it is missing.
 pub(crate) async fn key_value_bucket(
     jetstream: &async_nats::jetstream::Context,
     url: &str,
