@@ -1,0 +1,109 @@
+//! Issue 21: the page starts each model with the defaults the worker chose
+//! from its measurement (method, S, window, stride), says why, and offers
+//! them again once the settings differ. A real headless Chromium.
+
+use fantoccini::{Client, Locator};
+use lens_proto::v1::{ListModelsRequest, Method, ModelInfo};
+use lens_tests::browser::{
+    open_browser, save_screenshot, set_viewport, start_chromedriver, wait_for, wait_for_text,
+};
+use lens_tests::{native_client, start_worker, temp_folder};
+
+/// The page's name for a method (its picker's option value).
+fn page_value(method: Method) -> &'static str {
+    match method {
+        Method::Pda => "pda",
+        Method::EfficientPda | Method::Unspecified => "efficient",
+        Method::SampledMean => "sampled-mean",
+        Method::Gradient => "gradient",
+        Method::Occlusion => "occlusion",
+        Method::Saliency => "saliency",
+        Method::GradCam => "grad-cam",
+    }
+}
+
+async fn value_of(client: &Client, testid: &str) -> String {
+    wait_for(client, testid)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// The page's settings are the model's defaults.
+async fn shows_defaults_of(client: &Client, model: &ModelInfo) {
+    let wanted = [
+        ("method", page_value(model.default_method()).to_string()),
+        ("window", model.default_window.to_string()),
+        ("stride", model.default_stride.to_string()),
+    ];
+    for (testid, value) in wanted {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while value_of(client, testid).await != value {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: {testid} is {} not {value}",
+                model.id,
+                value_of(client, testid).await
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    if matches!(model.default_method(), Method::Pda | Method::SampledMean) {
+        assert_eq!(
+            value_of(client, "samples").await,
+            model.default_samples.to_string()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_starts_with_the_measured_defaults_and_offers_them_again() {
+    let address = start_worker().await;
+    let mut worker = native_client(address).await;
+    let models = worker
+        .list_models(ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let model = |id: &str| models.iter().find(|m| m.id == id).unwrap().clone();
+    let (digits, photos) = (model("digits"), model("efficientnet-lite0"));
+
+    let driver = start_chromedriver();
+    let client = open_browser(&driver, &temp_folder("chromium-defaults")).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    shows_defaults_of(&client, &digits).await;
+    let note = wait_for_text(&client, "defaults", |t| t.contains("chosen by measurement")).await;
+    assert!(note.contains(&digits.defaults_basis), "{note}");
+
+    // Another stride: the note offers the defaults again, and they return.
+    let stride = wait_for(&client, "stride").await;
+    stride.clear().await.unwrap();
+    stride
+        .send_keys(&(digits.default_stride + 1).to_string())
+        .await
+        .unwrap();
+    wait_for(&client, "use-defaults")
+        .await
+        .click()
+        .await
+        .unwrap();
+    shows_defaults_of(&client, &digits).await;
+    assert!(client
+        .find(Locator::Css("[data-testid=use-defaults]"))
+        .await
+        .is_err());
+
+    // Another model starts with its own defaults.
+    let picker = wait_for(&client, "model").await;
+    picker.select_by_value(&photos.id).await.unwrap();
+    shows_defaults_of(&client, &photos).await;
+    wait_for_text(&client, "defaults", |t| t.contains(&photos.defaults_basis)).await;
+    for (width, height) in [(1920, 1080), (1280, 720), (390, 844)] {
+        set_viewport(&client, width, height).await;
+        save_screenshot(&client, &format!("defaults-{width}x{height}")).await;
+    }
+    client.close().await.unwrap();
+}
