@@ -139,14 +139,23 @@ impl ModelAgreement {
     /// The measurement kept in a model's folder, if any (an unreadable one
     /// is reported and left out).
     pub fn read(folder: &std::path::Path) -> Option<ModelAgreement> {
-        let path = folder.join(AGREEMENT_FILE);
-        let text = std::fs::read_to_string(&path).ok()?;
-        match serde_json::from_str(&text) {
-            Ok(agreement) => Some(agreement),
-            Err(error) => {
-                tracing::warn!("{} is unreadable: {error}", path.display());
-                None
-            }
+        read_beside_model(folder, AGREEMENT_FILE)
+    }
+}
+
+/// A measurement kept as JSON in a model's folder, if any (an unreadable
+/// one is reported and left out).
+pub fn read_beside_model<T: serde::de::DeserializeOwned>(
+    folder: &std::path::Path,
+    file: &str,
+) -> Option<T> {
+    let path = folder.join(file);
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(read) => Some(read),
+        Err(error) => {
+            tracing::warn!("{} is unreadable: {error}", path.display());
+            None
         }
     }
 }

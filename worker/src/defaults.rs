@@ -108,15 +108,7 @@ impl ModelDefaults {
     /// The measurement kept in a model's folder, if any (an unreadable one
     /// is reported and left out).
     pub fn read(folder: &std::path::Path) -> Option<ModelDefaults> {
-        let path = folder.join(DEFAULTS_FILE);
-        let text = std::fs::read_to_string(&path).ok()?;
-        match serde_json::from_str(&text) {
-            Ok(defaults) => Some(defaults),
-            Err(error) => {
-                tracing::warn!("{} is unreadable: {error}", path.display());
-                None
-            }
-        }
+        crate::agreement::read_beside_model(folder, DEFAULTS_FILE)
     }
 
     /// The measurement on a device whose name starts with `device` ("CPU",

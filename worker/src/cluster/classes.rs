@@ -141,21 +141,6 @@ impl ClassBoard {
         &self,
         code: &str,
     ) -> Result<impl Stream<Item = (String, u32)> + Send + Unpin + use<>, ClusterError> {
-        let entries = self
-            .followers
-            .watch_with_history(format!("{code}.*"))
-            .await
-            .map_err(ClusterError::nats)?;
-        let prefix = format!("{code}.");
-        Ok(entries
-            .take_while(|entry| futures::future::ready(entry.is_ok()))
-            .filter_map(move |entry| {
-                let counted = entry.ok().and_then(|e| {
-                    let gateway = e.key.strip_prefix(&prefix)?.to_string();
-                    let followers = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
-                    Some((gateway, followers))
-                });
-                futures::future::ready(counted)
-            }))
+        super::watch_counts(&self.followers, code).await
     }
 }

@@ -131,3 +131,27 @@ pub(crate) async fn key_value_bucket(
         .await
         .map_err(|e| ClusterError::jetstream(url, e))
 }
+
+/// Every gateway's count under `NAME.GATEWAY` in `bucket`, now and at each
+/// change: (gateway, count). Ends when the watch breaks.
+pub(crate) async fn watch_counts(
+    bucket: &async_nats::jetstream::kv::Store,
+    name: &str,
+) -> Result<impl futures::Stream<Item = (String, u32)> + Send + Unpin + use<>, ClusterError> {
+    use futures::StreamExt;
+    let entries = bucket
+        .watch_with_history(format!("{name}.*"))
+        .await
+        .map_err(ClusterError::nats)?;
+    let prefix = format!("{name}.");
+    Ok(entries
+        .take_while(|entry| futures::future::ready(entry.is_ok()))
+        .filter_map(move |entry| {
+            let counted = entry.ok().and_then(|e| {
+                let gateway = e.key.strip_prefix(&prefix)?.to_string();
+                let count = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
+                Some((gateway, count))
+            });
+            futures::future::ready(counted)
+        }))
+}

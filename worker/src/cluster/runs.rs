@@ -76,22 +76,7 @@ impl RunBoard {
         &self,
         id: &str,
     ) -> Result<impl Stream<Item = (String, u32)> + Send + Unpin + use<>, ClusterError> {
-        let entries = self
-            .viewers
-            .watch_with_history(format!("{id}.*"))
-            .await
-            .map_err(ClusterError::nats)?;
-        let prefix = format!("{id}.");
-        Ok(entries
-            .take_while(|entry| futures::future::ready(entry.is_ok()))
-            .filter_map(move |entry| {
-                let counted = entry.ok().and_then(|e| {
-                    let gateway = e.key.strip_prefix(&prefix)?.to_string();
-                    let viewers = std::str::from_utf8(&e.value).ok()?.parse().ok()?;
-                    Some((gateway, viewers))
-                });
-                futures::future::ready(counted)
-            }))
+        super::watch_counts(&self.viewers, id).await
     }
 
     /// Returns once run `id` has had no viewer anywhere for `grace` (counts
