@@ -52,12 +52,15 @@ fn cache_policy(path: &str) -> &'static str {
 }
 
 /// Whether trunk named the file after its content: `NAME-HASH.EXT`, the
-/// wasm `NAME-HASH_bg.wasm`, with a hash of 16 hexadecimal digits.
+/// wasm `NAME-HASH_bg.wasm`. The hash is a 64-bit number in hexadecimal
+/// without leading zeros, so one build in sixteen has 15 digits or fewer;
+/// 10 to 16 digits are taken as a hash (fewer is one build in 16^6).
 pub fn is_content_hashed(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or_default();
     let stem = stem.strip_suffix("_bg").unwrap_or(stem);
-    stem.rsplit_once('-')
-        .is_some_and(|(_, hash)| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+    stem.rsplit_once('-').is_some_and(|(_, hash)| {
+        (10..=16).contains(&hash.len()) && hash.chars().all(|c| c.is_ascii_hexdigit())
+    })
 }
 
 /// Writes `FILE.br` and `FILE.gz` beside every compressible file under
@@ -124,6 +127,11 @@ mod tests {
         );
         assert_eq!(cache_policy("/lens-frontend-9f86d081884c7d65.js"), FOREVER);
         assert_eq!(cache_policy("/style-0123456789abcdef.css"), FOREVER);
+        assert_eq!(
+            cache_policy("/lens-frontend-f86d081884c7d65_bg.wasm"),
+            FOREVER,
+            "a hash with a leading zero is written with 15 digits"
+        );
         assert_eq!(cache_policy("/"), REVALIDATE);
         assert_eq!(cache_policy("/index.html"), REVALIDATE);
         assert_eq!(cache_policy("/favicon.ico"), REVALIDATE);
