@@ -809,6 +809,16 @@ pub fn scrape_metrics(address: SocketAddr) -> String {
     body.to_string()
 }
 
+/// A field of /proc/PID/status ("VmHWM", "VmRSS"), as written there
+/// ("123456 kB"); `None` once the process is gone.
+pub fn process_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        Some(value.trim().to_string())
+    })
+}
+
 /// Prometheus text as samples (`name{labels}` as written, to its value).
 /// Panics on a line that is not a comment or `name[{labels}] value`, and
 /// on a sample whose metric has no `# TYPE` line before it.

@@ -143,6 +143,13 @@ impl PostgresServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// The postmaster's process id while it runs (the first line of its
+    /// postmaster.pid).
+    pub fn pid(&self) -> Option<u32> {
+        let file = std::fs::read_to_string(Path::new(&self.data).join("postmaster.pid")).ok()?;
+        file.lines().next()?.trim().parse().ok()
+    }
 }
 
 impl Drop for PostgresServer {

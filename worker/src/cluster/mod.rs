@@ -8,6 +8,7 @@ pub mod events;
 pub mod jobs;
 pub mod messages;
 pub mod models;
+pub mod quotas;
 pub mod runs;
 
 use std::time::Duration;

@@ -3,7 +3,9 @@
 //! a request names that this gateway does not have is looked up there and
 //! copied here; teaching and closing go to the bucket, and each gateway
 //! that has a copy follows the record's changes. The checks (teacher's
-//! secret, views, misses) stay those of `Classes`.
+//! secret, views) stay those of `Classes`; the limits per client (codes
+//! that matched nothing, classes open at once) are counted cluster-wide
+//! (`cluster::quotas`) as well as here.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -22,11 +24,13 @@ use super::shared;
 use super::status::ServiceError;
 use crate::cluster::classes::{ClassBoard, COUNT_EVERY, COUNT_LIFETIME};
 use crate::cluster::messages::ClassRecord;
+use crate::cluster::quotas::{client_key, Place, Quotas};
 use crate::cluster::ClusterError;
 
 pub struct SharedClasses {
     classes: Arc<Classes>,
     board: ClassBoard,
+    quotas: Arc<Quotas>,
     /// This gateway's name among the counts of followers.
     gateway: String,
     /// The classes whose changes this gateway follows.
@@ -34,27 +38,44 @@ pub struct SharedClasses {
 }
 
 impl SharedClasses {
-    pub async fn open(nats_url: &str, classes: Arc<Classes>) -> Result<Arc<Self>, ClusterError> {
+    /// Classes shared through NATS at `nats_url`, for gateway `gateway`.
+    pub async fn open(
+        nats_url: &str,
+        classes: Arc<Classes>,
+        quotas: Arc<Quotas>,
+        gateway: String,
+    ) -> Result<Arc<Self>, ClusterError> {
         Ok(Arc::new(SharedClasses {
             classes,
             board: ClassBoard::open(nats_url).await?,
-            gateway: crate::store::new_id(),
+            quotas,
+            gateway,
             followed: Mutex::default(),
         }))
     }
 
     /// Opens a class here and puts it in the bucket (a code another
-    /// gateway's class has is given up and another drawn).
+    /// gateway's class has is given up and another drawn). The client's
+    /// place among its open classes is held until the class ends here.
     pub async fn open_class(
         self: &Arc<Self>,
         client: Option<IpAddr>,
     ) -> Result<Response<ClassOpened>, Status> {
+        let place = match client {
+            None => None,
+            Some(ip) => {
+                let limit = classes::CLASSES_PER_CLIENT;
+                let place = self.quotas.take(&client_key("o", ip), limit).await;
+                let place = place.map_err(ServiceError::from)?;
+                Some(place.ok_or(ServiceError::TooManyClassesOpened { limit })?)
+            }
+        };
         loop {
             let opened = shared::open_class(&self.classes, client)?.into_inner();
             let record = self.record(&opened.code, false)?;
             match self.board.create(&opened.code, &record).await {
                 Ok(true) => {
-                    self.follow_changes(opened.code.clone());
+                    self.follow_changes(opened.code.clone(), place);
                     return Ok(Response::new(opened));
                 }
                 Ok(false) => self.classes.apply(&opened.code, None, true),
@@ -71,7 +92,7 @@ impl SharedClasses {
         request: TeachRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<TeachResponse>, Status> {
-        let code = self.class_here(&request.code).await?;
+        let code = self.class_here(&request.code, client).await?;
         let answer = shared::teach(&self.classes, request, client)?;
         if let Some(code) = code {
             let record = self.record(&code, false)?;
@@ -88,7 +109,7 @@ impl SharedClasses {
         request: FollowClassRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<classes::ClassStream>, Status> {
-        self.class_here(&request.code).await?;
+        self.class_here(&request.code, client).await?;
         shared::follow_class(&self.classes, request, client)
     }
 
@@ -97,7 +118,7 @@ impl SharedClasses {
         request: CloseClassRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        let code = self.class_here(&request.code).await?;
+        let code = self.class_here(&request.code, client).await?;
         let ended = code
             .as_deref()
             .map(|code| self.record(code, true))
@@ -128,16 +149,31 @@ impl SharedClasses {
 
     /// The code of the class a request names, copied here from the bucket
     /// if another gateway opened it; `None` when no gateway has it (the
-    /// local look-up then refuses it and counts the miss).
+    /// local look-up then refuses it). A client whose typed codes matched
+    /// nothing too often, through any gateway, is refused a while.
     async fn class_here(
         self: &Arc<Self>,
         code_or_token: &str,
+        client: Option<IpAddr>,
     ) -> Result<Option<String>, ServiceError> {
+        let typed = code_or_token.trim().len() <= classes::CODE_LENGTH;
+        let misses = client.filter(|_| typed).map(|ip| client_key("m", ip));
+        if let Some(key) = &misses {
+            let (most, period) = (classes::MISSES_PER_PERIOD, classes::LOOKUP_PERIOD);
+            if let Err(too_many) = self.quotas.check_misses(key, most, period).await? {
+                let wait_seconds = too_many.wait.as_secs() + 1;
+                return Err(ServiceError::TooManyMisses { wait_seconds });
+            }
+        }
         if let Some(code) = self.classes.code_here(code_or_token) {
             return Ok(Some(code));
         }
         let Some((code, record)) = self.board.find(code_or_token, classes::CODE_LENGTH).await?
         else {
+            if let Some(key) = &misses {
+                let (most, period) = (classes::MISSES_PER_PERIOD, classes::LOOKUP_PERIOD);
+                self.quotas.missed(key, most, period).await?;
+            }
             return Ok(None);
         };
         let teacher: [u8; 32] = record
@@ -151,13 +187,14 @@ impl SharedClasses {
             view: record.view,
         };
         self.classes.adopt(&code, class)?;
-        self.follow_changes(code.clone());
+        self.follow_changes(code.clone(), None);
         Ok(Some(code))
     }
 
     /// Follows the class's record and the other gateways' counts of its
-    /// followers until it ends here, and tells them this gateway's count.
-    fn follow_changes(self: &Arc<Self>, code: String) {
+    /// followers until it ends here, and tells them this gateway's count;
+    /// `place` (its opener's) is held until then.
+    fn follow_changes(self: &Arc<Self>, code: String, place: Option<Place>) {
         let new = self
             .followed
             .lock()
@@ -180,6 +217,7 @@ impl SharedClasses {
                 .remove(&code);
             // The class ended here: this gateway's followers are gone.
             let _ = this.board.count(&code, &this.gateway, 0).await;
+            drop(place);
         });
     }
 

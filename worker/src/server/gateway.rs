@@ -26,11 +26,12 @@ use crate::cluster::events::{EventLimits, RunEvents};
 use crate::cluster::jobs::JobQueue;
 use crate::cluster::messages::{AdvertisedModel, ClusterJob, CurvesJob, Failure, RunEntry};
 use crate::cluster::models::ModelBoard;
+use crate::cluster::quotas::{client_key, Place, Quotas};
 use crate::cluster::ClusterError;
 use crate::models::{Precision, Resize, DIGITS};
 use crate::store::{self, Store};
 
-use super::admission::{Admission, Limits};
+use super::admission::Limits;
 use super::classes::{self, Classes};
 use super::cluster_classes::SharedClasses;
 use super::estimate::estimate;
@@ -55,7 +56,6 @@ pub struct Gateway {
     events: RunEvents,
     board: ModelBoard,
     presets: Presets,
-    admission: Arc<Admission>,
     limits: Limits,
     classes: Arc<Classes>,
     /// The classes, shared with the other gateways.
@@ -64,6 +64,8 @@ pub struct Gateway {
     runs: RunBoard,
     /// Who watches each run through this gateway, told to the workers.
     viewers: Arc<RunViewers>,
+    /// Live streams per client and viewers per run, counted cluster-wide.
+    quotas: Arc<Quotas>,
     shutdown: Shutdown,
     /// The workers' models as last read, and when.
     models: Mutex<Option<(Instant, Arc<Vec<AdvertisedModel>>)>>,
@@ -82,16 +84,19 @@ impl Gateway {
     ) -> Result<Gateway, ClusterError> {
         let classes = Arc::new(Classes::new(limits.class_idle));
         let runs = RunBoard::open(nats_url).await?;
+        let name = store::new_id();
+        let quotas = Quotas::open(nats_url, name.clone()).await?;
         Ok(Gateway {
-            viewers: RunViewers::start(runs.clone(), store::new_id()),
+            viewers: RunViewers::start(runs.clone(), name.clone()),
             runs,
-            shared_classes: SharedClasses::open(nats_url, classes.clone()).await?,
+            shared_classes: SharedClasses::open(nats_url, classes.clone(), quotas.clone(), name)
+                .await?,
+            quotas,
             store,
             queue: JobQueue::submitter(nats_url).await?,
             events: RunEvents::open(nats_url, EventLimits::default()).await?,
             board: ModelBoard::open(nats_url).await?,
             presets: Presets::load(data),
-            admission: Admission::new(limits),
             limits,
             classes,
             shutdown: Shutdown::default(),
@@ -192,6 +197,36 @@ impl Gateway {
             .iter()
             .any(|e| RunEntry::decode(e.clone()).is_ok_and(|entry| entry.ends_run()));
         Ok(!entries.is_empty() && !ended)
+    }
+
+    /// A place among the client's live streams and the run's viewers,
+    /// both counted over every gateway; the creator of a run takes only the
+    /// run's first place.
+    async fn places(
+        &self,
+        client: Option<IpAddr>,
+        run: &str,
+        creator: bool,
+    ) -> Result<(Option<Place>, Place), ServiceError> {
+        let watch = match client.filter(|_| !creator) {
+            None => None,
+            Some(ip) => {
+                let limit = self.limits.watches_per_client;
+                let key = client_key("w", ip);
+                let place = self.quotas.take(&key, limit).await?;
+                Some(place.ok_or(ServiceError::TooManyWatches { limit })?)
+            }
+        };
+        let limit = self.limits.viewers_per_run;
+        let refusal = match self.quotas.take(&format!("v.{run}"), limit).await {
+            Ok(Some(viewer)) => return Ok((watch, viewer)),
+            Ok(None) => ServiceError::TooManyViewers { limit },
+            Err(error) => error.into(),
+        };
+        if let Some(watch) = watch {
+            watch.release().await;
+        }
+        Err(refusal)
     }
 
     async fn relay(
@@ -337,15 +372,16 @@ impl EvidenceLens for Gateway {
         let key = hex(&key);
         if let Some(running) = self.runs.claim(&key, &id).await? {
             if self.is_running(&running).await? {
-                let watch = self.admission.watch(client)?;
+                let places = self.places(client, &running, false).await?;
                 let watching = self.viewers.watching(&running);
                 return Ok(Response::new(
-                    self.relay(&running, None, (watch, watching)).await?,
+                    self.relay(&running, None, (places, watching)).await?,
                 ));
             }
             self.runs.reclaim(&key, &id).await?;
         }
         let (client, waiting) = self.admit(client).await?;
+        let places = self.places(None, &id, true).await?;
         let secret = store::new_secret();
         let secret_hash = store::hash_secret(&secret).to_vec();
         // The run's first entry, before the job exists: a worker that takes
@@ -375,7 +411,7 @@ impl EvidenceLens for Gateway {
             .await?;
         let watching = self.viewers.watching(&id);
         Ok(Response::new(
-            self.relay(&id, Some(secret), watching).await?,
+            self.relay(&id, Some(secret), (places, watching)).await?,
         ))
     }
 
@@ -392,10 +428,10 @@ impl EvidenceLens for Gateway {
         if self.events.first(&id).await?.is_none() {
             return Err(ServiceError::NotFound { id }.into());
         }
-        let watch = self.admission.watch(client)?;
+        let places = self.places(client, &id, false).await?;
         let watching = self.viewers.watching(&id);
         Ok(Response::new(
-            self.relay(&id, None, (watch, watching)).await?,
+            self.relay(&id, None, (places, watching)).await?,
         ))
     }
 
