@@ -95,6 +95,17 @@ async fn a_busy_worker_keeps_its_models_and_new_requests_wait_in_the_queue() {
         "the long run and the waiting one"
     );
     assert!(gateway["lens_advertisement_age_seconds"] < 10.0);
+    // The cluster's queue as the gateway counts it (every 5 s): the long
+    // run on the worker and the one waiting.
+    let counted = Instant::now();
+    loop {
+        let jobs = parse_metrics(&scrape_metrics(address))["lens_jobs_waiting"];
+        if jobs == 2.0 {
+            break;
+        }
+        assert!(counted.elapsed() < Duration::from_secs(12), "{jobs} jobs");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -86,6 +86,7 @@ impl Gateway {
         let runs = RunBoard::open(nats_url).await?;
         let name = store::new_id();
         let quotas = Quotas::open(nats_url, name.clone()).await?;
+        count_jobs(JobQueue::submitter(nats_url).await?);
         Ok(Gateway {
             viewers: RunViewers::start(runs.clone(), name.clone()),
             runs,
@@ -244,6 +245,20 @@ impl Gateway {
             (hold, viewer),
         )))
     }
+}
+
+/// Keeps the metric of jobs in the cluster's queue (waiting or on a
+/// worker) up to date, every 5 s.
+fn count_jobs(queue: JobQueue) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            if let Ok(jobs) = queue.outstanding().await {
+                metrics::metrics().jobs_waiting.set(jobs as i64);
+            }
+        }
+    });
 }
 
 fn hex(bytes: &[u8]) -> String {
