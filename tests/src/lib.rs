@@ -225,6 +225,19 @@ impl ChildWorker {
         }
     }
 
+    /// The same, with more environment variables (`OMP_NUM_THREADS`...).
+    pub fn start_with_env(store: &Path, options: &[&str], env: &[(&str, &str)]) -> ChildWorker {
+        let store = store.to_str().unwrap();
+        let mut arguments = vec!["serve", "--listen", "127.0.0.1:0", "--store", store];
+        arguments.extend_from_slice(options);
+        let (child, line) =
+            ChildProcess::start_with_env(&arguments, env, "Evidence Lens on http://");
+        ChildWorker {
+            child,
+            address: listening_address(&line),
+        }
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(mut self) {
         self.child.kill();

@@ -5,6 +5,7 @@
 //!   follow; another run's events never mix in; a viewer on another
 //!   connection (another process) sees the same.
 //! - `a_run_keeps_only_its_newest_events_past_its_bound`
+//! - `a_viewer_follows_on_from_where_it_was_when_nats_restarts`
 
 use std::time::Duration;
 
@@ -82,4 +83,43 @@ async fn a_run_keeps_only_its_newest_events_past_its_bound() {
     }
     let mut other = Box::pin(events.follow("short").await.unwrap());
     assert_eq!(next(&mut other).await, "s0", "another run keeps its own");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_follows_on_from_where_it_was_when_nats_restarts() {
+    let mut nats = NatsServer::start();
+    let worker = RunEvents::open(&nats.url(), EventLimits::default())
+        .await
+        .unwrap();
+    let gateway = RunEvents::open(&nats.url(), EventLimits::default())
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let event = Bytes::from(format!("e{i}"));
+        worker.publish("run", event).await.unwrap();
+    }
+    let mut viewer = gateway.follow("run").await.unwrap();
+    assert_eq!(next(&mut viewer).await, "e0");
+    assert_eq!(next(&mut viewer).await, "e1");
+
+    // NATS goes away (its consumers with it) and comes back.
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.start_again();
+    let back = std::time::Instant::now();
+    while worker.publish("run", Bytes::from("e2")).await.is_err() {
+        assert!(back.elapsed() < Duration::from_secs(20), "NATS is back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.publish("run", Bytes::from("e3")).await.unwrap();
+    // The viewer goes on after the last event it read: nothing twice,
+    // nothing missed.
+    for expected in ["e2", "e3"] {
+        let event = tokio::time::timeout(Duration::from_secs(30), viewer.next())
+            .await
+            .expect("an event within 30 s of NATS coming back")
+            .expect("the stream goes on")
+            .expect("followed again, not ended with the error");
+        assert_eq!(event, expected);
+    }
 }

@@ -269,6 +269,16 @@ async fn without_nats_or_postgresql_a_gateway_says_unavailable_and_recovers() {
     assemble(collect_events(&mut client, request(0)).await.unwrap());
 
     services.nats.stop();
+    // The page keeps its models through the outage (those last advertised;
+    // the gateway's own copy of the list is older than it keeps it).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let models = client
+        .list_models(lens_proto::v1::ListModelsRequest {})
+        .await
+        .expect("models listed while NATS is away")
+        .into_inner()
+        .models;
+    assert!(models.iter().any(|m| m.id == "digits"), "{models:?}");
     let status = within_a_minute(collect_events(&mut client, request(1)))
         .await
         .unwrap_err();

@@ -23,9 +23,9 @@ const FOLLOWERS: &str = "LENS_CLASS_FOLLOWERS";
 const CLASS_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A gateway's count of followers lasts this long unless renewed (a dead
 /// gateway's followers stop being counted).
-pub const COUNT_LIFETIME: Duration = Duration::from_secs(30);
+pub const COUNT_LIFETIME: Duration = Duration::from_secs(15);
 /// How often a gateway renews its counts.
-pub const COUNT_EVERY: Duration = Duration::from_secs(10);
+pub const COUNT_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct ClassBoard {

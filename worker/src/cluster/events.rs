@@ -13,9 +13,14 @@ use async_nats::jetstream::stream::{
     self, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
 };
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 
 use super::{open_stream, publish_stored, ClusterError};
+
+/// How long a follower of a run's events tries to follow again after its
+/// consumer broke (NATS restarting takes a few seconds).
+const FOLLOW_AGAIN_FOR: Duration = Duration::from_secs(30);
 
 /// How long, how many and how much is kept.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +43,7 @@ impl Default for EventLimits {
     }
 }
 
+#[derive(Clone)]
 pub struct RunEvents {
     jetstream: jetstream::Context,
     stream: jetstream::stream::Stream,
@@ -107,16 +113,44 @@ impl RunEvents {
 
     /// `run`'s events from the first one kept, then each new one as it is
     /// published; the stream never ends by itself (the reader stops at the
-    /// run's last event).
+    /// run's last event). A broken consumer (NATS restarted, a lost
+    /// connection) is made again from the event after the last one read,
+    /// for up to `FOLLOW_AGAIN_FOR`, before the stream ends with the error.
     pub async fn follow(
         &self,
         run: &str,
-    ) -> Result<impl Stream<Item = Result<Bytes, ClusterError>> + use<>, ClusterError> {
-        Ok(self.messages(run).await?.map(|message| {
-            message
-                .map(|m| m.payload.clone())
-                .map_err(ClusterError::nats)
-        }))
+    ) -> Result<BoxStream<'static, Result<Bytes, ClusterError>>, ClusterError> {
+        let messages = self.messages(run, DeliverPolicy::All).await?;
+        let state = (self.clone(), run.to_string(), messages, 0u64);
+        Ok(futures::stream::unfold(Some(state), |state| async move {
+            let (events, run, mut messages, mut last) = state?;
+            let mut broken_since: Option<std::time::Instant> = None;
+            loop {
+                let error = match messages.next().await {
+                    Some(Ok(message)) => {
+                        if let Ok(info) = message.info() {
+                            last = info.stream_sequence;
+                        }
+                        let payload = message.payload.clone();
+                        return Some((Ok(payload), Some((events, run, messages, last))));
+                    }
+                    Some(Err(error)) => ClusterError::nats(error),
+                    None => ClusterError::Nats("the events' consumer ended".into()),
+                };
+                let broken_for = broken_since.get_or_insert_with(std::time::Instant::now);
+                if broken_for.elapsed() >= FOLLOW_AGAIN_FOR {
+                    return Some((Err(error), None));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let from = DeliverPolicy::ByStartSequence {
+                    start_sequence: last + 1,
+                };
+                if let Ok(again) = events.messages(&run, from).await {
+                    messages = again;
+                }
+            }
+        })
+        .boxed())
     }
 
     /// The first event of `run` still kept; `None` for a run nobody started
@@ -147,7 +181,7 @@ impl RunEvents {
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Vec::new()),
             Err(e) => return Err(ClusterError::nats(e)),
         };
-        let mut messages = self.messages(run).await?;
+        let mut messages = self.messages(run, DeliverPolicy::All).await?;
         let mut events = Vec::new();
         while let Some(message) = messages.next().await {
             let message = message.map_err(ClusterError::nats)?;
@@ -166,12 +200,17 @@ impl RunEvents {
         super::check_connected(&self.jetstream, &self.url)
     }
 
-    async fn messages(&self, run: &str) -> Result<pull::Ordered, ClusterError> {
+    async fn messages(
+        &self,
+        run: &str,
+        deliver_policy: DeliverPolicy,
+    ) -> Result<pull::Ordered, ClusterError> {
+        self.check_connected()?;
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: self.subject(run),
-                deliver_policy: DeliverPolicy::All,
+                deliver_policy,
                 ..Default::default()
             })
             .await

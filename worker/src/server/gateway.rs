@@ -114,15 +114,29 @@ impl Gateway {
         self.classes.clone()
     }
 
-    /// The models the live workers hold (one entry per model id).
+    /// The models the live workers hold (one entry per model id); while
+    /// NATS cannot be reached, those last advertised (the page keeps its
+    /// models through an outage; a new run is refused further on).
     async fn models(&self) -> Result<Arc<Vec<AdvertisedModel>>, ServiceError> {
         if let Some((read, models)) = &*self.models.lock().unwrap_or_else(|e| e.into_inner()) {
             if read.elapsed() < MODELS_FRESH_FOR {
                 return Ok(models.clone());
             }
         }
+        let workers = match self.board.current().await {
+            Ok(workers) => workers,
+            Err(error) => {
+                let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+                if known.is_empty() {
+                    return Err(error.into());
+                }
+                let mut models: Vec<AdvertisedModel> = known.values().cloned().collect();
+                models.sort_by(|a, b| id_of(a).cmp(id_of(b)));
+                return Ok(Arc::new(models));
+            }
+        };
         let mut models: Vec<AdvertisedModel> = Vec::new();
-        for worker in self.board.current().await? {
+        for worker in workers {
             for model in worker.models {
                 if !models.iter().any(|m| id_of(m) == id_of(&model)) {
                     models.push(model);
@@ -525,7 +539,8 @@ impl EvidenceLens for Gateway {
         if advertised.passes_per_second > 0.0 {
             speeds.set_network(&summary.id, advertised.passes_per_second);
         }
-        let waiting = self.queue.outstanding().await? as usize;
+        // An estimate while NATS is out of reach counts no queue.
+        let waiting = self.queue.outstanding().await.unwrap_or(0) as usize;
         Ok(Response::new(estimate(
             &settings, &summary, &speeds, waiting,
         )))
