@@ -1197,13 +1197,17 @@ struct MapsSummary {
 /// `evidence-lens serve` and compares its maps, bit for bit, with the
 /// cluster's stored ones (Watch through A).
 async fn compare_with_serve(soak: &Arc<Soak>) -> MapsSummary {
-    let mut chosen: Vec<Run> = Vec::new();
+    let mut distinct: Vec<Run> = Vec::new();
     for run in soak.runs.all() {
-        let fresh = !chosen.iter().any(|c| c.request == run.request);
-        if run.finished && run.id.is_some() && fresh && chosen.len() < COMPARED {
-            chosen.push(run);
+        let fresh = !distinct.iter().any(|c| c.request == run.request);
+        if run.finished && run.id.is_some() && fresh {
+            distinct.push(run);
         }
     }
+    // Spread over the whole soak, so that runs made across the faults are
+    // among them.
+    let every = distinct.len().div_ceil(COMPARED).max(1);
+    let chosen: Vec<Run> = distinct.into_iter().step_by(every).collect();
     let store = temp_folder("class-soak-serve");
     // One torch thread, as the workers have: the same arithmetic.
     let mut serve =

@@ -380,12 +380,14 @@ fn measured(c: &Candidate, s: &Sums, estimated: f64, with_agreement: bool) -> Me
     }
 }
 
+/// The method, then the window and stride on a second line (a figure's
+/// column is one map wide).
 fn setting_name(c: &Candidate) -> String {
     let method = match c.samples_shown() {
         Some(s) => format!("{} S={s}", c.kind.cli_name()),
         None => c.kind.cli_name(),
     };
-    format!("{method}, k {}, stride {}", c.window, c.stride)
+    format!("{method}\nk {}, stride {}", c.window, c.stride)
 }
 
 /// The table on stdout, in Markdown: measured settings first, the chosen
