@@ -14,7 +14,7 @@ use async_nats::jetstream::kv;
 use async_nats::jetstream::{self};
 use serde::{Deserialize, Serialize};
 
-use super::{connect, key_value_bucket, ClusterError};
+use super::{check_connected, connect, key_value_bucket, ClusterError};
 
 const QUOTAS: &str = "LENS_QUOTAS";
 /// A key nobody writes to any more goes after this long.
@@ -35,6 +35,8 @@ struct Misses(Vec<u64>);
 
 pub struct Quotas {
     bucket: kv::Store,
+    jetstream: jetstream::Context,
+    url: String,
     gateway: String,
     /// The places this gateway holds, per key. Changes are made one at a
     /// time (held across the compare-and-set), so this is what the bucket
@@ -61,6 +63,8 @@ impl Quotas {
         let jetstream = jetstream::new(connect(url).await?);
         let quotas = Arc::new(Quotas {
             bucket: key_value_bucket(&jetstream, url, QUOTAS, KEY_LIFETIME).await?,
+            jetstream,
+            url: url.to_string(),
             gateway,
             held: tokio::sync::Mutex::default(),
         });
@@ -244,6 +248,9 @@ impl Quotas {
         &self,
         key: &str,
     ) -> Result<(T, Option<u64>), ClusterError> {
+        // At once while NATS is away (a request would wait for its timeout
+        // with the places locked).
+        check_connected(&self.jetstream, &self.url)?;
         let entry = self.bucket.entry(key).await.map_err(ClusterError::nats)?;
         Ok(match entry {
             Some(entry) if entry.operation == kv::Operation::Put => (
