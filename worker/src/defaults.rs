@@ -69,6 +69,14 @@ pub struct DeviceDefaults {
 }
 
 impl DeviceDefaults {
+    /// Every setting was run and finished within the budget (none left
+    /// out on an estimate).
+    pub fn everything_fit(&self) -> bool {
+        self.settings
+            .iter()
+            .all(|s| s.measured && s.seconds <= self.budget_seconds)
+    }
+
     /// The default: among the settings that overlap (stride at most half
     /// the window) and fit the budget, those within `AGREEMENT_TOLERANCE`
     /// of the best agreement with PDA; of these the most faithful, then the
@@ -113,11 +121,16 @@ impl ModelDefaults {
 
     /// The measurement on a device whose name starts with `device` ("CPU",
     /// "CUDA"; a worker's "CUDA, half precision" is CUDA) and its choice.
+    /// A GPU without a measurement of its own takes the CPU's choice when
+    /// every setting fit the budget there: it would measure the same
+    /// settings with the same maps, only faster, so the same one wins.
     pub fn chosen_for(&self, device: &str) -> Option<(&DeviceDefaults, &MeasuredSetting)> {
-        let measured = self
-            .devices
-            .iter()
-            .find(|d| device.starts_with(&d.device))?;
+        let own = self.devices.iter().find(|d| device.starts_with(&d.device));
+        let measured = own.or_else(|| {
+            self.devices
+                .iter()
+                .find(|d| d.device == "CPU" && d.everything_fit())
+        })?;
         Some((measured, measured.chosen()?))
     }
 
@@ -228,6 +241,38 @@ mod tests {
             "cuda"
         );
         assert_eq!(all.chosen_for("CPU").unwrap().1.method, "cpu");
-        assert!(all.chosen_for("MPS").is_none());
+    }
+
+    #[test]
+    fn a_gpu_takes_the_cpus_choice_only_when_every_setting_fit_there() {
+        // "other" is the more faithful, and slower.
+        let other = MeasuredSetting {
+            insertion_blur: Some(0.4),
+            ..setting("other", 6, 3, 14.0)
+        };
+        let fits = device(vec![setting("cpu", 4, 2, 1.0), other]);
+        let all = ModelDefaults {
+            devices: vec![fits.clone()],
+        };
+        let (measured, chosen) = all.chosen_for("CUDA").unwrap();
+        assert_eq!(
+            (measured.device.as_str(), chosen.method.as_str()),
+            ("CPU", "other")
+        );
+        // A setting over the budget, or left out on an estimate, could be
+        // chosen by a faster device: no fallback then.
+        for left_out in [
+            setting("slow", 8, 4, 16.0),
+            MeasuredSetting {
+                measured: false,
+                ..setting("estimated", 8, 4, 30.0)
+            },
+        ] {
+            let mut cpu = fits.clone();
+            cpu.settings.push(left_out);
+            let all = ModelDefaults { devices: vec![cpu] };
+            assert!(all.chosen_for("CUDA").is_none());
+            assert_eq!(all.chosen_for("CPU").unwrap().1.method, "other");
+        }
     }
 }

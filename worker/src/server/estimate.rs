@@ -83,6 +83,11 @@ pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
         .and_then(|d| d.chosen_for(&model.device));
     if let Some((device, chosen)) = measured {
         if let Ok(kind) = <MethodKind as clap::ValueEnum>::from_str(&chosen.method, false) {
+            let borrowed = if model.device.starts_with(&device.device) {
+                ""
+            } else {
+                " (every setting fit there, so a faster device chooses the same)"
+            };
             return Defaults {
                 kind,
                 samples: chosen.samples.unwrap_or(super::request::DEFAULT_SAMPLES),
@@ -90,7 +95,7 @@ pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
                 stride: chosen.stride,
                 basis: format!(
                     "chosen by measurement on {} over {} images: {:.1} s an image there, \
-                     agreement with PDA {:.2}",
+                     agreement with PDA {:.2}{borrowed}",
                     device.machine,
                     device.images.len(),
                     chosen.seconds,
@@ -208,10 +213,26 @@ mod tests {
             "chosen by measurement on 2 CPU cores over 2 images: 12.5 s an image there, \
              agreement with PDA 0.97"
         );
-        // A CUDA worker has no measurement here: the fallback.
+        // A CUDA worker without a measurement of its own takes the CPU's
+        // choice, since every setting fit there, and says so.
         let cuda = ModelSummary {
             device: "CUDA".into(),
-            ..photos(Some(measured))
+            ..photos(Some(measured.clone()))
+        };
+        let on_cuda = defaults(&cuda, &speeds);
+        assert_eq!((on_cuda.kind, on_cuda.stride), (MethodKind::Pda, 12));
+        assert!(on_cuda
+            .basis
+            .ends_with("so a faster device chooses the same)"));
+        // One setting left out on the CPU for time: the earlier rule.
+        let mut partial = measured;
+        let mut slow = partial.devices[0].settings[0].clone();
+        slow.seconds = 40.0;
+        slow.measured = false;
+        partial.devices[0].settings.push(slow);
+        let cuda = ModelSummary {
+            device: "CUDA".into(),
+            ..photos(Some(partial))
         };
         assert_eq!(defaults(&cuda, &speeds).kind, MethodKind::EfficientPda);
     }
