@@ -215,7 +215,10 @@ async fn a_full_queue_and_a_busy_client_are_told_to_try_again() {
         method: Method::Gradient as i32,
         ..slow_request(image.clone(), 5)
     };
-    let events = tokio::time::timeout(Duration::from_secs(60), async {
+    // One batch here is 16 windows of 1000 samples (seconds, not tens of
+    // seconds, even on a loaded machine): the run stops after it whether
+    // or not the batch finished a tile.
+    let events = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match collect_events(&mut second, short.clone()).await {
                 Ok(events) => break events,

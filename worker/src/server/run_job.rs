@@ -28,6 +28,9 @@ pub trait RunSink {
     /// Sends `event` to the run's viewers; `Break` stops the engine after
     /// its batch (cancelled, nobody watching, shutting down).
     fn publish(&self, event: ExplainEvent) -> ControlFlow<()>;
+    /// Whether the run should go on, asked after every batch (a batch may
+    /// finish no tile, and a run left by its viewers must still stop).
+    fn wanted(&self) -> ControlFlow<()>;
     /// The explanation is stored: from now on its link opens the record.
     fn stored(&self) {}
     /// A batch's window results (only when the job's params ask for them).
@@ -142,7 +145,7 @@ pub fn run_job(
                     coarse: false,
                 }))?;
             }
-            ControlFlow::Continue(())
+            sink.wanted()
         }
     };
     let explanation = methods::run(

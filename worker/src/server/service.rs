@@ -524,6 +524,10 @@ struct JobContext {
 impl RunSink for JobContext {
     fn publish(&self, event: ExplainEvent) -> ControlFlow<()> {
         self.run.publish(event);
+        self.wanted()
+    }
+
+    fn wanted(&self) -> ControlFlow<()> {
         if self.run.has_viewers() && !self.run.is_cancelled() {
             ControlFlow::Continue(())
         } else {

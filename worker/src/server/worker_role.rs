@@ -512,15 +512,21 @@ impl ClusterSink {
 
 impl RunSink for ClusterSink {
     fn publish(&self, event: ExplainEvent) -> ControlFlow<()> {
-        if self.stopped() {
-            return ControlFlow::Break(());
-        }
+        self.wanted()?;
         if !self.sent.has(&event) {
             let _ = self
                 .outgoing
                 .send(Outgoing::Entry(Box::new(RunEntry::event(event))));
         }
         ControlFlow::Continue(())
+    }
+
+    fn wanted(&self) -> ControlFlow<()> {
+        if self.stopped() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 
     fn windows(&self, results: WindowResults) -> ControlFlow<()> {
