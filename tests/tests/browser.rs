@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use lens_tests::browser::{
-    click, heat_pixels, open_browser, open_browser_with, save_screenshot, set_viewport,
-    shown_explanation, start_chromedriver, status, text_of, wait_for, wait_for_text,
+    click, heat_pixels, open_browser, open_browser_with, run_anyway_if_asked, save_screenshot,
+    set_viewport, shown_explanation, start_chromedriver, status, text_of, wait_for, wait_for_text,
     wait_until_not_running,
 };
 use lens_tests::{
@@ -130,6 +130,7 @@ async fn page_streams_a_preset_explanation_and_shows_errors() {
     let preset = wait_for(&client, &format!("preset-{label}")).await;
     choose_pda(&client, SAMPLES).await;
     preset.click().await.unwrap();
+    run_anyway_if_asked(&client).await;
 
     // Watch the tile count while it runs.
     let mut partial_counts = Vec::new();
@@ -341,6 +342,7 @@ async fn a_shared_run_is_watched_live_and_opens_again_after_a_restart() {
     // PDA with S = 100: tens of seconds, time for a student to join.
     choose_pda(&teacher, 100).await;
     preset.click().await.unwrap();
+    run_anyway_if_asked(&teacher).await;
     let link = wait_for(&teacher, "share-link")
         .await
         .prop("value")
