@@ -503,13 +503,6 @@ struct ClusterSink {
     stopping: Arc<AtomicBool>,
 }
 
-impl ClusterSink {
-    /// Whether the run should stop (cancelled, or this worker stopping).
-    fn stopped(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst)
-    }
-}
-
 impl RunSink for ClusterSink {
     fn publish(&self, event: ExplainEvent) -> ControlFlow<()> {
         self.wanted()?;
@@ -521,8 +514,10 @@ impl RunSink for ClusterSink {
         ControlFlow::Continue(())
     }
 
+    /// Not when the run was cancelled (or left by every viewer), nor when
+    /// this worker is stopping.
     fn wanted(&self) -> ControlFlow<()> {
-        if self.stopped() {
+        if self.cancelled.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -530,9 +525,7 @@ impl RunSink for ClusterSink {
     }
 
     fn windows(&self, results: WindowResults) -> ControlFlow<()> {
-        if self.stopped() {
-            return ControlFlow::Break(());
-        }
+        self.wanted()?;
         let _ = self.outgoing.send(Outgoing::Windows(results.into()));
         ControlFlow::Continue(())
     }
