@@ -78,7 +78,7 @@ pub async fn open_browser_with(
 /// Saves a screenshot as `target/browser-screens/NAME.png` (outside the
 /// tracked tree, so the tests leave a clean checkout) and returns it. The
 /// README's picture is refreshed only on request:
-/// `LENS_REFRESH_README_PICTURE=1 cargo test --release -p lens-tests --test browser page_explains_a_photo`.
+/// `LENS_REFRESH_README_PICTURE=1 cargo nextest run --release -p lens-tests browser::page_explains_a_photo`.
 pub async fn save_screenshot(client: &Client, name: &str) -> Vec<u8> {
     let picture = client.screenshot().await.unwrap();
     assert!(picture.starts_with(b"\x89PNG"));

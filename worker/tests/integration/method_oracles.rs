@@ -6,7 +6,7 @@
 //! - `saliency_of_a_linear_model_is_its_largest_weight_per_pixel`
 //! - `grad_cam_of_a_pooled_linear_head_is_the_hand_computed_map`
 
-mod common;
+use crate::common;
 
 use common::*;
 use lens_worker::engine::{

@@ -14,7 +14,7 @@
 
 use std::ops::ControlFlow;
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;

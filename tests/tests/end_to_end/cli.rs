@@ -4,43 +4,13 @@
 //! the .npy holds exactly the map the engine computes.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use lens_tests::{read_npy, repo_root, worker_binary};
 use lens_worker::digits::DigitsKit;
 use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
 use lens_worker::input::{digit_from_bytes, grey_png};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let values = bytes[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (shape, values)
-}
 
 #[test]
 fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
@@ -55,7 +25,7 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
     std::fs::write(inputs.join("six.png"), &png).unwrap();
     std::fs::write(inputs.join("broken.png"), b"not really a png").unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence-lens"))
+    let output = Command::new(worker_binary())
         .current_dir(&root)
         .args([
             "explain",
@@ -161,7 +131,7 @@ fn bad_arguments_give_one_line_and_a_non_zero_exit() {
             "zebra",
         ],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_evidence-lens"))
+        let output = Command::new(worker_binary())
             .current_dir(&root)
             .args(&args)
             .output()
@@ -175,7 +145,7 @@ fn bad_arguments_give_one_line_and_a_non_zero_exit() {
 
 #[test]
 fn half_precision_on_the_cpu_is_refused_with_the_reason() {
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence-lens"))
+    let output = Command::new(worker_binary())
         .current_dir(repo_root())
         .args(["explain", "data/photos/coffee.png", "--model", "digits"])
         .args(["--device", "cpu", "--precision", "half"])

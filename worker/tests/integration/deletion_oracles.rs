@@ -4,7 +4,7 @@
 //! - `the_random_baseline_of_a_linear_probability_matches_its_closed_form`
 //! - `bad_maps_and_classes_are_refused_with_reasons`
 
-mod common;
+use crate::common;
 
 use common::{RegionModel, SHAPE, TRAINING_IMAGES};
 use lens_worker::engine::{
