@@ -1,5 +1,5 @@
 """Times Captum's Occlusion on the worker's own TorchScript model, for the
-engine benchmark (`worker/examples/bench_engine.rs` runs it beside ours on
+engine benchmark (`worker/engine/examples/bench_engine.rs` runs it beside ours on
 the same input, so both measure the same network on the same machine).
 
 Usage: python bench_captum.py MODEL.pt INPUT.npy CHANNELS WINDOW STRIDE BATCH DEVICE

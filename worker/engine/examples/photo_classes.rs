@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use lens_worker::engine::Classifier;
-use lens_worker::input::photo_from_bytes;
-use lens_worker::models::TorchScriptModel;
+use lens_engine::engine::Classifier;
+use lens_engine::input::photo_from_bytes;
+use lens_engine::models::TorchScriptModel;
 use tch::Tensor;
 
 fn main() -> anyhow::Result<()> {
@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     let top: usize = args.next().map_or(Ok(3), |a| a.parse())?;
     let model = TorchScriptModel::load(&folder, tch::Device::cuda_if_available())?;
     let shape = model.input_shape();
-    let photos = lens_worker::input::image_files(std::path::Path::new("data/photos"))?;
+    let photos = lens_engine::input::image_files(std::path::Path::new("data/photos"))?;
     let _guard = tch::no_grad_guard();
     for path in photos {
         let image = photo_from_bytes(&std::fs::read(&path)?, shape)?;

@@ -22,14 +22,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lens_worker::agreement;
-use lens_worker::engine::{
+use lens_engine::agreement;
+use lens_engine::engine::{
     default_batch_size, explain, gradient_explain, random_batch, Classifier, ConditionalGaussian,
     ConditionalMean, ConditionalPda, ExplainParams, InputImage, MapClasses, Occlusion,
     PatchStatistics, Progress, Quantity, Schedule, Target, WindowFill,
 };
-use lens_worker::input::photo_from_bytes;
-use lens_worker::models::{Precision, TorchScriptModel};
+use lens_engine::input::photo_from_bytes;
+use lens_engine::models::{Precision, TorchScriptModel};
 use tch::{Device, Kind, Tensor};
 
 const MODEL: &str = "models/efficientnet-lite0";

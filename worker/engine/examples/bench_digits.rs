@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use lens_worker::digits::{DigitsKit, SHAPE};
-use lens_worker::engine::{
+use lens_engine::digits::{DigitsKit, SHAPE};
+use lens_engine::engine::{
     explain, EfficientPda, ExplainParams, InputImage, MapClasses, Pda, Quantity, Schedule, Target,
     WindowFill,
 };
