@@ -7,7 +7,8 @@
 
 pub mod npy;
 pub mod palette;
-pub mod windows;
+/// In a crate of its own so that the engine can use it without the wire.
+pub use lens_windows as windows;
 
 pub mod v1 {
     tonic::include_proto!("evidence_lens.v1");

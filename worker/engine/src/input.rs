@@ -14,8 +14,16 @@ use image::{DynamicImage, GenericImageView, ImageBuffer, ImageReader, Luma, Rgb,
 
 use crate::engine::InputShape;
 
-use crate::digits::mnist::SIDE;
 use crate::engine::InputImage;
+
+/// MNIST's side: digits are converted to 28 x 28 grey images.
+pub const DIGIT_SIDE: usize = 28;
+/// The input of a digits model (one grey channel, 28 x 28).
+pub const DIGIT_SHAPE: InputShape = InputShape {
+    channels: 1,
+    height: DIGIT_SIDE,
+    width: DIGIT_SIDE,
+};
 
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_PIXELS: u64 = 40_000_000;
@@ -103,7 +111,7 @@ pub fn check_upload(bytes: &[u8]) -> Result<u64, InputError> {
 pub fn digit_from_bytes(bytes: &[u8]) -> Result<InputImage, InputError> {
     let grey = decode(bytes)?.to_luma32f();
     Ok(InputImage {
-        shape: crate::digits::SHAPE,
+        shape: DIGIT_SHAPE,
         values: mnist_style(grey).into_raw(),
     })
 }
@@ -191,7 +199,7 @@ fn mnist_style(mut grey: ImageBuffer<Luma<f32>, Vec<f32>>) -> ImageBuffer<Luma<f
             p.0[0] = 1.0 - p.0[0];
         }
     }
-    let side = SIDE as u32;
+    let side = DIGIT_SIDE as u32;
     if grey.dimensions() == (side, side) {
         return grey;
     }
@@ -320,10 +328,10 @@ mod tests {
 
     #[test]
     fn a_mnist_digit_round_trips_through_png() {
-        let values: Vec<f32> = (0..SIDE * SIDE)
+        let values: Vec<f32> = (0..DIGIT_SIDE * DIGIT_SIDE)
             .map(|i| if (300..500).contains(&i) { 1.0 } else { 0.0 })
             .collect();
-        let png = grey_png(&values, SIDE as u32, SIDE as u32);
+        let png = grey_png(&values, DIGIT_SIDE as u32, DIGIT_SIDE as u32);
         let digit = digit_from_bytes(&png).unwrap();
         assert_eq!(digit.values, values);
     }
@@ -344,11 +352,11 @@ mod tests {
         let digit = digit_from_bytes(&png).unwrap();
         // Background black, ink bright, ink centred at about (14, 14).
         assert!(digit.values[0] < 0.01);
-        let at = |x: usize, y: usize| digit.values[y * SIDE + x];
+        let at = |x: usize, y: usize| digit.values[y * DIGIT_SIDE + x];
         assert!(at(14, 14) > 0.9);
         assert!(at(3, 14) < 0.01 && at(25, 14) < 0.01);
         // The 40-pixel-tall bar now spans 20 rows.
-        let lit_rows = (0..SIDE).filter(|&y| at(14, y) > 0.5).count();
+        let lit_rows = (0..DIGIT_SIDE).filter(|&y| at(14, y) > 0.5).count();
         assert!((19..=21).contains(&lit_rows), "{lit_rows} rows");
     }
 }

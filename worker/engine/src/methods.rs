@@ -10,10 +10,14 @@ use crate::engine::{
     EfficientPda, EngineError, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress,
     Quantity, SampledMean, WindowFill,
 };
+// The error a model gives when it lacks what a method needs; it lives with
+// the models so that they need nothing from here.
 use crate::models::LoadedModel;
+pub use crate::models::MethodError;
 
 /// Also the CLI's `--method` values (kebab-case: `efficient-pda`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum MethodKind {
     /// Algorithm 1: S samples per window, mean of the probabilities.
     Pda,
@@ -32,12 +36,33 @@ pub enum MethodKind {
 }
 
 impl MethodKind {
-    /// The method's name on the command line and in reports ("efficient-pda").
-    pub fn cli_name(self) -> String {
-        clap::ValueEnum::to_possible_value(&self)
-            .expect("no skipped variants")
-            .get_name()
-            .to_string()
+    pub const ALL: [MethodKind; 7] = [
+        MethodKind::Pda,
+        MethodKind::EfficientPda,
+        MethodKind::SampledMean,
+        MethodKind::Gradient,
+        MethodKind::Occlusion,
+        MethodKind::Saliency,
+        MethodKind::GradCam,
+    ];
+
+    /// The method's name on the command line, in reports and in the
+    /// measurements kept beside a model ("efficient-pda").
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Pda => "pda",
+            MethodKind::EfficientPda => "efficient-pda",
+            MethodKind::SampledMean => "sampled-mean",
+            MethodKind::Gradient => "gradient",
+            MethodKind::Occlusion => "occlusion",
+            MethodKind::Saliency => "saliency",
+            MethodKind::GradCam => "grad-cam",
+        }
+    }
+
+    /// The method with this `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<MethodKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     /// What the method's map measures.
@@ -59,7 +84,8 @@ impl MethodKind {
 }
 
 /// Also the CLI's `--sampler` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SamplerKind {
     /// Conditional when the model has patch statistics, marginal otherwise.
     Auto,
@@ -85,24 +111,6 @@ pub struct MethodChoice {
     pub padding: usize,
     /// Grey level that occlusion fills windows with.
     pub occlusion_value: f32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MethodError {
-    #[error("{model} has no patch statistics for the conditional sampler")]
-    NoStatistics { model: String },
-    #[error("window {window} with padding {padding} makes {side} x {side} patches, but {model} has patch statistics (for the conditional sampler) for windows {windows} only, with padding {padding}")]
-    PatchMismatch {
-        model: String,
-        window: usize,
-        padding: usize,
-        side: usize,
-        windows: String,
-    },
-    #[error("{model} has no training images for the marginal sampler")]
-    NoTrainingImages { model: String },
-    #[error(transparent)]
-    Engine(#[from] EngineError),
 }
 
 /// The window fill a choice needs on this model (for saliency, which uses

@@ -135,7 +135,7 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
         .iter()
         .zip(&scores)
         .map(|(c, (rank, top, seconds))| MethodAgreement {
-            method: c.kind.cli_name(),
+            method: c.kind.name().to_string(),
             samples: matches!(c.kind, MethodKind::Pda | MethodKind::SampledMean)
                 .then_some(c.samples),
             rank_correlation: mean(rank),

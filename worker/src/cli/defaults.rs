@@ -166,14 +166,11 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
         map(&probe, args.run.seed, &images[0].1)?; // warm up
         let (_, seconds) = map(&probe, args.run.seed, &images[0].1)?;
         let rate = probe.passes(shape.height, shape.width) as f64 / seconds;
-        eprintln!(
-            "{} (S = {samples}): {rate:.0} passes a second",
-            kind.cli_name()
-        );
-        rates.insert((kind.cli_name(), samples), rate);
+        eprintln!("{} (S = {samples}): {rate:.0} passes a second", kind.name());
+        rates.insert((kind.name().to_string(), samples), rate);
     }
     let estimate = |c: &Candidate| {
-        c.passes(shape.height, shape.width) as f64 / rates[&(c.kind.cli_name(), c.samples)]
+        c.passes(shape.height, shape.width) as f64 / rates[&(c.kind.name().to_string(), c.samples)]
     };
 
     let mut candidates = Vec::new();
@@ -357,8 +354,7 @@ fn previous_candidate(
 }
 
 fn method_named(name: &str) -> anyhow::Result<MethodKind> {
-    <MethodKind as clap::ValueEnum>::from_str(name, false)
-        .map_err(|_| anyhow::anyhow!("no method named {name}"))
+    MethodKind::from_name(name).ok_or_else(|| anyhow::anyhow!("no method named {name}"))
 }
 
 fn measured(c: &Candidate, s: &Sums, estimated: f64, with_agreement: bool) -> MeasuredSetting {
@@ -366,7 +362,7 @@ fn measured(c: &Candidate, s: &Sums, estimated: f64, with_agreement: bool) -> Me
     let ran = s.images > 0;
     let mean = |total: f64| ran.then_some(total / n);
     MeasuredSetting {
-        method: c.kind.cli_name(),
+        method: c.kind.name().to_string(),
         samples: c.samples_shown(),
         window: c.window,
         stride: c.stride,
@@ -384,8 +380,8 @@ fn measured(c: &Candidate, s: &Sums, estimated: f64, with_agreement: bool) -> Me
 /// column is one map wide).
 fn setting_name(c: &Candidate) -> String {
     let method = match c.samples_shown() {
-        Some(s) => format!("{} S={s}", c.kind.cli_name()),
-        None => c.kind.cli_name(),
+        Some(s) => format!("{} S={s}", c.kind.name()),
+        None => c.kind.name().to_string(),
     };
     format!("{method}\nk {}, stride {}", c.window, c.stride)
 }

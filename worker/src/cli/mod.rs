@@ -168,7 +168,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
                     // The method is named when several ran.
                     let method = match runs.len() {
                         1 => String::new(),
-                        _ => format!(" ({})", method.cli_name()),
+                        _ => format!(" ({})", method.name()),
                     };
                     eprintln!("{}{method}: {error:#}", path.display());
                     failed += 1;
@@ -318,7 +318,7 @@ fn explain_one(
     Ok(json!({
         "image": path,
         "model": model.name,
-        "method": method.cli_name(),
+        "method": method.name(),
         "parameters": {
             "window": params.window, "stride": params.stride, "padding": args.padding,
             "samples": fill.samples_per_window(), "seed": params.seed, "batch_size": params.batch_size,
@@ -373,7 +373,7 @@ pub(crate) fn map_file_stem(image: &Path, method: MethodKind) -> String {
     format!(
         "{}-{}",
         image.file_stem().unwrap_or_default().to_string_lossy(),
-        method.cli_name()
+        method.name()
     )
 }
 
@@ -432,4 +432,22 @@ pub(crate) fn plain_map(
         &params,
         &mut |_| ControlFlow::Continue(()),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--method` takes exactly the names that reports and the measurements
+    /// kept beside a model are written with, and every method has one.
+    #[test]
+    fn command_line_method_names_are_the_methods_own_names() {
+        let parsed: Vec<MethodKind> = MethodKind::value_variants().to_vec();
+        assert_eq!(parsed, MethodKind::ALL);
+        for kind in MethodKind::ALL {
+            assert_eq!(MethodKind::from_str(kind.name(), false), Ok(kind));
+            assert_eq!(MethodKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(MethodKind::from_name("efficient_pda"), None);
+    }
 }

@@ -194,7 +194,10 @@ pub fn run_sanity(args: &SanityArgs) -> anyhow::Result<()> {
         window,
         stride: args.stride,
         samples: args.samples,
-        methods: methods.iter().map(|&kind| kind.cli_name()).collect(),
+        methods: methods
+            .iter()
+            .map(|&kind| kind.name().to_string())
+            .collect(),
         cascade,
         data_randomisation,
         device: format!("{device:?}"),
@@ -336,7 +339,7 @@ fn similarities(
                 pairs.iter().map(|(a, b)| f(a, b)).sum::<f64>() / pairs.len() as f64
             };
             Similarity {
-                method: kind.cli_name(),
+                method: kind.name().to_string(),
                 rank_correlation: mean(&|a, b| rank_correlation(a, b)),
                 rank_correlation_of_magnitudes: mean(&|a, b| {
                     rank_correlation(&magnitudes(a), &magnitudes(b))

@@ -82,7 +82,7 @@ pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
         .as_ref()
         .and_then(|d| d.chosen_for(&model.device));
     if let Some((device, chosen)) = measured {
-        if let Ok(kind) = <MethodKind as clap::ValueEnum>::from_str(&chosen.method, false) {
+        if let Some(kind) = MethodKind::from_name(&chosen.method) {
             let borrowed = if model.device.starts_with(&device.device) {
                 ""
             } else {

@@ -116,12 +116,11 @@ pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
 /// A model's measured agreement for the page (methods the worker does not
 /// know are left out).
 fn agreement_info(agreement: &ModelAgreement) -> Vec<MethodAgreement> {
-    use clap::ValueEnum;
     agreement
         .methods
         .iter()
         .filter_map(|m| {
-            let kind = methods::MethodKind::from_str(&m.method, false).ok()?;
+            let kind = methods::MethodKind::from_name(&m.method)?;
             Some(MethodAgreement {
                 method: wire_method(kind) as i32,
                 samples: m.samples.unwrap_or(0) as u32,

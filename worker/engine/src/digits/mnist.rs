@@ -10,7 +10,7 @@ use std::path::Path;
 
 use flate2::read::GzDecoder;
 
-pub const SIDE: usize = 28;
+pub use crate::input::DIGIT_SIDE as SIDE;
 pub const PIXELS: usize = SIDE * SIDE;
 pub const CLASSES: usize = 10;
 const HELD_OUT_PER_CLASS: usize = 100;

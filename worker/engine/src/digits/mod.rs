@@ -15,7 +15,6 @@ use std::path::Path;
 use tch::nn::{ModuleT, VarStore};
 use tch::{CModule, Device, Kind, Tensor};
 
-use crate::engine::InputShape;
 use crate::models::{LoadModelError, LoadedModel, Precision, DIGITS};
 use mnist::{Digits, CLASSES, SIDE};
 use net::DigitsNet;
@@ -27,11 +26,7 @@ pub const TRAINING_FILE: &str = "training-digits.safetensors";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 pub const MNIST_FILE: &str = "mnist_5k.csv.gz";
 
-pub const SHAPE: InputShape = InputShape {
-    channels: 1,
-    height: SIDE,
-    width: SIDE,
-};
+pub use crate::input::DIGIT_SHAPE as SHAPE;
 
 /// The digits model as the worker loads it, with the held-out presets.
 pub struct DigitsKit {

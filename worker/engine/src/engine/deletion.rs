@@ -17,7 +17,8 @@ use super::device::{host_f32, upload};
 use super::error::EngineError;
 
 /// What a removed pixel becomes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Removal {
     /// The pixel of a blurred copy of the image (RISE's choice for
     /// insertion): removes detail but keeps colour and rough shape.

@@ -2,7 +2,7 @@
 //! order in which windows are computed so that the map can be streamed in
 //! tiles whose values are final.
 //!
-//! Positions along an axis come from `lens_proto::windows` (0, s, 2s, ...,
+//! Positions along an axis come from `lens_windows` (0, s, 2s, ...,
 //! and n - k so that the borders are covered): every pixel is covered by
 //! at least one window and the per-pixel mean is always defined (strides
 //! larger than the window would skip pixels; requests are validated
@@ -39,7 +39,7 @@ pub struct Rect {
 /// reads maps with the same function).
 pub fn positions(length: usize, window: usize, stride: usize) -> Vec<usize> {
     assert!(window >= 1 && window <= length && stride >= 1);
-    lens_proto::windows::positions(length, window, stride)
+    lens_windows::positions(length, window, stride)
 }
 
 /// A covering subset of `starts` with as little overlap as the grid allows:

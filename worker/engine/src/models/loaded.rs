@@ -14,7 +14,26 @@ use crate::engine::{
     PatchStatistics,
 };
 use crate::input::{self, InputError};
-use crate::methods::MethodError;
+
+/// Why a method cannot run on a model (a sampler without its data), or the
+/// engine's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum MethodError {
+    #[error("{model} has no patch statistics for the conditional sampler")]
+    NoStatistics { model: String },
+    #[error("window {window} with padding {padding} makes {side} x {side} patches, but {model} has patch statistics (for the conditional sampler) for windows {windows} only, with padding {padding}")]
+    PatchMismatch {
+        model: String,
+        window: usize,
+        padding: usize,
+        side: usize,
+        windows: String,
+    },
+    #[error("{model} has no training images for the marginal sampler")]
+    NoTrainingImages { model: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
 
 pub struct LoadedModel {
     pub name: String,

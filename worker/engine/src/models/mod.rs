@@ -7,5 +7,5 @@ mod loaded;
 mod torchscript;
 
 pub use description::{DescriptionError, ModelDescription, Output, Resize};
-pub use loaded::{input_for, LoadModelError, LoadedModel, DIGITS};
+pub use loaded::{input_for, LoadModelError, LoadedModel, MethodError, DIGITS};
 pub use torchscript::{same_result_tolerance, ModelError, Precision, TorchScriptModel};

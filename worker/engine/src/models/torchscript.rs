@@ -13,7 +13,8 @@ use super::description::{DescriptionError, ModelDescription, Output};
 use crate::engine::{Classifier, InputShape};
 
 /// The arithmetic a model runs in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Precision {
     /// f32 everywhere.
     #[default]

@@ -208,7 +208,7 @@ pub(super) fn figure_18(args: &FiguresArgs, device: Device) -> anyhow::Result<()
                 .map(|((&e, &m), _)| (e, m))
                 .unzip();
             correlations.push(json!({
-                "method": kind.cli_name(),
+                "method": kind.name(),
                 "class": model.class_names.get(explanation.explained),
                 "rank_correlation_with_original": rank_correlation(&a, &b),
             }));
