@@ -6,9 +6,9 @@
 //! input (`input`), explained window by window (`engine`), tiles out.
 
 pub use lens_engine::{agreement, defaults, digits, engine, input, methods, models};
+pub use lens_store as store;
 
 pub mod cli;
 pub mod cluster;
 pub mod sanity;
 pub mod server;
-pub mod store;
