@@ -108,11 +108,11 @@ pub async fn click(client: &Client, testid: &str) {
     wait_for(client, testid).await.click().await.unwrap();
 }
 
+/// An attribute of the run's status element, waiting for the element first
+/// (a page just opened may not have mounted it yet).
 pub async fn status(client: &Client, attribute: &str) -> String {
-    client
-        .find(Locator::Css("[data-testid=status]"))
+    wait_for(client, "status")
         .await
-        .unwrap()
         .attr(attribute)
         .await
         .unwrap()

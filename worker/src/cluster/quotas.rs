@@ -297,8 +297,7 @@ pub fn client_key(what: &str, client: std::net::IpAddr) -> String {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
     };
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{what}.{hex}")
+    format!("{what}.{}", crate::store::hex(&bytes))
 }
 
 fn now_ms() -> u64 {

@@ -275,10 +275,6 @@ fn count_jobs(queue: JobQueue) {
     });
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn id_of(model: &AdvertisedModel) -> &str {
     model.info.as_ref().map_or("", |i| i.id.as_str())
 }
@@ -398,7 +394,7 @@ impl EvidenceLens for Gateway {
         self.model(&asked.model).await?;
         // An identical request in progress anywhere is joined.
         let id = store::new_id();
-        let key = hex(&key);
+        let key = crate::store::hex(&key);
         if let Some(running) = self.runs.claim(&key, &id).await? {
             if self.is_running(&running).await? {
                 let places = self.places(client, &running, false).await?;

@@ -170,6 +170,11 @@ pub fn new_secret() -> String {
 fn random_hex<const N: usize>() -> String {
     let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// Bytes as lower-case hexadecimal, two digits a byte (ids, secrets, keys).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
