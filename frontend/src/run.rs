@@ -12,10 +12,10 @@ use crate::client::{self, RunFeed};
 use crate::domain::RunRequest;
 use crate::heatmap::Heatmap;
 use crate::method::Method;
-use crate::panels::settings::LESSON_SECONDS;
 use crate::readout;
 use crate::state::Page;
 use crate::stream::{each_event, RunEvent};
+use lens_proto::LESSON_SECONDS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {

@@ -5,6 +5,10 @@
 //! [`palette`] is the one shared piece of presentation: how a map is
 //! coloured; [`windows`] the one shared piece of geometry: where windows sit.
 
+/// A lesson's minute: the page asks before starting a run estimated longer,
+/// and the worker suggests a stride that fits it.
+pub const LESSON_SECONDS: f64 = 60.0;
+
 pub mod npy;
 pub mod palette;
 /// In a crate of its own so that the engine can use it without the wire.

@@ -13,10 +13,6 @@ use crate::domain::Estimate;
 use crate::method::Method;
 use crate::state::{use_page, Page};
 
-/// Runs estimated longer than this are confirmed first (the worker
-/// suggests strides against the same minute).
-pub const LESSON_SECONDS: f64 = 60.0;
-
 /// "under a second", "about 12 s", "about 3 min", "about 1.5 h".
 pub fn duration(seconds: f64) -> String {
     match seconds {

@@ -11,7 +11,7 @@ use super::request::Settings;
 use super::speed::Speeds;
 
 /// Longer runs are confirmed first, with a stride that fits suggested.
-pub const LESSON_SECONDS: f64 = 60.0;
+pub use lens_proto::LESSON_SECONDS;
 /// A model's default stride finishes efficient PDA within this.
 pub const DEFAULT_RUN_SECONDS: f64 = 10.0;
 

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use lens_worker::engine::{
+use lens_engine::engine::{
     window_stream, windows, ConditionalGaussian, ConditionalMean, ConditionalPda, DeviceInput,
     InputImage, InputShape, PatchStatistics, SampledMean, Window, WindowFill,
 };

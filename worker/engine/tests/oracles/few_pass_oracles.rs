@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use lens_worker::engine::{
+use lens_engine::engine::{
     explain, Classifier, ConditionalGaussian, ConditionalMean, ConditionalPda, Design, DesignedPda,
     DeviceInput, EngineError, ExplainParams, InputImage, InputShape, MapClasses, PatchStatistics,
     Quantity, Schedule, Target, Window, WindowFill,

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::{RegionModel, SHAPE, TRAINING_IMAGES};
-use lens_worker::engine::{
+use lens_engine::engine::{
     area, deletion_insertion, Classifier, DeletionParams, InputImage, InputShape, Rect, Removal,
 };
 use tch::{Device, Kind, Tensor};

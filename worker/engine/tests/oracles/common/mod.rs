@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use lens_worker::engine::{
+use lens_engine::engine::{
     Classifier, ExplainParams, InputImage, InputShape, MapClasses, MarginalSampler, Progress,
     Quantity, Rect, Schedule, Target,
 };

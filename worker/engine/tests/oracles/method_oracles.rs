@@ -9,7 +9,7 @@
 use crate::common;
 
 use common::*;
-use lens_worker::engine::{
+use lens_engine::engine::{
     coverage, explain, gradcam_explain, gradient_explain, saliency_explain, windows, Classifier,
     EfficientPda, ExplainParams, InputImage, InputShape, Occlusion, Pda, Quantity, Rect,
     SampledMean,
@@ -149,7 +149,7 @@ fn saliency_of_a_linear_model_is_its_largest_weight_per_pixel() {
     let model = LinearModel::new();
     let p = ExplainParams {
         quantity: Quantity::Logit,
-        target: lens_worker::engine::Target::Class(1),
+        target: lens_engine::engine::Target::Class(1),
         ..params(3, 1, 8)
     };
     let saliency = saliency_explain(&model, &test_image(), &p, &mut no_progress).unwrap();
@@ -217,7 +217,7 @@ fn grad_cam_of_a_pooled_linear_head_is_the_hand_computed_map() {
     };
     for class in 0..3 {
         let p = ExplainParams {
-            target: lens_worker::engine::Target::Class(class),
+            target: lens_engine::engine::Target::Class(class),
             ..params(1, 1, 8)
         };
         let cam = gradcam_explain(&model, &image, &p, &mut no_progress).unwrap();

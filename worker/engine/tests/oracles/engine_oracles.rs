@@ -19,7 +19,7 @@ use crate::common;
 use common::*;
 use std::sync::Arc;
 
-use lens_worker::engine::{
+use lens_engine::engine::{
     coverage, explain, inspect_window, read_window, windows, write_window, ConditionalGaussian,
     ConditionalPda, DeviceInput, EfficientPda, EngineError, ExplainParams, InputImage, InputShape,
     Laplace, MapClasses, MarginalSampler, Occlusion, PatchStatistics, Pda, Progress, Quantity,
@@ -667,7 +667,7 @@ fn an_inspected_window_gives_the_runs_own_numbers() {
             std::ops::ControlFlow::Continue(())
         })
         .unwrap();
-        let grid = lens_worker::engine::EvidenceGrid::new(12, 12, 4, 2, tch::Device::Cpu);
+        let grid = lens_engine::engine::EvidenceGrid::new(12, 12, 4, 2, tch::Device::Cpu);
         for (x, y) in [(0, 0), (4, 2), (8, 8), (6, 4)] {
             let seen = inspect_window(&model, &test_image(), fill, &params, (x, y)).unwrap();
             let cell = grid.cell_of(&seen.window) as i64;
