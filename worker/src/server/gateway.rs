@@ -42,7 +42,7 @@ use super::request::{job_from_request, settings_from_request};
 use super::run_job::event;
 use super::run_viewers::RunViewers;
 use super::service::Shutdown;
-use super::shared::{self, blocking, client_of, replay, EventStream};
+use super::shared::{self, add_owner_secret, blocking, check_id, client_of, replay, EventStream};
 use super::speed::Speeds;
 use super::status::ServiceError;
 use crate::cluster::runs::RunBoard;
@@ -346,11 +346,7 @@ fn relayed(
                 continue;
             };
             if let Some(secret) = &secret {
-                match &mut event.event {
-                    Some(Event::Started(started)) => started.owner_secret = secret.clone(),
-                    Some(Event::Queued(queued)) => queued.owner_secret = secret.clone(),
-                    _ => {}
-                }
+                add_owner_secret(&mut event, secret);
             }
             let last = matches!(event.event, Some(Event::Finished(_)));
             let state = (!last).then_some((entries, secret, shutdown, hold));
@@ -443,9 +439,7 @@ impl EvidenceLens for Gateway {
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
         let client = client_of(&request, self.limits.trust_forwarded_for);
         let id = request.into_inner().id;
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         let (store, wanted) = (self.store.clone(), id.clone());
         if let Some(record) = blocking(move || store.load(&wanted)).await? {
             return Ok(Response::new(replay(record)));
@@ -465,9 +459,7 @@ impl EvidenceLens for Gateway {
         request: Request<CancelRequest>,
     ) -> Result<Response<CancelResponse>, Status> {
         let CancelRequest { id, owner_secret } = request.into_inner();
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         let entries: Vec<RunEntry> = (self.events.so_far(&id).await?)
             .into_iter()
             .filter_map(|e| RunEntry::decode(e).ok())
@@ -551,9 +543,7 @@ impl EvidenceLens for Gateway {
             return Err(ServiceError::ShuttingDown.into());
         }
         let FaithfulnessRequest { id, removal } = request.into_inner();
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         let kind = super::faithfulness::removal_of(removal)?;
         let (store, key) = (self.store.clone(), id.clone());
         if let Some(kept) = blocking(move || store.load_faithfulness(&key, kind.name())).await? {

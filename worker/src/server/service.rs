@@ -11,12 +11,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lens_proto::v1::{
-    evidence_lens_server::EvidenceLens, explain_event::Event, BrokenModel, CancelRequest,
-    CancelResponse, ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest,
-    DeleteResponse, EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest,
-    FaithfulnessResult, FollowClassRequest, InspectWindowRequest, ListModelsRequest,
-    ListModelsResponse, ListPresetsRequest, ListPresetsResponse, OpenClassRequest, TeachRequest,
-    TeachResponse, WatchRequest, WindowInspection,
+    evidence_lens_server::EvidenceLens, BrokenModel, CancelRequest, CancelResponse, ClassOpened,
+    CloseClassRequest, CloseClassResponse, DeleteRequest, DeleteResponse, EstimateResponse,
+    ExplainEvent, ExplainRequest, FaithfulnessRequest, FaithfulnessResult, FollowClassRequest,
+    InspectWindowRequest, ListModelsRequest, ListModelsResponse, ListPresetsRequest,
+    ListPresetsResponse, OpenClassRequest, TeachRequest, TeachResponse, WatchRequest,
+    WindowInspection,
 };
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
@@ -34,7 +34,9 @@ use super::live::{LiveRun, LiveRuns};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id, settings_from_request, Job};
 use super::run_job::{guarded, run_job, RunInfo, RunSink};
-use super::shared::{self, blocking, client_of, model_info, replay, EventStream};
+use super::shared::{
+    self, add_owner_secret, blocking, check_id, client_of, model_info, replay, EventStream,
+};
 use super::speed::Speeds;
 use super::status::ServiceError;
 
@@ -300,11 +302,7 @@ impl EvidenceLens for LensService {
         // Only the creator's stream carries the secret (delete, cancel).
         let with_secret = creator.map(move |item| {
             item.map(|mut e| {
-                match &mut e.event {
-                    Some(Event::Started(started)) => started.owner_secret = secret.clone(),
-                    Some(Event::Queued(queued)) => queued.owner_secret = secret.clone(),
-                    _ => {}
-                }
+                add_owner_secret(&mut e, &secret);
                 e
             })
         });
@@ -314,9 +312,7 @@ impl EvidenceLens for LensService {
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
         let client = client_of(&request, self.trust_forwarded_for);
         let id = request.into_inner().id;
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         if let Some(run) = self.live.get(&id) {
             let watch = self.admission.watch(client)?;
             return Ok(Response::new(watch_live(&run, watch)?));
@@ -383,9 +379,7 @@ impl EvidenceLens for LensService {
         request: Request<CancelRequest>,
     ) -> Result<Response<CancelResponse>, Status> {
         let CancelRequest { id, owner_secret } = request.into_inner();
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         let Some(run) = self.live.get(&id) else {
             return Err(ServiceError::NotRunning { id }.into());
         };
@@ -406,9 +400,7 @@ impl EvidenceLens for LensService {
             return Err(ServiceError::ShuttingDown.into());
         }
         let FaithfulnessRequest { id, removal } = request.into_inner();
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         let removal = faithfulness::removal_of(removal)?;
         let (store, key) = (self.store.clone(), id.clone());
         let kept = blocking(move || store.load_faithfulness(&key, removal.name())).await?;
@@ -442,9 +434,7 @@ impl EvidenceLens for LensService {
             return Err(ServiceError::ShuttingDown.into());
         }
         let InspectWindowRequest { id, x, y } = request.into_inner();
-        if !store::is_valid_id(&id) {
-            return Err(ServiceError::BadId { id }.into());
-        }
+        check_id(&id)?;
         let (store, key) = (self.store.clone(), id.clone());
         let record = blocking(move || store.load(&key))
             .await?

@@ -66,6 +66,26 @@ pub fn replay(record: Record) -> EventStream {
     Box::pin(tokio_stream::iter(events))
 }
 
+/// Checks that `id` has the shape of a share link id, before any lookup
+/// (INVALID_ARGUMENT otherwise).
+pub fn check_id(id: &str) -> Result<(), Status> {
+    if store::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ServiceError::BadId { id: id.to_string() }.into())
+    }
+}
+
+/// Gives an event of the creator's stream the delete secret: only the
+/// creator's Started and Queued carry it (delete, cancel).
+pub fn add_owner_secret(event: &mut ExplainEvent, secret: &str) {
+    match &mut event.event {
+        Some(Event::Started(started)) => started.owner_secret = secret.to_string(),
+        Some(Event::Queued(queued)) => queued.owner_secret = secret.to_string(),
+        _ => {}
+    }
+}
+
 /// The client's address (for the per-client limits): the first address
 /// of `X-Forwarded-For` where a proxy is trusted to set it, else the peer's.
 pub fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<IpAddr> {
@@ -137,9 +157,7 @@ pub async fn delete(
     request: DeleteRequest,
 ) -> Result<Response<DeleteResponse>, Status> {
     let DeleteRequest { id, owner_secret } = request;
-    if !store::is_valid_id(&id) {
-        return Err(ServiceError::BadId { id }.into());
-    }
+    check_id(&id)?;
     let wanted = id.clone();
     match blocking(move || store.delete(&wanted, &owner_secret)).await? {
         Deletion::Deleted => Ok(Response::new(DeleteResponse {})),
