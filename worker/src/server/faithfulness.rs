@@ -4,6 +4,8 @@
 //! (kept with the explanation), and stored beside it, so a second request
 //! is answered at once.
 
+use std::sync::Arc;
+
 use lens_proto::v1::{self as proto, FaithfulnessResult};
 
 use crate::engine::{
@@ -11,9 +13,46 @@ use crate::engine::{
     InputShape, Removal,
 };
 use crate::models::LoadedModel;
-use crate::store::Record;
+use crate::store::{Record, Store};
 
+use super::shared::blocking;
 use super::status::ServiceError;
+
+/// The curves already kept for explanation `id` and `removal`, marked as
+/// replayed (the service answers them without measuring again).
+pub async fn kept(
+    store: &Arc<dyn Store>,
+    id: &str,
+    removal: Removal,
+) -> Result<Option<FaithfulnessResult>, ServiceError> {
+    let (store, id) = (store.clone(), id.to_string());
+    let kept = blocking(move || store.load_faithfulness(&id, removal.name())).await?;
+    Ok(kept.map(|kept| FaithfulnessResult {
+        replayed: true,
+        ..kept
+    }))
+}
+
+/// The stored explanation whose curves are asked for (NOT_FOUND once it
+/// is gone).
+pub async fn stored(store: &Arc<dyn Store>, id: &str) -> Result<Record, ServiceError> {
+    let (store, key) = (store.clone(), id.to_string());
+    blocking(move || store.load(&key))
+        .await?
+        .ok_or(ServiceError::NotFound { id: id.to_string() })
+}
+
+/// Keeps measured curves beside their explanation (deleted with it).
+pub async fn keep(
+    store: &Arc<dyn Store>,
+    id: &str,
+    removal: Removal,
+    result: &FaithfulnessResult,
+) -> Result<(), ServiceError> {
+    let (store, id, result) = (store.clone(), id.to_string(), result.clone());
+    blocking(move || store.save_faithfulness(&id, removal.name(), &result)).await?;
+    Ok(())
+}
 
 /// The request's removal; unspecified means blur (RISE's choice).
 pub fn removal_of(value: i32) -> Result<Removal, ServiceError> {

@@ -35,6 +35,7 @@ use super::admission::Limits;
 use super::classes::{self, Classes};
 use super::cluster_classes::SharedClasses;
 use super::estimate::estimate;
+use super::faithfulness;
 use super::metrics;
 use super::presets::Presets;
 use super::registry::ModelSummary;
@@ -544,18 +545,11 @@ impl EvidenceLens for Gateway {
         }
         let FaithfulnessRequest { id, removal } = request.into_inner();
         check_id(&id)?;
-        let kind = super::faithfulness::removal_of(removal)?;
-        let (store, key) = (self.store.clone(), id.clone());
-        if let Some(kept) = blocking(move || store.load_faithfulness(&key, kind.name())).await? {
-            return Ok(Response::new(FaithfulnessResult {
-                replayed: true,
-                ..kept
-            }));
+        let kind = faithfulness::removal_of(removal)?;
+        if let Some(kept) = faithfulness::kept(&self.store, &id, kind).await? {
+            return Ok(Response::new(kept));
         }
-        let (store, key) = (self.store.clone(), id.clone());
-        let record = blocking(move || store.load(&key))
-            .await?
-            .ok_or(ServiceError::NotFound { id: id.clone() })?;
+        let record = faithfulness::stored(&self.store, &id).await?;
         self.model(&record.model).await?;
         let (client, _) = self.admit(client).await?;
         // A worker computes and stores the curves and answers on a subject

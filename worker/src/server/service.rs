@@ -402,26 +402,17 @@ impl EvidenceLens for LensService {
         let FaithfulnessRequest { id, removal } = request.into_inner();
         check_id(&id)?;
         let removal = faithfulness::removal_of(removal)?;
-        let (store, key) = (self.store.clone(), id.clone());
-        let kept = blocking(move || store.load_faithfulness(&key, removal.name())).await?;
-        if let Some(kept) = kept {
-            return Ok(Response::new(FaithfulnessResult {
-                replayed: true,
-                ..kept
-            }));
+        if let Some(kept) = faithfulness::kept(&self.store, &id, removal).await? {
+            return Ok(Response::new(kept));
         }
-        let (store, key) = (self.store.clone(), id.clone());
-        let record = blocking(move || store.load(&key))
-            .await?
-            .ok_or(ServiceError::NotFound { id: id.clone() })?;
+        let record = faithfulness::stored(&self.store, &id).await?;
         let model = model_by_id(&self.registry, &record.model)?.model.clone();
         let result = self
             .on_device(client, move || {
                 faithfulness::measure_stored(&model, &record, removal)
             })
             .await?;
-        let (store, kept) = (self.store.clone(), result.clone());
-        blocking(move || store.save_faithfulness(&id, removal.name(), &kept)).await?;
+        faithfulness::keep(&self.store, &id, removal, &result).await?;
         Ok(Response::new(result))
     }
 

@@ -42,7 +42,7 @@ use super::metrics::{metrics, Counted};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id};
 use super::run_job::{event, guarded, run_job, RunInfo, RunSink};
-use super::shared::{blocking, model_info};
+use super::shared::model_info;
 use super::speed::Speeds;
 use super::status::ServiceError;
 
@@ -321,20 +321,14 @@ impl WorkerRole {
 
     async fn curves(&self, curves: CurvesJob) -> Result<FaithfulnessResult, ServiceError> {
         let removal = faithfulness::removal_of(curves.removal)?;
-        let (store, id) = (self.store.clone(), curves.id.clone());
-        let record = blocking(move || store.load(&id))
-            .await?
-            .ok_or(ServiceError::NotFound {
-                id: curves.id.clone(),
-            })?;
+        let record = faithfulness::stored(&self.store, &curves.id).await?;
         let model = model_by_id(&self.registry, &record.model)?.model.clone();
         let result = tokio::task::spawn_blocking(move || {
             guarded(|| faithfulness::measure_stored(&model, &record, removal))
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let (store, kept) = (self.store.clone(), result.clone());
-        blocking(move || store.save_faithfulness(&curves.id, removal.name(), &kept)).await?;
+        faithfulness::keep(&self.store, &curves.id, removal, &result).await?;
         Ok(result)
     }
 
