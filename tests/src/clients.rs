@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::fixtures::*;
+use crate::fixtures::{bad_requests, minutes_of_work};
 
 pub async fn native_client(address: SocketAddr) -> EvidenceLensClient<Channel> {
     let channel = Channel::from_shared(format!("http://{address}"))

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::fixtures::*;
+use crate::fixtures::{read_npy_values, repo_root, temp_folder, test_certificate};
 
 /// Starts the worker on 127.0.0.1:0 in the current runtime with the
 /// repository's models (digits, EfficientNet-Lite0); returns its address.

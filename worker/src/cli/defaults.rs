@@ -6,7 +6,7 @@
 //! the table as Markdown and draws the previous and the new default's maps
 //! side by side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -155,7 +155,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
     ];
     kinds.extend(args.pda_samples.iter().map(|&s| (MethodKind::Pda, s)));
     let largest = *windows.iter().max().expect("at least one window");
-    let mut rates = BTreeMap::new();
+    let mut rates = HashMap::new();
     for &(kind, samples) in &kinds {
         let probe = Candidate {
             kind,
@@ -167,11 +167,10 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
         let (_, seconds) = map(&probe, args.run.seed, &images[0].1)?;
         let rate = probe.passes(shape.height, shape.width) as f64 / seconds;
         eprintln!("{} (S = {samples}): {rate:.0} passes a second", kind.name());
-        rates.insert((kind.name().to_string(), samples), rate);
+        rates.insert((kind, samples), rate);
     }
-    let estimate = |c: &Candidate| {
-        c.passes(shape.height, shape.width) as f64 / rates[&(c.kind.name().to_string(), c.samples)]
-    };
+    let estimate =
+        |c: &Candidate| c.passes(shape.height, shape.width) as f64 / rates[&(c.kind, c.samples)];
 
     let mut candidates = Vec::new();
     for &window in &windows {

@@ -33,15 +33,6 @@ pub async fn kept(
     }))
 }
 
-/// The stored explanation whose curves are asked for (NOT_FOUND once it
-/// is gone).
-pub async fn stored(store: &Arc<dyn Store>, id: &str) -> Result<Record, ServiceError> {
-    let (store, key) = (store.clone(), id.to_string());
-    blocking(move || store.load(&key))
-        .await?
-        .ok_or(ServiceError::NotFound { id: id.to_string() })
-}
-
 /// Keeps measured curves beside their explanation (deleted with it).
 pub async fn keep(
     store: &Arc<dyn Store>,

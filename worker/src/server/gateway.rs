@@ -43,7 +43,10 @@ use super::request::{job_from_request, settings_from_request};
 use super::run_job::event;
 use super::run_viewers::RunViewers;
 use super::service::Shutdown;
-use super::shared::{self, add_owner_secret, blocking, check_id, client_of, replay, EventStream};
+use super::shared::{
+    self, add_owner_secret, answered_before, blocking, check_id, client_of, load_stored, replay,
+    EventStream,
+};
 use super::speed::Speeds;
 use super::status::ServiceError;
 use crate::cluster::runs::RunBoard;
@@ -380,10 +383,7 @@ impl EvidenceLens for Gateway {
         let job = tokio::task::spawn_blocking(move || job_from_request(request, &summary))
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let (store, key) = (self.store.clone(), job.key);
-        if let Some(record) =
-            blocking(move || store.find(&key)?.map_or(Ok(None), |id| store.load(&id))).await?
-        {
+        if let Some(record) = answered_before(&self.store, job.key).await? {
             return Ok(Response::new(replay(record)));
         }
         // A new run needs a live worker for the model (a busy one counts:
@@ -391,7 +391,7 @@ impl EvidenceLens for Gateway {
         self.model(&asked.model).await?;
         // An identical request in progress anywhere is joined.
         let id = store::new_id();
-        let key = crate::store::hex(&key);
+        let key = store::hex(&job.key);
         if let Some(running) = self.runs.claim(&key, &id).await? {
             if self.is_running(&running).await? {
                 let places = self.places(client, &running, false).await?;
@@ -549,7 +549,7 @@ impl EvidenceLens for Gateway {
         if let Some(kept) = faithfulness::kept(&self.store, &id, kind).await? {
             return Ok(Response::new(kept));
         }
-        let record = faithfulness::stored(&self.store, &id).await?;
+        let record = load_stored(&self.store, &id).await?;
         self.model(&record.model).await?;
         let (client, _) = self.admit(client).await?;
         // A worker computes and stores the curves and answers on a subject

@@ -35,7 +35,8 @@ use super::registry::Registry;
 use super::request::{job_from_request, model_by_id, settings_from_request, Job};
 use super::run_job::{guarded, run_job, RunInfo, RunSink};
 use super::shared::{
-    self, add_owner_secret, blocking, check_id, client_of, model_info, replay, EventStream,
+    self, add_owner_secret, answered_before, check_id, client_of, load_stored, model_info, replay,
+    EventStream,
 };
 use super::speed::Speeds;
 use super::status::ServiceError;
@@ -230,11 +231,7 @@ impl EvidenceLens for LensService {
         let job = tokio::task::spawn_blocking(move || job_from_request(request, &summary))
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let store = self.store.clone();
-        let key = job.key;
-        if let Some(record) =
-            blocking(move || store.find(&key)?.map_or(Ok(None), |id| store.load(&id))).await?
-        {
+        if let Some(record) = answered_before(&self.store, job.key).await? {
             return Ok(Response::new(replay(record)));
         }
         let id = store::new_id();
@@ -317,12 +314,7 @@ impl EvidenceLens for LensService {
             let watch = self.admission.watch(client)?;
             return Ok(Response::new(watch_live(&run, watch)?));
         }
-        let store = self.store.clone();
-        let wanted = id.clone();
-        match blocking(move || store.load(&wanted)).await? {
-            Some(record) => Ok(Response::new(replay(record))),
-            None => Err(ServiceError::NotFound { id }.into()),
-        }
+        Ok(Response::new(replay(load_stored(&self.store, &id).await?)))
     }
 
     async fn delete(
@@ -405,7 +397,7 @@ impl EvidenceLens for LensService {
         if let Some(kept) = faithfulness::kept(&self.store, &id, removal).await? {
             return Ok(Response::new(kept));
         }
-        let record = faithfulness::stored(&self.store, &id).await?;
+        let record = load_stored(&self.store, &id).await?;
         let model = model_by_id(&self.registry, &record.model)?.model.clone();
         let result = self
             .on_device(client, move || {
@@ -426,10 +418,7 @@ impl EvidenceLens for LensService {
         }
         let InspectWindowRequest { id, x, y } = request.into_inner();
         check_id(&id)?;
-        let (store, key) = (self.store.clone(), id.clone());
-        let record = blocking(move || store.load(&key))
-            .await?
-            .ok_or(ServiceError::NotFound { id })?;
+        let record = load_stored(&self.store, &id).await?;
         let entry = model_by_id(&self.registry, &record.model)?;
         let (model, summary) = (entry.model.clone(), entry.summary.clone());
         let seen = self

@@ -42,6 +42,24 @@ pub async fn blocking<T: Send + 'static>(
         })
 }
 
+/// The stored explanation `id` (NOT_FOUND once it is gone).
+pub async fn load_stored(store: &Arc<dyn Store>, id: &str) -> Result<Record, ServiceError> {
+    let (store, key) = (store.clone(), id.to_string());
+    blocking(move || store.load(&key))
+        .await?
+        .ok_or(ServiceError::NotFound { id: id.to_string() })
+}
+
+/// The stored explanation of an identical request made before, if any:
+/// it is answered from the store instead of being computed again.
+pub async fn answered_before(
+    store: &Arc<dyn Store>,
+    key: [u8; 32],
+) -> Result<Option<Record>, ServiceError> {
+    let store = store.clone();
+    blocking(move || store.find(&key)?.map_or(Ok(None), |id| store.load(&id))).await
+}
+
 /// A stored explanation as a stream: Started, the whole map, the other
 /// classes' maps, Finished.
 pub fn replay(record: Record) -> EventStream {

@@ -42,7 +42,7 @@ use super::metrics::{metrics, Counted};
 use super::registry::Registry;
 use super::request::{job_from_request, model_by_id};
 use super::run_job::{event, guarded, run_job, RunInfo, RunSink};
-use super::shared::model_info;
+use super::shared::{load_stored, model_info};
 use super::speed::Speeds;
 use super::status::ServiceError;
 
@@ -321,7 +321,7 @@ impl WorkerRole {
 
     async fn curves(&self, curves: CurvesJob) -> Result<FaithfulnessResult, ServiceError> {
         let removal = faithfulness::removal_of(curves.removal)?;
-        let record = faithfulness::stored(&self.store, &curves.id).await?;
+        let record = load_stored(&self.store, &curves.id).await?;
         let model = model_by_id(&self.registry, &record.model)?.model.clone();
         let result = tokio::task::spawn_blocking(move || {
             guarded(|| faithfulness::measure_stored(&model, &record, removal))
