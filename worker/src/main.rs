@@ -378,7 +378,7 @@ fn gateway(
             server::Gateway::start(&cluster.nats_url, store.clone(), &data, hosting.limits())
                 .await?;
         let stop = gateway.shutdown();
-        let router = server::gateway_router(gateway, &dist).await;
+        let router = server::router(gateway, &dist).await;
         listen_and_serve(listen, router, store, &hosting, stop, "none, a gateway").await
     })?;
     tracing::info!("stopped");

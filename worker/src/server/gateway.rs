@@ -12,50 +12,47 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use lens_proto::v1::{
-    evidence_lens_server::EvidenceLens, explain_event::Event, CancelRequest, CancelResponse,
-    ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest, DeleteResponse,
-    EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest, FaithfulnessResult,
-    FollowClassRequest, InspectWindowRequest, ListModelsRequest, ListModelsResponse,
-    ListPresetsRequest, ListPresetsResponse, ModelInfo, OpenClassRequest, Queued, TeachRequest,
-    TeachResponse, WatchRequest, WindowInspection,
+    explain_event::Event, ClassOpened, CloseClassRequest, CloseClassResponse, ExplainEvent,
+    ExplainRequest, FaithfulnessRequest, FaithfulnessResult, FollowClassRequest,
+    ListModelsResponse, ModelInfo, Queued, TeachRequest, TeachResponse, WindowInspection,
 };
 use prost::Message;
-use tonic::{Request, Response, Status};
+use tonic::{Response, Status};
 
 use crate::cluster::events::{EventLimits, RunEvents};
 use crate::cluster::jobs::JobQueue;
 use crate::cluster::messages::{AdvertisedModel, ClusterJob, CurvesJob, Failure, RunEntry};
 use crate::cluster::models::ModelBoard;
 use crate::cluster::quotas::{client_key, Place, Quotas};
+use crate::cluster::runs::RunBoard;
 use crate::cluster::ClusterError;
+use crate::engine::Removal;
 use crate::models::{Precision, Resize, DIGITS};
-use crate::store::{self, Store};
+use crate::store::{self, Record, Store};
 
 use super::admission::Limits;
-use super::classes::{self, Classes};
+use super::classes::{ClassStream, Classes};
 use super::cluster_classes::SharedClasses;
-use super::estimate::estimate;
-use super::faithfulness;
+use super::lens::{Backend, EstimateBasis, Lens, Run};
 use super::metrics;
 use super::presets::Presets;
 use super::registry::ModelSummary;
-use super::request::{job_from_request, settings_from_request};
+use super::request::Job;
 use super::run_job::event;
 use super::run_viewers::RunViewers;
-use super::service::Shutdown;
-use super::shared::{
-    self, add_owner_secret, answered_before, blocking, check_id, client_of, load_stored, replay,
-    EventStream,
-};
+use super::shared::EventStream;
+use super::shutdown::Shutdown;
 use super::speed::Speeds;
-use super::status::ServiceError;
-use crate::cluster::runs::RunBoard;
+use super::status::{ServiceError, CANCELLED_BY_CREATOR};
 
 /// How long a gateway trusts the list of models the workers hold.
 const MODELS_FRESH_FOR: Duration = Duration::from_secs(2);
 
-pub struct Gateway {
-    store: Arc<dyn Store>,
+/// The service of the `gateway` role.
+pub type Gateway = Lens<Cluster>;
+
+/// A gateway's backend: the workers behind NATS.
+pub struct Cluster {
     queue: JobQueue,
     events: RunEvents,
     board: ModelBoard,
@@ -78,7 +75,7 @@ pub struct Gateway {
     known: Mutex<HashMap<String, AdvertisedModel>>,
 }
 
-impl Gateway {
+impl Lens<Cluster> {
     /// Connects to NATS at `nats_url`; the presets come from `data`.
     pub async fn start(
         nats_url: &str,
@@ -91,13 +88,12 @@ impl Gateway {
         let name = store::new_id();
         let quotas = Quotas::open(nats_url, name.clone()).await?;
         count_jobs(JobQueue::submitter(nats_url).await?);
-        Ok(Gateway {
+        let cluster = Cluster {
             viewers: RunViewers::start(runs.clone(), name.clone()),
             runs,
             shared_classes: SharedClasses::open(nats_url, classes.clone(), quotas.clone(), name)
                 .await?,
             quotas,
-            store,
             queue: JobQueue::submitter(nats_url).await?,
             events: RunEvents::open(nats_url, EventLimits::default()).await?,
             board: ModelBoard::open(nats_url).await?,
@@ -107,17 +103,12 @@ impl Gateway {
             shutdown: Shutdown::default(),
             models: Mutex::default(),
             known: Mutex::default(),
-        })
+        };
+        Ok(Lens::over(cluster, store, limits.trust_forwarded_for))
     }
+}
 
-    pub fn shutdown(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    pub fn classes(&self) -> Arc<Classes> {
-        self.classes.clone()
-    }
-
+impl Cluster {
     /// The models the live workers hold (one entry per model id); while
     /// NATS cannot be reached, those last advertised (the page keeps its
     /// models through an outage; a new run is refused further on).
@@ -251,14 +242,12 @@ impl Gateway {
     async fn relay(
         &self,
         id: &str,
-        secret: Option<String>,
         hold: impl Send + 'static,
     ) -> Result<EventStream, ServiceError> {
         let entries = self.events.follow(id).await?;
         let viewer = metrics::Counted::new(&metrics::metrics().live_viewers);
         Ok(Box::pin(relayed(
             entries,
-            secret,
             self.shutdown.clone(),
             (hold, viewer),
         )))
@@ -315,18 +304,17 @@ fn summary_of(model: &AdvertisedModel) -> ModelSummary {
     }
 }
 
-/// A run's entries as its viewers' events: the owner's secret added for
-/// its creator; the stream ends after Finished, with the run's failure, or
-/// when this gateway stops (the viewer reconnects through another).
+/// A run's entries as its viewers' events: the stream ends after
+/// Finished, with the run's failure, or when this gateway stops (the viewer
+/// reconnects through another).
 fn relayed(
     entries: impl Stream<Item = Result<bytes::Bytes, ClusterError>> + Send + 'static,
-    secret: Option<String>,
     shutdown: Shutdown,
     hold: impl Send + 'static,
 ) -> impl Stream<Item = Result<ExplainEvent, Status>> + Send + 'static {
-    let state = (Box::pin(entries), secret, shutdown, hold);
+    let state = (Box::pin(entries), shutdown, hold);
     futures::stream::unfold(Some(state), |state| async move {
-        let (mut entries, secret, shutdown, hold) = state?;
+        let (mut entries, shutdown, hold) = state?;
         loop {
             let next = tokio::select! {
                 next = entries.next() => next,
@@ -346,46 +334,70 @@ fn relayed(
             if let Some(failure) = entry.failure {
                 return Some((Err(failure.status()), None));
             }
-            let Some(mut event) = entry.event else {
+            let Some(event) = entry.event else {
                 continue;
             };
-            if let Some(secret) = &secret {
-                add_owner_secret(&mut event, secret);
-            }
             let last = matches!(event.event, Some(Event::Finished(_)));
-            let state = (!last).then_some((entries, secret, shutdown, hold));
+            let state = (!last).then_some((entries, shutdown, hold));
             return Some((Ok(event), state));
         }
     })
 }
 
-#[tonic::async_trait]
-impl EvidenceLens for Gateway {
-    type ExplainStream = EventStream;
-    type WatchStream = EventStream;
-    type FollowClassStream = classes::ClassStream;
+impl Backend for Cluster {
+    const LIVE_BEFORE_STORE: bool = false;
+    const INSPECTS_WINDOWS: bool = false;
 
-    async fn explain(
+    fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    fn classes(&self) -> Arc<Classes> {
+        self.classes.clone()
+    }
+
+    fn presets(&self) -> &Presets {
+        &self.presets
+    }
+
+    async fn summary(&self, model: &str) -> Result<ModelSummary, ServiceError> {
+        self.known_model(model).await
+    }
+
+    async fn list_models(&self) -> Result<ListModelsResponse, ServiceError> {
+        let models: Vec<ModelInfo> = self
+            .models()
+            .await?
+            .iter()
+            .filter_map(|m| m.info.clone())
+            .collect();
+        Ok(ListModelsResponse {
+            models,
+            broken: Vec::new(),
+        })
+    }
+
+    async fn estimate_basis(&self, model: &str) -> Result<EstimateBasis, ServiceError> {
+        let (summary, advertised) = self.model(model).await?;
+        let speeds = Speeds::default();
+        if advertised.passes_per_second > 0.0 {
+            speeds.set_network(&summary.id, advertised.passes_per_second);
+        }
+        Ok(EstimateBasis {
+            model: summary,
+            speeds: Arc::new(speeds),
+            // An estimate while NATS is out of reach counts no queue.
+            jobs_ahead: self.queue.outstanding().await.unwrap_or(0) as usize,
+        })
+    }
+
+    async fn run(
         &self,
-        request: Request<ExplainRequest>,
-    ) -> Result<Response<EventStream>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
-        if self.shutdown.has_begun() {
-            return Err(ServiceError::ShuttingDown.into());
-        }
-        let mut request = request.into_inner();
-        let summary = self.known_model(&request.model).await?;
-        // The workers fill in their own defaults (their batch size): they
-        // get the request as it came.
-        let image = std::mem::take(&mut request.image);
-        let asked = request.clone();
-        request.image = image;
-        let job = tokio::task::spawn_blocking(move || job_from_request(request, &summary))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        if let Some(record) = answered_before(&self.store, job.key).await? {
-            return Ok(Response::new(replay(record)));
-        }
+        job: Job,
+        asked: ExplainRequest,
+        client: Option<IpAddr>,
+        secret_hash: [u8; 32],
+    ) -> Result<Run, ServiceError> {
         // A new run needs a live worker for the model (a busy one counts:
         // the job waits in the queue).
         self.model(&asked.model).await?;
@@ -396,16 +408,12 @@ impl EvidenceLens for Gateway {
             if self.is_running(&running).await? {
                 let places = self.places(client, &running, false).await?;
                 let watching = self.viewers.watching(&running);
-                return Ok(Response::new(
-                    self.relay(&running, None, (places, watching)).await?,
-                ));
+                return Ok(Run::Joined(self.relay(&running, (places, watching)).await?));
             }
             self.runs.reclaim(&key, &id).await?;
         }
         let (client, waiting) = self.admit(client).await?;
         let places = self.places(None, &id, true).await?;
-        let secret = store::new_secret();
-        let secret_hash = store::hash_secret(&secret).to_vec();
         // The run's first entry, before the job exists: a worker that takes
         // the job finds the run's place in the order, and a cancel on any
         // gateway finds the creator's hash.
@@ -415,13 +423,13 @@ impl EvidenceLens for Gateway {
                 id: id.clone(),
                 owner_secret: String::new(),
             }))),
-            secret_hash: secret_hash.clone(),
+            secret_hash: secret_hash.to_vec(),
             ..Default::default()
         };
         self.events.publish(&id, queued.encoded()).await?;
         let job = ClusterJob {
             id: id.clone(),
-            secret_hash,
+            secret_hash: secret_hash.to_vec(),
             request: Some(ExplainRequest {
                 image: job.upload,
                 ..asked
@@ -432,124 +440,54 @@ impl EvidenceLens for Gateway {
             .submit(&client, job.encode_to_vec().into())
             .await?;
         let watching = self.viewers.watching(&id);
-        Ok(Response::new(
-            self.relay(&id, Some(secret), (places, watching)).await?,
-        ))
+        Ok(Run::Created(self.relay(&id, (places, watching)).await?))
     }
 
-    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
-        let id = request.into_inner().id;
-        check_id(&id)?;
-        let (store, wanted) = (self.store.clone(), id.clone());
-        if let Some(record) = blocking(move || store.load(&wanted)).await? {
-            return Ok(Response::new(replay(record)));
-        }
-        if self.events.first(&id).await?.is_none() {
-            return Err(ServiceError::NotFound { id }.into());
-        }
-        let places = self.places(client, &id, false).await?;
-        let watching = self.viewers.watching(&id);
-        Ok(Response::new(
-            self.relay(&id, None, (places, watching)).await?,
-        ))
-    }
-
-    async fn cancel(
+    async fn watch_live(
         &self,
-        request: Request<CancelRequest>,
-    ) -> Result<Response<CancelResponse>, Status> {
-        let CancelRequest { id, owner_secret } = request.into_inner();
-        check_id(&id)?;
-        let entries: Vec<RunEntry> = (self.events.so_far(&id).await?)
+        id: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Option<EventStream>, ServiceError> {
+        if self.events.first(id).await?.is_none() {
+            return Ok(None);
+        }
+        let places = self.places(client, id, false).await?;
+        let watching = self.viewers.watching(id);
+        Ok(Some(self.relay(id, (places, watching)).await?))
+    }
+
+    async fn owner_of(&self, id: &str) -> Result<Option<Vec<u8>>, ServiceError> {
+        let entries: Vec<RunEntry> = (self.events.so_far(id).await?)
             .into_iter()
             .filter_map(|e| RunEntry::decode(e).ok())
             .collect();
-        let ended = entries.iter().any(RunEntry::ends_run);
-        let Some(first) = entries.first().filter(|_| !ended) else {
-            return Err(ServiceError::NotRunning { id }.into());
-        };
-        if first.secret_hash != store::hash_secret(&owner_secret) {
-            return Err(ServiceError::WrongSecret { id }.into());
+        if entries.iter().any(RunEntry::ends_run) {
+            return Ok(None);
         }
+        Ok(entries.into_iter().next().map(|first| first.secret_hash))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<(), ServiceError> {
         // The worker stops at this entry; the viewers hear it as in `serve`.
         let cancelled = RunEntry {
             cancelled: true,
             failure: Some(Failure {
                 code: tonic::Code::Cancelled as i32,
-                message: "the explanation was cancelled by its creator".into(),
+                message: CANCELLED_BY_CREATOR.into(),
             }),
             ..Default::default()
         };
-        self.events.publish(&id, cancelled.encoded()).await?;
-        Ok(Response::new(CancelResponse {}))
+        self.events.publish(id, cancelled.encoded()).await?;
+        Ok(())
     }
 
-    async fn delete(
+    async fn curves(
         &self,
-        request: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
-        shared::delete(self.store.clone(), request.into_inner()).await
-    }
-
-    async fn list_presets(
-        &self,
-        request: Request<ListPresetsRequest>,
-    ) -> Result<Response<ListPresetsResponse>, Status> {
-        let summary = self.known_model(&request.get_ref().model).await?;
-        let presets = self.presets.for_model(summary.resize);
-        Ok(Response::new(ListPresetsResponse { presets }))
-    }
-
-    async fn list_models(
-        &self,
-        _request: Request<ListModelsRequest>,
-    ) -> Result<Response<ListModelsResponse>, Status> {
-        let models: Vec<ModelInfo> = self
-            .models()
-            .await?
-            .iter()
-            .filter_map(|m| m.info.clone())
-            .collect();
-        Ok(Response::new(ListModelsResponse {
-            models,
-            broken: Vec::new(),
-        }))
-    }
-
-    async fn estimate(
-        &self,
-        request: Request<ExplainRequest>,
-    ) -> Result<Response<EstimateResponse>, Status> {
-        let request = request.into_inner();
-        let (summary, advertised) = self.model(&request.model).await?;
-        let settings = settings_from_request(&request, &summary)?;
-        let speeds = Speeds::default();
-        if advertised.passes_per_second > 0.0 {
-            speeds.set_network(&summary.id, advertised.passes_per_second);
-        }
-        // An estimate while NATS is out of reach counts no queue.
-        let waiting = self.queue.outstanding().await.unwrap_or(0) as usize;
-        Ok(Response::new(estimate(
-            &settings, &summary, &speeds, waiting,
-        )))
-    }
-
-    async fn faithfulness(
-        &self,
-        request: Request<FaithfulnessRequest>,
-    ) -> Result<Response<FaithfulnessResult>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
-        if self.shutdown.has_begun() {
-            return Err(ServiceError::ShuttingDown.into());
-        }
-        let FaithfulnessRequest { id, removal } = request.into_inner();
-        check_id(&id)?;
-        let kind = faithfulness::removal_of(removal)?;
-        if let Some(kept) = faithfulness::kept(&self.store, &id, kind).await? {
-            return Ok(Response::new(kept));
-        }
-        let record = load_stored(&self.store, &id).await?;
+        client: Option<IpAddr>,
+        request: FaithfulnessRequest,
+        _removal: Removal,
+        record: Record,
+    ) -> Result<FaithfulnessResult, Status> {
         self.model(&record.model).await?;
         let (client, _) = self.admit(client).await?;
         // A worker computes and stores the curves and answers on a subject
@@ -558,7 +496,10 @@ impl EvidenceLens for Gateway {
         let mut answers = self.events.follow(&reply).await?;
         let job = ClusterJob {
             id: reply,
-            curves: Some(CurvesJob { id, removal }),
+            curves: Some(CurvesJob {
+                id: request.id,
+                removal: request.removal,
+            }),
             ..Default::default()
         };
         self.queue
@@ -579,54 +520,46 @@ impl EvidenceLens for Gateway {
                 return Err(failure.status());
             }
             if let Some(result) = entry.curves {
-                return Ok(Response::new(result));
+                return Ok(result);
             }
         }
     }
 
-    async fn inspect_window(
+    async fn inspect(
         &self,
-        _request: Request<InspectWindowRequest>,
-    ) -> Result<Response<WindowInspection>, Status> {
-        Err(ServiceError::NotOnGateway.into())
+        _client: Option<IpAddr>,
+        _record: Record,
+        _at: (u32, u32),
+    ) -> Result<WindowInspection, ServiceError> {
+        Err(ServiceError::NotOnGateway)
     }
 
-    async fn open_class(
-        &self,
-        request: Request<OpenClassRequest>,
-    ) -> Result<Response<ClassOpened>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
+    async fn open_class(&self, client: Option<IpAddr>) -> Result<Response<ClassOpened>, Status> {
         self.shared_classes.open_class(client).await
     }
 
     async fn teach(
         &self,
-        request: Request<TeachRequest>,
+        request: TeachRequest,
+        client: Option<IpAddr>,
     ) -> Result<Response<TeachResponse>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
-        self.shared_classes
-            .teach(request.into_inner(), client)
-            .await
+        self.shared_classes.teach(request, client).await
     }
 
     async fn follow_class(
         &self,
-        request: Request<FollowClassRequest>,
-    ) -> Result<Response<classes::ClassStream>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
-        self.shared_classes
-            .follow_class(request.into_inner(), client)
-            .await
+        request: FollowClassRequest,
+        client: Option<IpAddr>,
+    ) -> Result<Response<ClassStream>, Status> {
+        self.shared_classes.follow_class(request, client).await
     }
 
     async fn close_class(
         &self,
-        request: Request<CloseClassRequest>,
+        request: CloseClassRequest,
+        client: Option<IpAddr>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        let client = client_of(&request, self.limits.trust_forwarded_for);
-        self.shared_classes
-            .close_class(request.into_inner(), client)
-            .await
+        self.shared_classes.close_class(request, client).await
     }
 }
 
@@ -641,52 +574,35 @@ mod tests {
 
     async fn relay_all(
         entries: Vec<Result<bytes::Bytes, ClusterError>>,
-        secret: Option<String>,
     ) -> Vec<Result<ExplainEvent, Status>> {
-        let stream = relayed(
-            futures::stream::iter(entries),
-            secret,
-            Shutdown::default(),
-            (),
-        );
+        let stream = relayed(futures::stream::iter(entries), Shutdown::default(), ());
         stream.collect().await
     }
 
     #[tokio::test]
-    async fn the_creator_gets_the_secret_and_the_stream_ends_after_finished() {
-        let entries = || {
-            vec![
-                entry(Event::Queued(Queued::default())),
-                entry(Event::Started(Started::default())),
-                entry(Event::Tile(Tile::default())),
-                entry(Event::Finished(Finished::default())),
-                entry(Event::Tile(Tile::default())),
-            ]
-        };
-        let events = relay_all(entries(), Some("s3cret".into())).await;
+    async fn the_stream_ends_after_finished() {
+        let events = relay_all(vec![
+            entry(Event::Queued(Queued::default())),
+            entry(Event::Started(Started::default())),
+            entry(Event::Tile(Tile::default())),
+            entry(Event::Finished(Finished::default())),
+            entry(Event::Tile(Tile::default())),
+        ])
+        .await;
         assert_eq!(events.len(), 4, "nothing after Finished");
         let events: Vec<_> = events.into_iter().map(|e| e.unwrap().event).collect();
-        assert!(matches!(&events[0], Some(Event::Queued(q)) if q.owner_secret == "s3cret"));
-        assert!(matches!(&events[1], Some(Event::Started(s)) if s.owner_secret == "s3cret"));
+        assert!(matches!(&events[0], Some(Event::Queued(_))));
         assert!(matches!(&events[3], Some(Event::Finished(_))));
-        // A viewer gets no secret.
-        let watched = relay_all(entries(), None).await;
-        assert!(
-            matches!(&watched[1], Ok(ExplainEvent { event: Some(Event::Started(s)) }) if s.owner_secret.is_empty())
-        );
     }
 
     #[tokio::test]
     async fn a_failure_or_a_lost_connection_ends_the_stream_with_its_status() {
         let failed = RunEntry::failure(&Status::resource_exhausted("out of memory"));
-        let events = relay_all(
-            vec![
-                entry(Event::Started(Started::default())),
-                Ok(failed.encoded()),
-                entry(Event::Tile(Tile::default())),
-            ],
-            None,
-        )
+        let events = relay_all(vec![
+            entry(Event::Started(Started::default())),
+            Ok(failed.encoded()),
+            entry(Event::Tile(Tile::default())),
+        ])
         .await;
         assert_eq!(events.len(), 2);
         let status = events[1].as_ref().unwrap_err();
@@ -694,7 +610,7 @@ mod tests {
         assert_eq!(status.message(), "out of memory");
 
         let lost = ClusterError::Nats("connection lost".into());
-        let events = relay_all(vec![Err(lost)], None).await;
+        let events = relay_all(vec![Err(lost)]).await;
         let status = events[0].as_ref().unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     }

@@ -24,7 +24,7 @@ use crate::store::RequestKey;
 
 use super::admission::{Limits, Ticket, WatchTicket};
 use super::metrics::{metrics, Counted};
-use super::status::ServiceError;
+use super::status::{ServiceError, CANCELLED_BY_CREATOR};
 
 type Shared = Arc<Result<ExplainEvent, Status>>;
 
@@ -213,9 +213,9 @@ impl LiveRun {
         })
     }
 
-    /// Whether `secret_hash` is its creator's.
-    pub fn is_owned_by(&self, secret_hash: &[u8; 32]) -> bool {
-        self.owner == *secret_hash
+    /// The hash of its creator's secret.
+    pub fn owner(&self) -> [u8; 32] {
+        self.owner
     }
 
     /// Keeps the run's admission ticket until the run ends.
@@ -228,9 +228,7 @@ impl LiveRun {
     pub fn cancel(&self) {
         // Viewers hear CANCELLED before the job may see the flag: a job
         // that stops first ends the run without a status otherwise.
-        self.end(Some(Status::cancelled(
-            "the explanation was cancelled by its creator",
-        )));
+        self.end(Some(Status::cancelled(CANCELLED_BY_CREATOR)));
         self.cancelled.store(true, Ordering::SeqCst);
     }
 

@@ -15,15 +15,17 @@ mod estimate;
 pub mod faithfulness;
 mod gateway;
 mod inspect;
+mod lens;
 mod live;
+mod local;
 pub mod metrics;
 mod presets;
 mod registry;
 mod request;
 pub mod run_job;
 mod run_viewers;
-mod service;
 mod shared;
+mod shutdown;
 mod site;
 mod speed;
 mod status;
@@ -32,7 +34,7 @@ mod worker_role;
 
 use std::path::Path;
 
-use lens_proto::v1::evidence_lens_server::{EvidenceLens, EvidenceLensServer};
+use lens_proto::v1::evidence_lens_server::EvidenceLensServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
@@ -40,35 +42,23 @@ use tonic_web::GrpcWebLayer;
 pub use admission::Limits;
 pub use classes::{CLASSES_PER_CLIENT, MISSES_PER_PERIOD};
 pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
-pub use gateway::Gateway;
+pub use gateway::{Cluster, Gateway};
+pub use lens::{Backend, Lens};
+pub use local::{LensService, Local};
 pub use registry::{ModelSummary, Registry};
 pub use request::{
     job_from_request, settings_from_request, Job, Settings, DEFAULT_PADDING, DEFAULT_SAMPLES,
     DEFAULT_STRIDE, DEFAULT_TILE,
 };
-pub use service::{LensService, Shutdown};
+pub use shutdown::Shutdown;
 pub use site::precompress;
 pub use status::ServiceError;
 pub use worker_role::{WorkerOptions, WorkerRole};
 
-/// The whole HTTP surface: gRPC (both flavours) and the page from `dist`.
-pub async fn router(service: LensService, dist: &Path) -> axum::Router {
+/// The whole HTTP surface: gRPC (both flavours) and the page from `dist`,
+/// for `serve` or a gateway.
+pub async fn router<B: Backend>(service: Lens<B>, dist: &Path) -> axum::Router {
     let (classes, stopping) = (service.classes(), service.shutdown());
-    router_for(service, classes, stopping, dist).await
-}
-
-/// The same for a gateway.
-pub async fn gateway_router(gateway: Gateway, dist: &Path) -> axum::Router {
-    let (classes, stopping) = (gateway.classes(), gateway.shutdown());
-    router_for(gateway, classes, stopping, dist).await
-}
-
-async fn router_for<S: EvidenceLens>(
-    service: S,
-    classes: std::sync::Arc<classes::Classes>,
-    stopping: Shutdown,
-    dist: &Path,
-) -> axum::Router {
     // Classes whose teacher left end even when nobody asks about them.
     tokio::spawn(async move {
         let mut minutes = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -82,12 +72,14 @@ async fn router_for<S: EvidenceLens>(
     let server = EvidenceLensServer::new(service)
         .max_decoding_message_size(crate::input::MAX_BYTES + 64 * 1024);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<EvidenceLensServer<S>>().await;
+    health.set_serving::<EvidenceLensServer<Lens<B>>>().await;
     // Load balancers stop sending work as soon as shutting down begins.
     let reporter = health.clone();
     tokio::spawn(async move {
         stopping.begun().await;
-        reporter.set_not_serving::<EvidenceLensServer<S>>().await;
+        reporter
+            .set_not_serving::<EvidenceLensServer<Lens<B>>>()
+            .await;
     });
     let reflection = || {
         tonic_reflection::server::Builder::configure()

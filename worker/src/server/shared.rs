@@ -42,10 +42,15 @@ pub async fn blocking<T: Send + 'static>(
         })
 }
 
+/// The stored explanation `id`, if it is kept.
+pub async fn stored(store: &Arc<dyn Store>, id: &str) -> Result<Option<Record>, ServiceError> {
+    let (store, key) = (store.clone(), id.to_string());
+    blocking(move || store.load(&key)).await
+}
+
 /// The stored explanation `id` (NOT_FOUND once it is gone).
 pub async fn load_stored(store: &Arc<dyn Store>, id: &str) -> Result<Record, ServiceError> {
-    let (store, key) = (store.clone(), id.to_string());
-    blocking(move || store.load(&key))
+    stored(store, id)
         .await?
         .ok_or(ServiceError::NotFound { id: id.to_string() })
 }

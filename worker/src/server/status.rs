@@ -6,6 +6,9 @@ use crate::engine::EngineError;
 use crate::input::InputError;
 use crate::methods::MethodError;
 
+/// What the viewers of a run its creator cancelled are told (CANCELLED).
+pub const CANCELLED_BY_CREATOR: &str = "the explanation was cancelled by its creator";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
