@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 11's measurements that a CPU cannot afford (PDA with 32 samples on
 # EfficientNet-Lite0), on a GPU machine with Python's torch 2.11 (CUDA) but
-# no Rust toolchain. Build here first (`cargo build --release -p lens-worker`),
-# then run from the repository root there, with target/release/evidence-lens,
+# no Rust toolchain. Build here first (`cargo build --release -p lens-worker
+# -p lens-lab`), then run from the repository root there, with
+# target/release/evidence-lens and target/release/evidence-lens-lab,
 # models/efficientnet-lite0/, models/digits/, data/photos/, data/fitting-photos/
 # and data/DejaVuSans.ttf copied over:
 #   scripts/gpu-experiments.sh OUT_DIR [STRIDE] [SECONDS]
@@ -32,6 +33,7 @@ export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 log="$out/log.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$log"
 lens=target/release/evidence-lens
+lab=target/release/evidence-lens-lab
 
 # step NAME STDOUT_FILE COMMAND...: runs COMMAND within the time left.
 step() {
@@ -52,11 +54,11 @@ step faithfulness "$out/faithfulness.jsonl" "$lens" explain data/photos --model 
   --device cuda --stride "$stride" --samples 10 \
   --method efficient-pda,pda,sampled-mean,occlusion,gradient,saliency,grad-cam \
   --evaluate blur,grey --out "$out/maps"
-step estimators "$out/estimators.md" "$lens" estimators --model efficientnet-lite0 --count 7 \
+step estimators "$out/estimators.md" "$lab" estimators --model efficientnet-lite0 --count 7 \
   --stride "$stride" --device cuda --out "$out/estimators.json"
-step sanity "$out/sanity.md" "$lens" sanity --model efficientnet-lite0 --count 7 --stride 10 \
+step sanity "$out/sanity.md" "$lab" sanity --model efficientnet-lite0 --count 7 --stride 10 \
   --device cuda --out "$out/sanity.json"
-step held-out "$out/held-out.md" "$lens" held-out-statistics --model efficientnet-lite0 \
+step held-out "$out/held-out.md" "$lab" held-out-statistics --model efficientnet-lite0 \
   --stride "$stride" --samples 10 --device cuda --out "$out/held-out.json"
-step figures "$out/figures.txt" "$lens" figures --which 12,14,18 --device cuda \
+step figures "$out/figures.txt" "$lab" figures --which 12,14,18 --device cuda \
   --maps "$out/maps" --stride "$stride" --timing-strides 10,4 --out "$out/figures"

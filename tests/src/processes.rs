@@ -221,7 +221,13 @@ pub fn worker_binary() -> PathBuf {
 /// Runs the `evidence-lens` binary in the repository with these arguments,
 /// checks that it succeeded (its stderr otherwise) and returns its stdout.
 pub fn run_command<S: AsRef<std::ffi::OsStr>>(arguments: &[S]) -> String {
-    let output = std::process::Command::new(worker_binary())
+    run_binary(&worker_binary(), arguments)
+}
+
+/// Runs `binary` in the repository with these arguments, checks that it
+/// succeeded (its stderr otherwise) and returns its stdout.
+pub fn run_binary<S: AsRef<std::ffi::OsStr>>(binary: &Path, arguments: &[S]) -> String {
+    let output = std::process::Command::new(binary)
         .current_dir(repo_root())
         .args(arguments)
         .output()

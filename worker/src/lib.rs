@@ -5,10 +5,9 @@
 //! Data flows one way: image + request in (`server`), converted to the model's
 //! input (`input`), explained window by window (`engine`), tiles out.
 
+pub use lens_cluster as cluster;
 pub use lens_engine::{agreement, defaults, digits, engine, input, methods, models};
+pub use lens_server as server;
 pub use lens_store as store;
 
 pub mod cli;
-pub mod cluster;
-pub mod sanity;
-pub mod server;

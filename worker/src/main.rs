@@ -1,5 +1,8 @@
-//! The `evidence-lens` binary: `serve` runs the product, `train-digits` trains
-//! the digits network once at setup.
+//! The `evidence-lens` binary: `serve` runs the product, `gateway` and
+//! `worker` run it behind one address, `explain` and `evaluate` run the
+//! engine for researchers, and the setup commands (`train-digits`,
+//! `fit-patches`, `agreement`, `precompress`) make what the
+//! product reads. The experiments have their own binary, `evidence-lens-lab`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lens_worker::digits::{self, mnist, train};
 use lens_worker::models::Precision;
-use lens_worker::server;
 use lens_worker::store::{PostgresStore, SqliteStore, Store};
+use lens_worker::{cluster, server};
 use std::sync::Arc;
 
 /// glibc raises its threshold for giving freed memory back to the system
@@ -114,23 +117,6 @@ enum Command {
     /// (rank correlation, top-10% overlap): a table, and agreement.json in
     /// the model's folder for the page.
     Agreement(lens_worker::cli::AgreementArgs),
-    /// Measures every method, window and stride a default could be on this
-    /// device (time, deletion and insertion, agreement with PDA) and keeps
-    /// the table and the chosen default beside the model (defaults.json).
-    Defaults(lens_worker::cli::DefaultsArgs),
-    /// Sanity checks (Adebayo et al.): how each method's maps change when
-    /// the model's layers are randomised from the top down, and for the
-    /// digits when the network learns shuffled labels.
-    Sanity(lens_worker::cli::SanityArgs),
-    /// Few-pass estimators of PDA (antithetic pairs, Latin hypercube,
-    /// orthogonal pairs, sigma pairs) against PDA with many samples.
-    Estimators(lens_worker::cli::EstimatorsArgs),
-    /// How the maps change when the conditional sampler is fitted on every
-    /// other photo instead of a set that includes the explained one.
-    HeldOutStatistics(lens_worker::cli::HeldOutArgs),
-    /// The paper's experiments as figures (PNG, SVG and their data) under
-    /// docs/experiments/figures.
-    Figures(lens_worker::cli::FiguresArgs),
     /// Fit the Gaussian of l x l patches (all channels jointly) from photos, for
     /// the conditional sampler, and save it.
     FitPatches {
@@ -275,7 +261,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             database_url,
             metrics_listen,
         } => {
-            let options = server::WorkerOptions {
+            let options = cluster::WorkerOptions {
                 nats_url: cluster.nats_url,
                 name: name.unwrap_or_else(default_worker_name),
                 ack_wait: std::time::Duration::from_secs(takeover_seconds.max(1)),
@@ -303,11 +289,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Evaluate(args) => lens_worker::cli::run_evaluate(&args),
         Command::Agreement(args) => lens_worker::cli::run_agreement(&args),
-        Command::Defaults(args) => lens_worker::cli::run_defaults(&args),
-        Command::Sanity(args) => lens_worker::cli::run_sanity(&args),
-        Command::Estimators(args) => lens_worker::cli::run_estimators(&args),
-        Command::HeldOutStatistics(args) => lens_worker::cli::run_held_out(&args),
-        Command::Figures(args) => lens_worker::cli::run_figures(&args),
         Command::Precompress { dist } => {
             let (plain, brotli) = server::precompress(&dist)
                 .with_context(|| format!("cannot compress the page in {}", dist.display()))?;
@@ -375,7 +356,7 @@ fn gateway(
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(url)?);
     tokio::runtime::Runtime::new()?.block_on(async {
         let gateway =
-            server::Gateway::start(&cluster.nats_url, store.clone(), &data, hosting.limits())
+            cluster::gateway::start(&cluster.nats_url, store.clone(), &data, hosting.limits())
                 .await?;
         let stop = gateway.shutdown();
         let router = server::router(gateway, &dist).await;
@@ -425,7 +406,7 @@ fn worker(
     models: PathBuf,
     data: PathBuf,
     precision: Precision,
-    options: server::WorkerOptions,
+    options: cluster::WorkerOptions,
     database_url: String,
     metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
@@ -439,7 +420,7 @@ fn worker(
                 .with_context(|| format!("cannot listen on {listen} for metrics"))?;
             tokio::spawn(server::metrics::serve_metrics(listener));
         }
-        let role = server::WorkerRole::start(registry, store, options).await?;
+        let role = cluster::WorkerRole::start(registry, store, options).await?;
         tracing::info!(
             "worker ready (device: {device:?}, {} torch threads)",
             tch::get_num_threads()

@@ -16,7 +16,6 @@ mod cluster_limits;
 mod cluster_roles;
 mod digits_network;
 mod drawing_and_camera;
-mod experiments;
 mod faithfulness;
 mod grpc;
 mod grpc_web;

@@ -168,7 +168,7 @@ pub fn run_agreement(args: &AgreementArgs) -> anyhow::Result<()> {
 /// The images compared on, with their names: those of `folder`, or else
 /// the held-out digits for the digits model and the shipped photos for
 /// photo models; at most `count`.
-pub(super) fn named_images(
+pub fn named_images(
     model: &LoadedModel,
     folder: Option<&Path>,
     count: usize,

@@ -6,22 +6,12 @@
 //! stderr and the rest are still explained.
 
 mod agreement;
-mod defaults;
-mod estimators;
 mod evaluate;
-mod figures;
-mod held_out;
 pub mod npy;
-mod overlay;
-mod sanity;
+pub mod overlay;
 
-pub use agreement::{run_agreement, AgreementArgs};
-pub use defaults::{run_defaults, DefaultsArgs};
-pub use estimators::{run_estimators, EstimatorAgreement, EstimatorReport, EstimatorsArgs};
+pub use agreement::{named_images, run_agreement, AgreementArgs};
 pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
-pub use figures::{run_figures, FiguresArgs};
-pub use held_out::{run_held_out, HeldOutArgs, HeldOutPhoto, HeldOutReport};
-pub use sanity::{run_sanity, Comparison, SanityArgs, SanityReport, Similarity};
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -354,10 +344,7 @@ pub struct RunOptions {
 }
 
 /// Writes a command's report as pretty JSON when asked to.
-pub(crate) fn write_report(
-    out: Option<&Path>,
-    report: &impl serde::Serialize,
-) -> anyhow::Result<()> {
+pub fn write_report(out: Option<&Path>, report: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(out) = out {
         std::fs::write(out, serde_json::to_string_pretty(report)? + "\n")?;
         eprintln!("written to {}", out.display());
@@ -369,7 +356,7 @@ pub(crate) fn write_report(
 /// The start of the names of the files `explain --out` writes for `image`
 /// and `method` ("chelsea-pda", then "-CLASS-NAME.npy"): they carry the
 /// method, so runs of several methods sit side by side.
-pub(crate) fn map_file_stem(image: &Path, method: MethodKind) -> String {
+pub fn map_file_stem(image: &Path, method: MethodKind) -> String {
     format!(
         "{}-{}",
         image.file_stem().unwrap_or_default().to_string_lossy(),
@@ -377,7 +364,7 @@ pub(crate) fn map_file_stem(image: &Path, method: MethodKind) -> String {
     )
 }
 
-pub(crate) struct MapSetting {
+pub struct MapSetting {
     pub window: usize,
     pub stride: usize,
     /// S, for PDA and the sampled mean.
@@ -388,10 +375,7 @@ pub(crate) struct MapSetting {
 }
 
 /// The engine's parameters for a setting: plain schedule, only the target's map.
-pub(crate) fn plain_params(
-    setting: &MapSetting,
-    quantity: crate::engine::Quantity,
-) -> ExplainParams {
+pub fn plain_params(setting: &MapSetting, quantity: crate::engine::Quantity) -> ExplainParams {
     ExplainParams {
         window: setting.window,
         stride: setting.stride,
@@ -409,7 +393,7 @@ pub(crate) fn plain_params(
 /// One method's explanation of `image` with the default sampler, padding
 /// and occlusion grey, and no progress shown: the maps `agreement` and
 /// `sanity` compare.
-pub(crate) fn plain_map(
+pub fn plain_map(
     model: &LoadedModel,
     kind: MethodKind,
     setting: &MapSetting,

@@ -1,0 +1,264 @@
+//! A gateway's classes, shared with every other gateway through NATS
+//! (`cluster::classes`): a class opened here is put in the bucket; a class
+//! a request names that this gateway does not have is looked up there and
+//! copied here; teaching and closing go to the bucket, and each gateway
+//! that has a copy follows the record's changes. The checks (teacher's
+//! secret, views) stay those of `Classes`; the limits per client (codes
+//! that matched nothing, classes open at once) are counted cluster-wide
+//! (`cluster::quotas`) as well as here.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use lens_proto::v1::{
+    ClassOpened, CloseClassRequest, CloseClassResponse, FollowClassRequest, TeachRequest,
+    TeachResponse,
+};
+use tonic::{Response, Status};
+
+use crate::classes::{ClassBoard, COUNT_EVERY, COUNT_LIFETIME};
+use crate::messages::ClassRecord;
+use crate::quotas::{client_key, Place, Quotas};
+use crate::ClusterError;
+use lens_server::classes::{self, Classes, Shared};
+use lens_server::misses;
+use lens_server::shared;
+use lens_server::status::ServiceError;
+
+pub struct SharedClasses {
+    classes: Arc<Classes>,
+    board: ClassBoard,
+    quotas: Arc<Quotas>,
+    /// This gateway's name among the counts of followers.
+    gateway: String,
+    /// The classes whose changes this gateway follows.
+    followed: Mutex<HashSet<String>>,
+}
+
+impl SharedClasses {
+    /// Classes shared through NATS at `nats_url`, for gateway `gateway`.
+    pub async fn open(
+        nats_url: &str,
+        classes: Arc<Classes>,
+        quotas: Arc<Quotas>,
+        gateway: String,
+    ) -> Result<Arc<Self>, ClusterError> {
+        Ok(Arc::new(SharedClasses {
+            classes,
+            board: ClassBoard::open(nats_url).await?,
+            quotas,
+            gateway,
+            followed: Mutex::default(),
+        }))
+    }
+
+    /// Opens a class here and puts it in the bucket (a code another
+    /// gateway's class has is given up and another drawn). The client's
+    /// place among its open classes is held until the class ends here.
+    pub async fn open_class(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+    ) -> Result<Response<ClassOpened>, Status> {
+        let place = match client {
+            None => None,
+            Some(ip) => {
+                let limit = classes::CLASSES_PER_CLIENT;
+                let place = self.quotas.take(&client_key("o", ip), limit).await;
+                let place = place.map_err(ServiceError::from)?;
+                Some(place.ok_or(ServiceError::TooManyClassesOpened { limit })?)
+            }
+        };
+        loop {
+            let opened = shared::open_class(&self.classes, client)?.into_inner();
+            let record = self.record(&opened.code, false)?;
+            match self.board.create(&opened.code, &record).await {
+                Ok(true) => {
+                    self.follow_changes(opened.code.clone(), place);
+                    return Ok(Response::new(opened));
+                }
+                Ok(false) => self.classes.apply(&opened.code, None, true),
+                Err(error) => {
+                    self.classes.apply(&opened.code, None, true);
+                    return Err(ServiceError::from(error).into());
+                }
+            }
+        }
+    }
+
+    pub async fn teach(
+        self: &Arc<Self>,
+        request: TeachRequest,
+        client: Option<IpAddr>,
+    ) -> Result<Response<TeachResponse>, Status> {
+        let code = self.class_here(&request.code, client).await?;
+        let answer = shared::teach(&self.classes, request, client)?;
+        if let Some(code) = code {
+            let record = self.record(&code, false)?;
+            self.board
+                .put(&code, &record)
+                .await
+                .map_err(ServiceError::from)?;
+        }
+        Ok(answer)
+    }
+
+    pub async fn follow_class(
+        self: &Arc<Self>,
+        request: FollowClassRequest,
+        client: Option<IpAddr>,
+    ) -> Result<Response<classes::ClassStream>, Status> {
+        self.class_here(&request.code, client).await?;
+        shared::follow_class(&self.classes, request, client)
+    }
+
+    pub async fn close_class(
+        self: &Arc<Self>,
+        request: CloseClassRequest,
+        client: Option<IpAddr>,
+    ) -> Result<Response<CloseClassResponse>, Status> {
+        let code = self.class_here(&request.code, client).await?;
+        let ended = code
+            .as_deref()
+            .map(|code| self.record(code, true))
+            .transpose()?;
+        let answer = shared::close_class(&self.classes, request, client)?;
+        if let (Some(code), Some(ended)) = (code, ended) {
+            self.board
+                .put(&code, &ended)
+                .await
+                .map_err(ServiceError::from)?;
+        }
+        Ok(answer)
+    }
+
+    /// The class's record from its copy here.
+    fn record(&self, code: &str, ended: bool) -> Result<ClassRecord, ServiceError> {
+        let class = self
+            .classes
+            .shared(code)
+            .ok_or_else(|| ServiceError::NoClass { code: code.into() })?;
+        Ok(ClassRecord {
+            token: class.token,
+            teacher_hash: class.teacher.to_vec(),
+            view: class.view,
+            ended,
+        })
+    }
+
+    /// The code of the class a request names, copied here from the bucket
+    /// if another gateway opened it; `None` when no gateway has it (the
+    /// local look-up then refuses it). A client whose typed codes matched
+    /// nothing too often, through any gateway, is refused a while.
+    async fn class_here(
+        self: &Arc<Self>,
+        code_or_token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Option<String>, ServiceError> {
+        let typed = code_or_token.trim().len() <= classes::CODE_LENGTH;
+        let misses = client.filter(|_| typed).map(|ip| client_key("m", ip));
+        if let Some(key) = &misses {
+            misses::check(&self.quotas.misses(key).await?, misses::now_ms())?;
+        }
+        if let Some(code) = self.classes.code_here(code_or_token) {
+            return Ok(Some(code));
+        }
+        let Some((code, record)) = self.board.find(code_or_token, classes::CODE_LENGTH).await?
+        else {
+            if let Some(key) = &misses {
+                self.quotas.missed(key).await?;
+            }
+            return Ok(None);
+        };
+        let teacher: [u8; 32] = record
+            .teacher_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| ServiceError::Internal(format!("class {code}: a damaged record")))?;
+        let class = Shared {
+            token: record.token,
+            teacher,
+            view: record.view,
+        };
+        self.classes.adopt(&code, class)?;
+        self.follow_changes(code.clone(), None);
+        Ok(Some(code))
+    }
+
+    /// Follows the class's record and the other gateways' counts of its
+    /// followers until it ends here, and tells them this gateway's count;
+    /// `place` (its opener's) is held until then.
+    fn follow_changes(self: &Arc<Self>, code: String, place: Option<Place>) {
+        let new = self
+            .followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(code.clone());
+        if !new {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            while this.classes.followers_here(&code).is_some() {
+                if let Err(error) = this.mirror(&code).await {
+                    tracing::warn!("class {code}: {error}; following it again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            this.followed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&code);
+            // The class ended here: this gateway's followers are gone.
+            let _ = this.board.count(&code, &this.gateway, 0).await;
+            drop(place);
+        });
+    }
+
+    /// One watch of the class, until it ends here or the watch breaks.
+    async fn mirror(&self, code: &str) -> Result<(), ClusterError> {
+        let mut records = self.board.watch(code).await?;
+        let mut counts = self.board.watch_counts(code).await?;
+        // Other gateways' counts and when each was last renewed.
+        let mut elsewhere: HashMap<String, (u32, Instant)> = HashMap::new();
+        let mut told: Option<(u32, Instant)> = None;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                record = records.next() => {
+                    let Some(record) = record else {
+                        return Err(ClusterError::Nats("the class's watch ended".into()));
+                    };
+                    self.classes.apply(code, record.view, record.ended);
+                    if record.ended {
+                        return Ok(());
+                    }
+                }
+                count = counts.next() => {
+                    let Some((gateway, followers)) = count else {
+                        return Err(ClusterError::Nats("the followers' watch ended".into()));
+                    };
+                    if gateway != self.gateway {
+                        elsewhere.insert(gateway, (followers, Instant::now()));
+                    }
+                }
+                _ = tick.tick() => {
+                    let Some(here) = self.classes.followers_here(code) else {
+                        return Ok(());
+                    };
+                    let due = told.is_none_or(|(n, at)| n != here || at.elapsed() >= COUNT_EVERY);
+                    if due {
+                        self.board.count(code, &self.gateway, here).await?;
+                        told = Some((here, Instant::now()));
+                    }
+                }
+            }
+            // A gateway that stopped renewing its count is gone.
+            elsewhere.retain(|_, (_, at)| at.elapsed() < COUNT_LIFETIME);
+            let total = elsewhere.values().map(|(n, _)| n).sum();
+            self.classes.set_followers_elsewhere(code, total);
+        }
+    }
+}

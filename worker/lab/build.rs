@@ -1,0 +1,9 @@
+//! Lets the lab binary find libtorch at run time: the same rpath logic as
+//! the worker's build script.
+
+#[path = "../build.rs"]
+mod worker_build;
+
+fn main() {
+    worker_build::main();
+}

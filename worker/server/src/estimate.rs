@@ -1,0 +1,239 @@
+//! How long a run would take on this worker, and which settings fit a
+//! lesson: the page asks before a long run and suggests a stride that fits.
+
+use lens_proto::v1::EstimateResponse;
+
+use lens_engine::engine::positions;
+use lens_engine::methods::MethodKind;
+
+use super::registry::ModelSummary;
+use super::request::Settings;
+use super::speed::Speeds;
+
+/// Longer runs are confirmed first, with a stride that fits suggested.
+pub use lens_proto::LESSON_SECONDS;
+/// A model's default stride finishes efficient PDA within this.
+pub const DEFAULT_RUN_SECONDS: f64 = 10.0;
+
+/// Windows and forward passes of a run with these settings (gradient
+/// methods: one pass, whatever the window).
+pub fn work(settings: &Settings, model: &ModelSummary) -> (usize, usize) {
+    let params = &settings.params;
+    let axis = |length| positions(length, params.window, params.stride).len();
+    let windows = axis(model.shape.height) * axis(model.shape.width);
+    if settings.choice.kind.one_class_per_run() {
+        return (windows, 1);
+    }
+    // Plus the pass on the image itself.
+    (windows, windows * settings.samples_per_window + 1)
+}
+
+/// The estimate for `settings`, with a stride that fits a lesson where the
+/// run would not. `None` seconds when nothing was measured yet.
+pub fn estimate(
+    settings: &Settings,
+    model: &ModelSummary,
+    speeds: &Speeds,
+    jobs_ahead: usize,
+) -> EstimateResponse {
+    let (windows, passes) = work(settings, model);
+    let rate = speeds.passes_per_second(&model.id, settings.choice.kind);
+    let seconds_at = |stride: usize| {
+        let mut other = settings.clone();
+        other.params.stride = stride;
+        rate.map_or(0.0, |r| work(&other, model).1 as f64 / r)
+    };
+    let seconds = seconds_at(settings.params.stride);
+    let suggested = if seconds > LESSON_SECONDS && !settings.choice.kind.one_class_per_run() {
+        (settings.params.stride + 1..=settings.params.window)
+            .find(|&s| seconds_at(s) <= LESSON_SECONDS)
+    } else {
+        None
+    };
+    EstimateResponse {
+        windows: windows as u64,
+        forward_passes: passes as u64,
+        seconds,
+        device: model.device.clone(),
+        jobs_ahead: jobs_ahead as u32,
+        suggested_stride: suggested.unwrap_or(0) as u32,
+        suggested_seconds: suggested.map_or(0.0, seconds_at),
+    }
+}
+
+/// What the page starts a model with on this worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub kind: MethodKind,
+    /// S, for PDA and the sampled mean.
+    pub samples: usize,
+    pub window: usize,
+    pub stride: usize,
+    /// Why, for people; empty without a measurement for this device.
+    pub basis: String,
+}
+
+/// The choice of the model's measurement (`defaults.json`) for this
+/// worker's kind of device; without one, efficient PDA at the model's
+/// window and the stride that finishes within `DEFAULT_RUN_SECONDS` here.
+pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
+    let measured = model
+        .defaults
+        .as_ref()
+        .and_then(|d| d.chosen_for(&model.device));
+    if let Some((device, chosen)) = measured {
+        if let Some(kind) = MethodKind::from_name(&chosen.method) {
+            let borrowed = if model.device.starts_with(&device.device) {
+                ""
+            } else {
+                " (every setting fit there, so a faster device chooses the same)"
+            };
+            return Defaults {
+                kind,
+                samples: chosen.samples.unwrap_or(super::request::DEFAULT_SAMPLES),
+                window: chosen.window,
+                stride: chosen.stride,
+                basis: format!(
+                    "chosen by measurement on {} over {} images: {:.1} s an image there, \
+                     agreement with PDA {:.2}{borrowed}",
+                    device.machine,
+                    device.images.len(),
+                    chosen.seconds,
+                    chosen.rank_correlation.unwrap_or(0.0)
+                ),
+            };
+        }
+    }
+    Defaults {
+        kind: MethodKind::EfficientPda,
+        samples: super::request::DEFAULT_SAMPLES,
+        window: model.default_window(),
+        stride: default_stride(model, speeds),
+        basis: String::new(),
+    }
+}
+
+/// The smallest stride (up to the window) at which efficient PDA takes at
+/// most `DEFAULT_RUN_SECONDS` on this worker; the window before any
+/// measurement.
+pub fn default_stride(model: &ModelSummary, speeds: &Speeds) -> usize {
+    let window = model.default_window();
+    let Some(rate) = speeds.passes_per_second(&model.id, MethodKind::EfficientPda) else {
+        return window;
+    };
+    let axis = |length, stride| positions(length, window, stride).len();
+    (1..=window)
+        .find(|&stride| {
+            let passes = axis(model.shape.height, stride) * axis(model.shape.width, stride) + 1;
+            passes as f64 / rate <= DEFAULT_RUN_SECONDS
+        })
+        .unwrap_or(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lens_engine::defaults::{DeviceDefaults, MeasuredSetting, ModelDefaults};
+    use lens_engine::engine::InputShape;
+    use lens_engine::models::{Precision, Resize};
+
+    fn photos(defaults: Option<ModelDefaults>) -> ModelSummary {
+        ModelSummary {
+            id: "photos".into(),
+            name: "photos".into(),
+            shape: InputShape {
+                channels: 3,
+                height: 224,
+                width: 224,
+            },
+            class_names: vec!["a".into(); 1000],
+            resize: Resize::ImagenetCrop,
+            conditional_sampler: true,
+            conditional_windows: vec![6, 10, 16, 24],
+            marginal_sampler: false,
+            default_batch: 16,
+            precision: Precision::Full,
+            device: "CPU".into(),
+            agreement: None,
+            defaults,
+        }
+    }
+
+    #[test]
+    fn without_a_measurement_efficient_pda_takes_the_finest_stride_that_fits() {
+        let speeds = Speeds::default();
+        // 100 passes a second: at most 1,000 passes in ten seconds.
+        speeds.set_network("photos", 100.0);
+        let model = photos(None);
+        let chosen = defaults(&model, &speeds);
+        assert_eq!((chosen.kind, chosen.window), (MethodKind::EfficientPda, 10));
+        assert!(chosen.basis.is_empty());
+        let passes = |stride| positions(224, 10, stride).len().pow(2) + 1;
+        assert!(passes(chosen.stride) <= 1000, "{chosen:?}");
+        assert!(passes(chosen.stride - 1) > 1000, "{chosen:?}");
+        // Before any speed is known: the window (one pass per pixel block).
+        assert_eq!(defaults(&model, &Speeds::default()).stride, 10);
+    }
+
+    #[test]
+    fn a_measurement_for_this_device_decides() {
+        let pda = MeasuredSetting {
+            method: "pda".into(),
+            samples: Some(2),
+            window: 24,
+            stride: 12,
+            seconds: 12.5,
+            measured: true,
+            rank_correlation: Some(0.97),
+            deletion_blur: Some(0.1),
+            insertion_blur: Some(0.3),
+            deletion_grey: Some(0.1),
+            insertion_grey: Some(0.3),
+        };
+        let measured = ModelDefaults {
+            devices: vec![DeviceDefaults {
+                device: "CPU".into(),
+                machine: "2 CPU cores".into(),
+                budget_seconds: 15.0,
+                reference: "PDA, S = 8".into(),
+                images: vec!["a.png".into(), "b.png".into()],
+                settings: vec![pda],
+                previous: None,
+                measured_unix: 0,
+            }],
+        };
+        let speeds = Speeds::default();
+        let chosen = defaults(&photos(Some(measured.clone())), &speeds);
+        assert_eq!(
+            (chosen.kind, chosen.samples, chosen.window, chosen.stride),
+            (MethodKind::Pda, 2, 24, 12)
+        );
+        assert_eq!(
+            chosen.basis,
+            "chosen by measurement on 2 CPU cores over 2 images: 12.5 s an image there, \
+             agreement with PDA 0.97"
+        );
+        // A CUDA worker without a measurement of its own takes the CPU's
+        // choice, since every setting fit there, and says so.
+        let cuda = ModelSummary {
+            device: "CUDA".into(),
+            ..photos(Some(measured.clone()))
+        };
+        let on_cuda = defaults(&cuda, &speeds);
+        assert_eq!((on_cuda.kind, on_cuda.stride), (MethodKind::Pda, 12));
+        assert!(on_cuda
+            .basis
+            .ends_with("so a faster device chooses the same)"));
+        // One setting left out on the CPU for time: the earlier rule.
+        let mut partial = measured;
+        let mut slow = partial.devices[0].settings[0].clone();
+        slow.seconds = 40.0;
+        slow.measured = false;
+        partial.devices[0].settings.push(slow);
+        let cuda = ModelSummary {
+            device: "CUDA".into(),
+            ..photos(Some(partial))
+        };
+        assert_eq!(defaults(&cuda, &speeds).kind, MethodKind::EfficientPda);
+    }
+}
