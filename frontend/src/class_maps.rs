@@ -4,7 +4,7 @@
 //! evidence minus B's, in bits). Switching is instant: no new run.
 
 use crate::heatmap::Heatmap;
-use crate::run::RunView;
+use crate::run_view::RunView;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapView {

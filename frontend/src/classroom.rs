@@ -4,46 +4,19 @@
 //! token; `join=CODE` with the typed six-letter code works too); the
 //! teacher's secret stays in the teacher's browser, so a reload on either
 //! side rejoins the class. Closing may delete the explanations the teacher
-//! made in it. This module keeps the store and the class in step;
-//! `panels::classroom` shows it.
+//! made in it. This module keeps the store and the class in step (the
+//! page's part in it, `Role`, is in the store); `panels::classroom` shows
+//! it.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::api;
 use crate::class_maps::MapView;
-use crate::client;
 use crate::domain::TeacherView;
 use crate::link;
-use crate::state::Page;
-
-/// This page's part in a class.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Role {
-    Teacher { code: String, secret: String },
-    Student { code: String },
-}
-
-impl Role {
-    pub fn code(&self) -> &str {
-        match self {
-            Role::Teacher { code, .. } | Role::Student { code } => code,
-        }
-    }
-
-    /// The role this browser has in the class `code`: the teacher if it
-    /// opened it.
-    pub fn for_code(code: &str) -> Role {
-        match link::CLASSES.get(code) {
-            Some(secret) => Role::Teacher {
-                code: code.to_string(),
-                secret,
-            },
-            None => Role::Student {
-                code: code.to_string(),
-            },
-        }
-    }
-}
+use crate::run;
+use crate::state::{Page, Role};
 
 /// The link students open (and the QR code holds): with the class's link
 /// token, which nobody guesses.
@@ -87,7 +60,7 @@ fn start_following(page: Page, role: Role) {
     let code = role.code().to_string();
     spawn_local(async move {
         let still_wanted = move || class.streams.get_untracked() == this;
-        let mut feed = match client::follow_class(code, secret).await {
+        let mut feed = match api::follow_class(code, secret).await {
             Ok(feed) => feed,
             Err(message) => return page.notice.set(Some(message)),
         };
@@ -134,7 +107,7 @@ pub fn keep_in_step(page: Page) {
         page.display.map_view.set(MapView::from_link(&view.see));
         let id = view.explanation;
         if !id.is_empty() && page.shown.share_id.get_untracked().as_deref() != Some(id.as_str()) {
-            page.watch(id);
+            run::watch(page, id);
         }
     });
     Effect::new(move |_| {
@@ -148,7 +121,7 @@ pub fn keep_in_step(page: Page) {
         };
         note_class_run(&code, &view.explanation);
         spawn_local(async move {
-            if let Err(message) = client::teach(code, secret, view).await {
+            if let Err(message) = api::teach(code, secret, view).await {
                 page.notice.set(Some(message));
             }
         });
@@ -157,7 +130,7 @@ pub fn keep_in_step(page: Page) {
 
 pub fn open_class(page: Page) {
     spawn_local(async move {
-        match client::open_class().await {
+        match api::open_class().await {
             Ok(opened) => {
                 link::CLASSES.remember(&opened.code, &opened.secret);
                 link::CLASS_LINKS.remember(&opened.code, &opened.link_token);
@@ -187,7 +160,7 @@ pub fn close_class(page: Page, delete_runs: bool) {
                 let Some(owner_secret) = link::EXPLANATIONS.get(id) else {
                     continue;
                 };
-                match client::delete(id.to_string(), owner_secret).await {
+                match api::delete(id.to_string(), owner_secret).await {
                     Ok(()) => {
                         link::EXPLANATIONS.forget(id);
                         deleted += 1;
@@ -196,7 +169,7 @@ pub fn close_class(page: Page, delete_runs: bool) {
                 }
             }
         }
-        match client::close_class(code.clone(), secret).await {
+        match api::close_class(code.clone(), secret).await {
             Ok(()) => {
                 for kept in [link::CLASSES, link::CLASS_LINKS, link::CLASS_RUNS] {
                     kept.forget(&code);

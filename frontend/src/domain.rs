@@ -1,6 +1,6 @@
 //! The page's own types: what the worker offers and answers, as the page
-//! holds it. `client.rs` makes them from the worker's messages, so generated
-//! protobuf types never become page state.
+//! holds it. The edge (`api`) makes them from the worker's messages, so
+//! generated protobuf types never become page state.
 
 use crate::method::Method;
 

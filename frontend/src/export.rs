@@ -10,8 +10,8 @@ use web_sys::{
     Blob, BlobPropertyBag, CanvasRenderingContext2d, HtmlAnchorElement, HtmlCanvasElement, Url,
 };
 
+use crate::events::Picture;
 use crate::heatmap::{paint, Heatmap};
-use crate::stream::Picture;
 
 fn blob(bytes: &[u8], mime: &str) -> Option<Blob> {
     let parts = Array::of1(&Uint8Array::from(bytes));

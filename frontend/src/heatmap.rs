@@ -7,7 +7,7 @@ use lens_proto::palette::{diverging, symmetric_scale};
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
 
-use crate::stream::MapTile;
+use crate::events::MapTile;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Heatmap {

@@ -3,28 +3,38 @@
 //! as the worker streams it over gRPC-Web.
 //!
 //! This file is the shell: the address as the page's state, the store
-//! provided once, and the layout. Each panel is a component in `panels/`
-//! that reads the store (`state.rs`); runs start and are followed in
-//! `run.rs`; the worker's messages become the page's own types in
-//! `client.rs`. The page knows nothing about tensors. `data-testid`
-//! attributes are the hooks the headless-browser tests read.
+//! provided once, and the layout. The modules are layered, each using only
+//! those below it: the worker's messages become the page's own types at the
+//! edge (`api`); the store holds them as data (`state.rs`); actions change
+//! it (`run.rs` starts and follows runs, `classroom.rs` keeps a class in
+//! step, `choose.rs` takes an image); each panel is a component in
+//! `panels/` that shows the store and calls the actions. The page knows
+//! nothing about tensors. `data-testid` attributes are the hooks the
+//! headless-browser tests read.
 
+// The page's own types and pure helpers (no store, no worker).
 mod agreement;
 mod class_maps;
-mod classroom;
-mod client;
 mod domain;
+mod events;
 mod export;
 mod heatmap;
 mod likeness;
 mod link;
 mod method;
-mod panels;
 mod readout;
-mod run;
+mod run_view;
 mod snapshot;
+// The edge: every call to the worker.
+mod api;
+// The store, as data.
 mod state;
-mod stream;
+// Actions that change the store.
+mod choose;
+mod classroom;
+mod run;
+// What the page shows.
+mod panels;
 
 use leptos::prelude::*;
 
@@ -39,13 +49,6 @@ use panels::sharing::SharingPanel;
 use panels::window::WindowPanel;
 use state::Page;
 
-/// Milliseconds since the page loaded (wasm32 has no `std::time`).
-fn now_ms() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map_or(0.0, |p| p.now())
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     // Everything starts from the address, so a copied link shows the same
@@ -55,7 +58,7 @@ pub fn App() -> impl IntoView {
     provide_context(page);
     Effect::new(move |_| link::write(&page.link_state()));
     if let Some(id) = from_link.explanation {
-        page.watch(id);
+        run::watch(page, id);
     }
     classroom::keep_in_step(page);
 

@@ -8,8 +8,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlImageElement};
 
 use crate::domain::Image;
+use crate::events::Picture;
 use crate::heatmap::paint;
-use crate::stream::Picture;
 
 /// Side of the thumbnails compared.
 const SIDE: u32 = 16;

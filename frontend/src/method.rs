@@ -1,5 +1,5 @@
 //! The explanation methods as the page names them. The worker's enum stays
-//! at the edge (`client.rs`); the page holds this one.
+//! at the edge (`api`); the page holds this one.
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Method {

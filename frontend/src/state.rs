@@ -1,20 +1,22 @@
 //! The page's state: one store of signals, made from the address once,
 //! provided by the shell (`lib.rs`) and read by every panel through
 //! `use_page()`, so panels take no arguments and a new panel never means
-//! editing the shell's component. Everything here is the page's own types.
+//! editing the shell's component. Everything here is the page's own types,
+//! and all of `impl Page` is here: what the page reads from the store and
+//! the changes that need no worker. The actions that ask the worker (runs
+//! in `run.rs`, the class in `classroom.rs`) change the store through them.
 
 use leptos::prelude::*;
 
 use crate::class_maps::{self, MapView};
-use crate::classroom::Role;
 use crate::domain::{
     Estimate, Image, ModelChoice, RunRequest, RunSettings, TeacherView, WindowLook,
 };
+use crate::events::Picture;
 use crate::heatmap::Heatmap;
-use crate::link::PageState;
+use crate::link::{self, PageState};
 use crate::method::Method;
-use crate::run::RunView;
-use crate::stream::Picture;
+use crate::run_view::{Phase, RunView};
 
 /// What the next run is asked with (besides the image).
 #[derive(Clone, Copy)]
@@ -104,6 +106,35 @@ pub struct Shown {
     pub window: RwSignal<Option<WindowLook>>,
     /// Bumped by every new run; an older run's loop sees it and stops.
     pub generation: RwSignal<u64>,
+}
+
+/// This page's part in a class: teacher or student.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Role {
+    Teacher { code: String, secret: String },
+    Student { code: String },
+}
+
+impl Role {
+    pub fn code(&self) -> &str {
+        match self {
+            Role::Teacher { code, .. } | Role::Student { code } => code,
+        }
+    }
+
+    /// The role this browser has in the class `code`: the teacher if it
+    /// opened it.
+    pub fn for_code(code: &str) -> Role {
+        match link::CLASSES.get(code) {
+            Some(secret) => Role::Teacher {
+                code: code.to_string(),
+                secret,
+            },
+            None => Role::Student {
+                code: code.to_string(),
+            },
+        }
+    }
 }
 
 /// This page's part in a class.
@@ -255,7 +286,7 @@ impl Page {
     /// browser made it (it may then cancel and delete it).
     pub fn owned_share(&self) -> Option<(String, String)> {
         let id = self.shown.share_id.get_untracked()?;
-        let secret = crate::link::EXPLANATIONS.get(&id)?;
+        let secret = link::EXPLANATIONS.get(&id)?;
         Some((id, secret))
     }
 
@@ -288,9 +319,62 @@ impl Page {
     pub fn owns_shown(&self) -> bool {
         self.shown.share_id.with(|id| {
             id.as_deref()
-                .and_then(|id| crate::link::EXPLANATIONS.get(id))
+                .and_then(|id| link::EXPLANATIONS.get(id))
                 .is_some()
         })
+    }
+
+    /// The request the controls describe, or None (and a message) without
+    /// an image.
+    pub fn request(&self) -> Option<RunRequest> {
+        let Some(image) = self.image.get_untracked() else {
+            self.fail("Pick a preset digit or upload an image first.".into());
+            return None;
+        };
+        Some(RunRequest {
+            image: image.bytes,
+            settings: self.settings.get_untracked(),
+        })
+    }
+
+    /// The page shows `message` as the run's failure.
+    pub fn fail(&self, message: String) {
+        self.shown.run.set(RunView {
+            phase: Phase::Failed,
+            error: Some(message),
+            ..Default::default()
+        });
+    }
+
+    /// A fresh run on screen; its number, which a newer run outdates.
+    pub fn begin(&self) -> u64 {
+        let shown = self.shown;
+        let this_run = shown.generation.get_untracked() + 1;
+        shown.generation.set(this_run);
+        shown.run.set(RunView {
+            phase: Phase::Running,
+            ..Default::default()
+        });
+        shown.reading.set(None);
+        shown.window.set(None);
+        shown.map.set(Heatmap::default());
+        self.notice.set(None);
+        this_run
+    }
+
+    /// Whether run `this_run` still has the page.
+    pub fn is_current(&self, this_run: u64) -> bool {
+        self.shown.generation.get_untracked() == this_run
+    }
+
+    /// Shows run `this_run`'s failure, unless a newer run took the page.
+    pub fn fail_run(&self, this_run: u64, message: String) {
+        if self.is_current(this_run) {
+            self.shown.run.update(|r| {
+                r.phase = Phase::Failed;
+                r.error = Some(message);
+            });
+        }
     }
 }
 

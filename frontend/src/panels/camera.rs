@@ -14,7 +14,7 @@ use web_sys::{
     MediaStreamConstraints, MediaStreamTrack,
 };
 
-use crate::panels::picker::{choose_image, upload};
+use crate::choose::{choose_image, upload};
 use crate::snapshot::canvas_image;
 use crate::state::{use_page, Page};
 

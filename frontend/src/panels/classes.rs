@@ -7,7 +7,8 @@
 use leptos::prelude::*;
 
 use crate::class_maps::{has_map, MapView};
-use crate::run::{Phase, RunView};
+use crate::run;
+use crate::run_view::{Phase, RunView};
 use crate::state::{use_page, Page};
 
 /// The classes listed: all of a small model, else the five most probable.
@@ -40,7 +41,7 @@ fn pick(page: Page, class: u32) {
         });
     } else {
         page.settings.class.set(Some(class));
-        page.explain_or_ask();
+        run::explain_or_ask(page);
     }
 }
 

@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use qrcode::render::svg;
 use qrcode::QrCode;
 
-use crate::classroom::{class_link, close_class, open_class, Role};
-use crate::state::use_page;
+use crate::classroom::{class_link, close_class, open_class};
+use crate::state::{use_page, Role};
 
 #[component]
 pub fn ClassroomBar() -> impl IntoView {

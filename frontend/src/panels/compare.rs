@@ -9,12 +9,12 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::client;
+use crate::api::{self, each_event};
 use crate::domain::{RunRequest, RunSettings};
+use crate::events::{End, Picture, RunEvent};
 use crate::heatmap::{paint, Heatmap};
 use crate::method::Method;
 use crate::state::use_page;
-use crate::stream::{each_event, End, Picture, RunEvent};
 
 /// The compared methods: value for test hooks, label for people.
 pub const COMPARED: [(Method, &str, &str); 4] = [
@@ -150,7 +150,7 @@ async fn run_one(
     this_run: u64,
 ) -> bool {
     let set = move |change: &dyn Fn(&mut Panel)| panels.update(|p| change(&mut p[index]));
-    let feed = match client::explain(request).await {
+    let feed = match api::explain(request).await {
         Ok(feed) => feed,
         Err(message) => {
             set(&|p| p.error = Some(message.clone()));

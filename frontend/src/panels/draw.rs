@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use crate::panels::picker::choose_image;
+use crate::choose::choose_image;
 use crate::snapshot::canvas_image;
 use crate::state::{use_page, Page};
 

@@ -5,9 +5,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::client;
+use crate::api;
 use crate::domain::{Curves, Faithfulness, Removal};
-use crate::run::Phase;
+use crate::run_view::Phase;
 use crate::state::use_page;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +49,7 @@ fn Check() -> impl IntoView {
         state.set(State::Checking);
         let removal = removal.get_untracked();
         spawn_local(async move {
-            state.set(match client::faithfulness(id, removal).await {
+            state.set(match api::faithfulness(id, removal).await {
                 Ok(result) => State::Shown(result),
                 Err(message) => State::Failed(message),
             });

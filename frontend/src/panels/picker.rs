@@ -4,14 +4,12 @@
 //! it. Loads the worker's models and, as the model changes,
 //! its presets.
 
-use js_sys::Uint8Array;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{HtmlInputElement, Url};
+use web_sys::HtmlInputElement;
 
-use crate::client;
-use crate::domain::Image;
+use crate::api;
+use crate::choose::{choose_image, upload};
 use crate::likeness;
 use crate::panels::camera::CameraPanel;
 use crate::panels::draw::DrawingPad;
@@ -21,7 +19,7 @@ use crate::state::{use_page, Page};
 /// them), and the presets of the model chosen, kept current.
 fn load_models_and_presets(page: Page) {
     spawn_local(async move {
-        match client::models().await {
+        match api::models().await {
             Ok(list) => {
                 let current = page.settings.model.get_untracked();
                 if let Some(m) = list.iter().find(|m| m.id == current) {
@@ -37,7 +35,7 @@ fn load_models_and_presets(page: Page) {
     Effect::new(move |_| {
         let model = page.settings.model.get();
         spawn_local(async move {
-            match client::presets(model).await {
+            match api::presets(model).await {
                 Ok(presets) => page.presets.set(presets),
                 Err(message) => page.fail(message),
             }
@@ -78,12 +76,6 @@ fn choose_model(page: Page, id: String) {
     }
     page.image.set(None);
     page.settings.model.set(id);
-}
-
-/// Explains `image` (a preset, an upload, a drawing, a snapshot).
-pub fn choose_image(page: Page, image: Image) {
-    page.image.set(Some(image));
-    page.explain_or_ask();
 }
 
 #[component]
@@ -183,26 +175,4 @@ fn Credits() -> impl IntoView {
             }}
         </ul>
     }
-}
-
-/// Reads the chosen file and explains it.
-pub fn upload(page: Page, input: &HtmlInputElement) {
-    let Some(file) = input.files().and_then(|files| files.get(0)) else {
-        return;
-    };
-    spawn_local(async move {
-        match JsFuture::from(file.array_buffer()).await {
-            Ok(buffer) => choose_image(
-                page,
-                Image {
-                    name: file.name(),
-                    bytes: Uint8Array::new(&buffer).to_vec(),
-                    url: Url::create_object_url_with_blob(&file).unwrap_or_default(),
-                    credit: String::new(),
-                    label: 0,
-                },
-            ),
-            Err(_) => page.fail(format!("Could not read the file {}.", file.name())),
-        }
-    });
 }

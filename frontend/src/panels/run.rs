@@ -11,7 +11,7 @@ use crate::heatmap::{paint, sequential_rgba, Heatmap};
 use crate::panels::legend::Legend;
 use crate::panels::window::open_window;
 use crate::readout;
-use crate::run::{Phase, RunView};
+use crate::run_view::{Phase, RunView};
 use crate::state::use_page;
 
 #[component]
@@ -68,7 +68,7 @@ fn cancel() {
         return;
     };
     leptos::task::spawn_local(async move {
-        if let Err(message) = crate::client::cancel(id, owner_secret).await {
+        if let Err(message) = crate::api::cancel(id, owner_secret).await {
             page.notice.set(Some(message));
         }
     });

@@ -8,9 +8,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::agreement;
-use crate::client;
+use crate::api;
 use crate::domain::Estimate;
 use crate::method::Method;
+use crate::run;
 use crate::state::{use_page, Page};
 
 /// "under a second", "about 12 s", "about 3 min", "about 1.5 h".
@@ -50,7 +51,7 @@ fn keep_estimate_current() {
         let this = asked.get_value() + 1;
         asked.set_value(this);
         spawn_local(async move {
-            let answer = client::estimate(settings).await;
+            let answer = api::estimate(settings).await;
             if asked.get_value() == this {
                 page.estimate.set(answer.ok());
             }
@@ -188,7 +189,7 @@ pub fn SettingsPanel() -> impl IntoView {
             {move || window_sizes(page)}
             {move || defaults_note(page)}
             <div class="actions">
-                <button class="primary explain" data-testid="explain" on:click=move |_| page.explain_or_ask()>
+                <button class="primary explain" data-testid="explain" on:click=move |_| run::explain_or_ask(page)>
                     "Explain"
                 </button>
                 <button class="compare-button" data-testid="compare"
@@ -225,7 +226,7 @@ fn ConfirmLongRun() -> impl IntoView {
         if let Some(stride) = stride {
             page.settings.stride.set(stride);
         }
-        page.explain();
+        run::explain(page);
     };
     move || {
         page.estimate.get().map(|estimate| {

@@ -5,10 +5,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::client;
+use crate::api;
 use crate::export;
 use crate::link;
-use crate::run::Phase;
+use crate::run_view::Phase;
 use crate::state::{use_page, Page};
 
 fn delete(page: Page) {
@@ -16,7 +16,7 @@ fn delete(page: Page) {
         return;
     };
     spawn_local(async move {
-        match client::delete(id.clone(), owner_secret).await {
+        match api::delete(id.clone(), owner_secret).await {
             Ok(()) => {
                 link::EXPLANATIONS.forget(&id);
                 page.shown.share_id.set(None);

@@ -9,13 +9,13 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::client;
+use crate::api;
 use crate::domain::WindowLook;
+use crate::events::Picture;
 use crate::heatmap::paint;
 use crate::method::Method;
-use crate::run::Phase;
+use crate::run_view::Phase;
 use crate::state::{use_page, Page};
-use crate::stream::Picture;
 
 /// Most replacements drawn (PDA may have hundreds of samples).
 const MOST_SHOWN: usize = 12;
@@ -42,7 +42,7 @@ pub fn open_window(page: Page, x: u32, y: u32) {
         return;
     };
     spawn_local(async move {
-        match client::inspect_window(id, xs[col] as u32, ys[row] as u32).await {
+        match api::inspect_window(id, xs[col] as u32, ys[row] as u32).await {
             Ok(look) => page.shown.window.set(Some(look)),
             Err(message) => page.notice.set(Some(message)),
         }

@@ -7,8 +7,9 @@
 
 mod browser;
 mod class_maps;
+mod classrooms;
 mod cli;
-mod cluster_classes;
+mod cluster_classrooms;
 mod cluster_events;
 mod cluster_jobs;
 mod cluster_lifecycle;
@@ -22,7 +23,6 @@ mod grpc_web;
 mod hosting;
 mod imagenet;
 mod inspect_window;
-mod lessons;
 mod metrics;
 mod models;
 mod page_defaults;

@@ -23,26 +23,27 @@ use crate::events::{EventLimits, RunEvents};
 use crate::jobs::JobQueue;
 use crate::messages::{AdvertisedModel, ClusterJob, CurvesJob, Failure, RunEntry};
 use crate::models::ModelBoard;
-use crate::quotas::{client_key, Place, Quotas};
+use crate::quotas::{Place, Quotas};
 use crate::runs::RunBoard;
 use crate::ClusterError;
 use lens_engine::engine::Removal;
 use lens_engine::models::{Precision, Resize, DIGITS};
 use lens_store::{self as store, Record, Store};
 
-use crate::gateway_classes::SharedClasses;
+use crate::gateway_classrooms::GatewayClassrooms;
 use crate::run_viewers::RunViewers;
 use lens_server::admission::Limits;
-use lens_server::classes::{ClassStream, Classes};
+use lens_server::classrooms::{ClassroomStream, Classrooms};
 use lens_server::lens::{Backend, EstimateBasis, Lens, Run};
+use lens_server::limits::{self, Limit};
 use lens_server::metrics;
 use lens_server::presets::Presets;
 use lens_server::registry::ModelSummary;
 use lens_server::request::Job;
 use lens_server::run_job::event;
-use lens_server::shared::EventStream;
 use lens_server::speed::Speeds;
 use lens_server::status::{ServiceError, CANCELLED_BY_CREATOR};
+use lens_server::stored::EventStream;
 use lens_server::Shutdown;
 
 /// How long a gateway trusts the list of models the workers hold.
@@ -58,9 +59,9 @@ pub struct Cluster {
     board: ModelBoard,
     presets: Presets,
     limits: Limits,
-    classes: Arc<Classes>,
-    /// The classes, shared with the other gateways.
-    shared_classes: Arc<SharedClasses>,
+    classrooms: Arc<Classrooms>,
+    /// The classrooms, shared with the other gateways.
+    gateway_classrooms: Arc<GatewayClassrooms>,
     /// Which run identical requests join, cluster-wide.
     runs: RunBoard,
     /// Who watches each run through this gateway, told to the workers.
@@ -82,7 +83,7 @@ pub async fn start(
     data: &std::path::Path,
     limits: Limits,
 ) -> Result<Gateway, ClusterError> {
-    let classes = Arc::new(Classes::new(limits.class_idle));
+    let classrooms = Arc::new(Classrooms::new(limits.class_idle));
     let runs = RunBoard::open(nats_url).await?;
     let name = store::new_id();
     let quotas = Quotas::open(nats_url, name.clone()).await?;
@@ -90,15 +91,20 @@ pub async fn start(
     let cluster = Cluster {
         viewers: RunViewers::start(runs.clone(), name.clone()),
         runs,
-        shared_classes: SharedClasses::open(nats_url, classes.clone(), quotas.clone(), name)
-            .await?,
+        gateway_classrooms: GatewayClassrooms::open(
+            nats_url,
+            classrooms.clone(),
+            quotas.clone(),
+            name,
+        )
+        .await?,
         quotas,
         queue: JobQueue::submitter(nats_url).await?,
         events: RunEvents::open(nats_url, EventLimits::default()).await?,
         board: ModelBoard::open(nats_url).await?,
         presets: Presets::load(data),
         limits,
-        classes,
+        classrooms,
         shutdown: Shutdown::default(),
         models: Mutex::default(),
         known: Mutex::default(),
@@ -219,17 +225,14 @@ impl Cluster {
         let watch = match client.filter(|_| !creator) {
             None => None,
             Some(ip) => {
-                let limit = self.limits.watches_per_client;
-                let key = client_key("w", ip);
-                let place = self.quotas.take(&key, limit).await?;
-                Some(place.ok_or(ServiceError::TooManyWatches { limit })?)
+                let limit = Limit::watches(self.limits.watches_per_client, ip);
+                Some(limits::take(&self.quotas, limit).await?)
             }
         };
-        let limit = self.limits.viewers_per_run;
-        let refusal = match self.quotas.take(&format!("v.{run}"), limit).await {
-            Ok(Some(viewer)) => return Ok((watch, viewer)),
-            Ok(None) => ServiceError::TooManyViewers { limit },
-            Err(error) => error.into(),
+        let limit = Limit::viewers(self.limits.viewers_per_run, run);
+        let refusal = match limits::take(&self.quotas, limit).await {
+            Ok(viewer) => return Ok((watch, viewer)),
+            Err(refusal) => refusal,
         };
         if let Some(watch) = watch {
             watch.release().await;
@@ -350,8 +353,8 @@ impl Backend for Cluster {
         &self.shutdown
     }
 
-    fn classes(&self) -> Arc<Classes> {
-        self.classes.clone()
+    fn classrooms(&self) -> Arc<Classrooms> {
+        self.classrooms.clone()
     }
 
     fn presets(&self) -> &Presets {
@@ -533,7 +536,7 @@ impl Backend for Cluster {
     }
 
     async fn open_class(&self, client: Option<IpAddr>) -> Result<Response<ClassOpened>, Status> {
-        self.shared_classes.open_class(client).await
+        self.gateway_classrooms.open_class(client).await
     }
 
     async fn teach(
@@ -541,15 +544,15 @@ impl Backend for Cluster {
         request: TeachRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<TeachResponse>, Status> {
-        self.shared_classes.teach(request, client).await
+        self.gateway_classrooms.teach(request, client).await
     }
 
     async fn follow_class(
         &self,
         request: FollowClassRequest,
         client: Option<IpAddr>,
-    ) -> Result<Response<ClassStream>, Status> {
-        self.shared_classes.follow_class(request, client).await
+    ) -> Result<Response<ClassroomStream>, Status> {
+        self.gateway_classrooms.follow_class(request, client).await
     }
 
     async fn close_class(
@@ -557,7 +560,7 @@ impl Backend for Cluster {
         request: CloseClassRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        self.shared_classes.close_class(request, client).await
+        self.gateway_classrooms.close_class(request, client).await
     }
 }
 

@@ -6,10 +6,10 @@
 //! join (`runs`), cluster-wide limits (`quotas`) and classes (`classes`).
 //! See docs/scaling-out.md.
 
-pub mod classes;
+pub mod classroom_board;
 pub mod events;
 pub mod gateway;
-mod gateway_classes;
+mod gateway_classrooms;
 pub mod jobs;
 pub mod messages;
 pub mod models;

@@ -14,7 +14,9 @@ use async_nats::jetstream::kv;
 use async_nats::jetstream::{self};
 use serde::{Deserialize, Serialize};
 
+use lens_server::limits::{Limit, PlaceStore};
 use lens_server::misses::{self, now_ms};
+use lens_server::status::ServiceError;
 
 use super::{check_connected, connect, key_value_bucket, ClusterError};
 
@@ -264,26 +266,11 @@ impl Drop for Place {
     }
 }
 
-/// A key for `what` about a client: its address in hexadecimal (keys take
-/// letters, digits and a few signs only; IPv6 has colons).
-pub fn client_key(what: &str, client: std::net::IpAddr) -> String {
-    let bytes = match client {
-        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
-        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
-    };
-    format!("{what}.{}", lens_store::hex(&bytes))
-}
+/// The cluster's quotas as the store of the service's limits.
+impl PlaceStore for Quotas {
+    type Place = Place;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_keys_are_valid_key_value_keys() {
-        let v4 = client_key("w", "10.0.0.255".parse().unwrap());
-        assert_eq!(v4, "w.0a0000ff");
-        let v6 = client_key("w", "::1".parse().unwrap());
-        assert_eq!(v6.len(), 2 + 32);
-        assert!(v6.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+    async fn try_take(self: &Arc<Self>, limit: &Limit) -> Result<Option<Place>, ServiceError> {
+        Ok(self.take(limit.key(), limit.most()).await?)
     }
 }

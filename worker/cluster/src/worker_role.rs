@@ -37,14 +37,15 @@ use lens_engine::engine::{EngineError, Takeover, WindowResults};
 use lens_engine::models::{Precision, Resize};
 use lens_store::{self as store, Store};
 
+use lens_server::estimate::model_info;
 use lens_server::faithfulness;
 use lens_server::metrics::{metrics, Counted};
 use lens_server::registry::Registry;
 use lens_server::request::{job_from_request, model_by_id};
 use lens_server::run_job::{event, guarded, run_job, RunInfo, RunSink};
-use lens_server::shared::{load_stored, model_info};
 use lens_server::speed::Speeds;
 use lens_server::status::ServiceError;
+use lens_server::stored::load_stored;
 
 /// How a worker joins the cluster.
 pub struct WorkerOptions {

@@ -55,7 +55,6 @@ impl Default for Limits {
 struct Counts {
     jobs: usize,
     per_client: HashMap<IpAddr, usize>,
-    watches: HashMap<IpAddr, usize>,
 }
 
 pub struct Admission {
@@ -100,48 +99,6 @@ impl Admission {
             admission: self.clone(),
             client,
         })
-    }
-}
-
-/// A client's place among its live streams; dropping it gives it back.
-pub struct WatchTicket {
-    admission: Arc<Admission>,
-    client: IpAddr,
-}
-
-impl Admission {
-    /// A live stream for `client`, unless it has as many as it may.
-    pub fn watch(
-        self: &Arc<Self>,
-        client: Option<IpAddr>,
-    ) -> Result<Option<WatchTicket>, ServiceError> {
-        let Some(client) = client else {
-            return Ok(None);
-        };
-        let mut counts = self.counts();
-        let mine = counts.watches.entry(client).or_default();
-        if *mine >= self.limits.watches_per_client {
-            return Err(ServiceError::TooManyWatches {
-                limit: self.limits.watches_per_client,
-            });
-        }
-        *mine += 1;
-        Ok(Some(WatchTicket {
-            admission: self.clone(),
-            client,
-        }))
-    }
-}
-
-impl Drop for WatchTicket {
-    fn drop(&mut self) {
-        let mut counts = self.admission.counts();
-        if let Some(mine) = counts.watches.get_mut(&self.client) {
-            *mine -= 1;
-            if *mine == 0 {
-                counts.watches.remove(&self.client);
-            }
-        }
     }
 }
 

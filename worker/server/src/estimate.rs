@@ -1,13 +1,14 @@
 //! How long a run would take on this worker, and which settings fit a
 //! lesson: the page asks before a long run and suggests a stride that fits.
 
-use lens_proto::v1::EstimateResponse;
+use lens_proto::v1::{EstimateResponse, MethodAgreement, ModelInfo};
 
+use lens_engine::agreement::ModelAgreement;
 use lens_engine::engine::positions;
-use lens_engine::methods::MethodKind;
+use lens_engine::methods::{self, MethodKind};
 
 use super::registry::ModelSummary;
-use super::request::Settings;
+use super::request::{wire_method, Settings};
 use super::speed::Speeds;
 
 /// Longer runs are confirmed first, with a stride that fits suggested.
@@ -128,6 +129,52 @@ pub fn default_stride(model: &ModelSummary, speeds: &Speeds) -> usize {
             passes as f64 / rate <= DEFAULT_RUN_SECONDS
         })
         .unwrap_or(window)
+}
+
+/// A model as the page sees it.
+pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
+    let defaults = defaults(s, speeds);
+    ModelInfo {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        channels: s.shape.channels as u32,
+        width: s.shape.width as u32,
+        height: s.shape.height as u32,
+        class_names: s.class_names.clone(),
+        default_window: defaults.window as u32,
+        conditional_sampler: s.conditional_sampler,
+        conditional_windows: s.conditional_windows.clone(),
+        marginal_sampler: s.marginal_sampler,
+        default_stride: defaults.stride as u32,
+        default_method: wire_method(defaults.kind) as i32,
+        default_samples: defaults.samples as u32,
+        defaults_basis: defaults.basis,
+        device: s.device.clone(),
+        agreement: s.agreement.iter().flat_map(agreement_info).collect(),
+        agreement_reference: s
+            .agreement
+            .as_ref()
+            .map_or(String::new(), |a| a.reference.clone()),
+        agreement_ceiling: s.agreement.as_ref().map_or(0.0, |a| a.ceiling),
+    }
+}
+
+/// A model's measured agreement for the page (methods the worker does not
+/// know are left out).
+fn agreement_info(agreement: &ModelAgreement) -> Vec<MethodAgreement> {
+    agreement
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let kind = methods::MethodKind::from_name(&m.method)?;
+            Some(MethodAgreement {
+                method: wire_method(kind) as i32,
+                samples: m.samples.unwrap_or(0) as u32,
+                rank_correlation: m.rank_correlation,
+                top_overlap: m.top_overlap,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use lens_engine::engine::{
 use lens_engine::models::LoadedModel;
 use lens_store::{Record, Store};
 
-use super::shared::blocking;
 use super::status::ServiceError;
+use super::stored::blocking;
 
 /// The curves already kept for explanation `id` and `removal`, marked as
 /// replayed (the service answers them without measuring again).

@@ -6,16 +6,16 @@
 //! `Backend`: `Local` (`local.rs`) and `Cluster` (`gateway.rs`).
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use lens_proto::v1::{
-    evidence_lens_server::EvidenceLens, CancelRequest, CancelResponse, ClassOpened,
-    CloseClassRequest, CloseClassResponse, DeleteRequest, DeleteResponse, EstimateResponse,
-    ExplainRequest, FaithfulnessRequest, FaithfulnessResult, FollowClassRequest,
-    InspectWindowRequest, ListModelsRequest, ListModelsResponse, ListPresetsRequest,
-    ListPresetsResponse, OpenClassRequest, TeachRequest, TeachResponse, WatchRequest,
-    WindowInspection,
+    evidence_lens_server::EvidenceLens, explain_event::Event, CancelRequest, CancelResponse,
+    ClassOpened, CloseClassRequest, CloseClassResponse, DeleteRequest, DeleteResponse,
+    EstimateResponse, ExplainEvent, ExplainRequest, FaithfulnessRequest, FaithfulnessResult,
+    FollowClassRequest, InspectWindowRequest, ListModelsRequest, ListModelsResponse,
+    ListPresetsRequest, ListPresetsResponse, OpenClassRequest, TeachRequest, TeachResponse,
+    WatchRequest, WindowInspection,
 };
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
@@ -23,19 +23,16 @@ use tonic::{Request, Response, Status};
 use lens_engine::engine::Removal;
 use lens_store::{self as store, Record, Store};
 
-use super::classes::{ClassStream, Classes};
+use super::classrooms::{ClassroomStream, Classrooms};
 use super::estimate::estimate;
 use super::faithfulness;
 use super::presets::Presets;
 use super::registry::ModelSummary;
 use super::request::{job_from_request, settings_from_request, Job};
-use super::shared::{
-    self, add_owner_secret, answered_before, check_id, client_of, load_stored, replay, stored,
-    EventStream,
-};
 use super::shutdown::Shutdown;
 use super::speed::Speeds;
 use super::status::ServiceError;
+use super::stored::{self, answered_before, check_id, load_stored, replay, stored, EventStream};
 
 /// A new explanation's stream: the creator's own run, or one identical
 /// request's run in progress that it joined (no secret for a joiner).
@@ -65,7 +62,7 @@ pub trait Backend: Send + Sync + 'static {
 
     fn shutdown(&self) -> &Shutdown;
     /// The classrooms open here, for the task that ends idle ones.
-    fn classes(&self) -> Arc<Classes>;
+    fn classrooms(&self) -> Arc<Classrooms>;
     fn presets(&self) -> &Presets;
     /// The model a request names (empty: the digits), enough to check and
     /// key the request.
@@ -127,7 +124,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         request: FollowClassRequest,
         client: Option<IpAddr>,
-    ) -> impl Future<Output = Result<Response<ClassStream>, Status>> + Send;
+    ) -> impl Future<Output = Result<Response<ClassroomStream>, Status>> + Send;
     fn close_class(
         &self,
         request: CloseClassRequest,
@@ -157,8 +154,8 @@ impl<B: Backend> Lens<B> {
     }
 
     /// The classrooms, for the task that ends those left idle.
-    pub fn classes(&self) -> Arc<Classes> {
-        self.backend.classes()
+    pub fn classrooms(&self) -> Arc<Classrooms> {
+        self.backend.classrooms()
     }
 
     fn client<T>(&self, request: &Request<T>) -> Option<IpAddr> {
@@ -171,6 +168,35 @@ impl<B: Backend> Lens<B> {
         }
         Ok(())
     }
+}
+
+/// Gives an event of the creator's stream the delete secret: only the
+/// creator's Started and Queued carry it (delete, cancel).
+pub fn add_owner_secret(event: &mut ExplainEvent, secret: &str) {
+    match &mut event.event {
+        Some(Event::Started(started)) => started.owner_secret = secret.to_string(),
+        Some(Event::Queued(queued)) => queued.owner_secret = secret.to_string(),
+        _ => {}
+    }
+}
+
+/// The client's address (for the per-client limits): the first address
+/// of `X-Forwarded-For` where a proxy is trusted to set it, else the peer's.
+pub fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = request.metadata().get("x-forwarded-for")?.to_str().ok()?;
+        header.split(',').next()?.trim().parse().ok()
+    };
+    if trust_forwarded_for {
+        if let Some(ip) = forwarded() {
+            return Some(ip);
+        }
+    }
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .or_else(|| request.remote_addr().map(|a| a.ip()))
 }
 
 /// The creator's stream: its Queued and Started carry the secret that
@@ -188,7 +214,7 @@ fn with_owner_secret(events: EventStream, secret: String) -> EventStream {
 impl<B: Backend> EvidenceLens for Lens<B> {
     type ExplainStream = EventStream;
     type WatchStream = EventStream;
-    type FollowClassStream = ClassStream;
+    type FollowClassStream = ClassroomStream;
 
     async fn explain(
         &self,
@@ -243,7 +269,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        shared::delete(self.store.clone(), request.into_inner()).await
+        stored::delete(self.store.clone(), request.into_inner()).await
     }
 
     async fn list_presets(
@@ -347,7 +373,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
     async fn follow_class(
         &self,
         request: Request<FollowClassRequest>,
-    ) -> Result<Response<ClassStream>, Status> {
+    ) -> Result<Response<ClassroomStream>, Status> {
         let client = self.client(&request);
         self.backend
             .follow_class(request.into_inner(), client)

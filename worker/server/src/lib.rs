@@ -9,12 +9,13 @@
 //! `/metrics` (Prometheus text).
 
 pub mod admission;
-pub mod classes;
+pub mod classrooms;
 mod device_queue;
 pub mod estimate;
 pub mod faithfulness;
 mod inspect;
 pub mod lens;
+pub mod limits;
 mod live;
 mod local;
 pub mod metrics;
@@ -23,11 +24,11 @@ pub mod presets;
 pub mod registry;
 pub mod request;
 pub mod run_job;
-pub mod shared;
 mod shutdown;
 mod site;
 pub mod speed;
 pub mod status;
+pub mod stored;
 pub mod tls;
 
 use std::path::Path;
@@ -38,7 +39,7 @@ use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
 
 pub use admission::Limits;
-pub use classes::CLASSES_PER_CLIENT;
+pub use classrooms::CLASSROOMS_PER_CLIENT;
 pub use estimate::{DEFAULT_RUN_SECONDS, LESSON_SECONDS};
 pub use lens::{Backend, Lens, Run};
 pub use local::{LensService, Local};
@@ -55,13 +56,13 @@ pub use status::ServiceError;
 /// The whole HTTP surface: gRPC (both flavours) and the page from `dist`,
 /// for `serve` or a gateway.
 pub async fn router<B: Backend>(service: Lens<B>, dist: &Path) -> axum::Router {
-    let (classes, stopping) = (service.classes(), service.shutdown());
-    // Classes whose teacher left end even when nobody asks about them.
+    let (classrooms, stopping) = (service.classrooms(), service.shutdown());
+    // Classrooms whose teacher left end even when nobody asks about them.
     tokio::spawn(async move {
         let mut minutes = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             minutes.tick().await;
-            classes.sweep();
+            classrooms.sweep();
         }
     });
     // Room for the largest image the input checks accept, so that an image

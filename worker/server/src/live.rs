@@ -22,20 +22,22 @@ use tonic::Status;
 
 use lens_store::RequestKey;
 
-use super::admission::{Limits, Ticket, WatchTicket};
+use super::admission::{Limits, Ticket};
+use super::limits::{Limit, LocalPlace};
 use super::metrics::{metrics, Counted};
 use super::status::{ServiceError, CANCELLED_BY_CREATOR};
 
-type Shared = Arc<Result<ExplainEvent, Status>>;
+type SharedEvent = Arc<Result<ExplainEvent, Status>>;
 
 struct Viewer {
-    events: mpsc::Sender<Shared>,
+    events: mpsc::Sender<SharedEvent>,
     /// Set when the viewer fell behind and was dropped.
     dropped: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
 pub struct LiveRun {
+    id: String,
     state: Mutex<RunState>,
     /// The hash of its creator's secret, who may cancel it.
     owner: [u8; 32],
@@ -164,7 +166,7 @@ impl LiveRun {
             // One process runs the whole run: nothing moves.
             Some(Event::Moved(_)) | None => {}
         }
-        let shared: Shared = Arc::new(Ok(event));
+        let shared: SharedEvent = Arc::new(Ok(event));
         state
             .viewers
             .retain(|viewer| match viewer.events.try_send(shared.clone()) {
@@ -179,13 +181,13 @@ impl LiveRun {
 
     /// A stream of the run so far (compact), then the rest live; refused
     /// when the run has as many viewers as it may.
-    pub fn subscribe(&self, watch: Option<WatchTicket>) -> Result<ViewerStream, ServiceError> {
+    pub fn subscribe(&self, watch: Option<LocalPlace>) -> Result<ViewerStream, ServiceError> {
         let mut state = self.state();
         state.viewers.retain(|v| !v.events.is_closed());
-        if state.viewers.len() >= self.limits.viewers_per_run {
-            return Err(ServiceError::TooManyViewers {
-                limit: self.limits.viewers_per_run,
-            });
+        // The run's own list of viewers is where they are counted.
+        let limit = Limit::viewers(self.limits.viewers_per_run, &self.id);
+        if state.viewers.len() >= limit.most() {
+            return Err(limit.refusal());
         }
         let so_far = state.so_far();
         let failure = usize::from(state.failure.is_some());
@@ -255,7 +257,7 @@ impl LiveRun {
             return;
         }
         if let Some(error) = &error {
-            let shared: Shared = Arc::new(Err(error.clone()));
+            let shared: SharedEvent = Arc::new(Err(error.clone()));
             for viewer in &state.viewers {
                 // A full buffer has been marked: its viewer hears why.
                 if viewer.events.try_send(shared.clone()).is_err() {
@@ -273,11 +275,11 @@ impl LiveRun {
 /// One viewer's events; after its buffer overflowed, the events it still
 /// holds and then a status that says why it ends.
 pub struct ViewerStream {
-    receiver: mpsc::Receiver<Shared>,
+    receiver: mpsc::Receiver<SharedEvent>,
     dropped: Arc<AtomicBool>,
     told: bool,
     /// This client's place among its `Watch` streams, while it watches.
-    _watch: Option<WatchTicket>,
+    _watch: Option<LocalPlace>,
     _counted: Counted,
 }
 
@@ -333,6 +335,7 @@ impl LiveRuns {
             return (run.clone(), false);
         }
         let run = Arc::new(LiveRun {
+            id: id.to_string(),
             owner,
             limits: self.limits,
             ..LiveRun::default()

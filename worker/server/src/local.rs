@@ -19,21 +19,23 @@ use tonic::{Response, Status};
 use lens_engine::engine::{EngineError, Removal};
 use lens_store::{self as store, Record, Store};
 
-use super::admission::{Admission, Limits, PixelBudget, WatchTicket, DECODE_BUDGET};
-use super::classes::{ClassStream, Classes};
+use super::admission::{Admission, Limits, PixelBudget, DECODE_BUDGET};
+use super::classrooms::{self, ClassroomStream, Classrooms};
 use super::device_queue::DeviceQueue;
+use super::estimate::model_info;
 use super::faithfulness;
 use super::inspect;
 use super::lens::{Backend, EstimateBasis, Lens, Run};
+use super::limits::{self, Limit, LocalPlace, LocalPlaces};
 use super::live::{LiveRun, LiveRuns};
 use super::presets::Presets;
 use super::registry::{ModelSummary, Registry};
 use super::request::{model_by_id, Job};
 use super::run_job::{guarded, run_job, RunInfo, RunSink};
-use super::shared::{self, model_info, EventStream};
 use super::shutdown::Shutdown;
 use super::speed::Speeds;
 use super::status::ServiceError;
+use super::stored::EventStream;
 
 /// The service of `serve`.
 pub type LensService = Lens<Local>;
@@ -43,10 +45,13 @@ pub struct Local {
     store: Arc<dyn Store>,
     live: Arc<LiveRuns>,
     admission: Arc<Admission>,
+    /// A client's live streams.
+    watches: Arc<LocalPlaces>,
+    watches_per_client: usize,
     decoding: Arc<PixelBudget>,
     device: DeviceQueue,
     speeds: Arc<Speeds>,
-    classes: Arc<Classes>,
+    classrooms: Arc<Classrooms>,
     shutdown: Shutdown,
 }
 
@@ -86,10 +91,12 @@ impl Lens<Local> {
             shutdown: Shutdown::ending(live.clone()),
             live,
             admission: Admission::new(limits),
+            watches: Arc::default(),
+            watches_per_client: limits.watches_per_client,
             decoding: PixelBudget::new(DECODE_BUDGET),
             device,
             speeds,
-            classes: Arc::new(Classes::new(limits.class_idle)),
+            classrooms: Arc::new(Classrooms::new(limits.class_idle)),
         };
         Lens::over(local, store, limits.trust_forwarded_for)
     }
@@ -113,7 +120,7 @@ impl Drop for Local {
 
 /// A live run as a stream, for a viewer holding `watch` (its place among
 /// its client's live streams) or for the run's creator (`None`).
-fn watch_live(run: &LiveRun, watch: Option<WatchTicket>) -> Result<EventStream, ServiceError> {
+fn watch_live(run: &LiveRun, watch: Option<LocalPlace>) -> Result<EventStream, ServiceError> {
     Ok(Box::pin(run.subscribe(watch)?))
 }
 
@@ -125,8 +132,8 @@ impl Backend for Local {
         &self.shutdown
     }
 
-    fn classes(&self) -> Arc<Classes> {
-        self.classes.clone()
+    fn classrooms(&self) -> Arc<Classrooms> {
+        self.classrooms.clone()
     }
 
     fn presets(&self) -> &Presets {
@@ -175,7 +182,7 @@ impl Backend for Local {
         let id = store::new_id();
         let (run, is_new) = self.live.join_or_start(&id, job.key, secret_hash);
         if !is_new {
-            let watch = self.admission.watch(client)?;
+            let watch = self.watch(client).await?;
             return Ok(Run::Joined(watch_live(&run, watch)?));
         }
         let ticket = match self.admission.admit(client) {
@@ -243,7 +250,7 @@ impl Backend for Local {
         let Some(run) = self.live.get(id) else {
             return Ok(None);
         };
-        let watch = self.admission.watch(client)?;
+        let watch = self.watch(client).await?;
         Ok(Some(watch_live(&run, watch)?))
     }
 
@@ -292,7 +299,7 @@ impl Backend for Local {
     }
 
     async fn open_class(&self, client: Option<IpAddr>) -> Result<Response<ClassOpened>, Status> {
-        shared::open_class(&self.classes, client)
+        classrooms::open_class(&self.classrooms, client)
     }
 
     async fn teach(
@@ -300,15 +307,15 @@ impl Backend for Local {
         request: TeachRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<TeachResponse>, Status> {
-        shared::teach(&self.classes, request, client)
+        classrooms::teach(&self.classrooms, request, client)
     }
 
     async fn follow_class(
         &self,
         request: FollowClassRequest,
         client: Option<IpAddr>,
-    ) -> Result<Response<ClassStream>, Status> {
-        shared::follow_class(&self.classes, request, client)
+    ) -> Result<Response<ClassroomStream>, Status> {
+        classrooms::follow_class(&self.classrooms, request, client)
     }
 
     async fn close_class(
@@ -316,11 +323,20 @@ impl Backend for Local {
         request: CloseClassRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        shared::close_class(&self.classes, request, client)
+        classrooms::close_class(&self.classrooms, request, client)
     }
 }
 
 impl Local {
+    /// A place among `client`'s live streams (none for an unknown client).
+    async fn watch(&self, client: Option<IpAddr>) -> Result<Option<LocalPlace>, ServiceError> {
+        let Some(ip) = client else {
+            return Ok(None);
+        };
+        let limit = Limit::watches(self.watches_per_client, ip);
+        Ok(Some(limits::take(&self.watches, limit).await?))
+    }
+
     /// Runs `work` on the device thread after the jobs queued so far, as a
     /// job like an explanation: it counts against the same limits while it
     /// waits and runs, and shutdown waits for it.

@@ -73,7 +73,7 @@ impl Metrics {
                 )?,
             ),
             live_viewers: gauge("lens_live_viewers", "Open streams of a run's events")?,
-            classes_open: gauge("lens_classes_open", "Classes open")?,
+            classes_open: gauge("lens_classes_open", "Classrooms open")?,
             class_followers: gauge("lens_class_followers", "Students following a class")?,
             store_errors: counter("lens_store_errors_total", "Store calls that failed")?,
             queue_errors: counter(

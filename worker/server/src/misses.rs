@@ -35,8 +35,9 @@ pub fn wait(misses: &[u64], now: u64) -> Option<Duration> {
 /// The refusal of a client with these `misses` at `now`, if it must wait.
 pub fn check(misses: &[u64], now: u64) -> Result<(), ServiceError> {
     match wait(misses, now) {
+        // Whole seconds, rounded up: 1 to 60, never "0 s".
         Some(wait) => Err(ServiceError::TooManyMisses {
-            wait_seconds: wait.as_secs() + 1,
+            wait_seconds: (wait.as_millis() as u64).div_ceil(1000),
         }),
         None => Ok(()),
     }
@@ -83,7 +84,13 @@ mod tests {
         );
         assert!(matches!(
             check(&misses, now),
-            Err(ServiceError::TooManyMisses { wait_seconds: 11 })
+            Err(ServiceError::TooManyMisses { wait_seconds: 10 })
+        ));
+        // A miss this very millisecond waits the whole period, not longer.
+        let just_now = vec![now; MISSES_PER_PERIOD];
+        assert!(matches!(
+            check(&just_now, now),
+            Err(ServiceError::TooManyMisses { wait_seconds: 60 })
         ));
         assert_eq!(wait(&misses, now + 10_000), None, "old misses lapse");
     }

@@ -38,19 +38,19 @@ pub enum ServiceError {
     #[error("no explanation {id} is running or queued (it may have finished)")]
     NotRunning { id: String },
     #[error("there is no class {code} (it may have ended)")]
-    NoClass { code: String },
+    NoClassroom { code: String },
     #[error("only the teacher of class {code} can do that: the secret does not match")]
     NotTeacher { code: String },
     #[error("the class is full ({limit} students follow it)")]
-    ClassFull { limit: usize },
+    ClassroomFull { limit: usize },
     #[error("{limit} classes are open on this worker: try again later")]
-    TooManyClasses { limit: usize },
+    TooManyClassrooms { limit: usize },
     #[error("{method} replaces no window: only PDA, efficient PDA, the sampled mean and occlusion have windows to look inside")]
     NoWindows { method: String },
     #[error("looking inside a window is done by `serve`, not yet by the gateway and worker roles")]
     NotOnGateway,
     #[error("this address has {limit} classes open already: close one first")]
-    TooManyClassesOpened { limit: usize },
+    TooManyClassroomsOpened { limit: usize },
     #[error("too many class codes from this address matched no class: try again in {wait_seconds} s (a class link or QR code always works)")]
     TooManyMisses { wait_seconds: u64 },
     #[error("the class shown must be a class number or two joined by '-' (got {see:?})")]
@@ -101,11 +101,11 @@ impl From<ServiceError> for Status {
             }
             ServiceError::NotFound { .. }
             | ServiceError::NotRunning { .. }
-            | ServiceError::NoClass { .. } => Status::not_found(message),
+            | ServiceError::NoClassroom { .. } => Status::not_found(message),
             ServiceError::NotTeacher { .. } => Status::permission_denied(message),
-            ServiceError::ClassFull { .. }
-            | ServiceError::TooManyClasses { .. }
-            | ServiceError::TooManyClassesOpened { .. }
+            ServiceError::ClassroomFull { .. }
+            | ServiceError::TooManyClassrooms { .. }
+            | ServiceError::TooManyClassroomsOpened { .. }
             | ServiceError::TooManyMisses { .. }
             | ServiceError::TooManyViewers { .. }
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),

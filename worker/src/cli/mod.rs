@@ -5,13 +5,13 @@
 //! insertion curves when asked (`--evaluate`). A bad image is reported on
 //! stderr and the rest are still explained.
 
-mod agreement;
 mod evaluate;
+mod measure_agreement;
 pub mod npy;
 pub mod overlay;
 
-pub use agreement::{named_images, run_agreement, AgreementArgs};
 pub use evaluate::{run_evaluate, CurveArgs, EvaluateArgs};
+pub use measure_agreement::{named_images, run_agreement, AgreementArgs};
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Classes: a teacher opens one (a short code), and everyone who follows it
+//! Classrooms: a teacher opens one (a short code), and everyone who follows it
 //! sees what the teacher shows (the page's settings and the explanation on
 //! screen, which they then watch live through its share id). A class lives
 //! in the worker's memory: it survives page reloads on either side, and ends
@@ -18,13 +18,17 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use lens_proto::v1::{ClassEvent, ClassView};
+use lens_proto::v1::{
+    ClassEvent, ClassOpened, ClassView, CloseClassRequest, CloseClassResponse, FollowClassRequest,
+    TeachRequest, TeachResponse,
+};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
-use tonic::Status;
+use tonic::{Response, Status};
 
+use super::limits::Limit;
 use super::metrics::{metrics, Counted};
 use super::misses;
 use super::status::ServiceError;
@@ -36,16 +40,16 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 pub const CODE_LENGTH: usize = 6;
 /// Followers of one class at most (a large lecture hall).
 pub const MAX_FOLLOWERS: usize = 500;
-/// Classes open at once, at most.
+/// Classrooms open at once, at most.
 pub const MAX_CLASSES: usize = 1000;
 /// How long a model id in a class's view may be (it is only echoed).
 const MAX_MODEL_ID: usize = 200;
 /// The longest shown-class text ("999-998").
 const MAX_SEE: usize = 16;
-/// Classes one client (address) may have open at once.
-pub const CLASSES_PER_CLIENT: usize = 5;
+/// Classrooms one client (address) may have open at once.
+pub const CLASSROOMS_PER_CLIENT: usize = 5;
 
-pub struct Classes {
+pub struct Classrooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     /// Recent look-ups that found nothing, per client (see `misses`).
     misses: Mutex<HashMap<Option<IpAddr>, Vec<u64>>>,
@@ -98,9 +102,9 @@ impl Drop for Following {
     }
 }
 
-impl Classes {
+impl Classrooms {
     pub fn new(idle: Duration) -> Self {
-        Classes {
+        Classrooms {
             rooms: Mutex::default(),
             misses: Mutex::default(),
             idle,
@@ -130,14 +134,14 @@ impl Classes {
         let secret = store::new_secret();
         let mut rooms = self.rooms();
         if rooms.len() >= MAX_CLASSES {
-            return Err(ServiceError::TooManyClasses { limit: MAX_CLASSES });
+            return Err(ServiceError::TooManyClassrooms { limit: MAX_CLASSES });
         }
-        if client.is_some()
-            && rooms.values().filter(|r| r.opener == client).count() >= CLASSES_PER_CLIENT
-        {
-            return Err(ServiceError::TooManyClassesOpened {
-                limit: CLASSES_PER_CLIENT,
-            });
+        // The open rooms are where this process counts them.
+        if let Some(ip) = client {
+            let limit = Limit::classrooms_opened(CLASSROOMS_PER_CLIENT, ip);
+            if rooms.values().filter(|r| r.opener == client).count() >= limit.most() {
+                return Err(limit.refusal());
+            }
         }
         let code = loop {
             let mut rng = rand::rng();
@@ -191,7 +195,7 @@ impl Classes {
         };
         found.ok_or_else(|| {
             self.missed(client);
-            ServiceError::NoClass { code }
+            ServiceError::NoClassroom { code }
         })
     }
 
@@ -278,7 +282,7 @@ impl Classes {
                 room_left
             });
             if !admitted {
-                return Err(ServiceError::ClassFull {
+                return Err(ServiceError::ClassroomFull {
                     limit: MAX_FOLLOWERS,
                 });
             }
@@ -312,7 +316,7 @@ impl Classes {
 
 /// A class as the cluster keeps it (see `cluster::classes`): its link
 /// token, its teacher's secret hash and what it shows.
-pub struct Shared {
+pub struct ClassroomCopy {
     pub token: String,
     pub teacher: [u8; 32],
     pub view: Option<ClassView>,
@@ -320,7 +324,7 @@ pub struct Shared {
 
 /// What gateways need to share classes: a local copy of a class opened
 /// elsewhere, and the changes other gateways make.
-impl Classes {
+impl Classrooms {
     /// The code of the class here with this code or link token (no miss
     /// is counted: the cluster may still know it).
     pub fn code_here(&self, code_or_token: &str) -> Option<String> {
@@ -338,10 +342,10 @@ impl Classes {
     }
 
     /// The class as the cluster keeps it.
-    pub fn shared(&self, code: &str) -> Option<Shared> {
+    pub fn shared(&self, code: &str) -> Option<ClassroomCopy> {
         let room = self.rooms().get(code).cloned()?;
         let view = room.events.borrow().view.clone();
-        Some(Shared {
+        Some(ClassroomCopy {
             token: room.token.clone(),
             teacher: room.teacher,
             view,
@@ -350,13 +354,13 @@ impl Classes {
 
     /// A local copy of a class another gateway opened (nothing changes if
     /// there is one already).
-    pub fn adopt(&self, code: &str, class: Shared) -> Result<(), ServiceError> {
+    pub fn adopt(&self, code: &str, class: ClassroomCopy) -> Result<(), ServiceError> {
         let mut rooms = self.rooms();
         if rooms.contains_key(code) {
             return Ok(());
         }
         if rooms.len() >= MAX_CLASSES {
-            return Err(ServiceError::TooManyClasses { limit: MAX_CLASSES });
+            return Err(ServiceError::TooManyClassrooms { limit: MAX_CLASSES });
         }
         let (events, _) = watch::channel(ClassEvent {
             code: code.to_string(),
@@ -427,12 +431,12 @@ pub struct Opened {
     pub link_token: String,
 }
 
-pub type ClassStream = Pin<Box<dyn Stream<Item = Result<ClassEvent, Status>> + Send>>;
+pub type ClassroomStream = Pin<Box<dyn Stream<Item = Result<ClassEvent, Status>> + Send>>;
 
 /// A follower's stream: the current view, then each change (a follower
 /// that reads slowly skips to the newest), until the class ends or the
 /// follower leaves.
-pub fn stream(mut following: Following) -> ClassStream {
+pub fn stream(mut following: Following) -> ClassroomStream {
     let (events, stream) = mpsc::channel(2);
     tokio::spawn(async move {
         loop {
@@ -458,6 +462,61 @@ fn normalise(code: &str) -> String {
     code.trim().to_ascii_uppercase()
 }
 
+// The calls of the wire over one process's classrooms (a gateway shares
+// them with the other gateways first, then makes the same calls).
+
+pub fn open_class(
+    classrooms: &Classrooms,
+    client: Option<IpAddr>,
+) -> Result<Response<ClassOpened>, Status> {
+    let opened = classrooms.open(client)?;
+    Ok(Response::new(ClassOpened {
+        code: opened.code,
+        teacher_secret: opened.teacher_secret,
+        link_token: opened.link_token,
+    }))
+}
+
+pub fn teach(
+    classrooms: &Classrooms,
+    request: TeachRequest,
+    client: Option<IpAddr>,
+) -> Result<Response<TeachResponse>, Status> {
+    let TeachRequest {
+        code,
+        teacher_secret,
+        view,
+    } = request;
+    classrooms.teach(&code, &teacher_secret, view.unwrap_or_default(), client)?;
+    Ok(Response::new(TeachResponse {}))
+}
+
+pub fn follow_class(
+    classrooms: &Classrooms,
+    request: FollowClassRequest,
+    client: Option<IpAddr>,
+) -> Result<Response<ClassroomStream>, Status> {
+    let FollowClassRequest {
+        code,
+        teacher_secret,
+    } = request;
+    let following = classrooms.follow(&code, &teacher_secret, client)?;
+    Ok(Response::new(stream(following)))
+}
+
+pub fn close_class(
+    classrooms: &Classrooms,
+    request: CloseClassRequest,
+    client: Option<IpAddr>,
+) -> Result<Response<CloseClassResponse>, Status> {
+    let CloseClassRequest {
+        code,
+        teacher_secret,
+    } = request;
+    classrooms.close(&code, &teacher_secret, client)?;
+    Ok(Response::new(CloseClassResponse {}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,7 +532,7 @@ mod tests {
 
     #[test]
     fn followers_see_the_latest_view_and_are_counted_until_they_leave() {
-        let classes = Classes::new(Duration::from_secs(3600));
+        let classes = Classrooms::new(Duration::from_secs(3600));
         let Opened {
             code,
             teacher_secret: secret,
@@ -504,7 +563,7 @@ mod tests {
 
     #[test]
     fn only_the_teacher_teaches_or_closes_and_closing_ends_the_class() {
-        let classes = Classes::new(Duration::from_secs(3600));
+        let classes = Classrooms::new(Duration::from_secs(3600));
         let Opened {
             code,
             teacher_secret: secret,
@@ -523,13 +582,13 @@ mod tests {
         assert!(student.events.borrow().ended);
         assert!(matches!(
             classes.follow(&code, "", None),
-            Err(ServiceError::NoClass { .. })
+            Err(ServiceError::NoClassroom { .. })
         ));
     }
 
     #[test]
     fn a_class_without_its_teacher_ends_after_the_idle_time() {
-        let classes = Classes::new(Duration::from_millis(50));
+        let classes = Classrooms::new(Duration::from_millis(50));
         let Opened {
             code,
             teacher_secret: secret,
@@ -541,7 +600,7 @@ mod tests {
         assert!(student.events.borrow().ended);
         assert!(matches!(
             classes.teach(&code, &secret, view(""), None),
-            Err(ServiceError::NoClass { .. })
+            Err(ServiceError::NoClassroom { .. })
         ));
     }
 
@@ -551,7 +610,7 @@ mod tests {
 
     #[test]
     fn the_link_token_finds_the_class_and_the_code_is_learnt_from_it() {
-        let classes = Classes::new(Duration::from_secs(3600));
+        let classes = Classrooms::new(Duration::from_secs(3600));
         let opened = classes.open(address(1)).unwrap();
         assert_eq!(opened.link_token.len(), 32, "128 random bits in hex");
         assert_ne!(opened.link_token, opened.code);
@@ -565,13 +624,13 @@ mod tests {
 
     #[test]
     fn a_client_that_keeps_missing_is_refused_a_while_but_links_still_work() {
-        let classes = Classes::new(Duration::from_secs(3600));
+        let classes = Classrooms::new(Duration::from_secs(3600));
         let opened = classes.open(address(1)).unwrap();
         let guesser = address(9);
         for _ in 0..MISSES_PER_PERIOD {
             assert!(matches!(
                 classes.follow("ZZZZZZ", "", guesser),
-                Err(ServiceError::NoClass { .. })
+                Err(ServiceError::NoClassroom { .. })
             ));
         }
         match classes.follow(&opened.code, "", guesser) {
@@ -590,13 +649,13 @@ mod tests {
 
     #[test]
     fn a_client_opens_only_a_few_classes_at_once() {
-        let classes = Classes::new(Duration::from_secs(3600));
-        let mine: Vec<Opened> = (0..CLASSES_PER_CLIENT)
+        let classes = Classrooms::new(Duration::from_secs(3600));
+        let mine: Vec<Opened> = (0..CLASSROOMS_PER_CLIENT)
             .map(|_| classes.open(address(1)).unwrap())
             .collect();
         assert!(matches!(
             classes.open(address(1)),
-            Err(ServiceError::TooManyClassesOpened { .. })
+            Err(ServiceError::TooManyClassroomsOpened { .. })
         ));
         classes.open(address(2)).expect("another client opens one");
         classes

@@ -1,11 +1,7 @@
-//! A run's events as the page reads them (made from the worker's stream in
-//! `client.rs`), and reading them for the page and the comparison view
-//! alike: each event to a callback until `Finished`, the callback stops, or
-//! the stream fails or ends early.
+//! A run's events as the page reads them: made from the worker's stream at
+//! the edge (`api`), read into the store (`run.rs`) and the comparison
+//! view alike.
 
-use std::ops::ControlFlow;
-
-use crate::client::RunFeed;
 use crate::domain::RunSettings;
 
 /// The model's input as explained, ready to paint.
@@ -87,25 +83,4 @@ pub enum End {
 pub struct Broken {
     pub message: String,
     pub cancelled: bool,
-}
-
-pub async fn each_event(
-    mut feed: RunFeed,
-    mut on_event: impl FnMut(RunEvent) -> ControlFlow<()>,
-) -> Result<End, Broken> {
-    loop {
-        let Some(event) = feed.next().await? else {
-            return Err(Broken {
-                message: "The worker ended the stream before the explanation finished.".into(),
-                cancelled: false,
-            });
-        };
-        let finished = matches!(event, RunEvent::Finished(_));
-        if on_event(event).is_break() {
-            return Ok(End::Stopped);
-        }
-        if finished {
-            return Ok(End::Finished);
-        }
-    }
 }

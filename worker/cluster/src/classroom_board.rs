@@ -1,4 +1,4 @@
-//! Classes across gateways: every class lives in a NATS key-value bucket
+//! Classrooms across gateways: every class lives in a NATS key-value bucket
 //! (`c.CODE`: its record; `t.TOKEN`: the code its link token stands for),
 //! so a teacher and students reach it through any gateway. Each gateway
 //! keeps a local copy of the classes its clients use and follows the
@@ -28,16 +28,16 @@ pub const COUNT_LIFETIME: Duration = Duration::from_secs(15);
 pub const COUNT_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
-pub struct ClassBoard {
+pub struct ClassroomBoard {
     classes: kv::Store,
     followers: kv::Store,
 }
 
-impl ClassBoard {
+impl ClassroomBoard {
     /// Connects to NATS at `url`; creates the buckets where they are missing.
-    pub async fn open(url: &str) -> Result<ClassBoard, ClusterError> {
+    pub async fn open(url: &str) -> Result<ClassroomBoard, ClusterError> {
         let jetstream = jetstream::new(connect(url).await?);
-        Ok(ClassBoard {
+        Ok(ClassroomBoard {
             classes: key_value_bucket(&jetstream, url, CLASSES, CLASS_LIFETIME).await?,
             followers: key_value_bucket(&jetstream, url, FOLLOWERS, COUNT_LIFETIME).await?,
         })

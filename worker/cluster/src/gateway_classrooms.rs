@@ -3,7 +3,7 @@
 //! a request names that this gateway does not have is looked up there and
 //! copied here; teaching and closing go to the bucket, and each gateway
 //! that has a copy follows the record's changes. The checks (teacher's
-//! secret, views) stay those of `Classes`; the limits per client (codes
+//! secret, views) stay those of `Classrooms`; the limits per client (codes
 //! that matched nothing, classes open at once) are counted cluster-wide
 //! (`cluster::quotas`) as well as here.
 
@@ -19,18 +19,18 @@ use lens_proto::v1::{
 };
 use tonic::{Response, Status};
 
-use crate::classes::{ClassBoard, COUNT_EVERY, COUNT_LIFETIME};
+use crate::classroom_board::{ClassroomBoard, COUNT_EVERY, COUNT_LIFETIME};
 use crate::messages::ClassRecord;
-use crate::quotas::{client_key, Place, Quotas};
+use crate::quotas::{Place, Quotas};
 use crate::ClusterError;
-use lens_server::classes::{self, Classes, Shared};
+use lens_server::classrooms::{self, ClassroomCopy, Classrooms};
+use lens_server::limits::{self, client_key, Limit};
 use lens_server::misses;
-use lens_server::shared;
 use lens_server::status::ServiceError;
 
-pub struct SharedClasses {
-    classes: Arc<Classes>,
-    board: ClassBoard,
+pub struct GatewayClassrooms {
+    classrooms: Arc<Classrooms>,
+    board: ClassroomBoard,
     quotas: Arc<Quotas>,
     /// This gateway's name among the counts of followers.
     gateway: String,
@@ -38,17 +38,17 @@ pub struct SharedClasses {
     followed: Mutex<HashSet<String>>,
 }
 
-impl SharedClasses {
-    /// Classes shared through NATS at `nats_url`, for gateway `gateway`.
+impl GatewayClassrooms {
+    /// Classrooms shared through NATS at `nats_url`, for gateway `gateway`.
     pub async fn open(
         nats_url: &str,
-        classes: Arc<Classes>,
+        classrooms: Arc<Classrooms>,
         quotas: Arc<Quotas>,
         gateway: String,
     ) -> Result<Arc<Self>, ClusterError> {
-        Ok(Arc::new(SharedClasses {
-            classes,
-            board: ClassBoard::open(nats_url).await?,
+        Ok(Arc::new(GatewayClassrooms {
+            classrooms,
+            board: ClassroomBoard::open(nats_url).await?,
             quotas,
             gateway,
             followed: Mutex::default(),
@@ -65,23 +65,21 @@ impl SharedClasses {
         let place = match client {
             None => None,
             Some(ip) => {
-                let limit = classes::CLASSES_PER_CLIENT;
-                let place = self.quotas.take(&client_key("o", ip), limit).await;
-                let place = place.map_err(ServiceError::from)?;
-                Some(place.ok_or(ServiceError::TooManyClassesOpened { limit })?)
+                let limit = Limit::classrooms_opened(classrooms::CLASSROOMS_PER_CLIENT, ip);
+                Some(limits::take(&self.quotas, limit).await?)
             }
         };
         loop {
-            let opened = shared::open_class(&self.classes, client)?.into_inner();
+            let opened = classrooms::open_class(&self.classrooms, client)?.into_inner();
             let record = self.record(&opened.code, false)?;
             match self.board.create(&opened.code, &record).await {
                 Ok(true) => {
                     self.follow_changes(opened.code.clone(), place);
                     return Ok(Response::new(opened));
                 }
-                Ok(false) => self.classes.apply(&opened.code, None, true),
+                Ok(false) => self.classrooms.apply(&opened.code, None, true),
                 Err(error) => {
-                    self.classes.apply(&opened.code, None, true);
+                    self.classrooms.apply(&opened.code, None, true);
                     return Err(ServiceError::from(error).into());
                 }
             }
@@ -94,7 +92,7 @@ impl SharedClasses {
         client: Option<IpAddr>,
     ) -> Result<Response<TeachResponse>, Status> {
         let code = self.class_here(&request.code, client).await?;
-        let answer = shared::teach(&self.classes, request, client)?;
+        let answer = classrooms::teach(&self.classrooms, request, client)?;
         if let Some(code) = code {
             let record = self.record(&code, false)?;
             self.board
@@ -109,9 +107,9 @@ impl SharedClasses {
         self: &Arc<Self>,
         request: FollowClassRequest,
         client: Option<IpAddr>,
-    ) -> Result<Response<classes::ClassStream>, Status> {
+    ) -> Result<Response<classrooms::ClassroomStream>, Status> {
         self.class_here(&request.code, client).await?;
-        shared::follow_class(&self.classes, request, client)
+        classrooms::follow_class(&self.classrooms, request, client)
     }
 
     pub async fn close_class(
@@ -124,7 +122,7 @@ impl SharedClasses {
             .as_deref()
             .map(|code| self.record(code, true))
             .transpose()?;
-        let answer = shared::close_class(&self.classes, request, client)?;
+        let answer = classrooms::close_class(&self.classrooms, request, client)?;
         if let (Some(code), Some(ended)) = (code, ended) {
             self.board
                 .put(&code, &ended)
@@ -137,9 +135,9 @@ impl SharedClasses {
     /// The class's record from its copy here.
     fn record(&self, code: &str, ended: bool) -> Result<ClassRecord, ServiceError> {
         let class = self
-            .classes
+            .classrooms
             .shared(code)
-            .ok_or_else(|| ServiceError::NoClass { code: code.into() })?;
+            .ok_or_else(|| ServiceError::NoClassroom { code: code.into() })?;
         Ok(ClassRecord {
             token: class.token,
             teacher_hash: class.teacher.to_vec(),
@@ -157,15 +155,18 @@ impl SharedClasses {
         code_or_token: &str,
         client: Option<IpAddr>,
     ) -> Result<Option<String>, ServiceError> {
-        let typed = code_or_token.trim().len() <= classes::CODE_LENGTH;
+        let typed = code_or_token.trim().len() <= classrooms::CODE_LENGTH;
         let misses = client.filter(|_| typed).map(|ip| client_key("m", ip));
         if let Some(key) = &misses {
             misses::check(&self.quotas.misses(key).await?, misses::now_ms())?;
         }
-        if let Some(code) = self.classes.code_here(code_or_token) {
+        if let Some(code) = self.classrooms.code_here(code_or_token) {
             return Ok(Some(code));
         }
-        let Some((code, record)) = self.board.find(code_or_token, classes::CODE_LENGTH).await?
+        let Some((code, record)) = self
+            .board
+            .find(code_or_token, classrooms::CODE_LENGTH)
+            .await?
         else {
             if let Some(key) = &misses {
                 self.quotas.missed(key).await?;
@@ -177,12 +178,12 @@ impl SharedClasses {
             .as_slice()
             .try_into()
             .map_err(|_| ServiceError::Internal(format!("class {code}: a damaged record")))?;
-        let class = Shared {
+        let class = ClassroomCopy {
             token: record.token,
             teacher,
             view: record.view,
         };
-        self.classes.adopt(&code, class)?;
+        self.classrooms.adopt(&code, class)?;
         self.follow_changes(code.clone(), None);
         Ok(Some(code))
     }
@@ -201,7 +202,7 @@ impl SharedClasses {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            while this.classes.followers_here(&code).is_some() {
+            while this.classrooms.followers_here(&code).is_some() {
                 if let Err(error) = this.mirror(&code).await {
                     tracing::warn!("class {code}: {error}; following it again");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -231,7 +232,7 @@ impl SharedClasses {
                     let Some(record) = record else {
                         return Err(ClusterError::Nats("the class's watch ended".into()));
                     };
-                    self.classes.apply(code, record.view, record.ended);
+                    self.classrooms.apply(code, record.view, record.ended);
                     if record.ended {
                         return Ok(());
                     }
@@ -245,7 +246,7 @@ impl SharedClasses {
                     }
                 }
                 _ = tick.tick() => {
-                    let Some(here) = self.classes.followers_here(code) else {
+                    let Some(here) = self.classrooms.followers_here(code) else {
                         return Ok(());
                     };
                     let due = told.is_none_or(|(n, at)| n != here || at.elapsed() >= COUNT_EVERY);
@@ -258,7 +259,7 @@ impl SharedClasses {
             // A gateway that stopped renewing its count is gone.
             elsewhere.retain(|_, (_, at)| at.elapsed() < COUNT_LIFETIME);
             let total = elsewhere.values().map(|(n, _)| n).sum();
-            self.classes.set_followers_elsewhere(code, total);
+            self.classrooms.set_followers_elsewhere(code, total);
         }
     }
 }

@@ -13,11 +13,11 @@ use lens_tests::cluster::Services;
 use lens_tests::native_client;
 use tonic::Code;
 
-type ClassStream = tonic::Streaming<ClassEvent>;
+type ClassroomStream = tonic::Streaming<ClassEvent>;
 
 /// The first event of `stream` that `wanted` accepts (within 20 s).
 async fn until(
-    stream: &mut ClassStream,
+    stream: &mut ClassroomStream,
     what: &str,
     wanted: impl Fn(&ClassEvent) -> bool,
 ) -> ClassEvent {

@@ -409,11 +409,11 @@ async fn next_class_event(stream: &mut tonic::Streaming<ClassEvent>) -> ClassEve
 /// match no class are limited per client, and so are open classes.
 #[tokio::test]
 async fn strangers_cannot_guess_their_way_into_a_class() {
-    use lens_worker::server::{CLASSES_PER_CLIENT, MISSES_PER_PERIOD};
+    use lens_worker::server::{CLASSROOMS_PER_CLIENT, MISSES_PER_PERIOD};
     let address = start_worker().await;
     let mut client = native_client(address).await;
     let mut opened = Vec::new();
-    for _ in 0..CLASSES_PER_CLIENT {
+    for _ in 0..CLASSROOMS_PER_CLIENT {
         opened.push(
             client
                 .open_class(OpenClassRequest {})
