@@ -12,10 +12,10 @@ pub mod gateway;
 mod gateway_classrooms;
 pub mod jobs;
 pub mod messages;
-pub mod models;
+pub mod model_board;
 pub mod quotas;
+pub mod run_board;
 mod run_viewers;
-pub mod runs;
 pub mod worker_role;
 
 pub use gateway::{Cluster, Gateway};

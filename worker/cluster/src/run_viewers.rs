@@ -1,12 +1,12 @@
 //! How many of this gateway's clients watch each run, told to the workers
-//! through NATS (`cluster::runs`): at once when it changes, and renewed
+//! through NATS (`cluster::run_board`): at once when it changes, and renewed
 //! while anyone watches, so a worker stops a run that nobody watches
 //! anywhere any more.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::runs::{RunBoard, VIEWERS_EVERY};
+use crate::run_board::{RunBoard, VIEWERS_EVERY};
 
 pub struct RunViewers {
     board: RunBoard,

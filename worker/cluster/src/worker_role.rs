@@ -30,8 +30,8 @@ use crate::jobs::{JobQueue, QueuedJob};
 use crate::messages::{
     AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WindowBatch, WorkerModels,
 };
-use crate::models::{ModelBoard, ADVERT_EVERY};
-use crate::runs::RunBoard;
+use crate::model_board::{ModelBoard, ADVERT_EVERY};
+use crate::run_board::RunBoard;
 use crate::ClusterError;
 use lens_engine::engine::{EngineError, Takeover, WindowResults};
 use lens_engine::models::{Precision, Resize};
