@@ -25,6 +25,7 @@ mod imagenet;
 mod inspect_window;
 mod metrics;
 mod models;
+mod onnx_runtime;
 mod page_defaults;
 mod regression;
 mod sharing;

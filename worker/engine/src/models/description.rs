@@ -66,6 +66,10 @@ pub struct ModelDescription {
     /// name (traced, not frozen), for the sanity checks that re-draw them.
     #[serde(default)]
     pub parameters: Option<String>,
+    /// The same network as an ONNX file (`evidence-lens` runs it on ONNX
+    /// Runtime), relative to the description.
+    #[serde(default)]
+    pub onnx: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -80,6 +80,20 @@ pub fn same_result_tolerance(device: Device, precision: Precision) -> f64 {
     }
 }
 
+/// Class names, one per line in output order.
+pub(crate) fn read_class_names(path: &Path) -> Result<Vec<String>, ModelError> {
+    Ok(std::fs::read_to_string(path)
+        .map_err(|source| ModelError::Classes {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 impl TorchScriptModel {
     /// Loads `<folder>/model.toml` and what it names, and checks the module
     /// with one forward pass, so a broken model is reported at load time.
@@ -139,17 +153,7 @@ impl TorchScriptModel {
                 source,
             })?;
         module.set_eval();
-        let classes_path = folder.join(&description.classes);
-        let class_names: Vec<String> = std::fs::read_to_string(&classes_path)
-            .map_err(|source| ModelError::Classes {
-                path: classes_path,
-                source,
-            })?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let class_names = read_class_names(&folder.join(&description.classes))?;
         let mut model = TorchScriptModel {
             module,
             precision,
