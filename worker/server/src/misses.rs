@@ -23,13 +23,10 @@ pub fn now_ms() -> u64 {
 /// look again (`None`: it may now).
 pub fn wait(misses: &[u64], now: u64) -> Option<Duration> {
     let period = LOOKUP_PERIOD.as_millis() as u64;
-    let recent: Vec<u64> = recent(misses, now).collect();
-    match recent.first() {
-        Some(oldest) if recent.len() >= MISSES_PER_PERIOD => {
-            Some(Duration::from_millis(period - now.saturating_sub(*oldest)))
-        }
-        _ => None,
-    }
+    // Oldest first: the first recent one is the oldest still counted.
+    let oldest = recent(misses, now).next()?;
+    (recent(misses, now).count() >= MISSES_PER_PERIOD)
+        .then(|| Duration::from_millis(period - now.saturating_sub(oldest)))
 }
 
 /// The refusal of a client with these `misses` at `now`, if it must wait.

@@ -20,6 +20,15 @@ impl InputShape {
     pub fn values(&self) -> usize {
         self.channels * self.pixels()
     }
+    /// The dimensions of a batch of `images`: `[B, C, H, W]`.
+    pub fn batch(&self, images: usize) -> [i64; 4] {
+        [
+            images as i64,
+            self.channels as i64,
+            self.height as i64,
+            self.width as i64,
+        ]
+    }
 }
 
 pub trait Classifier: Send {

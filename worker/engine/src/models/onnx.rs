@@ -91,25 +91,18 @@ impl OnnxModel {
             description,
             class_names,
         };
-        let shape = model.input_shape();
-        let zeros = Tensor::zeros(
-            [
-                1,
-                shape.channels as i64,
-                shape.height as i64,
-                shape.width as i64,
-            ],
-            (Kind::Float, Device::Cpu),
-        );
-        match model.logits(&zeros) {
-            Ok(logits) if logits.size() == [1, model.num_classes() as i64] => Ok(model),
-            Ok(logits) => Err(open(format!(
-                "it returned shape {:?} for one image of {} classes",
-                logits.size(),
-                model.num_classes()
-            ))),
-            Err(error) => Err(open(error.to_string())),
+        // One forward pass, as a TorchScript model is checked at load.
+        let zeros = Tensor::zeros(model.input_shape().batch(1), (Kind::Float, Device::Cpu));
+        let logits = model.logits(&zeros).map_err(|e| open(e.to_string()))?;
+        let got = logits.size().last().copied().unwrap_or(0);
+        if logits.dim() != 2 || got as usize != model.num_classes() {
+            return Err(OnnxError::Model(ModelError::ClassCount {
+                path,
+                got,
+                expected: model.num_classes(),
+            }));
         }
+        Ok(model)
     }
 }
 
@@ -135,8 +128,7 @@ impl Classifier for OnnxModel {
             Vec::<f32>::try_from(batch.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?)?;
         let failed = |e: ort::Error| TchError::Torch(format!("ONNX Runtime: {e}"));
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let input =
-            TensorRef::from_array_view((shape.clone(), values.as_slice())).map_err(failed)?;
+        let input = TensorRef::from_array_view((shape, values.as_slice())).map_err(failed)?;
         let outputs = session.run(ort::inputs![input]).map_err(failed)?;
         let (out_shape, logits) = outputs[0].try_extract_tensor::<f32>().map_err(failed)?;
         let output = Tensor::from_slice(logits).f_view(out_shape.to_vec().as_slice())?;

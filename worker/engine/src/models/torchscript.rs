@@ -170,15 +170,7 @@ impl TorchScriptModel {
     fn check(&self, path: &Path) -> Result<(), ModelError> {
         let shape = self.input_shape();
         let _guard = tch::no_grad_guard();
-        let input = Tensor::zeros(
-            [
-                1,
-                shape.channels as i64,
-                shape.height as i64,
-                shape.width as i64,
-            ],
-            (Kind::Float, self.device),
-        );
+        let input = Tensor::zeros(shape.batch(1), (Kind::Float, self.device));
         let output =
             self.run(|| self.module.forward_ts(&[input]))
                 .map_err(|e| ModelError::Forward {
