@@ -2,7 +2,6 @@
 //! `evidence-lens` binary as a child process (its log kept), and the ports
 //! and files they are found by.
 
-use lens_worker::models::Precision;
 use lens_worker::server::{router, serve, LensService, Limits, Registry};
 use lens_worker::store::SqliteStore;
 use std::net::SocketAddr;
@@ -33,8 +32,7 @@ pub async fn start_worker_configured(
     let registry = Registry::load(
         models,
         &repo_root().join("data"),
-        tch::Device::Cpu,
-        Precision::Full,
+        lens_worker::models::Placement::on(tch::Device::Cpu),
     );
     let store = Arc::new(SqliteStore::open(store).unwrap());
     let app = router(

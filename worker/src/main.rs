@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lens_worker::digits::{self, mnist, train};
-use lens_worker::models::Precision;
+use lens_worker::models::{Placement, Precision, Runtime};
 use lens_worker::store::{PostgresStore, SqliteStore, Store};
 use lens_worker::{cluster, server};
 use std::sync::Arc;
@@ -40,6 +40,26 @@ struct Cli {
     command: Command,
 }
 
+/// The models a serving process holds, and how it runs them.
+#[derive(clap::Args)]
+struct Held {
+    /// Folder with the trained models.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Folder with the digits data (and the photos the page offers).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// `half` runs the networks in fp16 where safe (CUDA only).
+    #[arg(long, value_enum, default_value_t = Precision::Full)]
+    precision: Precision,
+    /// What runs the window methods: `onnx` (ONNX Runtime, on the CPU) or
+    /// `torch` (libtorch). Default: ONNX Runtime on a CPU where a model has
+    /// an ONNX file, libtorch on CUDA. A cluster run is only taken over by a
+    /// worker that computes it the same way (runtime, device, precision).
+    #[arg(long, value_enum)]
+    runtime: Option<Runtime>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the page, gRPC-Web and native gRPC on one port.
@@ -47,18 +67,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Folder with the trained models.
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        /// Folder with the digits data.
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
+        #[command(flatten)]
+        held: Held,
         /// Folder with the built page (trunk's output).
         #[arg(long, default_value = "dist")]
         dist: PathBuf,
-        /// `half` runs the networks in fp16 where safe (CUDA only).
-        #[arg(long, value_enum, default_value_t = Precision::Full)]
-        precision: Precision,
         #[command(flatten)]
         hosting: Hosting,
     },
@@ -81,12 +94,8 @@ enum Command {
     /// Hosting with several workers: own this machine's device and run the
     /// explanations the gateways queue, one at a time.
     Worker {
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-        #[arg(long, value_enum, default_value_t = Precision::Full)]
-        precision: Precision,
+        #[command(flatten)]
+        held: Held,
         /// This worker's name among the workers (default: host name and
         /// process id).
         #[arg(long)]
@@ -238,12 +247,10 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve {
             listen,
-            models,
-            data,
+            held,
             dist,
-            precision,
             hosting,
-        } => serve(listen, models, data, dist, precision, hosting),
+        } => serve(listen, held, dist, hosting),
         Command::Gateway {
             listen,
             data,
@@ -252,9 +259,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             hosting,
         } => gateway(listen, data, dist, cluster, hosting),
         Command::Worker {
-            models,
-            data,
-            precision,
+            held,
             name,
             takeover_seconds,
             cluster,
@@ -266,14 +271,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 name: name.unwrap_or_else(default_worker_name),
                 ack_wait: std::time::Duration::from_secs(takeover_seconds.max(1)),
             };
-            worker(
-                models,
-                data,
-                precision,
-                options,
-                database_url,
-                metrics_listen,
-            )
+            worker(held, options, database_url, metrics_listen)
         }
         Command::TrainDigits {
             data,
@@ -305,15 +303,8 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn serve(
-    listen: SocketAddr,
-    models: PathBuf,
-    data: PathBuf,
-    dist: PathBuf,
-    precision: Precision,
-    hosting: Hosting,
-) -> anyhow::Result<()> {
-    let (registry, device) = load_models(&models, &data, precision)?;
+fn serve(listen: SocketAddr, held: Held, dist: PathBuf, hosting: Hosting) -> anyhow::Result<()> {
+    let (registry, device) = load_models(&held)?;
     if !dist.join("index.html").exists() {
         tracing::warn!(
             "{} has no index.html: the page is not built (./dev run builds it)",
@@ -403,14 +394,12 @@ async fn listen_and_serve(
 }
 
 fn worker(
-    models: PathBuf,
-    data: PathBuf,
-    precision: Precision,
+    held: Held,
     options: cluster::WorkerOptions,
     database_url: String,
     metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
-    let (registry, device) = load_models(&models, &data, precision)?;
+    let (registry, device) = load_models(&held)?;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&database_url)?);
     tokio::runtime::Runtime::new()?.block_on(async {
         if let Some(listen) = metrics_listen {
@@ -432,20 +421,22 @@ fn worker(
 }
 
 /// The models on this machine's device (CUDA when present).
-fn load_models(
-    models: &std::path::Path,
-    data: &std::path::Path,
-    precision: Precision,
-) -> anyhow::Result<(server::Registry, tch::Device)> {
+fn load_models(held: &Held) -> anyhow::Result<(server::Registry, tch::Device)> {
+    let precision = held.precision;
     let device = tch::Device::cuda_if_available();
     if precision == Precision::Half && !device.is_cuda() {
         anyhow::bail!("--precision half runs on CUDA only, and no CUDA device is available");
     }
-    let registry = server::Registry::load(models, data, device, precision);
+    let placement = Placement {
+        device,
+        precision,
+        runtime: held.runtime,
+    };
+    let registry = server::Registry::load(&held.models, &held.data, placement);
     anyhow::ensure!(
         !registry.entries.is_empty(),
         "no model could be loaded from {} (run ./dev setup)",
-        models.display()
+        held.models.display()
     );
     Ok((registry, device))
 }

@@ -168,8 +168,7 @@ async fn health_says_not_serving_once_shutting_down_begins() {
     let registry = lens_worker::server::Registry::load(
         &root.join("models"),
         &root.join("data"),
-        tch::Device::Cpu,
-        lens_worker::models::Precision::Full,
+        lens_worker::models::Placement::on(tch::Device::Cpu),
     );
     let store = Arc::new(lens_worker::store::SqliteStore::open(&temp_folder("store")).unwrap());
     let service = lens_worker::server::LensService::new(registry, store, Default::default());

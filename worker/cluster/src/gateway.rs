@@ -27,7 +27,7 @@ use crate::quotas::{Place, Quotas};
 use crate::run_board::RunBoard;
 use crate::ClusterError;
 use lens_engine::engine::Removal;
-use lens_engine::models::{Precision, Resize, DIGITS};
+use lens_engine::models::{Precision, Resize, Runtime, DIGITS};
 use lens_store::{self as store, Record, Store};
 
 use crate::gateway_classrooms::GatewayClassrooms;
@@ -299,6 +299,9 @@ fn summary_of(model: &AdvertisedModel) -> ModelSummary {
         } else {
             Precision::Full
         },
+        runtime: Runtime::from_name(&model.runtime).unwrap_or(Runtime::Torch),
+        runtime_version: info.runtime,
+        gradients: info.gradients_unavailable.is_empty(),
         device: info.device,
         agreement: None,
         defaults: None,
@@ -625,12 +628,15 @@ mod tests {
                 width: 224,
                 height: 224,
                 class_names: vec!["a".into(); 1000],
+                runtime: "ONNX Runtime 1.32.0".into(),
+                gradients_unavailable: "an ONNX file".into(),
                 ..Default::default()
             }),
             imagenet_crop: true,
             half_precision: true,
             default_batch: 256,
             passes_per_second: 100.0,
+            runtime: "onnx".into(),
         };
         let summary = summary_of(&advertised);
         assert_eq!(summary.resize, Resize::ImagenetCrop);
@@ -641,5 +647,8 @@ mod tests {
         );
         assert_eq!((summary.shape.width, summary.shape.channels), (224, 3));
         assert_eq!(summary.default_batch, 256);
+        assert_eq!(summary.runtime, Runtime::Onnx, "ONNX Runtime keys differently");
+        assert_eq!(summary.runtime_version, "ONNX Runtime 1.32.0");
+        assert!(!summary.gradients);
     }
 }

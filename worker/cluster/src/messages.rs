@@ -121,6 +121,9 @@ pub struct AdvertisedModel {
     /// The network's speed on the worker's device (for estimates).
     #[prost(double, tag = "5")]
     pub passes_per_second: f64,
+    /// What runs its window methods ("torch", "onnx"; empty: torch).
+    #[prost(string, tag = "6")]
+    pub runtime: String,
 }
 
 /// A class as every gateway sees it: who teaches it (the hash of the

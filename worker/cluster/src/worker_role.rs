@@ -431,6 +431,7 @@ fn advertisement(registry: &Registry, speeds: &Speeds) -> WorkerModels {
             half_precision: summary.precision == Precision::Half,
             default_batch: summary.default_batch as u32,
             passes_per_second: speeds.network(&summary.id).unwrap_or(0.0),
+            runtime: summary.runtime.name().into(),
         }
     });
     WorkerModels {

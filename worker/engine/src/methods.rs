@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use crate::engine::{
     explain, gradcam_explain, gradient_explain, saliency_explain, ConditionalMean, ConditionalPda,
-    EfficientPda, EngineError, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress,
+    EfficientPda, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress,
     Quantity, SampledMean, WindowFill,
 };
 // The error a model gives when it lacks what a method needs; it lives with
@@ -72,6 +72,11 @@ impl MethodKind {
             MethodKind::GradCam => Quantity::Logit,
             _ => Quantity::LogOdds,
         }
+    }
+
+    /// The methods that differentiate the network (libtorch only).
+    pub fn needs_gradients(self) -> bool {
+        self.one_class_per_run()
     }
 
     /// Gradient methods give the map of one class per backward pass.
@@ -164,12 +169,16 @@ pub fn run(
     image: &InputImage,
     params: &ExplainParams,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
-) -> Result<Explanation, EngineError> {
-    let classifier = model.classifier.as_ref();
-    match kind {
+) -> Result<Explanation, MethodError> {
+    let classifier = if kind.needs_gradients() {
+        model.gradient_classifier(kind.name())?
+    } else {
+        model.classifier.as_ref()
+    };
+    Ok(match kind {
         MethodKind::Gradient => gradient_explain(classifier, image, fill, params, on_progress),
         MethodKind::Saliency => saliency_explain(classifier, image, params, on_progress),
         MethodKind::GradCam => gradcam_explain(classifier, image, params, on_progress),
         _ => explain(classifier, image, fill, params, on_progress),
-    }
+    }?)
 }

@@ -156,8 +156,18 @@ pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
             .as_ref()
             .map_or(String::new(), |a| a.reference.clone()),
         agreement_ceiling: s.agreement.as_ref().map_or(0.0, |a| a.ceiling),
+        runtime: s.runtime_version.clone(),
+        gradients_unavailable: if s.gradients {
+            String::new()
+        } else {
+            GRADIENTS_NEED_TORCHSCRIPT.into()
+        },
     }
 }
+
+/// Why a model without TorchScript has no gradient methods, for people.
+pub const GRADIENTS_NEED_TORCHSCRIPT: &str =
+    "this model is an ONNX file, and gradients need it as TorchScript (libtorch)";
 
 /// A model's measured agreement for the page (methods the worker does not
 /// know are left out).
@@ -182,7 +192,7 @@ mod tests {
     use super::*;
     use lens_engine::defaults::{DeviceDefaults, MeasuredSetting, ModelDefaults};
     use lens_engine::engine::InputShape;
-    use lens_engine::models::{Precision, Resize};
+    use lens_engine::models::{Precision, Resize, Runtime};
 
     fn photos(defaults: Option<ModelDefaults>) -> ModelSummary {
         ModelSummary {
@@ -200,6 +210,9 @@ mod tests {
             marginal_sampler: false,
             default_batch: 16,
             precision: Precision::Full,
+            runtime: Runtime::Onnx,
+            runtime_version: "ONNX Runtime 1.32.0".into(),
+            gradients: true,
             device: "CPU".into(),
             agreement: None,
             defaults,

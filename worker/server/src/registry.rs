@@ -10,7 +10,7 @@ use tch::Device;
 use lens_engine::agreement::ModelAgreement;
 use lens_engine::defaults::ModelDefaults;
 use lens_engine::engine::{default_batch_size, InputShape};
-use lens_engine::models::{LoadedModel, Precision, Resize};
+use lens_engine::models::{LoadedModel, Placement, Precision, Resize, Runtime};
 
 pub use super::presets::Presets;
 
@@ -30,6 +30,13 @@ pub struct ModelSummary {
     pub default_batch: usize,
     /// Half precision changes the maps a little, so it is part of a request's key.
     pub precision: Precision,
+    /// What runs the window methods; ONNX Runtime's rounding differs from
+    /// libtorch's, so it is part of a request's key too.
+    pub runtime: Runtime,
+    /// The runtime's library and release ("ONNX Runtime 1.32.0").
+    pub runtime_version: String,
+    /// Whether the gradient methods can run (the model has TorchScript).
+    pub gradients: bool,
     /// Where it runs, for people: "CPU", "CUDA", "CUDA, half precision".
     pub device: String,
     /// How its methods agree with PDA with many samples, where measured.
@@ -61,7 +68,7 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every model folder, the digit presets and the sample photos.
-    pub fn load(models: &Path, data: &Path, device: Device, precision: Precision) -> Registry {
+    pub fn load(models: &Path, data: &Path, placement: Placement) -> Registry {
         let mut registry = Registry {
             presets: Presets::load(data),
             ..Registry::default()
@@ -76,7 +83,7 @@ impl Registry {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            match LoadedModel::load(&folder.to_string_lossy(), models, device, precision) {
+            match LoadedModel::load_on(&folder.to_string_lossy(), models, placement) {
                 Ok(model) => registry.add(&id, model),
                 Err(error) => registry.report(&folder.display().to_string(), error.to_string()),
             }
@@ -85,7 +92,11 @@ impl Registry {
     }
 
     pub fn add(&mut self, id: &str, model: LoadedModel) {
-        tracing::info!("model {id}: {}", model.name);
+        tracing::info!(
+            "model {id}: {} on {}",
+            model.name,
+            model.runtime.version()
+        );
         let summary = ModelSummary {
             id: id.to_string(),
             name: model.name.clone(),
@@ -101,6 +112,9 @@ impl Registry {
             marginal_sampler: model.marginal.is_some(),
             default_batch: default_batch_size(model.classifier.device()),
             precision: model.precision,
+            runtime: model.runtime,
+            runtime_version: model.runtime.version(),
+            gradients: model.has_torchscript,
             device: device_name(model.classifier.device(), model.precision),
             agreement: ModelAgreement::read(&model.folder),
             defaults: ModelDefaults::read(&model.folder),

@@ -7,8 +7,8 @@ use lens_engine::engine::{
     positions, ExplainParams, InputImage, InputShape, MapClasses, Schedule, Target,
 };
 use lens_engine::input::{check_upload, InputError};
-use lens_engine::methods::{MethodChoice, MethodKind, SamplerKind};
-use lens_engine::models::{input_for, Precision, Resize, DIGITS};
+use lens_engine::methods::{MethodChoice, MethodError, MethodKind, SamplerKind};
+use lens_engine::models::{input_for, Precision, Resize, Runtime, DIGITS};
 
 use lens_store::{request_key, RequestKey};
 
@@ -120,6 +120,13 @@ pub fn settings_from_request(
         WireMethod::Saliency => MethodKind::Saliency,
         WireMethod::GradCam => MethodKind::GradCam,
     };
+    if kind.needs_gradients() && !model.gradients {
+        return Err(MethodError::NeedsTorchScript {
+            model: model.name.clone(),
+            method: kind.name(),
+        }
+        .into());
+    }
     let samples = request.samples.map_or(DEFAULT_SAMPLES, |s| s as usize);
     let choice = MethodChoice {
         kind,
@@ -183,13 +190,19 @@ pub fn job_from_request(
     // Batch size, tile size and schedule do not change the result, so they
     // are not part of the key; everything else is, with the engine's
     // version (version 2 keys draws by window position). Full precision
-    // adds nothing, so keys made before half precision existed still hold.
+    // on libtorch adds nothing, so keys made before half precision and ONNX
+    // Runtime existed still hold; the gradient methods always run on
+    // libtorch.
     let precision = match model.precision {
         Precision::Full => "",
         Precision::Half => " precision=half",
     };
+    let runtime = match model.runtime {
+        Runtime::Onnx if !kind.needs_gradients() => format!(" runtime={}", model.runtime_version),
+        _ => String::new(),
+    };
     let settings = format!(
-        "engine=2{precision} {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
+        "engine=2{precision}{runtime} {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
         model.id,
         kind,
         choice.sampler,
@@ -245,6 +258,10 @@ mod tests {
     use super::*;
 
     fn digits_summary(precision: Precision) -> ModelSummary {
+        summary_on(precision, Runtime::Torch)
+    }
+
+    fn summary_on(precision: Precision, runtime: Runtime) -> ModelSummary {
         ModelSummary {
             id: DIGITS.into(),
             name: "digits".into(),
@@ -260,6 +277,9 @@ mod tests {
             marginal_sampler: true,
             default_batch: 16,
             precision,
+            runtime,
+            runtime_version: format!("{runtime:?} 1.0"),
+            gradients: true,
             device: "CPU".into(),
             agreement: None,
             defaults: None,
@@ -288,5 +308,53 @@ mod tests {
         };
         assert_eq!(key(Precision::Full), key(Precision::Full));
         assert_ne!(key(Precision::Full), key(Precision::Half));
+    }
+
+    #[test]
+    fn onnx_runtime_maps_are_kept_apart_except_for_the_gradient_methods() {
+        let key = |method: WireMethod, runtime| {
+            let request = ExplainRequest {
+                image: digit_png(),
+                method: method as i32,
+                ..Default::default()
+            };
+            job_from_request(request, &summary_on(Precision::Full, runtime))
+                .unwrap()
+                .key
+        };
+        for window_method in [WireMethod::EfficientPda, WireMethod::Occlusion] {
+            assert_ne!(
+                key(window_method, Runtime::Torch),
+                key(window_method, Runtime::Onnx)
+            );
+        }
+        assert_eq!(
+            key(WireMethod::Gradient, Runtime::Torch),
+            key(WireMethod::Gradient, Runtime::Onnx),
+            "gradients run on libtorch on both"
+        );
+    }
+
+    #[test]
+    fn gradient_methods_are_refused_for_a_model_without_torchscript() {
+        let summary = ModelSummary {
+            gradients: false,
+            ..summary_on(Precision::Full, Runtime::Onnx)
+        };
+        for method in [WireMethod::Gradient, WireMethod::Saliency, WireMethod::GradCam] {
+            let request = ExplainRequest {
+                method: method as i32,
+                ..Default::default()
+            };
+            let error = settings_from_request(&request, &summary).err().unwrap();
+            let status = tonic::Status::from(error);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains("TorchScript"), "{}", status.message());
+        }
+        let occlusion = ExplainRequest {
+            method: WireMethod::Occlusion as i32,
+            ..Default::default()
+        };
+        assert!(settings_from_request(&occlusion, &summary).is_ok());
     }
 }

@@ -85,6 +85,7 @@ pub fn run_job(
     let publish = |e: Event| sink.publish(event(e));
     let shape = image.shape;
     let created_unix = context.created_unix;
+    let runtime = model.computed_by(job.choice.kind.needs_gradients());
     let mut started_event = None;
     let mut on_progress = |progress: Progress| match progress {
         Progress::Started {
@@ -109,6 +110,7 @@ pub fn run_job(
                 owner_secret: String::new(),
                 request: Some(job.resolved.clone()),
                 created_unix,
+                runtime: runtime.clone(),
             };
             started_event = Some(started.clone());
             publish(Event::Started(started))

@@ -24,7 +24,7 @@ use crate::engine::{
     default_batch_size, ExplainParams, MapClasses, Progress, Removal, Schedule, Target, WindowFill,
 };
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
-use crate::models::{LoadedModel, Precision};
+use crate::models::{LoadedModel, Placement, Precision, Runtime};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DeviceArg {
@@ -81,6 +81,11 @@ pub struct ExplainArgs {
     /// differ slightly from `full`.
     #[arg(long, value_enum, default_value_t = Precision::Full)]
     pub precision: Precision,
+    /// What runs the window methods: `onnx` (ONNX Runtime, on the CPU) or
+    /// `torch` (libtorch). Default: ONNX Runtime on a CPU where the model
+    /// has an ONNX file, libtorch on CUDA. Gradient methods run on libtorch.
+    #[arg(long, value_enum)]
+    pub runtime: Option<Runtime>,
     /// Where the .npy and .png files go.
     #[arg(long, default_value = "explanations")]
     pub out: PathBuf,
@@ -108,7 +113,12 @@ pub fn device_from(arg: DeviceArg) -> anyhow::Result<tch::Device> {
 /// Runs the command; returns how many images failed.
 pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
     let device = device_from(args.device)?;
-    let model = LoadedModel::load(&args.model, &args.models, device, args.precision)?;
+    let placement = Placement {
+        device,
+        precision: args.precision,
+        runtime: args.runtime,
+    };
+    let model = LoadedModel::load_on(&args.model, &args.models, placement)?;
     let images = list_images(&args.input)?;
     let window = args.window.unwrap_or(model.resize.default_window());
     let (target, maps) = parse_classes(&args.classes, &model)?;
@@ -309,6 +319,7 @@ fn explain_one(
         "image": path,
         "model": model.name,
         "method": method.name(),
+        "runtime": model.computed_by(method.needs_gradients()),
         "parameters": {
             "window": params.window, "stride": params.stride, "padding": args.padding,
             "samples": fill.samples_per_window(), "seed": params.seed, "batch_size": params.batch_size,

@@ -1,5 +1,6 @@
-//! The description file that sits beside every TorchScript model in the
-//! models folder (`<name>/model.toml`): what the network takes and gives.
+//! The description file that sits beside every model in the models folder
+//! (`<name>/model.toml`): which files hold the network, what it takes and
+//! what it gives.
 
 use std::path::Path;
 
@@ -40,7 +41,8 @@ pub enum Output {
 pub struct ModelDescription {
     /// Shown in the page.
     pub name: String,
-    /// TorchScript file, relative to the description.
+    /// The network, relative to the description: a TorchScript file, or an
+    /// ONNX file (a name ending in `.onnx`) for a model with no TorchScript.
     pub file: String,
     /// Class names, one per line in output order, relative to the description.
     pub classes: String,
@@ -66,8 +68,8 @@ pub struct ModelDescription {
     /// name (traced, not frozen), for the sanity checks that re-draw them.
     #[serde(default)]
     pub parameters: Option<String>,
-    /// The same network as an ONNX file (`evidence-lens` runs it on ONNX
-    /// Runtime), relative to the description.
+    /// The same network as an ONNX file beside the TorchScript one (window
+    /// methods run it on ONNX Runtime), relative to the description.
     #[serde(default)]
     pub onnx: Option<String>,
 }
@@ -113,6 +115,20 @@ impl ModelDescription {
         Ok(description)
     }
 
+    /// The TorchScript file, if the model has one.
+    pub fn torchscript_file(&self) -> Option<&str> {
+        (!is_onnx(&self.file)).then_some(self.file.as_str())
+    }
+
+    /// The ONNX file: `file` itself when it is one, else `onnx`.
+    pub fn onnx_file(&self) -> Option<&str> {
+        if is_onnx(&self.file) {
+            Some(&self.file)
+        } else {
+            self.onnx.as_deref()
+        }
+    }
+
     pub fn shape(&self) -> InputShape {
         InputShape {
             channels: self.channels,
@@ -120,6 +136,10 @@ impl ModelDescription {
             width: self.width,
         }
     }
+}
+
+fn is_onnx(file: &str) -> bool {
+    file.to_ascii_lowercase().ends_with(".onnx")
 }
 
 /// A file name or a list of them.

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 
-use super::description::Resize;
+use super::description::{ModelDescription, Resize};
+use super::onnx::{OnnxError, OnnxModel};
+use super::runtime::Runtime;
 use super::torchscript::{ModelError, Precision, TorchScriptModel};
 use crate::engine::{
     Classifier, ConditionalGaussian, EngineError, InputImage, InputShape, MarginalSampler,
@@ -31,6 +33,10 @@ pub enum MethodError {
     },
     #[error("{model} has no training images for the marginal sampler")]
     NoTrainingImages { model: String },
+    #[error("{method} needs the network's gradients, which only libtorch computes, and {model} is an ONNX file without TorchScript: pick PDA, efficient PDA, the sampled mean or occlusion")]
+    NeedsTorchScript { model: String, method: &'static str },
+    #[error("{model}'s TorchScript file, for the gradient methods: {message}")]
+    TorchScript { model: String, message: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -39,10 +45,20 @@ pub struct LoadedModel {
     pub name: String,
     /// The model's folder (its description, weights and measurements).
     pub folder: PathBuf,
+    /// The network the window methods run (on `runtime`).
     pub classifier: Box<dyn Classifier>,
+    pub runtime: Runtime,
     pub class_names: Vec<String>,
     pub resize: Resize,
     pub precision: Precision,
+    /// The device asked for (an ONNX model runs on the CPU whatever it is).
+    pub device: Device,
+    /// Whether the folder has the network as TorchScript (the gradient
+    /// methods need it).
+    pub has_torchscript: bool,
+    /// The TorchScript network for the gradient methods when the window
+    /// methods run on ONNX Runtime, loaded when first asked for.
+    torchscript: OnceLock<Result<TorchScriptModel, String>>,
     /// Training images for the marginal sampler, when the model has them.
     pub marginal: Option<MarginalSampler>,
     /// Patch statistics for the conditional sampler, one per patch side
@@ -62,6 +78,10 @@ const DATA_RANGE: (f32, f32) = (0.0, 1.0);
 pub enum LoadModelError {
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error("half precision runs on libtorch (CUDA) only, not on ONNX Runtime")]
+    HalfOnOnnx,
     #[error("patch statistics of {path}: {source}")]
     Statistics { path: String, source: EngineError },
     #[error("training images {path}: {message}")]
@@ -71,21 +91,86 @@ pub enum LoadModelError {
 /// The id of the digits network (the default model of a request).
 pub const DIGITS: &str = "digits";
 
+/// Where a model runs: the device and precision (libtorch), and the runtime
+/// of its window methods (`None`: `Runtime::default_for`).
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    pub device: Device,
+    pub precision: Precision,
+    pub runtime: Option<Runtime>,
+}
+
+impl Placement {
+    /// `device` in full precision, on the runtime the model runs best on.
+    pub fn on(device: Device) -> Self {
+        Placement {
+            device,
+            precision: Precision::Full,
+            runtime: None,
+        }
+    }
+
+    /// libtorch on `device` in full precision.
+    pub fn torch(device: Device) -> Self {
+        Placement {
+            device,
+            precision: Precision::Full,
+            runtime: Some(Runtime::Torch),
+        }
+    }
+}
+
 impl LoadedModel {
     /// `spec` is a model folder: a path, or a folder name under `models`.
+    /// On libtorch (the research commands' runtime: they need gradients and
+    /// named parameters).
     pub fn load(
         spec: &str,
         models: &Path,
         device: Device,
         precision: Precision,
     ) -> Result<Self, LoadModelError> {
+        let placement = Placement {
+            precision,
+            ..Placement::torch(device)
+        };
+        Self::load_on(spec, models, placement)
+    }
+
+    /// `load` on the runtime `placement` picks.
+    pub fn load_on(
+        spec: &str,
+        models: &Path,
+        placement: Placement,
+    ) -> Result<Self, LoadModelError> {
         let folder = if Path::new(spec).join("model.toml").exists() {
             Path::new(spec).to_owned()
         } else {
             models.join(spec)
         };
-        let model = TorchScriptModel::load_with(&folder, device, precision)?;
-        let description = model.description();
+        let description =
+            ModelDescription::read(&folder.join("model.toml")).map_err(ModelError::from)?;
+        let Placement {
+            device, precision, ..
+        } = placement;
+        let runtime = placement
+            .runtime
+            .unwrap_or_else(|| Runtime::default_for(&description, device));
+        let (classifier, class_names): (Box<dyn Classifier>, _) = match runtime {
+            Runtime::Torch => {
+                let model = TorchScriptModel::load_with(&folder, device, precision)?;
+                let names = model.class_names().to_vec();
+                (Box::new(model), names)
+            }
+            Runtime::Onnx if precision == Precision::Half => {
+                return Err(LoadModelError::HalfOnOnnx)
+            }
+            Runtime::Onnx => {
+                let model = OnnxModel::load(&folder, tch::get_num_threads().max(1) as usize)?;
+                let names = model.class_names().to_vec();
+                (Box::new(model), names)
+            }
+        };
         let statistics = description
             .statistics
             .iter()
@@ -98,20 +183,59 @@ impl LoadedModel {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let marginal = match &description.marginal {
-            Some(file) => Some(load_marginal(&folder.join(file), model.input_shape())?),
+            Some(file) => Some(load_marginal(&folder.join(file), description.shape())?),
             None => None,
         };
         Ok(LoadedModel {
             name: description.name.clone(),
-            folder: folder.clone(),
-            class_names: model.class_names().to_vec(),
+            folder,
+            classifier,
+            runtime,
+            class_names,
             resize: description.resize,
             precision,
-            classifier: Box::new(model),
+            device,
+            has_torchscript: description.torchscript_file().is_some(),
+            torchscript: OnceLock::new(),
             marginal,
             statistics,
             conditionals: Mutex::default(),
         })
+    }
+
+    /// What computes this model's maps (`computed_by`): the gradient
+    /// methods run on libtorch, the window methods on `runtime`.
+    pub fn computed_by(&self, gradients: bool) -> String {
+        let runtime = if gradients { Runtime::Torch } else { self.runtime };
+        super::runtime::computed_by(runtime, self.device, self.precision)
+    }
+
+    /// The network the gradient methods differentiate: TorchScript on
+    /// libtorch, whatever runs the window methods.
+    pub fn gradient_classifier(
+        &self,
+        method: &'static str,
+    ) -> Result<&dyn Classifier, MethodError> {
+        if self.runtime == Runtime::Torch {
+            return Ok(self.classifier.as_ref());
+        }
+        if !self.has_torchscript {
+            return Err(MethodError::NeedsTorchScript {
+                model: self.name.clone(),
+                method,
+            });
+        }
+        let loaded = self.torchscript.get_or_init(|| {
+            TorchScriptModel::load_with(&self.folder, self.device, self.precision)
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(model) => Ok(model),
+            Err(message) => Err(MethodError::TorchScript {
+                model: self.name.clone(),
+                message: message.clone(),
+            }),
+        }
     }
 
     /// Replaces the conditional sampler's patch statistics of their side

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef};
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::description::{ModelDescription, Output};
@@ -26,7 +26,7 @@ const BUILT_WITH: &str = env!("LENS_ONNXRUNTIME_BUILT_WITH");
 pub enum OnnxError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("{folder}/model.toml names no ONNX file (`onnx = \"model.onnx\"`)")]
+    #[error("{folder}/model.toml names no ONNX file (`file = \"model.onnx\"`, or `onnx = \"model.onnx\"` beside TorchScript)")]
     NoOnnxFile { folder: PathBuf },
     #[error("ONNX Runtime cannot be loaded: {0} (./dev setup installs it; LENS_ONNXRUNTIME may name libonnxruntime.so)")]
     Runtime(String),
@@ -34,10 +34,18 @@ pub enum OnnxError {
     Open { path: PathBuf, message: String },
 }
 
+/// ONNX Runtime as this process loaded it.
+struct Loaded {
+    environment: Environment,
+    /// Its release, from the library's file name (`libonnxruntime.so.1.32.0`):
+    /// the wheel's build information names no release.
+    version: String,
+}
+
 /// One ONNX Runtime per process (it allows no second environment).
-fn environment() -> Result<&'static Environment, OnnxError> {
-    static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-    ENVIRONMENT
+fn loaded() -> Result<&'static Loaded, OnnxError> {
+    static LOADED: OnceLock<Result<Loaded, String>> = OnceLock::new();
+    LOADED
         .get_or_init(|| {
             let library = std::env::var_os("LENS_ONNXRUNTIME")
                 .map(PathBuf::from)
@@ -47,13 +55,31 @@ fn environment() -> Result<&'static Environment, OnnxError> {
             }
             let failed = |e: &dyn std::fmt::Display| format!("{}: {e}", library.display());
             let builder = ort::init_from(&library).map_err(|e| failed(&e))?;
-            builder
+            let environment = builder
                 .with_name("evidence-lens")
                 .build()
-                .map_err(|e| failed(&e))
+                .map_err(|e| failed(&e))?;
+            let name = library.canonicalize().unwrap_or(library);
+            let version = name
+                .file_name()
+                .and_then(|name| name.to_str()?.split(".so.").nth(1))
+                .unwrap_or("(release unknown)")
+                .to_string();
+            Ok(Loaded {
+                environment,
+                version,
+            })
         })
         .as_ref()
         .map_err(|message| OnnxError::Runtime(message.clone()))
+}
+
+/// The library's release ("1.32.0"), or why it cannot be loaded.
+pub fn version() -> String {
+    match loaded() {
+        Ok(loaded) => loaded.version.clone(),
+        Err(error) => format!("(not loaded: {error})"),
+    }
 }
 
 pub struct OnnxModel {
@@ -69,7 +95,7 @@ impl OnnxModel {
     pub fn load(folder: &Path, threads: usize) -> Result<Self, OnnxError> {
         let description = ModelDescription::read(&folder.join("model.toml"))
             .map_err(|e| OnnxError::Model(e.into()))?;
-        let Some(file) = description.onnx.clone() else {
+        let Some(file) = description.onnx_file().map(str::to_string) else {
             return Err(OnnxError::NoOnnxFile {
                 folder: folder.to_path_buf(),
             });
@@ -79,12 +105,13 @@ impl OnnxModel {
             path: path.clone(),
             message,
         };
-        let session = Session::builder(environment()?)
+        let session = Session::builder(&loaded()?.environment)
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
             .and_then(|b| Ok(b.with_intra_threads(threads.max(1))?))
             .and_then(|b| Ok(b.with_inter_threads(1)?))
             .and_then(|mut b| b.commit_from_file(&path))
             .map_err(|e| open(e.to_string()))?;
+        check_input(&session, &description).map_err(open)?;
         let class_names = read_class_names(&folder.join(&description.classes))?;
         let model = OnnxModel {
             session: Mutex::new(session),
@@ -103,6 +130,61 @@ impl OnnxModel {
             }));
         }
         Ok(model)
+    }
+}
+
+/// One f32 input of N x C x H x W with a free batch axis, where C, H and W
+/// are the description's (or free): the engine sends batches of any size.
+fn check_input(session: &Session, description: &ModelDescription) -> Result<(), String> {
+    let [input] = session.inputs() else {
+        return Err(format!(
+            "it takes {} inputs, and the engine gives one (a batch of images)",
+            session.inputs().len()
+        ));
+    };
+    let (Some(shape), Some(TensorElementType::Float32)) =
+        (input.dtype().tensor_shape(), input.dtype().tensor_type())
+    else {
+        return Err(format!(
+            "its input `{}` is {:?}, not a tensor of f32",
+            input.name(),
+            input.dtype()
+        ));
+    };
+    let expected = description.shape().batch(1);
+    if shape.len() != 4 {
+        return Err(format!(
+            "its input `{}` has rank {} ({:?}); the engine gives N x C x H x W = N x {:?}",
+            input.name(),
+            shape.len(),
+            &shape[..],
+            &expected[1..]
+        ));
+    }
+    if shape[0] > 0 {
+        return Err(format!(
+            "its batch axis is fixed at {}: export it with a dynamic batch axis (dynamic_axes in torch.onnx.export)",
+            shape[0]
+        ));
+    }
+    let fits = shape[1..]
+        .iter()
+        .zip(&expected[1..])
+        .all(|(&got, &want)| got < 0 || got == want);
+    if !fits {
+        return Err(format!(
+            "its input `{}` is {:?}, but model.toml says N x {:?} (channels, height, width)",
+            input.name(),
+            &shape[..],
+            &expected[1..]
+        ));
+    }
+    Ok(())
+}
+
+impl OnnxModel {
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
     }
 }
 

@@ -58,6 +58,8 @@ pub enum ModelError {
     },
     #[error("{path} names no `parameters` file (the network with named parameters the sanity checks need)")]
     NoParameters { path: PathBuf },
+    #[error("{path} is an ONNX file, and libtorch needs the model as TorchScript")]
+    OnlyOnnx { path: PathBuf },
     #[error("half precision runs on CUDA only, and the device is {0:?}")]
     HalfNeedsCuda(Device),
     #[error("{path} failed on a test input of shape {shape:?}: {message}")]
@@ -111,7 +113,11 @@ impl TorchScriptModel {
             return Err(ModelError::HalfNeedsCuda(device));
         }
         let description = ModelDescription::read(&folder.join("model.toml"))?;
-        let file = description.file.clone();
+        let Some(file) = description.torchscript_file().map(str::to_string) else {
+            return Err(ModelError::OnlyOnnx {
+                path: folder.join(&description.file),
+            });
+        };
         Self::open(folder, &file, description, device, precision)
     }
 
