@@ -7,7 +7,7 @@ use lens_worker::cli::{plain_map, MapSetting};
 use lens_worker::digits::held_out_presets;
 use lens_worker::engine::{Classifier, InputImage, Target};
 use lens_worker::methods::MethodKind;
-use lens_worker::models::{LoadedModel, OnnxModel, Precision, TorchScriptModel};
+use lens_worker::models::{LoadedModel, OnnxModel, Placement, Runtime, TorchScriptModel};
 use tch::{Device, Kind, Tensor};
 
 fn onnx(model: &str) -> OnnxModel {
@@ -48,14 +48,52 @@ fn the_shipped_models_give_the_same_logits_on_onnx_runtime() {
     }
 }
 
+/// `model` loaded on `runtime` (CPU, full precision).
+fn on(model: &str, runtime: Runtime) -> LoadedModel {
+    let placement = Placement {
+        runtime: Some(runtime),
+        ..Placement::on(Device::Cpu)
+    };
+    LoadedModel::load_on(model, &repo_root().join("models"), placement).unwrap()
+}
+
+/// Every window method maps `image` alike on both runtimes: at most 1e-4
+/// apart (bits for the PDA methods, whose figures show tenths; a
+/// probability for occlusion).
+fn window_methods_agree(model: &str, image: &InputImage, setting: &MapSetting) {
+    let (torch, onnx) = (on(model, Runtime::Torch), on(model, Runtime::Onnx));
+    assert_eq!(torch.runtime, Runtime::Torch);
+    assert_eq!(onnx.runtime, Runtime::Onnx);
+    for kind in [
+        MethodKind::EfficientPda,
+        MethodKind::Occlusion,
+        MethodKind::Pda,
+        MethodKind::SampledMean,
+    ] {
+        let expected = plain_map(&torch, kind, setting, image).unwrap();
+        let got = plain_map(&onnx, kind, setting, image).unwrap();
+        assert_eq!(got.explained, expected.explained, "{model} {kind:?}");
+        assert_eq!(got.forward_passes, expected.forward_passes);
+        let difference = got.maps[0]
+            .iter()
+            .zip(&expected.maps[0])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{model} {kind:?}: maps differ by at most {difference:.2e}");
+        assert!(difference <= 1e-4, "{model} {kind:?}: maps differ by {difference}");
+        assert!(
+            expected.maps[0].iter().any(|v| *v != 0.0),
+            "{model} {kind:?}: an empty map"
+        );
+    }
+}
+
 #[test]
 fn window_methods_map_a_digit_alike_on_both_runtimes() {
     let root = repo_root();
-    let mut model =
-        LoadedModel::load("digits", &root.join("models"), Device::Cpu, Precision::Full).unwrap();
     let (_, values) = held_out_presets(&root.join("data")).unwrap().remove(3);
     let image = InputImage {
-        shape: model.classifier.input_shape(),
+        shape: lens_worker::digits::SHAPE,
         values,
     };
     let setting = MapSetting {
@@ -66,32 +104,26 @@ fn window_methods_map_a_digit_alike_on_both_runtimes() {
         seed: 1,
         target: Target::Predicted,
     };
-    let methods = [
-        MethodKind::EfficientPda,
-        MethodKind::Occlusion,
-        MethodKind::Pda,
-    ];
-    let on_torch: Vec<_> = methods
-        .iter()
-        .map(|&kind| plain_map(&model, kind, &setting, &image).unwrap())
-        .collect();
-    model.classifier = Box::new(onnx("digits"));
-    for (kind, torch) in methods.into_iter().zip(on_torch) {
-        let onnx = plain_map(&model, kind, &setting, &image).unwrap();
-        assert_eq!(onnx.explained, torch.explained, "{kind:?}");
-        let difference = onnx.maps[0]
-            .iter()
-            .zip(&torch.maps[0])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        // Bits for the PDA methods (the paper's figures show tenths), a
-        // probability for occlusion.
-        assert!(difference <= 1e-4, "{kind:?}: maps differ by {difference}");
-        assert!(
-            torch.maps[0].iter().any(|v| *v != 0.0),
-            "{kind:?}: an empty map"
-        );
-    }
+    window_methods_agree("digits", &image, &setting);
+}
+
+#[test]
+fn window_methods_map_a_photo_alike_on_both_runtimes() {
+    let photo = std::fs::read(repo_root().join("data/photos/chelsea.png")).unwrap();
+    let image = on("efficientnet-lite0", Runtime::Onnx)
+        .input_from_bytes(&photo)
+        .unwrap();
+    // Windows of 24 px side by side (the conditional sampler has their
+    // statistics): a hundred windows, a few seconds on libtorch.
+    let setting = MapSetting {
+        window: 24,
+        stride: 24,
+        samples: 2,
+        batch_size: 32,
+        seed: 1,
+        target: Target::Predicted,
+    };
+    window_methods_agree("efficientnet-lite0", &image, &setting);
 }
 
 #[test]

@@ -168,12 +168,13 @@ impl QueuedJob {
         self.message.double_ack().await.map_err(ClusterError::nats)
     }
 
-    /// This worker gives the job back (it is stopping): another worker may
-    /// take it at once.
-    pub async fn give_back(&self) -> Result<(), ClusterError> {
+    /// This worker gives the job back to the queue, for another worker after
+    /// `delay` (none: at once, as when this one is stopping).
+    pub async fn give_back_after(&self, delay: Option<Duration>) -> Result<(), ClusterError> {
         self.message
-            .ack_with(AckKind::Nak(None))
+            .ack_with(AckKind::Nak(delay))
             .await
             .map_err(ClusterError::nats)
     }
+
 }

@@ -26,7 +26,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::events::{EventLimits, RunEvents};
-use crate::jobs::{JobQueue, QueuedJob};
+use crate::jobs::{JobQueue, QueuedJob, MAX_DELIVERIES};
 use crate::messages::{
     AdvertisedModel, ClusterJob, CurvesJob, RunEntry, WindowBatch, WorkerModels,
 };
@@ -41,7 +41,7 @@ use lens_server::estimate::model_info;
 use lens_server::faithfulness;
 use lens_server::metrics::{metrics, Counted};
 use lens_server::registry::Registry;
-use lens_server::request::{job_from_request, model_by_id};
+use lens_server::request::{job_from_request, model_by_id, settings_from_request};
 use lens_server::run_job::{event, guarded, run_job, RunInfo, RunSink};
 use lens_server::speed::Speeds;
 use lens_server::status::ServiceError;
@@ -82,6 +82,9 @@ enum Settled {
     Done,
     /// This worker is stopping: another one may take it now.
     GiveBack,
+    /// Another worker started it and computes it another way: one that
+    /// computes it the same way may take it after `ack_wait`.
+    Elsewhere,
     /// NATS trouble: left unconfirmed, it comes back after `ack_wait`.
     Retry,
 }
@@ -215,7 +218,8 @@ impl WorkerRole {
         keep_alive.abort();
         let answered = match settled {
             Settled::Done => queued.done().await,
-            Settled::GiveBack => queued.give_back().await,
+            Settled::GiveBack => queued.give_back_after(None).await,
+            Settled::Elsewhere => queued.give_back_after(Some(self.options.ack_wait)).await,
             Settled::Retry => Ok(()),
         };
         if let Err(error) = answered {
@@ -238,6 +242,26 @@ impl WorkerRole {
             return Settled::Done;
         }
         let publisher = Publisher::start(self.events.clone(), self.windows.clone(), id.clone());
+        if let Some(theirs) = self.computed_otherwise(&job, &sent) {
+            // Its viewers' tiles and its stored map must come from one
+            // runtime, device and precision, not a mix of two roundings.
+            if attempt < MAX_DELIVERIES {
+                tracing::info!(
+                    "worker {} leaves {id} to a worker on {theirs}",
+                    self.options.name
+                );
+                publisher.finish().await;
+                return Settled::Elsewhere;
+            }
+            let status = tonic::Status::unavailable(format!(
+                "the worker computing this explanation stopped, and no worker that computes it the same way ({theirs}) took it over: ask again"
+            ));
+            publisher.send(RunEntry::failure(&status));
+            return match publisher.finish().await {
+                true => Settled::Done,
+                false => Settled::Retry,
+            };
+        }
         tracing::info!("worker {} runs {id} (attempt {attempt})", self.options.name);
         if attempt > 1 {
             publisher.send(RunEntry::event(event(Event::Moved(Moved {
@@ -286,6 +310,20 @@ impl WorkerRole {
             }
         }
         settled
+    }
+
+    /// What computed the run so far, when a worker started it that computes
+    /// it another way than this one would (runtime, device or precision).
+    fn computed_otherwise(&self, job: &ClusterJob, sent: &Sent) -> Option<String> {
+        let theirs = &sent.started.as_ref()?.runtime;
+        let request = job.request.as_ref()?;
+        let entry = model_by_id(&self.registry, &request.model).ok()?;
+        let kind = settings_from_request(request, &entry.summary)
+            .ok()?
+            .choice
+            .kind;
+        // Runs started before the runtime was recorded say nothing.
+        (!theirs.is_empty() && theirs != entry.computed_by(kind)).then(|| theirs.clone())
     }
 
     /// What the run's viewers already have, and the results of the windows

@@ -10,6 +10,7 @@ use tch::Device;
 use lens_engine::agreement::ModelAgreement;
 use lens_engine::defaults::ModelDefaults;
 use lens_engine::engine::{default_batch_size, InputShape};
+use lens_engine::methods::MethodKind;
 use lens_engine::models::{LoadedModel, Placement, Precision, Resize, Runtime};
 
 pub use super::presets::Presets;
@@ -55,6 +56,16 @@ pub struct Entry {
     pub summary: ModelSummary,
     /// Locked by the job that uses the model.
     pub model: Arc<Mutex<LoadedModel>>,
+    /// What computes its window methods' maps and its gradient methods'
+    /// (`LoadedModel::computed_by`), readable without the lock.
+    computed_by: [String; 2],
+}
+
+impl Entry {
+    /// What computes a `kind` map of this model: "ONNX Runtime 1.32.0 on CPU".
+    pub fn computed_by(&self, kind: MethodKind) -> &str {
+        &self.computed_by[kind.needs_gradients() as usize]
+    }
 }
 
 #[derive(Default)]
@@ -119,9 +130,11 @@ impl Registry {
             agreement: ModelAgreement::read(&model.folder),
             defaults: ModelDefaults::read(&model.folder),
         };
+        let computed_by = [model.computed_by(false), model.computed_by(true)];
         self.entries.push(Entry {
             summary,
             model: Arc::new(Mutex::new(model)),
+            computed_by,
         });
     }
 

@@ -12,7 +12,7 @@ use crate::engine::{
     default_batch_size, deletion_insertion, probabilities_of, Curves, DeletionParams, Faithfulness,
     InputImage, Removal, Target,
 };
-use crate::models::{LoadedModel, Precision};
+use crate::models::{LoadedModel, Placement};
 use crate::server::faithfulness;
 use crate::store::{SqliteStore, Store};
 
@@ -78,7 +78,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
     };
     let device = device_from(args.device)?;
     let spec = args.model.as_deref().unwrap_or("efficientnet-lite0");
-    let model = LoadedModel::load(spec, &args.models, device, Precision::Full)?;
+    let model = LoadedModel::load_on(spec, &args.models, Placement::on(device))?;
     let image = model.input_from_bytes(&std::fs::read(image_path)?)?;
     let (map, height, width) = super::npy::read_f32(map_path)?;
     let shape = image.shape;
@@ -130,7 +130,7 @@ fn evaluate_stored(args: &EvaluateArgs, id: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("{} holds no explanation {id}", args.store.display()))?;
     let device = device_from(args.device)?;
     let spec = args.model.as_deref().unwrap_or(&record.model);
-    let model = LoadedModel::load(spec, &args.models, device, Precision::Full)?;
+    let model = LoadedModel::load_on(spec, &args.models, Placement::on(device))?;
     let mut results = Vec::new();
     for &removal in &args.removal {
         let began = std::time::Instant::now();

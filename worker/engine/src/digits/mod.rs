@@ -15,7 +15,7 @@ use std::path::Path;
 use tch::nn::{ModuleT, VarStore};
 use tch::{CModule, Device, Kind, Tensor};
 
-use crate::models::{LoadModelError, LoadedModel, Precision, DIGITS};
+use crate::models::{LoadModelError, LoadedModel, Placement, DIGITS};
 use mnist::{Digits, CLASSES, SIDE};
 use net::DigitsNet;
 
@@ -45,7 +45,7 @@ pub enum LoadError {
 
 impl DigitsKit {
     pub fn load(models: &Path, data: &Path, device: Device) -> Result<Self, LoadError> {
-        let model = LoadedModel::load(DIGITS, models, device, Precision::Full)?;
+        let model = LoadedModel::load_on(DIGITS, models, Placement::on(device))?;
         let presets = held_out_presets(data)?;
         Ok(DigitsKit { model, presets })
     }
