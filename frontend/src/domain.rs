@@ -27,6 +27,22 @@ pub struct ModelChoice {
     pub agreement_reference: String,
     /// How far the reference agrees with itself: the most a method can reach.
     pub agreement_ceiling: f64,
+    /// Why the gradient methods cannot run on this model (an ONNX file
+    /// without TorchScript); empty when they can.
+    pub gradients_unavailable: String,
+}
+
+impl ModelChoice {
+    /// Why `method` cannot run on this model, for people; `None` when it can.
+    pub fn refusal(&self, method: Method) -> Option<String> {
+        (method.needs_gradients() && !self.gradients_unavailable.is_empty()).then(|| {
+            format!(
+                "{} needs gradients: {}.",
+                method.label(),
+                self.gradients_unavailable
+            )
+        })
+    }
 }
 
 /// How closely one method's maps follow the reference on a model.

@@ -67,6 +67,12 @@ impl Method {
         }
     }
 
+    /// Whether the method differentiates the network (which needs the model
+    /// as TorchScript).
+    pub fn needs_gradients(self) -> bool {
+        matches!(self, Method::Gradient | Method::Saliency | Method::GradCam)
+    }
+
     /// Whether S (samples per window) applies.
     pub fn uses_samples(self) -> bool {
         matches!(self, Method::Pda | Method::SampledMean)

@@ -282,6 +282,13 @@ impl Page {
             .with(|all| all.iter().find(|m| m.id == id).cloned())
     }
 
+    /// `model_choice` without subscribing to it.
+    pub fn model_choice_untracked(&self) -> Option<ModelChoice> {
+        let id = self.settings.model.get_untracked();
+        self.models
+            .with_untracked(|all| all.iter().find(|m| m.id == id).cloned())
+    }
+
     /// The explanation on screen and its creator's secret, when this
     /// browser made it (it may then cancel and delete it).
     pub fn owned_share(&self) -> Option<(String, String)> {

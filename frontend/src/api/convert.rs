@@ -116,6 +116,7 @@ pub(super) fn model(info: wire::ModelInfo) -> ModelChoice {
         defaults_basis: info.defaults_basis,
         agreement_reference: info.agreement_reference,
         agreement_ceiling: info.agreement_ceiling,
+        gradients_unavailable: info.gradients_unavailable,
     }
 }
 

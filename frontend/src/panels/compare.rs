@@ -47,8 +47,14 @@ pub fn ComparePanel() -> impl IntoView {
         let this_run = generation.get_untracked() + 1;
         generation.set(this_run);
         panels.set(vec![Panel::default(); COMPARED.len()]);
+        let model = use_page().model_choice_untracked();
         spawn_local(async move {
             for (index, (method, _, _)) in COMPARED.iter().enumerate() {
+                // A method the model cannot run says why and is passed over.
+                if let Some(refusal) = model.as_ref().and_then(|m| m.refusal(*method)) {
+                    panels.update(|p| p[index].error = Some(refusal));
+                    continue;
+                }
                 let asked = RunRequest {
                     settings: RunSettings {
                         method: *method,

@@ -111,6 +111,28 @@ fn window_sizes(page: Page) -> Option<impl IntoView> {
     })
 }
 
+/// Why the greyed-out methods are greyed out, on a model without gradients.
+fn gradients_note(page: Page) -> Option<impl IntoView> {
+    let model = page.model_choice()?;
+    if model.gradients_unavailable.is_empty() {
+        return None;
+    }
+    let chosen = page.settings.method.get();
+    let text = match model.refusal(chosen) {
+        Some(refusal) => {
+            format!("{refusal} Pick PDA, efficient PDA, the sampled mean or occlusion.")
+        }
+        None => format!(
+            "Gradient, saliency and Grad-CAM are greyed out: {}.",
+            model.gradients_unavailable
+        ),
+    };
+    let refused = model.refusal(chosen).is_some();
+    Some(view! {
+        <p class="hint" class:error=refused data-testid="gradients-unavailable">{text}</p>
+    })
+}
+
 /// The model's defaults and why they are the defaults, with a way back to
 /// them once the settings differ.
 fn defaults_note(page: Page) -> Option<impl IntoView> {
@@ -166,8 +188,11 @@ pub fn SettingsPanel() -> impl IntoView {
                         .into_iter()
                         .map(|m| {
                             let suffix = move || agreement::option_suffix(page.model_choice().as_ref(), m);
+                            let refusal = move || page.model_choice().and_then(|model| model.refusal(m));
                             view! {
-                                <option value=m.value() prop:selected=move || settings.method.get() == m>
+                                <option value=m.value() prop:selected=move || settings.method.get() == m
+                                    disabled=move || refusal().is_some()
+                                    title=move || refusal().unwrap_or_default()>
                                     {m.label()}{suffix}
                                 </option>
                             }
@@ -176,6 +201,7 @@ pub fn SettingsPanel() -> impl IntoView {
                 </select>
             </label>
             <p class="hint" data-testid="method-description">{move || settings.method.get().description()}</p>
+            {move || gradients_note(page)}
             {move || {
                 agreement::note(page.model_choice().as_ref(), settings.method.get(), settings.samples.get())
                     .map(|note| view! { <p class="hint agreement" data-testid="agreement">{note}</p> })

@@ -9,8 +9,7 @@ use std::path::Path;
 
 use lens_proto::v1::{ExplainRequest, ListModelsRequest, Method};
 use lens_tests::{
-    assemble, collect_events, native_client, read_npy, repo_root, start_worker_with,
-    worker_binary,
+    assemble, collect_events, native_client, read_npy, repo_root, start_worker_with, worker_binary,
 };
 use lens_worker::cli::{plain_map, MapSetting};
 use lens_worker::digits::held_out_presets;
@@ -89,7 +88,10 @@ fn window_methods_agree(model: &str, image: &InputImage, setting: &MapSetting) {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         eprintln!("{model} {kind:?}: maps differ by at most {difference:.2e}");
-        assert!(difference <= 1e-4, "{model} {kind:?}: maps differ by {difference}");
+        assert!(
+            difference <= 1e-4,
+            "{model} {kind:?}: maps differ by {difference}"
+        );
         assert!(
             expected.maps[0].iter().any(|v| *v != 0.0),
             "{model} {kind:?}: an empty map"
@@ -186,7 +188,13 @@ fn occlusion_by_hand(values: &[f32], window: usize) -> (usize, Vec<f32>) {
     let s = |x: &[f32]| -> f64 {
         x.iter()
             .enumerate()
-            .map(|(i, &v)| if i % side < side / 2 { v as f64 } else { -(v as f64) })
+            .map(|(i, &v)| {
+                if i % side < side / 2 {
+                    v as f64
+                } else {
+                    -(v as f64)
+                }
+            })
             .sum::<f64>()
             * 0.02
     };
@@ -199,8 +207,10 @@ fn occlusion_by_hand(values: &[f32], window: usize) -> (usize, Vec<f32>) {
     let mut map = vec![0.0f32; side * side];
     for top in (0..side).step_by(window) {
         for left in (0..side).step_by(window) {
-            let inside = |i: usize| (top..top + window).contains(&(i / side))
-                && (left..left + window).contains(&(i % side));
+            let inside = |i: usize| {
+                (top..top + window).contains(&(i / side))
+                    && (left..left + window).contains(&(i % side))
+            };
             let grey: Vec<f32> = (0..values.len())
                 .map(|i| if inside(i) { 0.5 } else { values[i] })
                 .collect();
@@ -217,12 +227,17 @@ fn occlusion_by_hand(values: &[f32], window: usize) -> (usize, Vec<f32>) {
 
 fn largest_gap(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// A held-out three as an upload, and the input the worker makes of it.
 fn three() -> (Vec<u8>, Vec<f32>) {
-    let (_, values) = held_out_presets(&repo_root().join("data")).unwrap().remove(3);
+    let (_, values) = held_out_presets(&repo_root().join("data"))
+        .unwrap()
+        .remove(3);
     let png = lens_worker::input::grey_png(&values, 28, 28);
     let input = lens_worker::input::digit_from_bytes(&png).unwrap().values;
     (png, input)
@@ -247,10 +262,17 @@ fn the_cli_explains_an_onnx_only_model_as_computed_by_hand() {
             .unwrap()
     };
     let occlusion = explain("occlusion");
-    assert!(occlusion.status.success(), "{}", String::from_utf8_lossy(&occlusion.stderr));
+    assert!(
+        occlusion.status.success(),
+        "{}",
+        String::from_utf8_lossy(&occlusion.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&occlusion.stdout).unwrap();
     assert!(
-        summary["runtime"].as_str().unwrap().starts_with("ONNX Runtime 1."),
+        summary["runtime"]
+            .as_str()
+            .unwrap()
+            .starts_with("ONNX Runtime 1."),
         "{summary}"
     );
     let (predicted, expected) = occlusion_by_hand(&input, 4);
@@ -259,11 +281,18 @@ fn the_cli_explains_an_onnx_only_model_as_computed_by_hand() {
     assert_eq!(shape, vec![28, 28]);
     let gap = largest_gap(&map, &expected);
     assert!(gap <= 1e-5, "the map is {gap} from the hand's");
-    assert!(expected.iter().any(|v| v.abs() > 1e-3), "a map with evidence");
+    assert!(
+        expected.iter().any(|v| v.abs() > 1e-3),
+        "a map with evidence"
+    );
 
     // Efficient PDA with the folder's training images (the marginal sampler).
     let efficient = explain("efficient-pda");
-    assert!(efficient.status.success(), "{}", String::from_utf8_lossy(&efficient.stderr));
+    assert!(
+        efficient.status.success(),
+        "{}",
+        String::from_utf8_lossy(&efficient.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&efficient.stdout).unwrap();
     assert_eq!(summary["forward_passes"], 1 + 49);
 
@@ -292,7 +321,11 @@ async fn an_onnx_only_model_is_served_beside_the_digits_and_a_broken_one_is_list
     let ids: Vec<&str> = listed.models.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["digits", "left-right"]);
     let user = &listed.models[1];
-    assert!(user.runtime.starts_with("ONNX Runtime 1."), "{}", user.runtime);
+    assert!(
+        user.runtime.starts_with("ONNX Runtime 1."),
+        "{}",
+        user.runtime
+    );
     assert!(user.gradients_unavailable.contains("ONNX file"), "{user:?}");
     assert!(listed.models[0].gradients_unavailable.is_empty());
     let [broken] = listed.broken.as_slice() else {
@@ -310,7 +343,11 @@ async fn an_onnx_only_model_is_served_beside_the_digits_and_a_broken_one_is_list
         stride: 4,
         ..Default::default()
     };
-    let streamed = assemble(collect_events(&mut client, ask(Method::Occlusion)).await.unwrap());
+    let streamed = assemble(
+        collect_events(&mut client, ask(Method::Occlusion))
+            .await
+            .unwrap(),
+    );
     assert_eq!(streamed.started.input.as_ref().unwrap().values, input);
     assert!(streamed.started.runtime.starts_with("ONNX Runtime 1."));
     let (predicted, expected) = occlusion_by_hand(&input, 4);
@@ -318,13 +355,21 @@ async fn an_onnx_only_model_is_served_beside_the_digits_and_a_broken_one_is_list
     let gap = largest_gap(&streamed.map, &expected);
     assert!(gap <= 1e-5, "the map is {gap} from the hand's");
 
-    let efficient = assemble(collect_events(&mut client, ask(Method::EfficientPda)).await.unwrap());
+    let efficient = assemble(
+        collect_events(&mut client, ask(Method::EfficientPda))
+            .await
+            .unwrap(),
+    );
     assert_eq!(efficient.finished.forward_passes, 1 + 49);
 
     for method in [Method::Gradient, Method::Saliency, Method::GradCam] {
         let refused = collect_events(&mut client, ask(method)).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{method:?}");
-        assert!(refused.message().contains("without TorchScript"), "{}", refused.message());
+        assert!(
+            refused.message().contains("without TorchScript"),
+            "{}",
+            refused.message()
+        );
     }
     // The digits still serve, gradients included (their TorchScript).
     let digit = ExplainRequest {
@@ -333,5 +378,9 @@ async fn an_onnx_only_model_is_served_beside_the_digits_and_a_broken_one_is_list
         ..Default::default()
     };
     let gradient = assemble(collect_events(&mut client, digit).await.unwrap());
-    assert!(gradient.started.runtime.starts_with("libtorch"), "{}", gradient.started.runtime);
+    assert!(
+        gradient.started.runtime.starts_with("libtorch"),
+        "{}",
+        gradient.started.runtime
+    );
 }

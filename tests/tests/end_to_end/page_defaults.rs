@@ -107,3 +107,65 @@ async fn the_page_starts_with_the_measured_defaults_and_offers_them_again() {
     }
     client.close().await.unwrap();
 }
+
+/// Issue 30: a model that is only an `.onnx` file (built at test time, see
+/// `tests/models/left_right.py`) offers the window methods, greys out the
+/// gradient methods with the reason, and explains a digit with occlusion.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_onnx_only_model_greys_out_the_gradient_methods_and_explains_a_digit() {
+    let models = temp_folder("onnx-only-page");
+    let root = lens_tests::repo_root();
+    let status = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/models/left_right.py"))
+        .arg(models.join("left-right"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "left_right.py failed");
+    std::os::unix::fs::symlink(root.join("models/digits"), models.join("digits")).unwrap();
+    let address = lens_tests::start_worker_with(&models).await;
+
+    let driver = start_chromedriver();
+    let client = open_browser(&driver, &temp_folder("chromium-onnx-only")).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    let gradient_option = "[data-testid=method] option[value=gradient]";
+    let disabled = |client: &Client| {
+        let client = client.clone();
+        async move {
+            let option = client.find(Locator::Css(gradient_option)).await.unwrap();
+            option.attr("disabled").await.unwrap().is_some()
+        }
+    };
+    wait_for(&client, "preset-3").await;
+    assert!(!disabled(&client).await, "the digits network has gradients");
+
+    let picker = wait_for(&client, "model").await;
+    picker.select_by_value("left-right").await.unwrap();
+    let note = wait_for_text(&client, "gradients-unavailable", |t| {
+        t.contains("greyed out")
+    })
+    .await;
+    assert!(note.contains("an ONNX file"), "{note}");
+    assert!(disabled(&client).await, "gradient is greyed out");
+    for method in ["saliency", "grad-cam"] {
+        let css = format!("[data-testid=method] option[value={method}]");
+        let option = client.find(Locator::Css(&css)).await.unwrap();
+        assert!(option.attr("disabled").await.unwrap().is_some(), "{method}");
+        let title = option.attr("title").await.unwrap().unwrap_or_default();
+        assert!(title.contains("needs gradients"), "{method}: {title:?}");
+    }
+
+    wait_for(&client, "method")
+        .await
+        .select_by_value("occlusion")
+        .await
+        .unwrap();
+    wait_for(&client, "preset-3").await.click().await.unwrap();
+    lens_tests::browser::run_anyway_if_asked(&client).await;
+    let state = lens_tests::browser::wait_until_not_running(&client).await;
+    assert_eq!(state, "done", "the page reported an error");
+    for (width, height) in [(1920, 1080), (1280, 720), (390, 844)] {
+        set_viewport(&client, width, height).await;
+        save_screenshot(&client, &format!("onnx-only-{width}x{height}")).await;
+    }
+    client.close().await.unwrap();
+}

@@ -647,7 +647,11 @@ mod tests {
         );
         assert_eq!((summary.shape.width, summary.shape.channels), (224, 3));
         assert_eq!(summary.default_batch, 256);
-        assert_eq!(summary.runtime, Runtime::Onnx, "ONNX Runtime keys differently");
+        assert_eq!(
+            summary.runtime,
+            Runtime::Onnx,
+            "ONNX Runtime keys differently"
+        );
         assert_eq!(summary.runtime_version, "ONNX Runtime 1.32.0");
         assert!(!summary.gradients);
     }

@@ -176,5 +176,4 @@ impl QueuedJob {
             .await
             .map_err(ClusterError::nats)
     }
-
 }

@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 
 use crate::engine::{
     explain, gradcam_explain, gradient_explain, saliency_explain, ConditionalMean, ConditionalPda,
-    EfficientPda, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress,
-    Quantity, SampledMean, WindowFill,
+    EfficientPda, ExplainParams, Explanation, InputImage, Occlusion, Pda, Progress, Quantity,
+    SampledMean, WindowFill,
 };
 // The error a model gives when it lacks what a method needs; it lives with
 // the models so that they need nothing from here.

@@ -103,11 +103,7 @@ impl Registry {
     }
 
     pub fn add(&mut self, id: &str, model: LoadedModel) {
-        tracing::info!(
-            "model {id}: {} on {}",
-            model.name,
-            model.runtime.version()
-        );
+        tracing::info!("model {id}: {} on {}", model.name, model.runtime.version());
         let summary = ModelSummary {
             id: id.to_string(),
             name: model.name.clone(),

@@ -341,7 +341,11 @@ mod tests {
             gradients: false,
             ..summary_on(Precision::Full, Runtime::Onnx)
         };
-        for method in [WireMethod::Gradient, WireMethod::Saliency, WireMethod::GradCam] {
+        for method in [
+            WireMethod::Gradient,
+            WireMethod::Saliency,
+            WireMethod::GradCam,
+        ] {
             let request = ExplainRequest {
                 method: method as i32,
                 ..Default::default()
@@ -349,7 +353,11 @@ mod tests {
             let error = settings_from_request(&request, &summary).err().unwrap();
             let status = tonic::Status::from(error);
             assert_eq!(status.code(), tonic::Code::InvalidArgument);
-            assert!(status.message().contains("TorchScript"), "{}", status.message());
+            assert!(
+                status.message().contains("TorchScript"),
+                "{}",
+                status.message()
+            );
         }
         let occlusion = ExplainRequest {
             method: WireMethod::Occlusion as i32,

@@ -206,7 +206,11 @@ impl LoadedModel {
     /// What computes this model's maps (`computed_by`): the gradient
     /// methods run on libtorch, the window methods on `runtime`.
     pub fn computed_by(&self, gradients: bool) -> String {
-        let runtime = if gradients { Runtime::Torch } else { self.runtime };
+        let runtime = if gradients {
+            Runtime::Torch
+        } else {
+            self.runtime
+        };
         super::runtime::computed_by(runtime, self.device, self.precision)
     }
 
