@@ -172,6 +172,68 @@ async fn a_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
     assert_eq!(stored.map, alone.map, "the stored map too");
 }
 
+/// Issue 30: a run started on libtorch is not continued on ONNX Runtime
+/// (its viewers' tiles and its stored map would mix two roundings): the
+/// other worker gives it back each time, and at the last delivery ends it
+/// with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_is_not_taken_over_by_a_worker_on_another_runtime() {
+    let services = Services::start();
+    let takeover = 1;
+    let mut torch = services.worker_with("torch", takeover, &[], &["--runtime", "torch"]);
+    let (_gateway, address) = services.gateway();
+    let mut client = native_client(address).await;
+    let request = ExplainRequest {
+        samples: Some(400),
+        ..seconds_of_work(preset(&mut client, 3).await.png, 5)
+    };
+    let mut stream = client.explain(request).await.unwrap().into_inner();
+    let mut started = None;
+    let mut tiles = 0;
+    while tiles < 2 {
+        let event = stream.next().await.unwrap().unwrap();
+        match event.event {
+            Some(Event::Started(s)) => started = Some(s),
+            Some(Event::Tile(t)) if !t.coarse => tiles += 1,
+            _ => {}
+        }
+    }
+    let started = started.expect("Started before the tiles");
+    assert!(
+        started.runtime.starts_with("libtorch") && started.runtime.ends_with("on CPU"),
+        "{}",
+        started.runtime
+    );
+    // The other worker (ONNX Runtime, the CPU's default) is idle when the
+    // first one dies.
+    let onnx = services.worker("onnx", takeover);
+    torch.kill();
+    let mut ended = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => assert!(
+                !matches!(
+                    event.event,
+                    Some(Event::Tile(_) | Event::Finished(_) | Event::Moved(_))
+                ),
+                "no tile computed on the other runtime: {event:?}"
+            ),
+            Err(status) => {
+                ended = Some(status);
+                break;
+            }
+        }
+    }
+    let ended = ended.expect("the run ends with the reason");
+    assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
+    assert!(
+        ended.message().contains(&started.runtime) && ended.message().contains("ask again"),
+        "{}",
+        ended.message()
+    );
+    assert!(onnx.logged(&format!("leaves {} to a worker on libtorch", started.id)));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_jobs_are_spread_over_two_workers() {
     let services = Services::start();
