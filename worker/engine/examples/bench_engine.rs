@@ -2,9 +2,11 @@
 //! same TorchScript file (`models/efficientnet-lite0/model.pt`), the same
 //! device. Captum's `Occlusion` runs in the project's Python (`./dev bench`
 //! installs it); then our occlusion, efficient PDA, PDA and the gradient
-//! method, at stride 8, and at stride 1 where a GPU is present. On a GPU the
-//! methods run again in half precision, with the agreement of their maps
-//! with full precision.
+//! method, at stride 8, and at stride 1 where a GPU is present. On a CPU the
+//! window methods run again on ONNX Runtime (the folder's `model.onnx`, the
+//! CPU's default runtime), with the agreement of their maps with libtorch's;
+//! on a GPU again in half precision, with the agreement of their maps with
+//! full precision.
 //!
 //! For each it prints the wall time, forward passes, passes per second, the
 //! time per pass relative to Captum's (below 1: faster at identical work),
@@ -29,7 +31,7 @@ use lens_engine::engine::{
     PatchStatistics, Progress, Quantity, Schedule, Target, WindowFill,
 };
 use lens_engine::input::photo_from_bytes;
-use lens_engine::models::{Precision, TorchScriptModel};
+use lens_engine::models::{OnnxModel, Precision, TorchScriptModel};
 use tch::{Device, Kind, Tensor};
 
 const MODEL: &str = "models/efficientnet-lite0";
@@ -57,6 +59,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    // On a CPU the same network from the folder's ONNX file, side by side.
+    let onnx = if device.is_cuda() {
+        None
+    } else {
+        OnnxModel::load(folder, tch::get_num_threads().max(1) as usize)
+            .inspect_err(|e| println!("ONNX Runtime does not run: {e}"))
+            .ok()
+    };
     let stats = PatchStatistics::load(&folder.join("patches-18.safetensors"))?;
     let gaussian = Arc::new(ConditionalGaussian::new(stats, WINDOW, (0.0, 1.0), 1e-4)?);
     let image = photo_from_bytes(&std::fs::read(photo)?, model.input_shape())?;
@@ -76,6 +86,15 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{:?} precision, batch {batch:>5}: the network alone {:.3} ms per image",
                 model.precision(),
+                seconds * 1e3
+            );
+        }
+    }
+    if let Some(onnx) = &onnx {
+        for &batch in sweep {
+            let seconds = network_seconds_per_image(onnx, batch, false)?;
+            println!(
+                "ONNX Runtime, batch {batch:>5}: the network alone {:.3} ms per image",
                 seconds * 1e3
             );
         }
@@ -106,6 +125,18 @@ fn main() -> anyhow::Result<()> {
         per_image * 1e3,
         contiguous * 1e3
     );
+    // ONNX Runtime takes NCHW: the engine hands it a contiguous copy.
+    let onnx_per_image = match &onnx {
+        Some(onnx) => {
+            let seconds = network_seconds_per_image(onnx, batch_size, false)?;
+            println!(
+                "the network alone on ONNX Runtime, per image: {:.2} ms",
+                seconds * 1e3
+            );
+            seconds
+        }
+        None => f64::NAN,
+    };
 
     for &stride in strides {
         let captum = run_captum(&image.values, stride, batch_size, device)
@@ -135,7 +166,18 @@ fn main() -> anyhow::Result<()> {
             params: params_at(stride, batch_size),
             table,
         };
-        let full_maps = methods.run(&model, "")?;
+        let full_maps = methods.run(&model, "", true)?;
+        if let Some(onnx) = &onnx {
+            let onnx_maps = Methods {
+                table: Table {
+                    network_per_image: onnx_per_image,
+                    ..table
+                },
+                ..methods.clone()
+            }
+            .run(onnx, ", ONNX Runtime", false)?;
+            compare_maps("ONNX Runtime vs libtorch", &full_maps, &onnx_maps);
+        }
         if let Some(half) = &half {
             let half_table = Table {
                 network_per_image: network_seconds_per_image(half, batch_size, true)?,
@@ -145,23 +187,29 @@ fn main() -> anyhow::Result<()> {
                 table: half_table,
                 ..methods.clone()
             }
-            .run(half, ", half")?;
-            for ((name, full), (_, half)) in full_maps.iter().zip(&half_maps) {
-                println!(
-                    "half vs full precision, {name}: rank correlation {:.4}, top-10% overlap \
-                     {:.3}, largest difference {:.4} (map range {:.3})",
-                    agreement::rank_correlation(full, half),
-                    agreement::top_overlap(full, half, 0.1),
-                    full.iter()
-                        .zip(half)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f32::max),
-                    range(full)
-                );
-            }
+            .run(half, ", half", true)?;
+            compare_maps("half vs full precision", &full_maps, &half_maps);
         }
     }
     Ok(())
+}
+
+/// How closely two runs' maps of the same methods agree.
+fn compare_maps(what: &str, reference: &[(String, Vec<f32>)], other: &[(String, Vec<f32>)]) {
+    for ((name, expected), (_, got)) in reference.iter().zip(other) {
+        println!(
+            "{what}, {name}: rank correlation {:.4}, top-10% overlap {:.3}, largest \
+             difference {:.2e} (map range {:.3})",
+            agreement::rank_correlation(expected, got),
+            agreement::top_overlap(expected, got, 0.1),
+            expected
+                .iter()
+                .zip(got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max),
+            range(expected)
+        );
+    }
 }
 
 /// Efficient PDA's settings (the other methods change the quantity or schedule).
@@ -209,12 +257,14 @@ struct Methods<'a> {
 }
 
 impl Methods<'_> {
-    /// Times every method on `model`; returns the maps of efficient PDA and
-    /// PDA (named), for comparisons across precisions.
+    /// Times every method on `model` (the gradient method where it has
+    /// `gradients`); returns the maps of occlusion, efficient PDA and PDA
+    /// (named), for comparisons across runtimes and precisions.
     fn run(
         &self,
-        model: &TorchScriptModel,
+        model: &dyn Classifier,
         suffix: &str,
+        gradients: bool,
     ) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
         let params = &self.params;
         let (image, stride, samples) = (self.image, params.stride, self.samples);
@@ -231,9 +281,12 @@ impl Methods<'_> {
             quantity: Quantity::Probability,
             ..params.clone()
         };
-        timed("occlusion", &Occlusion { value: 0.5 }, &occlusion)?;
+        let occluded = timed("occlusion", &Occlusion { value: 0.5 }, &occlusion)?;
         let efficient = timed("efficient PDA", &mean, params)?;
-        let mut maps = vec![("efficient PDA".to_string(), efficient.map().to_vec())];
+        let mut maps = vec![
+            ("occlusion".to_string(), occluded.map().to_vec()),
+            ("efficient PDA".to_string(), efficient.map().to_vec()),
+        ];
         // PDA at stride 1 on a CPU would take hours.
         if samples > 0 && (model.device().is_cuda() || stride > 1) {
             let pda = ConditionalPda {
@@ -248,7 +301,11 @@ impl Methods<'_> {
             );
             maps.push((name, r.map().to_vec()));
         }
-        for attempt in ["gradient (cold)", "gradient (warm)"] {
+        let attempts: &[&str] = match gradients {
+            true => &["gradient (cold)", "gradient (warm)"],
+            false => &[],
+        };
+        for attempt in attempts {
             let r = gradient_explain(model, image, &mean, params, &mut quiet)?;
             println!(
                 "{:<30} {:>9.3} s",
@@ -300,7 +357,7 @@ fn quiet(_: Progress) -> ControlFlow<()> {
 /// after a warm-up, with the batch laid out channels-last (as the engine builds
 /// it) or contiguous (as a caller usually hands it over).
 fn network_seconds_per_image(
-    model: &TorchScriptModel,
+    model: &dyn Classifier,
     batch: usize,
     channels_last: bool,
 ) -> anyhow::Result<f64> {

@@ -20,7 +20,7 @@ use lens_engine::engine::{
     Removal, Target,
 };
 use lens_engine::methods::MethodKind;
-use lens_engine::models::{LoadedModel, Precision};
+use lens_engine::models::{LoadedModel, Placement, Runtime};
 use lens_worker::cli::{device_from, named_images, overlay, plain_map, MapSetting, RunOptions};
 
 #[derive(Args, Debug)]
@@ -47,12 +47,18 @@ pub struct DefaultsArgs {
     /// Samples of the sampled mean.
     #[arg(long, default_value_t = 10)]
     pub mean_samples: usize,
-    /// The default before this measurement, `method,window,stride`.
+    /// The default before this measurement, `method,window,stride` (and
+    /// `,samples` for PDA and the sampled mean).
     #[arg(long, value_delimiter = ',')]
     pub previous: Vec<String>,
     /// The machine, for people ("2 CPU cores").
     #[arg(long)]
     pub machine: String,
+    /// What runs the window methods, as `serve --runtime` [default: the
+    /// serving default, ONNX Runtime on a CPU where the model has an ONNX
+    /// file, libtorch on CUDA].
+    #[arg(long, value_enum)]
+    pub runtime: Option<Runtime>,
     /// The JSON the measurement goes into (this device's part replaced)
     /// [default: defaults.json in the model's folder].
     #[arg(long)]
@@ -117,7 +123,12 @@ struct Sums {
 
 pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
     let device = device_from(args.run.device)?;
-    let model = LoadedModel::load(&args.model, &args.run.models, device, Precision::Full)?;
+    let placement = Placement {
+        runtime: args.runtime,
+        ..Placement::on(device)
+    };
+    let model = LoadedModel::load_on(&args.model, &args.run.models, placement)?;
+    println!("{} on {}", model.name, model.computed_by(false));
     let images = named_images(&model, None, args.count, &args.run.data)?;
     anyhow::ensure!(!images.is_empty(), "no images to measure on");
     let shape = model.classifier.input_shape();
@@ -330,8 +341,12 @@ fn previous_candidate(
     if args.previous.is_empty() {
         return Ok(None);
     }
-    let [method, window, stride] = args.previous.as_slice() else {
-        anyhow::bail!("--previous takes method,window,stride (efficient-pda,10,10)");
+    let (method, window, stride, samples) = match args.previous.as_slice() {
+        [method, window, stride] => (method, window, stride, "1"),
+        [method, window, stride, samples] => (method, window, stride, samples.as_str()),
+        _ => anyhow::bail!(
+            "--previous takes method,window,stride[,samples] (efficient-pda,10,10 or pda,24,12,2)"
+        ),
     };
     let kind = method_named(method)?;
     let window: usize = window.parse()?;
@@ -345,7 +360,7 @@ fn previous_candidate(
     );
     Ok(Some(Candidate {
         kind,
-        samples: 1,
+        samples: samples.parse()?,
         window,
         stride,
     }))

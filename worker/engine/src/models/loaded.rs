@@ -150,12 +150,17 @@ impl LoadedModel {
         };
         let description =
             ModelDescription::read(&folder.join("model.toml")).map_err(ModelError::from)?;
-        let Placement {
-            device, precision, ..
-        } = placement;
+        let device = placement.device;
         let runtime = placement
             .runtime
             .unwrap_or_else(|| Runtime::default_for(&description, device));
+        // Half precision is libtorch's (CUDA autocast): a model that runs on
+        // ONNX Runtime because it has no TorchScript runs in full precision;
+        // asking for both explicitly is an error below.
+        let precision = match (placement.runtime, runtime) {
+            (None, Runtime::Onnx) => Precision::Full,
+            _ => placement.precision,
+        };
         let (classifier, class_names): (Box<dyn Classifier>, _) = match runtime {
             Runtime::Torch => {
                 let model = TorchScriptModel::load_with(&folder, device, precision)?;
