@@ -7,7 +7,7 @@ use lens_worker::engine::InputShape;
 use lens_worker::input::{
     check_upload, digit_from_bytes, photo_from_bytes, InputError, MAX_ASPECT,
 };
-use lens_worker::models::{Precision, Resize};
+use lens_worker::models::{Precision, Resize, Runtime};
 use lens_worker::server::{job_from_request, ModelSummary};
 use lens_worker::store::{decode_row, StoredRow};
 use proptest::prelude::*;
@@ -49,6 +49,9 @@ fn digits() -> ModelSummary {
         marginal_sampler: true,
         default_batch: 16,
         precision: Precision::Full,
+        runtime: Runtime::Onnx,
+        runtime_version: "ONNX Runtime 1.32.0".into(),
+        gradients: true,
         device: "CPU".into(),
         agreement: None,
         defaults: None,
