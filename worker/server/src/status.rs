@@ -15,8 +15,9 @@ pub enum ServiceError {
     Input(#[from] InputError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A method a model cannot run (its engine errors become `Engine`).
     #[error(transparent)]
-    Method(#[from] MethodError),
+    Method(MethodError),
     #[error("unknown method {value}: the methods are 1 to 7 (see the Method enum)")]
     UnknownMethod { value: i32 },
     #[error("unknown removal {value}: the removals are 1 (blur) and 2 (grey)")]
@@ -76,6 +77,17 @@ pub enum ServiceError {
     Panicked(String),
 }
 
+/// The engine's own errors (a cancelled run, out of memory) keep their
+/// meaning whichever way they came.
+impl From<MethodError> for ServiceError {
+    fn from(error: MethodError) -> Self {
+        match error {
+            MethodError::Engine(error) => ServiceError::Engine(error),
+            other => ServiceError::Method(other),
+        }
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Status {
         let message = error.to_string();
@@ -87,9 +99,6 @@ impl From<ServiceError> for Status {
                 Status::resource_exhausted(message)
             }
             ServiceError::Engine(_) => Status::internal(message),
-            ServiceError::Method(MethodError::Engine(e)) if !e.is_invalid_argument() => {
-                Status::internal(message)
-            }
             ServiceError::Method(_)
             | ServiceError::UnknownMethod { .. }
             | ServiceError::UnknownRemoval { .. }

@@ -151,14 +151,18 @@ impl LoadedModel {
         let description =
             ModelDescription::read(&folder.join("model.toml")).map_err(ModelError::from)?;
         let device = placement.device;
+        if placement.precision == Precision::Half && !device.is_cuda() {
+            return Err(ModelError::HalfNeedsCuda(device).into());
+        }
         let runtime = placement
             .runtime
             .unwrap_or_else(|| Runtime::default_for(&description, device));
         // Half precision is libtorch's (CUDA autocast): a model that runs on
         // ONNX Runtime because it has no TorchScript runs in full precision;
         // asking for both explicitly is an error below.
-        let precision = match (placement.runtime, runtime) {
-            (None, Runtime::Onnx) => Precision::Full,
+        let only_onnx = description.torchscript_file().is_none();
+        let precision = match placement.runtime {
+            None if only_onnx => Precision::Full,
             _ => placement.precision,
         };
         let (classifier, class_names): (Box<dyn Classifier>, _) = match runtime {
