@@ -109,6 +109,9 @@ impl OnnxModel {
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
             .and_then(|b| Ok(b.with_intra_threads(threads.max(1))?))
             .and_then(|b| Ok(b.with_inter_threads(1)?))
+            // Between batches the engine samples on torch's threads: ONNX
+            // Runtime's must sleep then, not spin on the same cores.
+            .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
             .and_then(|mut b| b.commit_from_file(&path))
             .map_err(|e| open(e.to_string()))?;
         check_input(&session, &description).map_err(open)?;
