@@ -241,7 +241,6 @@ impl WorkerRole {
         if sent.ended {
             return Settled::Done;
         }
-        let publisher = Publisher::start(self.events.clone(), self.windows.clone(), id.clone());
         if let Some(theirs) = self.computed_otherwise(&job, &sent) {
             // Its viewers' tiles and its stored map must come from one
             // runtime, device and precision, not a mix of two roundings.
@@ -250,18 +249,19 @@ impl WorkerRole {
                     "worker {} leaves {id} to a worker on {theirs}",
                     self.options.name
                 );
-                publisher.finish().await;
                 return Settled::Elsewhere;
             }
             let status = tonic::Status::unavailable(format!(
                 "the worker computing this explanation stopped, and no worker that computes it the same way ({theirs}) took it over: ask again"
             ));
+            let publisher = Publisher::start(self.events.clone(), self.windows.clone(), id);
             publisher.send(RunEntry::failure(&status));
             return match publisher.finish().await {
                 true => Settled::Done,
                 false => Settled::Retry,
             };
         }
+        let publisher = Publisher::start(self.events.clone(), self.windows.clone(), id.clone());
         tracing::info!("worker {} runs {id} (attempt {attempt})", self.options.name);
         if attempt > 1 {
             publisher.send(RunEntry::event(event(Event::Moved(Moved {
