@@ -6,6 +6,7 @@ mod autocast;
 mod description;
 mod loaded;
 mod onnx;
+mod openmp;
 mod runtime;
 mod torchscript;
 

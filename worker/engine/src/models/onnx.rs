@@ -212,6 +212,8 @@ impl Classifier for OnnxModel {
         let values =
             Vec::<f32>::try_from(batch.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?)?;
         let failed = |e: ort::Error| TchError::Torch(format!("ONNX Runtime: {e}"));
+        // The cores are ONNX Runtime's now, not spinning torch threads'.
+        super::openmp::rest_torch_threads();
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let input = TensorRef::from_array_view((shape, values.as_slice())).map_err(failed)?;
         let outputs = session.run(ort::inputs![input]).map_err(failed)?;
