@@ -52,6 +52,7 @@ fn most_mixed_preset() -> u8 {
             maps: MapClasses::All,
             schedule: Schedule::Plain,
             takeover: Default::default(),
+            budget: 1.0,
         };
         let fill = Pda {
             sampler: kit.sampler(),
@@ -794,6 +795,7 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
         maps: MapClasses::All,
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     };
     let fill = lens_worker::engine::EfficientPda {
         sampler: kit.sampler(),

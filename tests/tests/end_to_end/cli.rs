@@ -9,7 +9,9 @@ use std::process::Command;
 
 use lens_tests::{read_npy, repo_root, worker_binary};
 use lens_worker::digits::DigitsKit;
-use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
+use lens_worker::engine::{
+    explain, ExplainParams, MapClasses, Occlusion, Pda, Quantity, Schedule, Target,
+};
 use lens_worker::input::{digit_from_bytes, grey_png};
 
 #[test]
@@ -85,6 +87,7 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
             maps: MapClasses::Top(3),
             schedule: Schedule::Plain,
             takeover: Default::default(),
+            budget: 1.0,
         },
         &mut |_| ControlFlow::Continue(()),
     )
@@ -100,6 +103,68 @@ fn explains_a_folder_reports_bad_files_and_matches_the_engine() {
     }
     let (_, spread) = read_npy(Path::new(summary["sample_spread"].as_str().unwrap()));
     assert_eq!(Some(spread), expected.sample_spread);
+    std::fs::remove_dir_all(work).unwrap();
+}
+
+/// `--budget`: a quarter of the windows computed, the rest estimated, as
+/// the JSON line says; the map is the engine's for the same budget.
+#[test]
+fn a_budget_computes_that_share_of_the_windows() {
+    let root = repo_root();
+    let kit = DigitsKit::load(&root.join("models"), &root.join("data"), tch::Device::Cpu)
+        .unwrap_or_else(|e| panic!("{e}: run ./dev setup first"));
+    let work = std::env::temp_dir().join(format!("lens-cli-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let (_, pixels) = &kit.presets[3];
+    let png = grey_png(pixels, 28, 28);
+    let input = work.join("three.png");
+    std::fs::write(&input, &png).unwrap();
+    let output = Command::new(worker_binary())
+        .current_dir(&root)
+        .args(["explain", input.to_str().unwrap(), "--model", "digits"])
+        .args([
+            "--method",
+            "occlusion",
+            "--budget",
+            "0.25",
+            "--device",
+            "cpu",
+        ])
+        .args(["--out", work.join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["parameters"]["budget"], 0.25);
+    assert_eq!(summary["windows"], 625);
+    assert_eq!(summary["windows_computed"], 157);
+    assert_eq!(summary["windows_estimated"], 625 - 157);
+    assert_eq!(summary["forward_passes"], 1 + 157);
+
+    let expected = explain(
+        kit.classifier(),
+        &digit_from_bytes(&png).unwrap(),
+        &Occlusion { value: 0.5 },
+        &ExplainParams {
+            window: 4,
+            stride: 1,
+            batch_size: 16,
+            tile_size: 4,
+            seed: 0,
+            target: Target::Predicted,
+            quantity: Quantity::Probability,
+            maps: MapClasses::Classes(Vec::new()),
+            schedule: Schedule::Plain,
+            takeover: Default::default(),
+            budget: 0.25,
+        },
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let map = &summary["maps"][0];
+    let (_, values) = read_npy(Path::new(map["npy"].as_str().unwrap()));
+    assert_eq!(values, expected.maps[0]);
     std::fs::remove_dir_all(work).unwrap();
 }
 
@@ -129,6 +194,24 @@ fn bad_arguments_give_one_line_and_a_non_zero_exit() {
             "digits",
             "--classes",
             "zebra",
+        ],
+        vec![
+            "explain",
+            "data/photos/coffee.png",
+            "--model",
+            "digits",
+            "--budget",
+            "0",
+        ],
+        vec![
+            "explain",
+            "data/photos/coffee.png",
+            "--model",
+            "digits",
+            "--method",
+            "gradient",
+            "--budget",
+            "0.5",
         ],
     ] {
         let output = Command::new(worker_binary())

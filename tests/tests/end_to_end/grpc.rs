@@ -76,6 +76,7 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
             maps: MapClasses::All,
             schedule: Schedule::Plain,
             takeover: Default::default(),
+            budget: 1.0,
         },
         &mut |_| ControlFlow::Continue(()),
     )

@@ -51,6 +51,7 @@ fn compare(
         maps: MapClasses::All,
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     };
     let pda = Pda {
         sampler: kit.sampler(),

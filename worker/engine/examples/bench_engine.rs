@@ -225,6 +225,7 @@ fn params_at(stride: usize, batch_size: usize) -> ExplainParams {
         maps: MapClasses::Classes(Vec::new()),
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     }
 }
 

@@ -149,6 +149,7 @@ pub fn settings_from_request(
         maps: other_maps(kind, model.class_names.len()),
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     };
     let checked_samples = match kind {
         MethodKind::Pda | MethodKind::SampledMean => samples,

@@ -56,6 +56,11 @@ pub struct ExplainArgs {
     /// Distance between windows.
     #[arg(long, default_value_t = 1)]
     pub stride: usize,
+    /// The share of the windows to compute (window methods): below 1, the
+    /// coarsest windows first, then those at the edges of the evidence; the
+    /// rest are estimated from their computed neighbours.
+    #[arg(long, default_value_t = 1.0)]
+    pub budget: f64,
     /// Ring around the window for the conditional sampler: l = k + 2 x padding
     /// must be the side of the model's patch statistics.
     #[arg(long, default_value_t = methods::DEFAULT_PADDING)]
@@ -149,7 +154,14 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
             maps: maps.clone(),
             schedule: Schedule::Plain,
             takeover: Default::default(),
+            budget: args.budget,
         };
+        if method.needs_gradients() && args.budget < 1.0 {
+            anyhow::bail!(
+                "--budget applies to the window methods; {} computes every pixel in a few passes",
+                method.name()
+            );
+        }
         params.validate(
             model.classifier.input_shape(),
             model.classifier.num_classes(),
@@ -323,6 +335,7 @@ fn explain_one(
         "parameters": {
             "window": params.window, "stride": params.stride, "padding": args.padding,
             "samples": fill.samples_per_window(), "seed": params.seed, "batch_size": params.batch_size,
+            "budget": params.budget,
         },
         "predicted": result.predicted,
         "explained": result.explained,
@@ -330,6 +343,8 @@ fn explain_one(
         "maps": outputs,
         "sample_spread": spread,
         "windows": result.windows,
+        "windows_computed": result.windows - result.estimated_windows.len(),
+        "windows_estimated": result.estimated_windows.len(),
         "forward_passes": result.forward_passes,
         "wall_seconds": result.wall_seconds,
         "faithfulness": faithfulness,
@@ -398,6 +413,7 @@ pub fn plain_params(setting: &MapSetting, quantity: crate::engine::Quantity) -> 
         maps: MapClasses::Classes(Vec::new()),
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     }
 }
 

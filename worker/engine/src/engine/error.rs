@@ -32,6 +32,10 @@ pub enum EngineError {
     MapSize { got: usize, pixels: usize },
     #[error("tile size must be at least 1")]
     EmptyTile,
+    #[error(
+        "the budget is the share of the windows to compute: above 0 and at most 1 (got {budget})"
+    )]
+    BadBudget { budget: f64 },
     #[error("no window of this run is at ({x}, {y}): windows start every stride pixels")]
     NoWindowAt { x: usize, y: usize },
     #[error("image is {got:?} but the model takes {expected:?}")]

@@ -9,6 +9,9 @@
 //! divided by the number of windows that contain the pixel (lines 11-14).
 //! Maps for every class of `map_classes` come from the same forward passes.
 //!
+//! With a budget below 1, `refine.rs` chooses which windows are computed
+//! and estimates the others from them; the map is assembled the same way.
+//!
 //! Determinism: each window's random draws come from a stream keyed by
 //! (seed, window position) (`draws.rs`), and each window's evidence lands in
 //! its own cell of the grid (`grid.rs`), so neither batches, tiles nor the
@@ -26,7 +29,8 @@ use super::evidence::{Laplace, Quantity};
 use super::fill::WindowFill;
 use super::grid::EvidenceGrid;
 use super::perturb::DeviceInput;
-use super::windows::{Rect, Schedule, TileSchedule, Window};
+use super::refine::{refine, Refinement};
+use super::windows::{tile_rects, Rect, Schedule, TileSchedule, Window};
 
 /// Largest S and batch accepted, so one request cannot exhaust memory.
 pub const MAX_SAMPLES: usize = 1000;
@@ -75,6 +79,9 @@ pub struct ExplainParams {
     pub schedule: Schedule,
     /// For a run another worker may take over.
     pub takeover: Takeover,
+    /// The share of the windows to compute, in (0, 1]: below 1 the rest
+    /// are estimated from their computed neighbours (`refine.rs`).
+    pub budget: f64,
 }
 
 /// For runs that another worker may take over (hosted with several
@@ -153,6 +160,11 @@ impl ExplainParams {
         if self.tile_size == 0 {
             return Err(EngineError::EmptyTile);
         }
+        if !(self.budget > 0.0 && self.budget <= 1.0) {
+            return Err(EngineError::BadBudget {
+                budget: self.budget,
+            });
+        }
         if let MapClasses::Classes(list) = &self.maps {
             if let Some(&class) = list.iter().find(|&&c| c >= classes) {
                 return Err(EngineError::NoSuchClass { class, classes });
@@ -221,6 +233,10 @@ pub struct Explanation {
     /// mean over its samples); empty for gradient methods.
     pub window_probabilities: Vec<f32>,
     pub windows: usize,
+    /// With a budget below 1: the windows (grid cells, as in
+    /// `window_probabilities`) whose values were estimated from their
+    /// neighbours instead of computed, in increasing order.
+    pub estimated_windows: Vec<usize>,
     pub forward_passes: usize,
     pub wall_seconds: f64,
 }
@@ -278,126 +294,68 @@ pub fn explain(
     let value_x = outputs.value(&original_logits, &p_x, 1, 1)?;
 
     let (height, width) = (shape.height, shape.width);
-    let schedule = TileSchedule::new(
-        height,
-        width,
-        params.window,
-        params.stride,
-        params.tile_size,
-        params.schedule,
-    );
     let grid = EvidenceGrid::new(height, width, params.window, params.stride, device);
-    let total = schedule.windows.len();
-    announce(on_progress, &probabilities, predicted, explained, total)?;
-
-    let double = (Kind::Double, device);
-    // One evidence value per window position and class, `[M, cells]`.
-    let mut evidence = Tensor::zeros([map_classes.len() as i64, grid.cells() as i64], double);
-    // How much the S samples of a window disagree (PDA only), `[cells]`.
-    let mut spread = (samples > 1).then(|| Tensor::zeros([grid.cells() as i64], double));
-    // P(explained class) without each window, `[cells]`.
-    let mut without = Tensor::zeros([grid.cells() as i64], double);
-    let windows_per_batch = (params.batch_size / samples).max(1);
-    let restored = restore(
-        params.takeover.done.as_deref(),
-        &schedule,
-        &grid,
-        map_classes.len(),
-        (&mut evidence, &mut without, spread.as_mut()),
-        device,
-    )?;
-    let mut next_tile = 0;
-    let mut forward_passes = 1;
-    // The tiles final once `windows_done` windows are, not sent yet.
-    let mut final_tiles = |windows_done: usize, evidence: &Tensor| {
-        let mut finished = Vec::new();
-        while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
-            finished.push(schedule.tiles[next_tile].0);
-            next_tile += 1;
-        }
-        if finished.is_empty() {
-            return Ok(Vec::new());
-        }
-        let map = grid.per_pixel_mean(&evidence.get(0));
-        read_tiles(&map, width, &finished)
+    let total = grid.cells();
+    let mut run = WindowRun {
+        model,
+        fill,
+        input: &input,
+        outputs: &outputs,
+        value_x: &value_x,
+        grid: &grid,
+        windows_per_batch: (params.batch_size / samples).max(1),
+        seed: params.seed,
+        report: params.takeover.report,
+        results: RunResults::new(map_classes.len(), grid.cells(), samples, device),
+        forward_passes: 1,
     };
-    // Batches as an uninterrupted run makes them, from the first window
-    // not restored.
-    let remaining = &schedule.windows[restored..];
-    for (batch_index, batch) in remaining.chunks(windows_per_batch).enumerate() {
-        let BatchOutcome {
-            per_window,
-            p,
-            p_without,
-            ..
-        } = outputs.run_batch(
-            model,
-            fill,
-            &input,
-            &value_x,
-            batch,
-            windows_per_batch,
-            params.seed,
+    let estimated = if params.budget < 1.0 {
+        let refinement = Refinement::new(
+            grid.rows(),
+            grid.columns(),
+            params.window,
+            params.stride,
+            params.budget,
+        );
+        announce(
+            on_progress,
+            &probabilities,
+            predicted,
+            explained,
+            refinement.target(),
         )?;
-        forward_passes += batch.len() * samples;
-
-        let cells = grid.cell_indices(batch, device);
-        // `[windows, M]` as `[M, windows]` for the grid.
-        let _ = evidence.f_index_copy_(1, &cells, &per_window.f_tr()?)?;
-        let _ = without.f_index_copy_(0, &cells, &p_without)?;
-        let deviation = match spread.as_mut() {
-            Some(spread) => {
-                let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
-                let _ = spread.f_index_copy_(0, &cells, &deviation)?;
-                Some(deviation)
-            }
-            None => None,
-        };
-        if params.takeover.report {
-            let results = WindowResults {
-                cells: batch.iter().map(|w| grid.cell_of(w) as i64).collect(),
-                evidence: host_f64(&per_window)?,
-                without: host_f64(&p_without)?,
-                spread: deviation.as_ref().map_or(Ok(Vec::new()), host_f64)?,
-            };
-            if on_progress(Progress::Windows(results)).is_break() {
-                return Err(EngineError::Cancelled);
-            }
-        }
-
-        let windows_done = restored + batch_index * windows_per_batch + batch.len();
-        let coarse_now =
-            windows_done - batch.len() < schedule.coarse && windows_done >= schedule.coarse;
-        if coarse_now && schedule.coarse < total {
-            let coarse = Progress::Coarse {
-                values: host_f32(&grid.coarse_mean(&evidence.get(0)))?,
-                windows_done,
-                total_windows: total,
-            };
-            if on_progress(coarse).is_break() {
-                return Err(EngineError::Cancelled);
-            }
-        }
-        let progress = Progress::Batch {
-            tiles: final_tiles(windows_done, &evidence)?,
-            windows_done,
-            total_windows: total,
-        };
-        if on_progress(progress).is_break() {
-            return Err(EngineError::Cancelled);
-        }
-    }
-    if remaining.is_empty() {
-        // Every window was restored: its tiles still go out.
-        let progress = Progress::Batch {
-            tiles: final_tiles(total, &evidence)?,
-            windows_done: total,
-            total_windows: total,
-        };
-        if on_progress(progress).is_break() {
-            return Err(EngineError::Cancelled);
-        }
-    }
+        let tiles = tile_rects(height, width, params.tile_size);
+        refine(
+            &mut run,
+            &refinement,
+            params.takeover.done.as_deref(),
+            &tiles,
+            on_progress,
+        )?
+    } else {
+        let schedule = TileSchedule::new(
+            height,
+            width,
+            params.window,
+            params.stride,
+            params.tile_size,
+            params.schedule,
+        );
+        announce(on_progress, &probabilities, predicted, explained, total)?;
+        every_window(
+            &mut run,
+            &schedule,
+            params.takeover.done.as_deref(),
+            on_progress,
+        )?;
+        Vec::new()
+    };
+    let forward_passes = run.forward_passes;
+    let RunResults {
+        evidence,
+        without,
+        spread,
+    } = run.results;
 
     let maps = (0..map_classes.len() as i64)
         .map(|m| host_f32(&grid.per_pixel_mean(&evidence.get(m))))
@@ -415,22 +373,189 @@ pub fn explain(
         sample_spread,
         window_probabilities: host_f32(&without)?,
         windows: total,
+        estimated_windows: estimated,
         forward_passes,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })
 }
 
-/// Puts the results of windows computed before into the run's tensors
-/// (evidence `[M, cells]`, P without each window, spread); how many of the
-/// schedule's first windows they cover. Results that are not the
-/// schedule's first windows for this run are left out (0): the run then
-/// computes everything, with the same map.
+/// Every window of the grid, in the schedule's order, with the coarse map
+/// and each tile reported as soon as it is final.
+fn every_window(
+    run: &mut WindowRun,
+    schedule: &TileSchedule,
+    done: Option<&WindowResults>,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<(), EngineError> {
+    let total = schedule.windows.len();
+    let (grid, width) = (run.grid, run.input.shape.width);
+    let restored = restore(done, schedule, grid, &mut run.results, run.input.device)?;
+    let mut next_tile = 0;
+    // The tiles final once `windows_done` windows are, not sent yet.
+    let mut final_tiles = |windows_done: usize, evidence: &Tensor| {
+        let mut finished = Vec::new();
+        while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
+            finished.push(schedule.tiles[next_tile].0);
+            next_tile += 1;
+        }
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let map = grid.per_pixel_mean(&evidence.get(0));
+        read_tiles(&map, width, &finished)
+    };
+    // Batches as an uninterrupted run makes them, from the first window
+    // not restored.
+    let remaining = &schedule.windows[restored..];
+    let windows_per_batch = run.windows_per_batch;
+    for (batch_index, batch) in remaining.chunks(windows_per_batch).enumerate() {
+        run.compute(batch, on_progress)?;
+        let evidence = &run.results.evidence;
+        let windows_done = restored + batch_index * windows_per_batch + batch.len();
+        let coarse_now =
+            windows_done - batch.len() < schedule.coarse && windows_done >= schedule.coarse;
+        if coarse_now && schedule.coarse < total {
+            let coarse = Progress::Coarse {
+                values: host_f32(&grid.coarse_mean(&evidence.get(0)))?,
+                windows_done,
+                total_windows: total,
+            };
+            if on_progress(coarse).is_break() {
+                return Err(EngineError::Cancelled);
+            }
+        }
+        let progress = Progress::Batch {
+            tiles: final_tiles(windows_done, evidence)?,
+            windows_done,
+            total_windows: total,
+        };
+        if on_progress(progress).is_break() {
+            return Err(EngineError::Cancelled);
+        }
+    }
+    if remaining.is_empty() {
+        // Every window was restored: its tiles still go out.
+        let progress = Progress::Batch {
+            tiles: final_tiles(total, &run.results.evidence)?,
+            windows_done: total,
+            total_windows: total,
+        };
+        if on_progress(progress).is_break() {
+            return Err(EngineError::Cancelled);
+        }
+    }
+    Ok(())
+}
+
+/// What a run knows of its windows so far, one value per grid cell.
+pub(super) struct RunResults {
+    /// Evidence of every mapped class, `[M, cells]` f64.
+    pub(super) evidence: Tensor,
+    /// P(explained class) without each window, `[cells]` f64.
+    pub(super) without: Tensor,
+    /// How much the S samples of a window disagree (S > 1 only), `[cells]`.
+    pub(super) spread: Option<Tensor>,
+}
+
+impl RunResults {
+    fn new(classes: usize, cells: usize, samples: usize, device: Device) -> Self {
+        let double = (Kind::Double, device);
+        RunResults {
+            evidence: Tensor::zeros([classes as i64, cells as i64], double),
+            without: Tensor::zeros([cells as i64], double),
+            spread: (samples > 1).then(|| Tensor::zeros([cells as i64], double)),
+        }
+    }
+
+    /// Each tensor as `[rows, cells]` (the same memory).
+    pub(super) fn all(&self) -> Vec<Tensor> {
+        let cells = self.without.size()[0];
+        let mut all = vec![self.evidence.shallow_clone(), self.without.view([1, cells])];
+        all.extend(self.spread.iter().map(|s| s.view([1, cells])));
+        all
+    }
+}
+
+/// One run of a window method: what each batch needs, and the results.
+pub(super) struct WindowRun<'a> {
+    pub(super) model: &'a dyn Classifier,
+    pub(super) fill: &'a dyn WindowFill,
+    pub(super) input: &'a DeviceInput,
+    pub(super) outputs: &'a ClassOutputs<'a>,
+    /// value(c | x) of every mapped class, `[1, M]`.
+    pub(super) value_x: &'a Tensor,
+    pub(super) grid: &'a EvidenceGrid,
+    pub(super) windows_per_batch: usize,
+    pub(super) seed: u64,
+    /// Report each batch's results (`Progress::Windows`).
+    pub(super) report: bool,
+    pub(super) results: RunResults,
+    pub(super) forward_passes: usize,
+}
+
+impl WindowRun<'_> {
+    /// Computes the windows of one batch into their cells.
+    pub(super) fn compute(
+        &mut self,
+        batch: &[Window],
+        on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<(), EngineError> {
+        let device = self.input.device;
+        let BatchOutcome {
+            per_window,
+            p,
+            p_without,
+            ..
+        } = self.outputs.run_batch(
+            self.model,
+            self.fill,
+            self.input,
+            self.value_x,
+            batch,
+            self.windows_per_batch,
+            self.seed,
+        )?;
+        let samples = self.fill.samples_per_window();
+        self.forward_passes += batch.len() * samples;
+        let results = &mut self.results;
+        let cells = self.grid.cell_indices(batch, device);
+        // `[windows, M]` as `[M, windows]` for the grid.
+        let _ = results
+            .evidence
+            .f_index_copy_(1, &cells, &per_window.f_tr()?)?;
+        let _ = results.without.f_index_copy_(0, &cells, &p_without)?;
+        let deviation = match results.spread.as_mut() {
+            Some(spread) => {
+                let deviation = p.f_std_correction([1i64].as_slice(), 1, false)?;
+                let _ = spread.f_index_copy_(0, &cells, &deviation)?;
+                Some(deviation)
+            }
+            None => None,
+        };
+        if self.report {
+            let results = WindowResults {
+                cells: batch.iter().map(|w| self.grid.cell_of(w) as i64).collect(),
+                evidence: host_f64(&per_window)?,
+                without: host_f64(&p_without)?,
+                spread: deviation.as_ref().map_or(Ok(Vec::new()), host_f64)?,
+            };
+            if on_progress(Progress::Windows(results)).is_break() {
+                return Err(EngineError::Cancelled);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Puts the results of windows computed before into the run's results;
+/// how many of the schedule's first windows they cover. Results that are
+/// not the schedule's first windows for this run are left out (0): the run
+/// then computes everything, with the same map.
 fn restore(
     done: Option<&WindowResults>,
     schedule: &TileSchedule,
     grid: &EvidenceGrid,
-    classes: usize,
-    (evidence, without, spread): (&mut Tensor, &mut Tensor, Option<&mut Tensor>),
+    results: &mut RunResults,
     device: Device,
 ) -> Result<usize, EngineError> {
     let Some(done) = done else {
@@ -442,20 +567,37 @@ fn restore(
             .iter()
             .zip(&done.cells)
             .all(|(w, &cell)| grid.cell_of(w) as i64 == cell);
+    if !in_order || !restore_cells(done, results, device)? {
+        return Ok(0);
+    }
+    Ok(n)
+}
+
+/// Writes the results of windows computed before into their cells, if
+/// they are complete (every value of every window); whether they were.
+pub(super) fn restore_cells(
+    done: &WindowResults,
+    results: &mut RunResults,
+    device: Device,
+) -> Result<bool, EngineError> {
+    let n = done.cells.len();
+    let classes = results.evidence.size()[0] as usize;
     let complete = done.evidence.len() == n * classes
         && done.without.len() == n
-        && done.spread.len() == if spread.is_some() { n } else { 0 };
-    if n == 0 || !in_order || !complete {
-        return Ok(0);
+        && done.spread.len() == if results.spread.is_some() { n } else { 0 };
+    if n == 0 || !complete {
+        return Ok(false);
     }
     let cells = upload(&done.cells, device);
     let values = upload(&done.evidence, device).f_view([n as i64, classes as i64])?;
-    let _ = evidence.f_index_copy_(1, &cells, &values.f_tr()?)?;
-    let _ = without.f_index_copy_(0, &cells, &upload(&done.without, device))?;
-    if let Some(spread) = spread {
+    let _ = results.evidence.f_index_copy_(1, &cells, &values.f_tr()?)?;
+    let _ = results
+        .without
+        .f_index_copy_(0, &cells, &upload(&done.without, device))?;
+    if let Some(spread) = results.spread.as_mut() {
         let _ = spread.f_index_copy_(0, &cells, &upload(&done.spread, device))?;
     }
-    Ok(n)
+    Ok(true)
 }
 
 /// The windows of one batch. On CUDA a short last batch is filled up with
@@ -608,7 +750,11 @@ impl ClassOutputs<'_> {
 }
 
 /// The values of each rectangle of an `[H, W]` map, in one copy to the host.
-fn read_tiles(map: &Tensor, width: usize, rects: &[Rect]) -> Result<Vec<MapTile>, EngineError> {
+pub(super) fn read_tiles(
+    map: &Tensor,
+    width: usize,
+    rects: &[Rect],
+) -> Result<Vec<MapTile>, EngineError> {
     let pixels: Vec<i64> = rects
         .iter()
         .flat_map(|r| {

@@ -171,6 +171,7 @@ pub(crate) fn finish_one_pass(
         sample_spread: None,
         window_probabilities: Vec::new(),
         windows,
+        estimated_windows: Vec::new(),
         forward_passes: 1,
         wall_seconds: started_at.elapsed().as_secs_f64(),
     })

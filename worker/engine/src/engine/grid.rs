@@ -20,6 +20,7 @@ use super::windows::{coarse_positions, positions, Window};
 pub struct EvidenceGrid {
     xs: Vec<usize>,
     ys: Vec<usize>,
+    window: usize,
     /// Every window.
     all: Axes,
     /// The coarse windows of `Schedule::CoarseToFine` only, and which grid
@@ -97,12 +98,32 @@ impl EvidenceGrid {
             coarse_columns: cells(&coarse_xs, &xs),
             xs,
             ys,
+            window,
         }
     }
 
     /// Number of window positions (grid cells).
     pub fn cells(&self) -> usize {
         self.xs.len() * self.ys.len()
+    }
+
+    /// Window positions down the image (grid rows).
+    pub fn rows(&self) -> usize {
+        self.ys.len()
+    }
+
+    /// Window positions across the image (grid columns).
+    pub fn columns(&self) -> usize {
+        self.xs.len()
+    }
+
+    /// The window of a grid cell (row-major).
+    pub fn window_of(&self, cell: usize) -> Window {
+        Window {
+            x: self.xs[cell % self.xs.len()],
+            y: self.ys[cell / self.xs.len()],
+            size: self.window,
+        }
     }
 
     /// The grid cell of a window.

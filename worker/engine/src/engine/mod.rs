@@ -14,6 +14,8 @@
 //! - `saliency`: the |dP/dx| baseline; `gradcam`: Grad-CAM.
 //! - `deletion`: deletion and insertion curves (faithfulness of a map).
 //! - `explain`: the single perturb / batch / forward / accumulate loop.
+//! - `refine`: a budget of windows spent where the map needs them, the
+//!   rest estimated from their neighbours.
 
 mod classifier;
 mod deletion;
@@ -30,6 +32,7 @@ mod gradient;
 mod grid;
 mod inspect;
 mod perturb;
+mod refine;
 mod saliency;
 mod sampler;
 mod windows;
@@ -54,8 +57,10 @@ pub use gradient::gradient_explain;
 pub use grid::EvidenceGrid;
 pub use inspect::{inspect_window, WindowInspection};
 pub use perturb::DeviceInput;
+pub use refine::Refinement;
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};
 pub use windows::{
-    coarse_positions, coverage, positions, windows, Rect, Schedule, TileSchedule, Window,
+    coarse_positions, coverage, positions, tile_rects, windows, Rect, Schedule, TileSchedule,
+    Window,
 };

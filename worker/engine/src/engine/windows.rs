@@ -94,6 +94,22 @@ pub enum Schedule {
     CoarseToFine,
 }
 
+/// The image cut into `tile` x `tile` squares (smaller at the right and
+/// bottom edges), in raster order.
+pub fn tile_rects(height: usize, width: usize, tile: usize) -> Vec<Rect> {
+    (0..height)
+        .step_by(tile)
+        .flat_map(|y| {
+            (0..width).step_by(tile).map(move |x| Rect {
+                x,
+                y,
+                width: tile.min(width - x),
+                height: tile.min(height - y),
+            })
+        })
+        .collect()
+}
+
 /// Windows in the order they are computed, grouped by the tile they finish.
 ///
 /// Tiles are visited in raster order; each takes every window overlapping it
@@ -133,21 +149,13 @@ impl TileSchedule {
         }
         let coarse = ordered.len();
         let mut tiles = Vec::new();
-        for y in (0..height).step_by(tile) {
-            for x in (0..width).step_by(tile) {
-                let rect = Rect {
-                    x,
-                    y,
-                    width: tile.min(width - x),
-                    height: tile.min(height - y),
-                };
-                // Keep the raster order of windows inside one tile.
-                let (mine, rest): (Vec<_>, Vec<_>) =
-                    pending.into_iter().partition(|w| w.overlaps(&rect));
-                ordered.extend(mine);
-                pending = rest;
-                tiles.push((rect, ordered.len()));
-            }
+        for rect in tile_rects(height, width, tile) {
+            // Keep the raster order of windows inside one tile.
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|w| w.overlaps(&rect));
+            ordered.extend(mine);
+            pending = rest;
+            tiles.push((rect, ordered.len()));
         }
         debug_assert!(pending.is_empty());
         TileSchedule {

@@ -94,6 +94,7 @@ fn map(fill: &dyn WindowFill) -> Vec<f32> {
         maps: MapClasses::Classes(Vec::new()),
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     };
     explain(&LinearProbability, &image(), fill, &params, &mut |_| {
         std::ops::ControlFlow::Continue(())

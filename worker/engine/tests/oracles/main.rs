@@ -8,3 +8,4 @@ mod engine_oracles;
 mod few_pass_oracles;
 mod gaussian_oracles;
 mod method_oracles;
+mod refine_oracles;

@@ -134,6 +134,7 @@ pub fn params(window: usize, stride: usize, batch_size: usize) -> ExplainParams 
         maps: MapClasses::All,
         schedule: Schedule::Plain,
         takeover: Default::default(),
+        budget: 1.0,
     }
 }
 
