@@ -107,6 +107,23 @@ pub fn bad_requests(good_png: &[u8]) -> Vec<(&'static str, ExplainRequest, &'sta
             "tile size must be at least 4",
         ),
         (
+            "a budget above 1",
+            ExplainRequest {
+                budget: Some(1.5),
+                ..base.clone()
+            },
+            "above 0 and at most 1 (got 1.5)",
+        ),
+        (
+            "a budget for a gradient method",
+            ExplainRequest {
+                method: Method::Gradient as i32,
+                budget: Some(0.5),
+                ..base.clone()
+            },
+            "a budget applies to the window methods",
+        ),
+        (
             "window larger than the image",
             ExplainRequest {
                 window: 29,

@@ -17,7 +17,9 @@ use lens_tests::{
     assemble, cli_map, collect_events, load_kit, minutes_of_work, native_client, preset,
     refuses_each_bad_request, start_worker, temp_folder,
 };
-use lens_worker::engine::{explain, ExplainParams, MapClasses, Pda, Quantity, Schedule, Target};
+use lens_worker::engine::{
+    explain, ExplainParams, MapClasses, Occlusion, Pda, Quantity, Schedule, Target,
+};
 use lens_worker::input::digit_from_bytes;
 
 #[tokio::test]
@@ -86,6 +88,80 @@ async fn streams_tiles_before_the_end_and_matches_the_engine() {
         direct.map().iter().any(|v| *v > 0.0),
         "some pixels speak for the predicted class"
     );
+}
+
+/// A quarter of the windows: the coarse estimate first, then the map as
+/// the engine makes it for that budget; the estimated windows named in
+/// Finished; the same budget replayed from the store, another one run anew.
+#[tokio::test]
+async fn a_budgeted_run_says_what_it_estimated_and_is_kept_apart() {
+    let address = start_worker().await;
+    let mut client = native_client(address).await;
+    let four = preset(&mut client, 4).await;
+    let request = |budget: f64| ExplainRequest {
+        image: four.png.clone(),
+        method: Method::Occlusion as i32,
+        window: 4,
+        budget: Some(budget),
+        ..Default::default()
+    };
+    let streamed = assemble(collect_events(&mut client, request(0.25)).await.unwrap());
+    assert_eq!(
+        streamed.started.total_windows, 157,
+        "a quarter of 625, rounded up"
+    );
+    assert_eq!(
+        streamed.started.request.as_ref().unwrap().budget,
+        Some(0.25)
+    );
+    assert!(
+        streamed.coarse.is_some(),
+        "the lattice's estimate comes first"
+    );
+    let finished = &streamed.finished;
+    assert_eq!(finished.forward_passes, 1 + 157);
+    assert_eq!(finished.estimated_windows.len(), 625 - 157);
+    assert!(finished.estimated_windows.iter().all(|&w| w < 625));
+
+    let kit = load_kit();
+    let direct = explain(
+        kit.classifier(),
+        &digit_from_bytes(&four.png).unwrap(),
+        &Occlusion { value: 0.5 },
+        &ExplainParams {
+            window: 4,
+            stride: 1,
+            batch_size: 16,
+            tile_size: 7,
+            seed: 0,
+            target: Target::Predicted,
+            quantity: Quantity::Probability,
+            maps: MapClasses::All,
+            schedule: Schedule::Plain,
+            takeover: Default::default(),
+            budget: 0.25,
+        },
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(direct.map(), streamed.map.as_slice());
+    let estimated: Vec<u32> = direct.estimated_windows.iter().map(|&w| w as u32).collect();
+    assert_eq!(finished.estimated_windows, estimated);
+
+    let again = assemble(collect_events(&mut client, request(0.25)).await.unwrap());
+    assert!(
+        again.finished.replayed,
+        "the same budget is the same explanation"
+    );
+    assert_eq!(again.started.id, streamed.started.id);
+    assert_eq!(again.finished.estimated_windows, finished.estimated_windows);
+    let other = assemble(collect_events(&mut client, request(0.125)).await.unwrap());
+    assert!(
+        !other.finished.replayed,
+        "another budget is another explanation"
+    );
+    assert_ne!(other.started.id, streamed.started.id);
+    assert_eq!(other.started.total_windows, 79);
 }
 
 #[tokio::test]

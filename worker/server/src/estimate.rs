@@ -4,7 +4,7 @@
 use lens_proto::v1::{EstimateResponse, MethodAgreement, ModelInfo};
 
 use lens_engine::agreement::ModelAgreement;
-use lens_engine::engine::positions;
+use lens_engine::engine::{positions, Refinement};
 use lens_engine::methods::{self, MethodKind};
 
 use super::registry::ModelSummary;
@@ -21,12 +21,18 @@ pub const DEFAULT_RUN_SECONDS: f64 = 10.0;
 pub fn work(settings: &Settings, model: &ModelSummary) -> (usize, usize) {
     let params = &settings.params;
     let axis = |length| positions(length, params.window, params.stride).len();
-    let windows = axis(model.shape.height) * axis(model.shape.width);
+    let (rows, columns) = (axis(model.shape.height), axis(model.shape.width));
+    let windows = rows * columns;
     if settings.choice.kind.one_class_per_run() {
         return (windows, 1);
     }
+    let computed = if params.budget < 1.0 {
+        Refinement::new(rows, columns, params.window, params.stride, params.budget).target()
+    } else {
+        windows
+    };
     // Plus the pass on the image itself.
-    (windows, windows * settings.samples_per_window + 1)
+    (windows, computed * settings.samples_per_window + 1)
 }
 
 /// The estimate for `settings`, with a stride that fits a lesson where the

@@ -136,6 +136,12 @@ pub fn settings_from_request(
         occlusion_value: lens_engine::methods::DEFAULT_OCCLUSION_VALUE,
     };
     let window = or_default(request.window, model.default_window());
+    let budget = request.budget.unwrap_or(1.0);
+    if kind.needs_gradients() && budget != 1.0 {
+        return Err(ServiceError::BudgetWithoutWindows {
+            method: kind.name().to_string(),
+        });
+    }
     let mut params = ExplainParams {
         window,
         stride: or_default(request.stride, DEFAULT_STRIDE),
@@ -149,7 +155,7 @@ pub fn settings_from_request(
         maps: other_maps(kind, model.class_names.len()),
         schedule: Schedule::Plain,
         takeover: Default::default(),
-        budget: 1.0,
+        budget,
     };
     let checked_samples = match kind {
         MethodKind::Pda | MethodKind::SampledMean => samples,
@@ -187,6 +193,7 @@ pub fn job_from_request(
         tile_size: params.tile_size as u32,
         model: model.id.clone(),
         padding: choice.padding as u32,
+        budget: (params.budget < 1.0).then_some(params.budget),
     };
     // Batch size, tile size and schedule do not change the result, so they
     // are not part of the key; everything else is, with the engine's
@@ -202,8 +209,14 @@ pub fn job_from_request(
         Runtime::Onnx if !kind.needs_gradients() => format!(" runtime={}", model.runtime_version),
         _ => String::new(),
     };
+    // Every window computed is what keys made before budgets meant.
+    let budget = if params.budget < 1.0 {
+        format!(" budget={}", params.budget)
+    } else {
+        String::new()
+    };
     let settings = format!(
-        "engine=2{precision}{runtime} {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
+        "engine=2{precision}{runtime}{budget} {} {:?} {:?} samples={} padding={} occlusion={} window={} stride={} seed={} target={:?} quantity={:?}",
         model.id,
         kind,
         choice.sampler,
@@ -365,5 +378,65 @@ mod tests {
             ..Default::default()
         };
         assert!(settings_from_request(&occlusion, &summary).is_ok());
+    }
+
+    #[test]
+    fn the_budget_is_part_of_the_identity_and_kept_in_the_request() {
+        let job = |budget: Option<f64>| {
+            let request = ExplainRequest {
+                image: digit_png(),
+                method: WireMethod::Pda as i32,
+                budget,
+                ..Default::default()
+            };
+            job_from_request(request, &digits_summary(Precision::Full)).unwrap()
+        };
+        let (full, unset, quarter) = (job(Some(1.0)), job(None), job(Some(0.25)));
+        assert_eq!(full.key, unset.key, "a budget of 1 is every window");
+        assert_eq!(full.resolved.budget, None);
+        assert_ne!(full.key, quarter.key);
+        assert_ne!(quarter.key, job(Some(0.125)).key);
+        assert_eq!(quarter.resolved.budget, Some(0.25));
+        assert_eq!(quarter.params.budget, 0.25);
+    }
+
+    #[test]
+    fn a_budget_is_refused_outside_zero_to_one_and_for_gradient_methods() {
+        let summary = digits_summary(Precision::Full);
+        let refused = |method: WireMethod, budget: f64| {
+            let request = ExplainRequest {
+                method: method as i32,
+                budget: Some(budget),
+                ..Default::default()
+            };
+            let status =
+                tonic::Status::from(settings_from_request(&request, &summary).unwrap_err());
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            status.message().to_string()
+        };
+        for budget in [0.0, 1.5, -1.0, f64::NAN] {
+            let message = refused(WireMethod::Occlusion, budget);
+            assert!(message.contains("budget"), "{message}");
+        }
+        let message = refused(WireMethod::Saliency, 0.5);
+        assert!(message.contains("window methods"), "{message}");
+    }
+
+    #[test]
+    fn the_estimate_counts_the_windows_a_budget_computes() {
+        let summary = digits_summary(Precision::Full);
+        let passes = |budget: Option<f64>| {
+            let request = ExplainRequest {
+                method: WireMethod::Pda as i32,
+                samples: Some(4),
+                budget,
+                ..Default::default()
+            };
+            let settings = settings_from_request(&request, &summary).unwrap();
+            crate::estimate::work(&settings, &summary)
+        };
+        assert_eq!(passes(None), (625, 625 * 4 + 1));
+        // A quarter of 625 windows rounds up to 157.
+        assert_eq!(passes(Some(0.25)), (625, 157 * 4 + 1));
     }
 }

@@ -187,9 +187,10 @@ pub fn run_job(
         let _ = publish(Event::ClassMap(class_map.clone()));
     }
     let map = explanation.map();
+    let computed = explanation.windows - explanation.estimated_windows.len();
     let mut finished = Finished {
         wall_seconds: explanation.wall_seconds,
-        windows_per_second: explanation.windows as f64 / explanation.wall_seconds.max(1e-9),
+        windows_per_second: computed as f64 / explanation.wall_seconds.max(1e-9),
         forward_passes: explanation.forward_passes as u64,
         min_value: map.iter().copied().fold(f32::INFINITY, f32::min),
         max_value: map.iter().copied().fold(f32::NEG_INFINITY, f32::max),
@@ -197,6 +198,9 @@ pub fn run_job(
         explained_class: explanation.explained as u32,
         sample_spread: explanation.sample_spread.clone().unwrap_or_default(),
         window_probabilities: explanation.window_probabilities.clone(),
+        estimated_windows: (explanation.estimated_windows.iter())
+            .map(|&cell| cell as u32)
+            .collect(),
         replayed: false,
         id: context.id.clone(),
     };
@@ -215,8 +219,9 @@ pub fn run_job(
                 width: shape.width as u32,
                 height: shape.height as u32,
                 values: map.to_vec(),
-                windows_done: explanation.windows as u64,
-                total_windows: explanation.windows as u64,
+                // As Started announced them: the windows computed.
+                windows_done: computed as u64,
+                total_windows: computed as u64,
                 coarse: false,
             }),
             finished: Some(finished.clone()),
