@@ -85,6 +85,9 @@ pub struct RunSettings {
     pub samples: u32,
     /// None: the predicted class.
     pub class: Option<u32>,
+    /// The share of the windows computed (1: every one), the rest estimated
+    /// from their neighbours; window methods only.
+    pub budget: f64,
 }
 
 /// A run to start: the image and its settings.

@@ -48,6 +48,8 @@ pub struct Finished {
     pub spread: Vec<f32>,
     pub replayed: bool,
     pub window_probabilities: Vec<f32>,
+    /// Window positions estimated, not computed (a budget below 1).
+    pub estimated_windows: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -12,6 +12,8 @@ pub struct PageState {
     pub stride: Option<u32>,
     pub samples: Option<u32>,
     pub class: Option<u32>,
+    /// The share of the windows computed, when not all.
+    pub budget: Option<f64>,
     pub opacity: Option<f64>,
     /// "spread" for the uncertainty view, else the evidence.
     pub view: Option<String>,
@@ -43,6 +45,7 @@ pub fn read() -> PageState {
         stride: number("stride"),
         samples: number("S"),
         class: number("class"),
+        budget: text("budget").and_then(|v| v.parse().ok()),
         opacity: text("opacity").and_then(|v| v.parse().ok()),
         view: text("view"),
         see: text("see"),
@@ -70,6 +73,7 @@ pub fn query(state: &PageState) -> String {
     add("stride", state.stride.map(|v| v.to_string()));
     add("S", state.samples.map(|v| v.to_string()));
     add("class", state.class.map(|v| v.to_string()));
+    add("budget", state.budget.map(|v| v.to_string()));
     add("opacity", state.opacity.map(|v| format!("{v:.2}")));
     add("view", state.view.clone());
     add("see", state.see.clone());

@@ -168,6 +168,7 @@ fn apply(page: Page, event: RunEvent, elapsed_ms: f64) {
         RunEvent::Finished(f) => shown.run.update(|r| {
             r.spread = f.spread;
             r.window_probabilities = f.window_probabilities;
+            r.estimated_windows = f.estimated_windows;
             r.phase = Phase::Done;
             r.replayed = f.replayed;
             r.wall_seconds = f.wall_seconds;

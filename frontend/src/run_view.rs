@@ -57,6 +57,9 @@ pub struct RunView {
     pub geometry: readout::Geometry,
     /// Per window position, P(explained class) with the window replaced.
     pub window_probabilities: Vec<f32>,
+    /// The window positions whose values were estimated from their
+    /// neighbours (increasing; empty: every window computed).
+    pub estimated_windows: Vec<u32>,
     /// The other classes' maps from the same run, by class.
     pub class_maps: Vec<(u32, Vec<f32>)>,
     /// Opened by its id (a share link, a teacher's view), not started here.
@@ -96,6 +99,7 @@ impl Default for RunView {
             method: None,
             geometry: readout::Geometry::default(),
             window_probabilities: Vec::new(),
+            estimated_windows: Vec::new(),
             class_maps: Vec::new(),
             watched: false,
         }

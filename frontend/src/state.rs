@@ -28,6 +28,7 @@ pub struct Settings {
     pub samples: RwSignal<u32>,
     /// None: the predicted class.
     pub class: RwSignal<Option<u32>>,
+    pub budget: RwSignal<f64>,
 }
 
 impl Settings {
@@ -40,6 +41,7 @@ impl Settings {
             stride: self.stride.get(),
             samples: self.samples.get(),
             class: self.class.get(),
+            budget: self.budget.get(),
         }
     }
 
@@ -57,6 +59,7 @@ impl Settings {
         self.stride.set(s.stride);
         self.samples.set(s.samples);
         self.class.set(s.class);
+        self.budget.set(s.budget);
     }
 
     /// A model's default method, S, window and stride.
@@ -202,6 +205,7 @@ impl Page {
                 stride: RwSignal::new(link.stride.unwrap_or(1)),
                 samples: RwSignal::new(link.samples.unwrap_or(10)),
                 class: RwSignal::new(link.class),
+                budget: RwSignal::new(link.budget.filter(|b| *b > 0.0 && *b <= 1.0).unwrap_or(1.0)),
             },
             display: Display {
                 opacity: RwSignal::new(link.opacity.unwrap_or(0.8).clamp(0.0, 1.0)),
@@ -256,6 +260,7 @@ impl Page {
             stride: Some(s.stride.get()),
             samples: Some(s.samples.get()),
             class: s.class.get(),
+            budget: Some(s.budget.get()).filter(|b| *b < 1.0),
             opacity: Some(d.opacity.get()),
             view: Some(
                 if d.show_spread.get() {

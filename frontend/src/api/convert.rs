@@ -60,6 +60,7 @@ pub(super) fn run_event(event: wire::explain_event::Event) -> RunEvent {
             spread: f.sample_spread,
             replayed: f.replayed,
             window_probabilities: f.window_probabilities,
+            estimated_windows: f.estimated_windows,
         })),
         Event::ClassMap(m) => RunEvent::ClassMap {
             class: m.class_index,
@@ -78,6 +79,8 @@ pub(super) fn explain_request(image: Vec<u8>, s: &RunSettings) -> wire::ExplainR
         samples: Some(s.samples),
         class_index: s.class,
         model: s.model.clone(),
+        // Gradient methods compute every pixel at once: no budget.
+        budget: (s.budget < 1.0 && !s.method.needs_gradients()).then_some(s.budget),
         ..Default::default()
     }
 }
@@ -90,6 +93,7 @@ fn settings_of(asked: &wire::ExplainRequest) -> RunSettings {
         stride: asked.stride,
         samples: asked.samples.unwrap_or(10),
         class: asked.class_index,
+        budget: asked.budget.unwrap_or(1.0),
     }
 }
 

@@ -28,6 +28,7 @@ impl ClassFeed {
                 stride: v.stride,
                 samples: v.samples,
                 class: v.class_index,
+                budget: v.budget.unwrap_or(1.0),
             },
         });
         Ok(Some(ClassNews {

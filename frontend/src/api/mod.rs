@@ -210,6 +210,7 @@ pub async fn teach(code: String, teacher_secret: String, view: TeacherView) -> R
         samples: s.samples,
         class_index: s.class,
         see: view.see.clone(),
+        budget: (s.budget < 1.0).then_some(s.budget),
     };
     let request = wire::TeachRequest {
         code,

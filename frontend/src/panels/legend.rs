@@ -35,6 +35,32 @@ fn css_gradient() -> String {
     format!("linear-gradient(to bottom, {})", stops.join(", "))
 }
 
+/// For a map made with a budget: how many of its windows were computed.
+fn computed_note(run: &crate::run_view::RunView) -> Option<String> {
+    let estimated = run.estimated_windows.len();
+    let windows = run.window_probabilities.len();
+    (estimated > 0 && windows >= estimated).then(|| {
+        format!(
+            "{} of {} windows computed, the rest estimated from their neighbours",
+            thousands(windows - estimated),
+            thousands(windows)
+        )
+    })
+}
+
+/// 11449 as "11,449".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// The legend of the map on screen: its scale, and the quantity of the
 /// method that made it (before a run: the method chosen).
 #[component]
@@ -78,6 +104,9 @@ pub fn Legend() -> impl IntoView {
             <div class="bar" style:background=css_gradient()></div>
             <span>{move || format!("−{:.3}", scale())}</span>
             <small data-testid="legend-quantity">{what}</small>
+            {move || computed_note(&run.get()).map(|note| view! {
+                <small data-testid="legend-computed">{note}</small>
+            })}
             <small data-testid="legend-colours">{colours}</small>
         </div>
     }

@@ -183,7 +183,14 @@ fn reading(map: &Heatmap, view: MapView, r: &RunView, x: u32, y: u32) -> Option<
     } else {
         &[]
     };
-    let found = readout::read(map, r.geometry, window_probabilities, x, y)?;
+    let found = readout::read(
+        map,
+        r.geometry,
+        window_probabilities,
+        &r.estimated_windows,
+        x,
+        y,
+    )?;
     let p_with = r
         .probabilities
         .get(r.explained as usize)

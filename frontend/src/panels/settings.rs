@@ -59,6 +59,48 @@ fn keep_estimate_current() {
     });
 }
 
+/// The shares of the windows a run may compute, as the page says them.
+const BUDGETS: [(f64, &str); 5] = [
+    (1.0, "every window"),
+    (0.5, "half of them"),
+    (0.25, "a quarter"),
+    (0.125, "an eighth"),
+    (0.0625, "a sixteenth"),
+];
+
+/// How many of the windows a run computes; the gradient methods compute
+/// every pixel at once and have no such choice.
+#[component]
+fn BudgetField() -> impl IntoView {
+    let settings = use_page().settings;
+    let gradients = move || settings.method.get().needs_gradients();
+    view! {
+        <label class="field wide">
+            <span>"Windows computed"</span>
+            <select data-testid="budget" disabled=gradients
+                on:change=move |ev| {
+                    if let Ok(budget) = event_target_value(&ev).parse::<f64>() {
+                        settings.budget.set(budget);
+                    }
+                }>
+                {BUDGETS
+                    .into_iter()
+                    .map(|(budget, label)| view! {
+                        <option value=budget.to_string()
+                            prop:selected=move || settings.budget.get() == budget>{label}</option>
+                    })
+                    .collect_view()}
+            </select>
+        </label>
+        <Show when=move || settings.budget.get() < 1.0 && !gradients()>
+            <p class="hint" data-testid="budget-note">
+                "The rest are estimated from their computed neighbours: first the windows \
+                 that cover the image once, then those where the evidence has edges."
+            </p>
+        </Show>
+    }
+}
+
 /// A number field bound to a setting.
 #[component]
 fn NumberField(
@@ -212,6 +254,7 @@ pub fn SettingsPanel() -> impl IntoView {
                     disabled=Signal::derive(move || !uses_samples.get()) />
                 <NumberField label="Stride" testid="stride" value=settings.stride />
             </div>
+            <BudgetField />
             {move || window_sizes(page)}
             {move || defaults_note(page)}
             <div class="actions">

@@ -872,6 +872,76 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     assert!((shown - oracle.map.insertion_auc()).abs() < 1e-4);
     let text = summary.text().await.unwrap();
     assert!(text.contains("lower is better"), "{text}");
+
+    // A quarter of the windows: the legend says how much was computed and
+    // the readout which of a pixel's windows were estimated, as the
+    // engine's own run with that budget has them.
+    let quarter = explain(
+        kit.classifier(),
+        &image,
+        &fill,
+        &ExplainParams {
+            budget: 0.25,
+            ..params
+        },
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    client
+        .find(Locator::Css("[data-testid=budget]"))
+        .await
+        .unwrap()
+        .select_by_value("0.25")
+        .await
+        .unwrap();
+    wait_for(&client, "budget-note").await;
+    click(&client, "explain").await;
+    run_anyway_if_asked(&client).await;
+    assert_eq!(wait_until_not_running(&client).await, "done");
+    wait_for_text(&client, "legend-computed", |t| {
+        t == "157 of 625 windows computed, the rest estimated from their neighbours"
+    })
+    .await;
+    let address: String = serde_json::from_value(
+        client
+            .execute("return location.search;", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(address.contains("budget=0.25"), "{address}");
+    client
+        .execute(
+            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
+               const r = c.getBoundingClientRect();
+               const at = v => (v + 0.5) / 28;
+               c.dispatchEvent(new PointerEvent('pointermove', {
+                 clientX: r.left + at(14) * r.width, clientY: r.top + at(14) * r.height, bubbles: true }));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let estimated = (11..=14)
+        .flat_map(|row| (11..=14).map(move |col| row * grid + col))
+        .filter(|cell| quarter.estimated_windows.contains(cell))
+        .count();
+    let said = match estimated {
+        0 => "covered by 16 windows · ".to_string(),
+        16 => "covered by 16 windows (all estimated from their neighbours)".to_string(),
+        n => format!("covered by 16 windows ({} computed, {n} estimated)", 16 - n),
+    };
+    let value = quarter.map()[14 * 28 + 14];
+    let line = wait_for_text(&client, "readout", |t| t.starts_with("Pixel (14, 14)")).await;
+    assert!(line.contains(&format!("{value:+.3} bits")), "{line}");
+    assert!(line.contains(&said), "{line}: {said}");
+    for (width, height, name) in [(1920, 1080, "1920"), (1280, 720, "1280"), (390, 844, "390")] {
+        set_viewport(&client, width, height).await;
+        client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        save_screenshot(&client, &format!("budget-digit-{name}")).await;
+    }
     client.close().await.unwrap();
     std::fs::remove_dir_all(models).unwrap();
 }

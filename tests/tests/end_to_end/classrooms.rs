@@ -330,6 +330,7 @@ async fn a_class_shows_followers_what_the_teacher_shows_until_it_closes() {
         samples: 10,
         class_index: None,
         see: "3".into(),
+        budget: Some(0.5),
     };
     let teach = |view: ClassView, secret: &str| TeachRequest {
         code: opened.code.clone(),
@@ -345,6 +346,16 @@ async fn a_class_shows_followers_what_the_teacher_shows_until_it_closes() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let over_budget = ClassView {
+        budget: Some(2.0),
+        ..view.clone()
+    };
+    let refused = teacher
+        .teach(teach(over_budget, &opened.teacher_secret))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("budget"), "{refused:?}");
     let refused = student
         .teach(teach(view.clone(), "a student's guess"))
         .await

@@ -32,6 +32,7 @@ use super::limits::Limit;
 use super::metrics::{metrics, Counted};
 use super::misses;
 use super::status::ServiceError;
+use lens_engine::engine::EngineError;
 use lens_store as store;
 
 /// Letters and digits that cannot be mistaken for one another on a
@@ -254,6 +255,9 @@ impl Classrooms {
             view.see.len() <= MAX_SEE && view.see.bytes().all(|b| b.is_ascii_digit() || b == b'-');
         if !see_ok {
             return Err(ServiceError::BadShownClass { see: view.see });
+        }
+        if let Some(budget) = view.budget.filter(|b| !(*b > 0.0 && *b <= 1.0)) {
+            return Err(EngineError::BadBudget { budget }.into());
         }
         room.events.send_modify(|e| e.view = Some(view));
         Ok(())
