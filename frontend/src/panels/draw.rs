@@ -2,6 +2,9 @@
 //! digit with the mouse, a pen or a finger, and the map follows the pen: a
 //! moment after each stroke the drawing is explained exactly as an uploaded
 //! digit would be. White ink on black, like the digits the network learnt.
+//! Where the page stacks the map above the controls (phones, the
+//! presentation layout), a copy of the map sits beside the pad, so a
+//! person drawing sees it change.
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use crate::choose::choose_image;
+use crate::heatmap::paint;
 use crate::snapshot::canvas_image;
 use crate::state::{use_page, Page};
 
@@ -134,7 +138,44 @@ pub fn DrawingPad() -> impl IntoView {
                 on:pointerup=lifted
                 on:pointercancel=lifted
             ></canvas>
+            <LiveMap />
             <button data-testid="drawing-clear" on:click=wipe>"Clear"</button>
         </div>
+    }
+}
+
+/// The input and the map on screen, small, beside the pad (the style
+/// sheet shows it only where the main map is out of view while drawing).
+#[component]
+fn LiveMap() -> impl IntoView {
+    let page = use_page();
+    let under = NodeRef::<Canvas>::new();
+    let heat = NodeRef::<Canvas>::new();
+    Effect::new(move |_| {
+        page.shown.input.with(|input| {
+            if let (Some(input), Some(canvas)) = (input, under.get()) {
+                paint(&canvas, input.width, input.height, &input.rgba);
+            }
+        })
+    });
+    Effect::new(move |_| {
+        let Some(canvas) = heat.get() else {
+            return;
+        };
+        let (_, map) = page.displayed();
+        if !map.values.is_empty() {
+            paint(&canvas, map.width, map.height, &map.rgba());
+        }
+    });
+    view! {
+        <figure class="live-map" data-testid="live-map">
+            <div class="stack">
+                <canvas node_ref=under class="pixels" width="28" height="28"></canvas>
+                <canvas node_ref=heat class="pixels heat" data-testid="live-map-canvas" width="28" height="28"
+                    role="img" aria-label="The evidence map, beside the pad"
+                    style:opacity=move || page.display.opacity.get().to_string()></canvas>
+            </div>
+            <figcaption>"The map, as you draw"</figcaption>
+        </figure>
     }
 }

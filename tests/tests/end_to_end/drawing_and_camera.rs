@@ -235,6 +235,35 @@ async fn a_drawn_digit_is_explained_after_each_stroke_by_mouse_and_by_finger() {
         last = wait_for_new_run(&client, Some(&last)).await;
         scroll_to(&client, "drawing-pad").await;
         save_screenshot(&client, name).await;
+        // With the pad in view, the map is on the screen too: the main one
+        // beside the controls on a wide screen, a copy beside the pad on a
+        // phone, painted like the main one.
+        let on_screen = client
+            .execute(
+                r#"const seen = id => {
+                     const e = document.querySelector(`[data-testid=${id}]`);
+                     const r = e.getBoundingClientRect();
+                     return r.width > 0 && r.top >= 0 && r.bottom <= innerHeight;
+                   };
+                   return [seen('drawing-pad'), seen('heatmap-canvas'), seen('live-map-canvas')];"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let wide = width > 1060;
+        assert_eq!(on_screen, json!([true, wide, !wide]), "{name}");
+        if !wide {
+            let copy = client
+                .execute(
+                    r#"const c = document.querySelector('[data-testid=live-map-canvas]');
+                       return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"#,
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let copy: Vec<u8> = serde_json::from_value(copy).unwrap();
+            assert_eq!(copy, heat_pixels(&client).await, "the copy is the map");
+        }
     }
     client.close().await.unwrap();
 }
