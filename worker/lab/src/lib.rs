@@ -5,6 +5,7 @@
 //! page starts with; its result is committed under docs/experiments and
 //! copied beside the model at setup.
 
+mod adaptive;
 mod cascade;
 mod estimators;
 mod figures;
@@ -12,6 +13,7 @@ mod held_out;
 mod measure_defaults;
 mod sanity;
 
+pub use adaptive::{run_adaptive, table, AdaptiveArgs, AdaptiveReport, AdaptiveRow};
 pub use estimators::{run_estimators, EstimatorAgreement, EstimatorReport, EstimatorsArgs};
 pub use figures::{run_figures, FiguresArgs};
 pub use held_out::{run_held_out, HeldOutArgs, HeldOutPhoto, HeldOutReport};

@@ -33,6 +33,9 @@ enum Command {
     /// device (time, deletion and insertion, agreement with PDA) and keeps
     /// the table and the chosen default beside the model (defaults.json).
     Defaults(lens_lab::DefaultsArgs),
+    /// Budgeted maps (adaptive refinement) against the full map, beside a
+    /// plain coarser stride of the same cost (docs/experiments/adaptive.md).
+    Adaptive(lens_lab::AdaptiveArgs),
 }
 
 fn main() {
@@ -42,6 +45,7 @@ fn main() {
         Command::HeldOutStatistics(args) => lens_lab::run_held_out(&args),
         Command::Figures(args) => lens_lab::run_figures(&args),
         Command::Defaults(args) => lens_lab::run_defaults(&args),
+        Command::Adaptive(args) => lens_lab::run_adaptive(&args),
     };
     if let Err(error) = outcome {
         // One line, whatever the cause: `{:#}` joins the context chain.

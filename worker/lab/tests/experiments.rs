@@ -15,11 +15,15 @@
 //!   14/15/19 take the maps `explain --out` left (a map and its negation
 //!   give -1) and compute the missing ones; Table 1 and Fig. 12 time the
 //!   digits network at three strides.
+//! - `adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride`:
+//!   a budget of every window agrees with the full map exactly; smaller
+//!   ones less, and no plain stride is offered where the window is the
+//!   stride.
 //! - `held_out_statistics_change_nothing_when_a_copy_of_the_photo_stays`:
 //!   the fitting folder holds a copy of the explained photo, so leaving the
 //!   photo out leaves its statistics as they were, and the maps with them.
 
-use lens_lab::{Comparison, EstimatorReport, HeldOutReport, SanityReport};
+use lens_lab::{AdaptiveReport, Comparison, EstimatorReport, HeldOutReport, SanityReport};
 use lens_tests::{run_binary, temp_folder, write_traced_model, USER_MODEL_DESCRIPTION};
 use std::path::Path;
 
@@ -451,4 +455,45 @@ fn photo_maps_come_from_stored_maps_and_timings_from_the_engine() {
             .unwrap()
             .contains("seconds per image")
     );
+}
+
+#[test]
+fn adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride() {
+    let out = temp_folder("adaptive").join("adaptive.json");
+    let table = run_lab(&[
+        "adaptive",
+        "--device",
+        "cpu",
+        "--count",
+        "2",
+        "--methods",
+        "occlusion",
+        "--budgets",
+        "1,0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(table.contains("| occlusion | 1/4 ("), "{table}");
+    let report: AdaptiveReport =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(report.images.len(), 2);
+    let [every, quarter] = &report.rows[..] else {
+        panic!("one row per budget: {table}");
+    };
+    // Every window computed is the full map itself, at the full cost.
+    assert!(every.rank.worst > 1.0 - 1e-9, "{every:?}");
+    assert!(every.top_overlap.worst > 1.0 - 1e-9, "{every:?}");
+    assert_eq!(every.passes_share, 1.0);
+    // A quarter: 157 of 625 windows (+1 pass on the image, of 626).
+    assert!(
+        (quarter.passes_share - 158.0 / 626.0).abs() < 1e-9,
+        "{quarter:?}"
+    );
+    assert!(
+        quarter.rank.mean < 1.0 && quarter.rank.mean > 0.5,
+        "{quarter:?}"
+    );
+    // Stride 2 costs 169 windows, the nearest to 157.
+    assert_eq!(quarter.plain_stride, Some(2));
+    assert!(quarter.plain_rank.mean < 1.0, "{quarter:?}");
 }

@@ -1,0 +1,282 @@
+//! `evidence-lens-lab adaptive`: how close a budgeted map (adaptive
+//! refinement, `engine/refine.rs`) comes to the full map, beside the map a
+//! plain coarser stride of about the same cost gives. Per method, budget
+//! and image: rank correlation and top-10% overlap with the full map at
+//! the reference stride; the table gives their means (and the worst image).
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use lens_engine::agreement::{rank_correlation, top_overlap};
+use lens_engine::engine::{default_batch_size, explain, positions, ExplainParams, InputImage};
+use lens_engine::methods::{self, MethodChoice, MethodKind, SamplerKind};
+use lens_engine::models::{LoadedModel, Placement, Runtime};
+use lens_worker::cli::{device_from, named_images, plain_params, write_report};
+use lens_worker::cli::{MapSetting, RunOptions};
+
+#[derive(Args, Debug)]
+pub struct AdaptiveArgs {
+    /// `digits`, or a model folder under --models.
+    #[arg(long, default_value = "digits")]
+    pub model: String,
+    /// Images explained: held-out digits of every label, or the first
+    /// photos of --photos.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    #[arg(long)]
+    pub photos: Option<PathBuf>,
+    /// The window methods measured (PDA once per --samples).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "efficient-pda,pda,sampled-mean,occlusion"
+    )]
+    pub methods: Vec<String>,
+    /// S of PDA and the sampled mean (PDA is measured at each).
+    #[arg(long, value_delimiter = ',', default_value = "2,10")]
+    pub samples: Vec<usize>,
+    /// Window side [default: the model's].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// The full map's stride (the reference).
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Shares of the windows computed.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.25,0.125,0.0625,0.03125"
+    )]
+    pub budgets: Vec<f64>,
+    #[arg(long, value_enum)]
+    pub runtime: Option<Runtime>,
+    /// Where the JSON report goes (the table goes to stdout either way).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// One method at one budget, over the images.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdaptiveRow {
+    /// "PDA (S = 10)".
+    pub method: String,
+    pub budget: f64,
+    /// Forward passes against the full map's (the mean over images).
+    pub passes_share: f64,
+    pub rank: Agreement,
+    pub top_overlap: Agreement,
+    /// The plain stride whose passes come nearest the budget's, its share
+    /// of the passes and agreement (none when the window is the stride).
+    pub plain_stride: Option<usize>,
+    pub plain_passes_share: f64,
+    pub plain_rank: Agreement,
+    pub plain_top_overlap: Agreement,
+}
+
+/// A mean over images and the worst image.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Agreement {
+    pub mean: f64,
+    pub worst: f64,
+}
+
+impl Agreement {
+    fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Agreement::default();
+        }
+        Agreement {
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            worst: values.iter().copied().fold(f64::INFINITY, f64::min),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdaptiveReport {
+    pub model: String,
+    pub computed_by: String,
+    pub images: Vec<String>,
+    pub window: usize,
+    pub stride: usize,
+    pub rows: Vec<AdaptiveRow>,
+}
+
+/// The measured settings: each method, PDA and the sampled mean at each S.
+fn settings(args: &AdaptiveArgs) -> anyhow::Result<Vec<(MethodKind, usize)>> {
+    let mut settings = Vec::new();
+    for name in &args.methods {
+        let kind = MethodKind::from_name(name)
+            .filter(|k| !k.needs_gradients())
+            .ok_or_else(|| anyhow::anyhow!("--methods {name}: not a window method"))?;
+        match kind {
+            MethodKind::Pda | MethodKind::SampledMean => {
+                settings.extend(args.samples.iter().map(|&s| (kind, s)))
+            }
+            _ => settings.push((kind, 1)),
+        }
+    }
+    Ok(settings)
+}
+
+fn label(kind: MethodKind, samples: usize) -> String {
+    match kind {
+        MethodKind::Pda | MethodKind::SampledMean => format!("{} (S = {samples})", kind.name()),
+        _ => kind.name().to_string(),
+    }
+}
+
+pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
+    let device = device_from(args.run.device)?;
+    let placement = Placement {
+        runtime: args.runtime,
+        ..Placement::on(device)
+    };
+    let model = LoadedModel::load_on(&args.model, &args.run.models, placement)?;
+    let images = named_images(&model, args.photos.as_deref(), args.count, &args.run.data)?;
+    let window = args.window.unwrap_or(model.resize.default_window());
+    let shape = model.classifier.input_shape();
+    let grid = |stride: usize| {
+        positions(shape.height, window, stride).len() * positions(shape.width, window, stride).len()
+    };
+    let mut rows = Vec::new();
+    for (kind, samples) in settings(args)? {
+        let choice = MethodChoice {
+            kind,
+            sampler: SamplerKind::Auto,
+            samples,
+            padding: methods::DEFAULT_PADDING,
+            occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
+        };
+        let fill = methods::window_fill(&model, &choice, window)?;
+        let map = |image: &InputImage, stride: usize, budget: f64| {
+            let setting = MapSetting {
+                window,
+                stride,
+                samples,
+                batch_size: args.run.batch_size.unwrap_or(default_batch_size(device)),
+                seed: args.run.seed,
+                target: lens_engine::engine::Target::Predicted,
+            };
+            let params = ExplainParams {
+                budget,
+                ..plain_params(&setting, kind.quantity())
+            };
+            explain(
+                model.classifier.as_ref(),
+                image,
+                fill.as_ref(),
+                &params,
+                &mut |_| ControlFlow::Continue(()),
+            )
+        };
+        let fulls = images
+            .iter()
+            .map(|(_, image)| map(image, args.stride, 1.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        for &budget in &args.budgets {
+            let (mut ranks, mut tops, mut shares) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut plain_ranks, mut plain_tops) = (Vec::new(), Vec::new());
+            let mut plain = None;
+            for ((_, image), full) in images.iter().zip(&fulls) {
+                let part = map(image, args.stride, budget)?;
+                ranks.push(rank_correlation(full.map(), part.map()));
+                tops.push(top_overlap(full.map(), part.map(), 0.1));
+                shares.push(part.forward_passes as f64 / full.forward_passes as f64);
+                // The plain stride whose cost comes nearest the budget's.
+                let computed = (part.windows - part.estimated_windows.len()) as f64;
+                let distance = |s: usize| (grid(s) as f64 / computed).ln().abs();
+                plain =
+                    (args.stride + 1..=window).min_by(|&a, &b| distance(a).total_cmp(&distance(b)));
+                if let Some(stride) = plain {
+                    let coarse = map(image, stride, 1.0)?;
+                    plain_ranks.push(rank_correlation(full.map(), coarse.map()));
+                    plain_tops.push(top_overlap(full.map(), coarse.map(), 0.1));
+                }
+            }
+            let row = AdaptiveRow {
+                method: label(kind, samples),
+                budget,
+                passes_share: shares.iter().sum::<f64>() / shares.len().max(1) as f64,
+                rank: Agreement::of(&ranks),
+                top_overlap: Agreement::of(&tops),
+                plain_stride: plain,
+                plain_passes_share: plain
+                    .map_or(0.0, |s| grid(s) as f64 / grid(args.stride) as f64),
+                plain_rank: Agreement::of(&plain_ranks),
+                plain_top_overlap: Agreement::of(&plain_tops),
+            };
+            eprintln!("{}", table_line(&row));
+            rows.push(row);
+        }
+    }
+    let report = AdaptiveReport {
+        model: model.name.clone(),
+        computed_by: model.computed_by(false),
+        images: images.iter().map(|(name, _)| name.clone()).collect(),
+        window,
+        stride: args.stride,
+        rows,
+    };
+    println!("{}", table(&report));
+    write_report(args.out.as_deref(), &report)
+}
+
+fn table_line(row: &AdaptiveRow) -> String {
+    let pair = |rank: &Agreement, top: &Agreement| {
+        format!(
+            "{:.3} / {:.3} (worst {:.3} / {:.3})",
+            rank.mean, top.mean, rank.worst, top.worst
+        )
+    };
+    let plain = match row.plain_stride {
+        Some(stride) => format!(
+            "stride {stride} ({:.3}): {}",
+            row.plain_passes_share,
+            pair(&row.plain_rank, &row.plain_top_overlap)
+        ),
+        None => "none (the window is the stride)".to_string(),
+    };
+    format!(
+        "| {} | {} ({:.3}) | {} | {plain} |",
+        row.method,
+        fraction(row.budget),
+        row.passes_share,
+        pair(&row.rank, &row.top_overlap)
+    )
+}
+
+/// 0.25 as "1/4".
+fn fraction(budget: f64) -> String {
+    let inverse = 1.0 / budget;
+    if (inverse - inverse.round()).abs() < 1e-9 {
+        format!("1/{}", inverse.round())
+    } else {
+        format!("{budget}")
+    }
+}
+
+/// The report as a Markdown table.
+pub fn table(report: &AdaptiveReport) -> String {
+    let mut lines = vec![
+        format!(
+            "{}, {} images, window {}, full map at stride {} ({})",
+            report.model,
+            report.images.len(),
+            report.window,
+            report.stride,
+            report.computed_by
+        ),
+        String::new(),
+        "| method | budget (passes) | refined: rank / top-10% | plain stride (passes): rank / top-10% |"
+            .to_string(),
+        "|---|---|---|---|".to_string(),
+    ];
+    lines.extend(report.rows.iter().map(table_line));
+    lines.join("\n")
+}
