@@ -13,11 +13,20 @@ pub(super) fn readable(status: &Status) -> String {
     let detail = status.message();
     match status.code() {
         Code::InvalidArgument => format!("The request was not accepted: {detail}"),
-        Code::ResourceExhausted | Code::Unavailable => {
-            format!("The worker is busy or unreachable, try again: {detail}")
-        }
+        // A limit's refusal says what to do and for how long, as it is.
+        Code::ResourceExhausted => sentence(detail),
+        Code::Unavailable => format!("The worker is busy or unreachable, try again: {detail}"),
         Code::Cancelled => "The explanation was cancelled.".to_string(),
         _ => format!("The worker failed ({:?}): {detail}", status.code()),
+    }
+}
+
+/// "too many ..." as "Too many ...".
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -166,5 +175,23 @@ pub(super) fn method_from_wire(value: i32) -> Method {
         wire::Method::Saliency => Method::Saliency,
         wire::Method::GradCam => Method::GradCam,
         wire::Method::EfficientPda | wire::Method::Unspecified => Method::EfficientPda,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limits_refusal_is_shown_as_the_worker_says_it() {
+        let status = Status::resource_exhausted(
+            "too many wrong class codes from this network: try again in 40 s, or scan the class's QR code (its link always works)",
+        );
+        assert_eq!(
+            readable(&status),
+            "Too many wrong class codes from this network: try again in 40 s, or scan the class's QR code (its link always works)"
+        );
+        let down = Status::unavailable("no worker is serving models now");
+        assert!(readable(&down).starts_with("The worker is busy or unreachable"));
     }
 }

@@ -445,7 +445,7 @@ async fn strangers_cannot_guess_their_way_into_a_class() {
     };
     for guess in 0..MISSES_PER_PERIOD {
         let missed = client
-            .follow_class(follow(&format!("ZZZZZ{guess}")))
+            .follow_class(follow(&format!("Z{guess:05}")))
             .await
             .unwrap_err();
         assert_eq!(missed.code(), Code::NotFound, "{missed:?}");
@@ -460,4 +460,21 @@ async fn strangers_cannot_guess_their_way_into_a_class() {
         .unwrap()
         .into_inner();
     assert_eq!(next_class_event(&mut by_link).await.code, class.code);
+    // The teacher behind the same address still teaches and closes the
+    // class by its code: the secret proves the calls belong to it.
+    client
+        .teach(TeachRequest {
+            code: class.code.clone(),
+            teacher_secret: class.teacher_secret.clone(),
+            view: Some(ClassView::default()),
+        })
+        .await
+        .unwrap();
+    client
+        .close_class(CloseClassRequest {
+            code: class.code.clone(),
+            teacher_secret: class.teacher_secret.clone(),
+        })
+        .await
+        .unwrap();
 }

@@ -91,7 +91,9 @@ impl GatewayClassrooms {
         request: TeachRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<TeachResponse>, Status> {
-        let code = self.class_here(&request.code, client).await?;
+        let code = self
+            .class_here(&request.code, client, &request.teacher_secret)
+            .await?;
         let answer = classrooms::teach(&self.classrooms, request, client)?;
         if let Some(code) = code {
             let record = self.record(&code, false)?;
@@ -108,7 +110,8 @@ impl GatewayClassrooms {
         request: FollowClassRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<classrooms::ClassroomStream>, Status> {
-        self.class_here(&request.code, client).await?;
+        self.class_here(&request.code, client, &request.teacher_secret)
+            .await?;
         classrooms::follow_class(&self.classrooms, request, client)
     }
 
@@ -117,7 +120,9 @@ impl GatewayClassrooms {
         request: CloseClassRequest,
         client: Option<IpAddr>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        let code = self.class_here(&request.code, client).await?;
+        let code = self
+            .class_here(&request.code, client, &request.teacher_secret)
+            .await?;
         let ended = code
             .as_deref()
             .map(|code| self.record(code, true))
@@ -149,18 +154,24 @@ impl GatewayClassrooms {
     /// The code of the class a request names, copied here from the bucket
     /// if another gateway opened it; `None` when no gateway has it (the
     /// local look-up then refuses it). A client whose typed codes matched
-    /// nothing too often, through any gateway, is refused a while.
+    /// nothing too often, through any gateway, is refused a while, unless
+    /// `teacher_secret` is the class's: that proves the call belongs to it.
     async fn class_here(
         self: &Arc<Self>,
         code_or_token: &str,
         client: Option<IpAddr>,
+        teacher_secret: &str,
     ) -> Result<Option<String>, ServiceError> {
         let typed = code_or_token.trim().len() <= classrooms::CODE_LENGTH;
         let misses = client.filter(|_| typed).map(|ip| client_key("m", ip));
-        if let Some(key) = &misses {
-            misses::check(&self.quotas.misses(key).await?, misses::now_ms())?;
-        }
+        let proves = |teacher: &[u8; 32]| {
+            !teacher_secret.is_empty() && lens_store::hash_secret(teacher_secret) == *teacher
+        };
         if let Some(code) = self.classrooms.code_here(code_or_token) {
+            let proven = (self.classrooms.shared(&code)).is_some_and(|c| proves(&c.teacher));
+            if !proven {
+                self.check_misses(misses.as_deref()).await?;
+            }
             return Ok(Some(code));
         }
         let Some((code, record)) = self
@@ -168,6 +179,7 @@ impl GatewayClassrooms {
             .find(code_or_token, classrooms::CODE_LENGTH)
             .await?
         else {
+            self.check_misses(misses.as_deref()).await?;
             if let Some(key) = &misses {
                 self.quotas.missed(key).await?;
             }
@@ -178,6 +190,9 @@ impl GatewayClassrooms {
             .as_slice()
             .try_into()
             .map_err(|_| ServiceError::Internal(format!("class {code}: a damaged record")))?;
+        if !proves(&teacher) {
+            self.check_misses(misses.as_deref()).await?;
+        }
         let class = ClassroomCopy {
             token: record.token,
             teacher,
@@ -186,6 +201,14 @@ impl GatewayClassrooms {
         self.classrooms.adopt(&code, class)?;
         self.follow_changes(code.clone(), None);
         Ok(Some(code))
+    }
+
+    /// Refuses a client (its misses' quota key) that missed too often.
+    async fn check_misses(&self, key: Option<&str>) -> Result<(), ServiceError> {
+        match key {
+            Some(key) => misses::check(&self.quotas.misses(key).await?, misses::now_ms()),
+            None => Ok(()),
+        }
     }
 
     /// Follows the class's record and the other gateways' counts of its

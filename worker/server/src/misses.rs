@@ -10,8 +10,15 @@ use super::status::ServiceError;
 
 /// Look-ups that found no class, per client and `LOOKUP_PERIOD`, before
 /// that client's look-ups are refused until the oldest miss is that old.
-pub const MISSES_PER_PERIOD: usize = 6;
-pub const LOOKUP_PERIOD: Duration = Duration::from_secs(60);
+///
+/// Sized for a class of thirty behind one school address, typing a code on
+/// phones at the start of a lesson: sixty typos in ten minutes pass. A
+/// guesser from one address gets 60 x 144 = 8,640 guesses a day; codes are
+/// six of 31 characters (887,503,681 of them), so with 1,000 classes open a
+/// guess finds one with odds of 1 in 887,504, and an even chance of one hit
+/// takes about 615,000 guesses: 71 days.
+pub const MISSES_PER_PERIOD: usize = 60;
+pub const LOOKUP_PERIOD: Duration = Duration::from_secs(600);
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -32,7 +39,7 @@ pub fn wait(misses: &[u64], now: u64) -> Option<Duration> {
 /// The refusal of a client with these `misses` at `now`, if it must wait.
 pub fn check(misses: &[u64], now: u64) -> Result<(), ServiceError> {
     match wait(misses, now) {
-        // Whole seconds, rounded up: 1 to 60, never "0 s".
+        // Whole seconds, rounded up: never "0 s".
         Some(wait) => Err(ServiceError::TooManyMisses {
             wait_seconds: (wait.as_millis() as u64).div_ceil(1000),
         }),
@@ -68,16 +75,18 @@ mod tests {
 
     #[test]
     fn a_client_is_refused_while_its_recent_misses_fill_the_period() {
-        let now = 1_000_000;
+        let now = 10_000_000;
+        let period = LOOKUP_PERIOD.as_millis() as u64;
+        // The oldest 10 s short of a period ago, the others a second apart.
         let mut misses: Vec<u64> = (0..MISSES_PER_PERIOD as u64 - 1)
-            .map(|i| now - 50_000 + i * 1_000)
+            .map(|i| now - period + 10_000 + i * 1_000)
             .collect();
         assert_eq!(wait(&misses, now), None, "one miss short");
         record(&mut misses, now - 1_000);
         assert_eq!(
             wait(&misses, now),
             Some(Duration::from_secs(10)),
-            "until the oldest is a minute old"
+            "until the oldest is a period old"
         );
         assert!(matches!(
             check(&misses, now),
@@ -87,7 +96,7 @@ mod tests {
         let just_now = vec![now; MISSES_PER_PERIOD];
         assert!(matches!(
             check(&just_now, now),
-            Err(ServiceError::TooManyMisses { wait_seconds: 60 })
+            Err(ServiceError::TooManyMisses { wait_seconds }) if wait_seconds == LOOKUP_PERIOD.as_secs()
         ));
         assert_eq!(wait(&misses, now + 10_000), None, "old misses lapse");
     }
@@ -103,6 +112,7 @@ mod tests {
             misses.last(),
             Some(&(100_000 + 2 * MISSES_PER_PERIOD as u64 - 1))
         );
-        assert!(!any_recent(&misses, 100_000 + 60_000 + 100));
+        let period = LOOKUP_PERIOD.as_millis() as u64;
+        assert!(!any_recent(&misses, 100_000 + period + 1_000));
     }
 }

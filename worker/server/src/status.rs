@@ -54,7 +54,7 @@ pub enum ServiceError {
     NotOnGateway,
     #[error("this address has {limit} classes open already: close one first")]
     TooManyClassroomsOpened { limit: usize },
-    #[error("too many class codes from this address matched no class: try again in {wait_seconds} s (a class link or QR code always works)")]
+    #[error("too many wrong class codes from this network: try again in {wait_seconds} s, or scan the class's QR code (its link always works)")]
     TooManyMisses { wait_seconds: u64 },
     #[error("the class shown must be a class number or two joined by '-' (got {see:?})")]
     BadShownClass { see: String },
