@@ -2,7 +2,8 @@
 //! the method fed the network in the window nearest that pixel: the image
 //! with each replacement drawn in, P(class) with each, their average, and
 //! the window's evidence with the formula filled in. The worker recomputes
-//! the window from the run's own draws, so every number is the map's.
+//! the window from the run's own draws, so every number is the map's; a
+//! window a budgeted run estimated is computed now, and the panel says so.
 
 use lens_proto::windows::{nearest, positions};
 use leptos::html::Canvas;
@@ -47,6 +48,30 @@ pub fn open_window(page: Page, x: u32, y: u32) {
             Err(message) => page.notice.set(Some(message)),
         }
     });
+}
+
+/// Whether the run left the window `look` shows to be estimated (a budget
+/// below 1) instead of computing it.
+fn was_estimated(
+    look: &WindowLook,
+    run: &crate::run_view::RunView,
+    width: u32,
+    height: u32,
+) -> bool {
+    let (k, stride) = (run.geometry.window, run.geometry.stride);
+    if run.estimated_windows.is_empty() || k == 0 || stride == 0 {
+        return false;
+    }
+    let xs = positions(width as usize, k, stride);
+    let ys = positions(height as usize, k, stride);
+    let (Ok(col), Ok(row)) = (
+        xs.binary_search(&(look.x as usize)),
+        ys.binary_search(&(look.y as usize)),
+    ) else {
+        return false;
+    };
+    let cell = (row * xs.len() + col) as u32;
+    run.estimated_windows.binary_search(&cell).is_ok()
 }
 
 /// The input with sample `sample`'s replacement drawn into the window.
@@ -172,6 +197,7 @@ pub fn WindowPanel() -> impl IntoView {
             )
         };
         let lines = formula(&look, &class);
+        let estimated = shown.run.with(|r| was_estimated(&look, r, width, height));
         Some(view! {
             <section class="panel window-look" data-testid="window-panel" aria-label="Inside the window">
                 <div class="window-head">
@@ -179,6 +205,12 @@ pub fn WindowPanel() -> impl IntoView {
                     <button data-testid="window-close" on:click=move |_| shown.window.set(None)>"Close"</button>
                 </div>
                 <p class="hint">{format!("What {} put there: {}.", look.method.label(), look.method.replacement())}</p>
+                {estimated.then(|| view! {
+                    <p class="hint" data-testid="window-estimated">
+                        "The map did not compute this window: its value there was estimated from \
+                         the computed windows around it. It is computed here, now."
+                    </p>
+                })}
                 <div class="fed-row" data-testid="window-pictures">{pictures}</div>
                 {more.map(|m| view! { <p class="hint">{m}</p> })}
                 <p data-testid="window-average">{average}</p>

@@ -934,6 +934,35 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     let line = wait_for_text(&client, "readout", |t| t.starts_with("Pixel (14, 14)")).await;
     assert!(line.contains(&format!("{value:+.3} bits")), "{line}");
     assert!(line.contains(&said), "{line}: {said}");
+    // Looking inside a window says whether the map computed it: pixel
+    // (x + 2, y + 2) is nearest the window at (x, y) (k = 4, stride 1).
+    let estimated = quarter.estimated_windows[quarter.estimated_windows.len() / 2];
+    let computed = (0..grid * grid)
+        .find(|cell| !quarter.estimated_windows.contains(cell) && cell % grid > 5)
+        .unwrap();
+    for (cell, noted) in [(estimated, 1), (computed, 0)] {
+        let (x, y) = (cell % grid, cell / grid);
+        client
+            .execute(
+                r#"const [x, y] = arguments;
+                   const c = document.querySelector('[data-testid=heatmap-canvas]');
+                   const r = c.getBoundingClientRect();
+                   const at = v => (v + 0.5) / 28;
+                   c.dispatchEvent(new MouseEvent('click', {
+                     clientX: r.left + at(x) * r.width, clientY: r.top + at(y) * r.height, bubbles: true }));"#,
+                vec![json!(x + 2), json!(y + 2)],
+            )
+            .await
+            .unwrap();
+        let heading = format!("window at ({x}, {y})");
+        wait_for_text(&client, "window-panel", |t| t.contains(&heading)).await;
+        let notes = client
+            .find_all(Locator::Css("[data-testid=window-estimated]"))
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(notes, noted, "{heading}");
+    }
     for (width, height, name) in [(1920, 1080, "1920"), (1280, 720, "1280"), (390, 844, "390")] {
         set_viewport(&client, width, height).await;
         client
