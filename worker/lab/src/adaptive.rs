@@ -11,7 +11,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use lens_engine::agreement::{rank_correlation, top_overlap};
-use lens_engine::engine::{default_batch_size, explain, positions, ExplainParams, InputImage};
+use lens_engine::engine::{
+    default_batch_size, explain, positions, ExplainParams, InputImage, WindowFill,
+};
 use lens_engine::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use lens_engine::models::{LoadedModel, Placement, Runtime};
 use lens_worker::cli::{device_from, named_images, plain_params, write_report};
@@ -51,6 +53,10 @@ pub struct AdaptiveArgs {
         default_value = "0.25,0.125,0.0625,0.03125"
     )]
     pub budgets: Vec<f64>,
+    /// S of the PDA map that PDA's rows are also compared with (a map
+    /// with many samples, other draws); 0 leaves the comparison out.
+    #[arg(long, default_value_t = 32)]
+    pub reference_samples: usize,
     #[arg(long, value_enum)]
     pub runtime: Option<Runtime>,
     /// Where the JSON report goes (the table goes to stdout either way).
@@ -76,6 +82,10 @@ pub struct AdaptiveRow {
     pub plain_passes_share: f64,
     pub plain_rank: Agreement,
     pub plain_top_overlap: Agreement,
+    /// PDA only: rank correlation with PDA of many samples of the full map
+    /// and of the budgeted one.
+    pub full_against_many: Option<Agreement>,
+    pub refined_against_many: Option<Agreement>,
 }
 
 /// A mean over images and the worst image.
@@ -104,6 +114,8 @@ pub struct AdaptiveReport {
     pub images: Vec<String>,
     pub window: usize,
     pub stride: usize,
+    /// S of the PDA map PDA's rows are compared with (0: none).
+    pub reference_samples: usize,
     pub rows: Vec<AdaptiveRow>,
 }
 
@@ -154,37 +166,57 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
         };
         let fill = methods::window_fill(&model, &choice, window)?;
-        let map = |image: &InputImage, stride: usize, budget: f64| {
+        let many_samples = MethodChoice {
+            samples: args.reference_samples,
+            ..choice.clone()
+        };
+        let many = methods::window_fill(&model, &many_samples, window)?;
+        let map_with = |fill: &dyn WindowFill, image: &InputImage, stride, budget, seed| {
             let setting = MapSetting {
                 window,
                 stride,
-                samples,
+                samples: fill.samples_per_window(),
                 batch_size: args.run.batch_size.unwrap_or(default_batch_size(device)),
-                seed: args.run.seed,
+                seed,
                 target: lens_engine::engine::Target::Predicted,
             };
             let params = ExplainParams {
                 budget,
                 ..plain_params(&setting, kind.quantity())
             };
-            explain(
-                model.classifier.as_ref(),
-                image,
-                fill.as_ref(),
-                &params,
-                &mut |_| ControlFlow::Continue(()),
-            )
+            explain(model.classifier.as_ref(), image, fill, &params, &mut |_| {
+                ControlFlow::Continue(())
+            })
+        };
+        let seed = args.run.seed;
+        let map = |image: &InputImage, stride: usize, budget: f64| {
+            map_with(fill.as_ref(), image, stride, budget, seed)
         };
         let fulls = images
             .iter()
             .map(|(_, image)| map(image, args.stride, 1.0))
             .collect::<Result<Vec<_>, _>>()?;
+        // PDA with many samples and other draws, for PDA's rows.
+        let references = if kind == MethodKind::Pda && args.reference_samples > 0 {
+            let maps = images
+                .iter()
+                .map(|(_, image)| map_with(many.as_ref(), image, args.stride, 1.0, seed + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(maps)
+        } else {
+            None
+        };
         for &budget in &args.budgets {
             let (mut ranks, mut tops, mut shares) = (Vec::new(), Vec::new(), Vec::new());
             let (mut plain_ranks, mut plain_tops) = (Vec::new(), Vec::new());
             let mut plain = None;
-            for ((_, image), full) in images.iter().zip(&fulls) {
+            let (mut full_many, mut part_many) = (Vec::new(), Vec::new());
+            for (i, ((_, image), full)) in images.iter().zip(&fulls).enumerate() {
                 let part = map(image, args.stride, budget)?;
+                if let Some(references) = &references {
+                    full_many.push(rank_correlation(references[i].map(), full.map()));
+                    part_many.push(rank_correlation(references[i].map(), part.map()));
+                }
                 ranks.push(rank_correlation(full.map(), part.map()));
                 tops.push(top_overlap(full.map(), part.map(), 0.1));
                 shares.push(part.forward_passes as f64 / full.forward_passes as f64);
@@ -210,6 +242,8 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                     .map_or(0.0, |s| grid(s) as f64 / grid(args.stride) as f64),
                 plain_rank: Agreement::of(&plain_ranks),
                 plain_top_overlap: Agreement::of(&plain_tops),
+                full_against_many: references.is_some().then(|| Agreement::of(&full_many)),
+                refined_against_many: references.is_some().then(|| Agreement::of(&part_many)),
             };
             eprintln!("{}", table_line(&row));
             rows.push(row);
@@ -221,6 +255,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         images: images.iter().map(|(name, _)| name.clone()).collect(),
         window,
         stride: args.stride,
+        reference_samples: args.reference_samples,
         rows,
     };
     println!("{}", table(&report));
@@ -242,8 +277,12 @@ fn table_line(row: &AdaptiveRow) -> String {
         ),
         None => "none (the window is the stride)".to_string(),
     };
+    let many = match (&row.full_against_many, &row.refined_against_many) {
+        (Some(full), Some(refined)) => format!("{:.3} / {:.3}", full.mean, refined.mean),
+        _ => String::new(),
+    };
     format!(
-        "| {} | {} ({:.3}) | {} | {plain} |",
+        "| {} | {} ({:.3}) | {} | {plain} | {many} |",
         row.method,
         fraction(row.budget),
         row.passes_share,
@@ -265,17 +304,18 @@ fn fraction(budget: f64) -> String {
 pub fn table(report: &AdaptiveReport) -> String {
     let mut lines = vec![
         format!(
-            "{}, {} images, window {}, full map at stride {} ({})",
+            "{}, {} images, window {}, full map at stride {} ({}); PDA's rows also against PDA with S = {} (other draws)",
             report.model,
             report.images.len(),
             report.window,
             report.stride,
-            report.computed_by
+            report.computed_by,
+            report.reference_samples
         ),
         String::new(),
-        "| method | budget (passes) | refined: rank / top-10% | plain stride (passes): rank / top-10% |"
+        "| method | budget (passes) | refined: rank / top-10% | plain stride (passes): rank / top-10% | PDA: rank with PDA of many samples, full / refined |"
             .to_string(),
-        "|---|---|---|---|".to_string(),
+        "|---|---|---|---|---|".to_string(),
     ];
     lines.extend(report.rows.iter().map(table_line));
     lines.join("\n")
