@@ -68,18 +68,24 @@ async fn stroke(client: &Client, pen: Pen, points: &[(f64, f64)]) {
     client.release_actions().await.unwrap();
 }
 
-/// Starts timing a stroke: the time the pen lifts, and the time the run
-/// it starts is painted (its status turns "done" with a new share id).
+/// Starts timing a stroke: the time the pen lifts, the time the run it
+/// starts first paints a map (its coarse map or first tile), and the time
+/// it is finished (its status turns "done").
 async fn time_next_stroke(client: &Client) {
     client
         .execute(
             r#"const pad = document.querySelector('[data-testid=drawing-pad]');
                const status = document.querySelector('[data-testid=status]');
-               window.strokeTiming = { lifted: null, painted: null };
-               pad.addEventListener('pointerup', () => { window.strokeTiming.lifted = performance.now(); }, { once: true });
+               const t = window.strokeTiming = { lifted: null, started: false, first: null, painted: null };
+               pad.addEventListener('pointerup', () => { t.lifted = performance.now(); }, { once: true });
                const watch = new MutationObserver(() => {
-                 if (window.strokeTiming.lifted !== null && status.dataset.state === 'done') {
-                   window.strokeTiming.painted = performance.now();
+                 if (t.lifted === null) return;
+                 const now = performance.now();
+                 if (status.dataset.state !== 'done') t.started = true;
+                 if (t.started && t.first === null && (status.dataset.coarseMs || status.dataset.firstTileMs)) t.first = now;
+                 if (t.started && status.dataset.state === 'done') {
+                   t.painted = now;
+                   if (t.first === null) t.first = now;
                    watch.disconnect();
                  }
                });
@@ -90,17 +96,20 @@ async fn time_next_stroke(client: &Client) {
         .unwrap();
 }
 
-/// Milliseconds from the end of the timed stroke to its painted map.
-async fn stroke_to_map_ms(client: &Client) -> f64 {
+/// Milliseconds from the end of the timed stroke to its first painted map
+/// and to its finished map.
+async fn stroke_to_map_ms(client: &Client) -> (f64, f64) {
     for _ in 0..600 {
         let timing = client
             .execute("return window.strokeTiming;", vec![])
             .await
             .unwrap();
-        if let (Some(lifted), Some(painted)) =
-            (timing["lifted"].as_f64(), timing["painted"].as_f64())
-        {
-            return painted - lifted;
+        if let (Some(lifted), Some(first), Some(painted)) = (
+            timing["lifted"].as_f64(),
+            timing["first"].as_f64(),
+            timing["painted"].as_f64(),
+        ) {
+            return (first - lifted, painted - lifted);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -200,11 +209,20 @@ async fn a_drawn_digit_is_explained_after_each_stroke_by_mouse_and_by_finger() {
         timings.push(stroke_to_map_ms(&client).await);
         last = wait_for_new_run(&client, Some(&last)).await;
     }
+    let (first, finished): (Vec<f64>, Vec<f64>) = timings.iter().copied().unzip();
     println!(
-        "end of stroke to painted map: median {:.0} ms over {} strokes ({:?})",
-        median(timings.clone()),
+        "end of stroke to first map: median {:.0} ms, to finished map: median {:.0} ms, over {} strokes ({:?})",
+        median(first.clone()),
+        median(finished.clone()),
         timings.len(),
-        timings.iter().map(|t| t.round()).collect::<Vec<_>>()
+        timings
+            .iter()
+            .map(|(a, b)| (a.round(), b.round()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        first.iter().zip(&finished).all(|(a, b)| a < b),
+        "a map is painted before the run finishes: {timings:?}"
     );
 
     // Clearing wipes the pad and starts nothing.
