@@ -88,6 +88,17 @@ impl MethodKind {
     }
 }
 
+/// Refuses a budget below 1 (`ExplainParams::budget`) for a method that
+/// has no windows to leave out: the gradient methods.
+pub fn check_budget(kind: MethodKind, budget: f64) -> Result<(), MethodError> {
+    if kind.needs_gradients() && budget < 1.0 {
+        return Err(MethodError::BudgetWithoutWindows {
+            method: kind.name(),
+        });
+    }
+    Ok(())
+}
+
 /// Also the CLI's `--sampler` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

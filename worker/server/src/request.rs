@@ -7,7 +7,7 @@ use lens_engine::engine::{
     positions, ExplainParams, InputImage, InputShape, MapClasses, Schedule, Target,
 };
 use lens_engine::input::{check_upload, InputError};
-use lens_engine::methods::{MethodChoice, MethodError, MethodKind, SamplerKind};
+use lens_engine::methods::{self, MethodChoice, MethodError, MethodKind, SamplerKind};
 use lens_engine::models::{input_for, Precision, Resize, Runtime, DIGITS};
 
 use lens_store::{request_key, RequestKey};
@@ -137,11 +137,7 @@ pub fn settings_from_request(
     };
     let window = or_default(request.window, model.default_window());
     let budget = request.budget.unwrap_or(1.0);
-    if kind.needs_gradients() && budget != 1.0 {
-        return Err(ServiceError::BudgetWithoutWindows {
-            method: kind.name().to_string(),
-        });
-    }
+    methods::check_budget(kind, budget)?;
     let mut params = ExplainParams {
         window,
         stride: or_default(request.stride, DEFAULT_STRIDE),

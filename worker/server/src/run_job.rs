@@ -187,7 +187,7 @@ pub fn run_job(
         let _ = publish(Event::ClassMap(class_map.clone()));
     }
     let map = explanation.map();
-    let computed = explanation.windows - explanation.estimated_windows.len();
+    let computed = explanation.windows_computed();
     let mut finished = Finished {
         wall_seconds: explanation.wall_seconds,
         windows_per_second: computed as f64 / explanation.wall_seconds.max(1e-9),

@@ -46,8 +46,6 @@ pub enum ServiceError {
     ClassroomFull { limit: usize },
     #[error("{limit} classes are open on this worker: try again later")]
     TooManyClassrooms { limit: usize },
-    #[error("{method} computes every pixel in a few passes: a budget applies to the window methods (PDA, efficient PDA, the sampled mean, occlusion)")]
-    BudgetWithoutWindows { method: String },
     #[error("{method} replaces no window: only PDA, efficient PDA, the sampled mean and occlusion have windows to look inside")]
     NoWindows { method: String },
     #[error("looking inside a window is done by `serve`, not yet by the gateway and worker roles")]
@@ -122,7 +120,6 @@ impl From<ServiceError> for Status {
             | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
             ServiceError::ModelIdTooLong { .. }
             | ServiceError::NoWindows { .. }
-            | ServiceError::BudgetWithoutWindows { .. }
             | ServiceError::BadShownClass { .. } => Status::invalid_argument(message),
             ServiceError::NotOnGateway => Status::unimplemented(message),
             ServiceError::ShuttingDown

@@ -156,12 +156,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<usize> {
             takeover: Default::default(),
             budget: args.budget,
         };
-        if method.needs_gradients() && args.budget < 1.0 {
-            anyhow::bail!(
-                "--budget applies to the window methods; {} computes every pixel in a few passes",
-                method.name()
-            );
-        }
+        methods::check_budget(method, args.budget)?;
         params.validate(
             model.classifier.input_shape(),
             model.classifier.num_classes(),
@@ -343,7 +338,7 @@ fn explain_one(
         "maps": outputs,
         "sample_spread": spread,
         "windows": result.windows,
-        "windows_computed": result.windows - result.estimated_windows.len(),
+        "windows_computed": result.windows_computed(),
         "windows_estimated": result.estimated_windows.len(),
         "forward_passes": result.forward_passes,
         "wall_seconds": result.wall_seconds,

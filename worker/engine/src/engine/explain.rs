@@ -246,6 +246,12 @@ impl Explanation {
     pub fn map(&self) -> &[f32] {
         &self.maps[0]
     }
+
+    /// The windows computed (all of them, unless a budget left some to be
+    /// estimated).
+    pub fn windows_computed(&self) -> usize {
+        self.windows - self.estimated_windows.len()
+    }
 }
 
 /// Runs one explanation. `on_progress` may stop it by returning `Break`
@@ -306,7 +312,7 @@ pub fn explain(
         windows_per_batch: (params.batch_size / samples).max(1),
         seed: params.seed,
         report: params.takeover.report,
-        results: RunResults::new(map_classes.len(), grid.cells(), samples, device),
+        results: RunResults::new(map_classes.len(), total, samples, device),
         forward_passes: 1,
     };
     let estimated = if params.budget < 1.0 {

@@ -10,7 +10,8 @@
 //! whose values are final by then. Computed are those the map's reading
 //! depends on most: cells whose neighbours straddle the edge of the top or
 //! bottom decile of the evidence, then those whose neighbours disagree most.
-//! Each level gets the budget left in proportion to its new cells.
+//! Each level gets the budget left in proportion to its new cells, a
+//! coarser level's weighing `COARSE_WEIGHT` times a finer one's.
 //!
 //! The map is then the per-pixel mean over every window, computed or
 //! estimated, as a full run's is. Which cells are computed depends only on

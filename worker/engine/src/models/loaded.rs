@@ -35,6 +35,8 @@ pub enum MethodError {
     NoTrainingImages { model: String },
     #[error("{method} needs the network's gradients, which only libtorch computes, and {model} is an ONNX file without TorchScript: pick PDA, efficient PDA, the sampled mean or occlusion")]
     NeedsTorchScript { model: String, method: &'static str },
+    #[error("{method} computes every pixel in a few passes: a budget applies to the window methods (PDA, efficient PDA, the sampled mean, occlusion)")]
+    BudgetWithoutWindows { method: &'static str },
     #[error("{model}'s TorchScript file, for the gradient methods: {message}")]
     TorchScript { model: String, message: String },
     #[error(transparent)]
