@@ -4,6 +4,7 @@
 //! and image: rank correlation and top-10% overlap with the full map at
 //! the reference stride; the table gives their means (and the worst image).
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use lens_engine::agreement::{rank_correlation, top_overlap};
 use lens_engine::engine::{
-    default_batch_size, explain, positions, ExplainParams, InputImage, WindowFill,
+    default_batch_size, explain, positions, ExplainParams, Explanation, InputImage, WindowFill,
 };
 use lens_engine::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use lens_engine::models::{LoadedModel, Placement, Runtime};
@@ -166,11 +167,6 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
         };
         let fill = methods::window_fill(&model, &choice, window)?;
-        let many_samples = MethodChoice {
-            samples: args.reference_samples,
-            ..choice.clone()
-        };
-        let many = methods::window_fill(&model, &many_samples, window)?;
         let map_with = |fill: &dyn WindowFill, image: &InputImage, stride, budget, seed| {
             let setting = MapSetting {
                 window,
@@ -198,6 +194,11 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, _>>()?;
         // PDA with many samples and other draws, for PDA's rows.
         let references = if kind == MethodKind::Pda && args.reference_samples > 0 {
+            let many_samples = MethodChoice {
+                samples: args.reference_samples,
+                ..choice.clone()
+            };
+            let many = methods::window_fill(&model, &many_samples, window)?;
             let maps = images
                 .iter()
                 .map(|(_, image)| map_with(many.as_ref(), image, args.stride, 1.0, seed + 1))
@@ -206,6 +207,8 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         } else {
             None
         };
+        // Each plain stride's maps, made once whichever budgets compare with it.
+        let mut plain_maps: HashMap<usize, Vec<Explanation>> = HashMap::new();
         for &budget in &args.budgets {
             let (mut ranks, mut tops, mut shares) = (Vec::new(), Vec::new(), Vec::new());
             let (mut plain_ranks, mut plain_tops) = (Vec::new(), Vec::new());
@@ -221,20 +224,27 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 tops.push(top_overlap(full.map(), part.map(), 0.1));
                 shares.push(part.forward_passes as f64 / full.forward_passes as f64);
                 // The plain stride whose cost comes nearest the budget's.
-                let computed = (part.windows - part.estimated_windows.len()) as f64;
+                let computed = part.windows_computed() as f64;
                 let distance = |s: usize| (grid(s) as f64 / computed).ln().abs();
                 plain =
                     (args.stride + 1..=window).min_by(|&a, &b| distance(a).total_cmp(&distance(b)));
                 if let Some(stride) = plain {
-                    let coarse = map(image, stride, 1.0)?;
-                    plain_ranks.push(rank_correlation(full.map(), coarse.map()));
-                    plain_tops.push(top_overlap(full.map(), coarse.map(), 0.1));
+                    if let Entry::Vacant(place) = plain_maps.entry(stride) {
+                        let maps = images
+                            .iter()
+                            .map(|(_, image)| map(image, stride, 1.0))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        place.insert(maps);
+                    }
+                    let coarse = plain_maps[&stride][i].map();
+                    plain_ranks.push(rank_correlation(full.map(), coarse));
+                    plain_tops.push(top_overlap(full.map(), coarse, 0.1));
                 }
             }
             let row = AdaptiveRow {
                 method: label(kind, samples),
                 budget,
-                passes_share: shares.iter().sum::<f64>() / shares.len().max(1) as f64,
+                passes_share: Agreement::of(&shares).mean,
                 rank: Agreement::of(&ranks),
                 top_overlap: Agreement::of(&tops),
                 plain_stride: plain,
