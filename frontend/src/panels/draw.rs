@@ -16,6 +16,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use crate::choose::choose_image;
 use crate::heatmap::paint;
+use crate::panels::run::paint_input_into;
 use crate::snapshot::canvas_image;
 use crate::state::{use_page, Page};
 
@@ -151,13 +152,7 @@ fn LiveMap() -> impl IntoView {
     let page = use_page();
     let under = NodeRef::<Canvas>::new();
     let heat = NodeRef::<Canvas>::new();
-    Effect::new(move |_| {
-        page.shown.input.with(|input| {
-            if let (Some(input), Some(canvas)) = (input, under.get()) {
-                paint(&canvas, input.width, input.height, &input.rgba);
-            }
-        })
-    });
+    paint_input_into([under]);
     Effect::new(move |_| {
         let Some(canvas) = heat.get() else {
             return;

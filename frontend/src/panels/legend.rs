@@ -104,7 +104,7 @@ pub fn Legend() -> impl IntoView {
             <div class="bar" style:background=css_gradient()></div>
             <span>{move || format!("−{:.3}", scale())}</span>
             <small data-testid="legend-quantity">{what}</small>
-            {move || computed_note(&run.get()).map(|note| view! {
+            {move || run.with(computed_note).map(|note| view! {
                 <small data-testid="legend-computed">{note}</small>
             })}
             <small data-testid="legend-colours">{colours}</small>

@@ -74,6 +74,23 @@ fn cancel() {
     });
 }
 
+/// Keeps `canvases` painted with the input on screen.
+pub fn paint_input_into<const N: usize>(canvases: [NodeRef<Canvas>; N]) {
+    let page = use_page();
+    Effect::new(move |_| {
+        page.shown.input.with(|input| {
+            let Some(input) = input else {
+                return;
+            };
+            for canvas in canvases {
+                if let Some(c) = canvas.get() {
+                    paint(&c, input.width, input.height, &input.rgba);
+                }
+            }
+        })
+    });
+}
+
 /// The input, the map over it, the legend; repainted from the store.
 #[component]
 fn Canvases() -> impl IntoView {
@@ -82,18 +99,7 @@ fn Canvases() -> impl IntoView {
     let input_canvas = NodeRef::<Canvas>::new();
     let under_canvas = NodeRef::<Canvas>::new();
     let heat_canvas = NodeRef::<Canvas>::new();
-    Effect::new(move |_| {
-        page.shown.input.with(|input| {
-            let Some(input) = input else {
-                return;
-            };
-            for canvas in [input_canvas, under_canvas] {
-                if let Some(c) = canvas.get() {
-                    paint(&c, input.width, input.height, &input.rgba);
-                }
-            }
-        })
-    });
+    paint_input_into([input_canvas, under_canvas]);
     // The evidence as tiles arrive; once finished, the uncertainty view
     // paints the sample spread (white to purple) instead.
     Effect::new(move |_| {
