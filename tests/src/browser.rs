@@ -154,11 +154,16 @@ pub async fn wait_until_not_running(client: &Client) -> String {
 
 /// The heat canvas's RGBA bytes.
 pub async fn heat_pixels(client: &Client) -> Vec<u8> {
+    canvas_pixels(client, "heatmap-canvas").await
+}
+
+/// The RGBA pixels of the canvas with this test id.
+pub async fn canvas_pixels(client: &Client, testid: &str) -> Vec<u8> {
     let pixels = client
         .execute(
-            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
+            r#"const c = document.querySelector(`[data-testid=${arguments[0]}]`);
                return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"#,
-            vec![],
+            vec![json!(testid)],
         )
         .await
         .unwrap();

@@ -829,17 +829,7 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
 
     // Pixel (14, 14): inside 4 x 4 windows at 11..=14 on both axes (16 of
     // them); the nearest window's centre is that of the one at (12, 12).
-    client
-        .execute(
-            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
-               const r = c.getBoundingClientRect();
-               const at = v => (v + 0.5) / 28;
-               c.dispatchEvent(new PointerEvent('pointermove', {
-                 clientX: r.left + at(14) * r.width, clientY: r.top + at(14) * r.height, bubbles: true }));"#,
-            vec![],
-        )
-        .await
-        .unwrap();
+    on_map_pixel(&client, "pointermove", 14, 14).await;
     let value = expected.map()[14 * 28 + 14];
     let p_with = expected.probabilities[expected.explained];
     let grid = 25; // window positions per axis
@@ -910,17 +900,7 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     )
     .unwrap();
     assert!(address.contains("budget=0.25"), "{address}");
-    client
-        .execute(
-            r#"const c = document.querySelector('[data-testid=heatmap-canvas]');
-               const r = c.getBoundingClientRect();
-               const at = v => (v + 0.5) / 28;
-               c.dispatchEvent(new PointerEvent('pointermove', {
-                 clientX: r.left + at(14) * r.width, clientY: r.top + at(14) * r.height, bubbles: true }));"#,
-            vec![],
-        )
-        .await
-        .unwrap();
+    on_map_pixel(&client, "pointermove", 14, 14).await;
     let estimated = (11..=14)
         .flat_map(|row| (11..=14).map(move |col| row * grid + col))
         .filter(|cell| quarter.estimated_windows.contains(cell))
@@ -942,18 +922,7 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
         .unwrap();
     for (cell, noted) in [(estimated, 1), (computed, 0)] {
         let (x, y) = (cell % grid, cell / grid);
-        client
-            .execute(
-                r#"const [x, y] = arguments;
-                   const c = document.querySelector('[data-testid=heatmap-canvas]');
-                   const r = c.getBoundingClientRect();
-                   const at = v => (v + 0.5) / 28;
-                   c.dispatchEvent(new MouseEvent('click', {
-                     clientX: r.left + at(x) * r.width, clientY: r.top + at(y) * r.height, bubbles: true }));"#,
-                vec![json!(x + 2), json!(y + 2)],
-            )
-            .await
-            .unwrap();
+        on_map_pixel(&client, "click", x + 2, y + 2).await;
         let heading = format!("window at ({x}, {y})");
         wait_for_text(&client, "window-panel", |t| t.contains(&heading)).await;
         let notes = client
@@ -973,6 +942,23 @@ async fn a_finished_map_reads_pixel_by_pixel_and_shows_its_faithfulness() {
     }
     client.close().await.unwrap();
     std::fs::remove_dir_all(models).unwrap();
+}
+
+/// Fires a pointer `event` ("pointermove", "click") at the centre of pixel
+/// (`x`, `y`) of the 28 x 28 heat map, as the page's handlers receive it.
+async fn on_map_pixel(client: &Client, event: &str, x: usize, y: usize) {
+    client
+        .execute(
+            r#"const [event, x, y] = arguments;
+               const c = document.querySelector('[data-testid=heatmap-canvas]');
+               const r = c.getBoundingClientRect();
+               const at = v => (v + 0.5) / 28;
+               c.dispatchEvent(new PointerEvent(event, {
+                 clientX: r.left + at(x) * r.width, clientY: r.top + at(y) * r.height, bubbles: true }));"#,
+            vec![json!(event), json!(x), json!(y)],
+        )
+        .await
+        .unwrap();
 }
 
 /// Checks that the map leads the screen: its top edge inside the first

@@ -12,8 +12,8 @@ use fantoccini::actions::{
 };
 use fantoccini::{Client, Locator};
 use lens_tests::browser::{
-    click, heat_pixels, open_browser, open_browser_with, save_screenshot, set_viewport,
-    shown_explanation, start_chromedriver, status, text_of, wait_for, wait_for_text,
+    canvas_pixels, click, heat_pixels, open_browser, open_browser_with, save_screenshot,
+    set_viewport, shown_explanation, start_chromedriver, status, text_of, wait_for, wait_for_text,
     wait_until_not_running,
 };
 use lens_tests::{start_worker, temp_folder};
@@ -271,15 +271,7 @@ async fn a_drawn_digit_is_explained_after_each_stroke_by_mouse_and_by_finger() {
         let wide = width > 1060;
         assert_eq!(on_screen, json!([true, wide, !wide]), "{name}");
         if !wide {
-            let copy = client
-                .execute(
-                    r#"const c = document.querySelector('[data-testid=live-map-canvas]');
-                       return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"#,
-                    vec![],
-                )
-                .await
-                .unwrap();
-            let copy: Vec<u8> = serde_json::from_value(copy).unwrap();
+            let copy = canvas_pixels(&client, "live-map-canvas").await;
             assert_eq!(copy, heat_pixels(&client).await, "the copy is the map");
         }
     }

@@ -94,6 +94,13 @@ fn map_by_hand() -> Vec<f64> {
     map
 }
 
+fn largest_difference(map: &[f32], by_hand: &[f64]) -> f64 {
+    map.iter()
+        .zip(by_hand)
+        .map(|(&got, want)| (got as f64 - want).abs())
+        .fold(0.0, f64::max)
+}
+
 fn edge_params(budget: f64) -> ExplainParams {
     ExplainParams {
         tile_size: 8,
@@ -149,12 +156,7 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
         );
     }
     let by_hand = map_by_hand();
-    let worst = result
-        .map()
-        .iter()
-        .zip(&by_hand)
-        .map(|(&got, want)| (got as f64 - want).abs())
-        .fold(0.0, f64::max);
+    let worst = largest_difference(result.map(), &by_hand);
     // A kink left to interpolation would be off by 2 (half the step under
     // a window's 4 rows); float logits of about 800 round at 1e-4.
     assert!(
@@ -165,12 +167,7 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
     // Too small a budget must estimate across the step: the map is then
     // visibly wrong there, which is what the budget above avoided.
     let starved = explain(&model, &ones, &fill, &edge_params(0.08), &mut no_progress).unwrap();
-    let worst_starved = starved
-        .map()
-        .iter()
-        .zip(&by_hand)
-        .map(|(&got, want)| (got as f64 - want).abs())
-        .fold(0.0, f64::max);
+    let worst_starved = largest_difference(starved.map(), &by_hand);
     assert!(worst_starved > 0.1, "{worst_starved}");
 }
 
