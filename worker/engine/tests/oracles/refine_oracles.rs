@@ -5,13 +5,14 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lens_engine::engine::{
-    explain, Classifier, EfficientPda, EngineError, ExplainParams, Explanation, InputImage,
-    InputShape, MapClasses, Occlusion, Pda, Progress, Quantity, SampledMean, Takeover, Target,
-    WindowFill, WindowResults,
+    explain, Classifier, EngineError, ExplainParams, Explanation, InputImage, InputShape,
+    MapClasses, Occlusion, Pda, Progress, Quantity, Takeover, Target, WindowResults,
 };
 use tch::{Device, Kind, Tensor};
 
-use crate::common::{no_progress, params, test_image, varied_sampler, ConvModel};
+use crate::common::{
+    no_progress, params, test_image, varied_sampler, with_every_window_fill, ConvModel,
+};
 
 const SIDE: usize = 40;
 const WINDOW: usize = 4;
@@ -171,32 +172,6 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
     assert!(worst_starved > 0.1, "{worst_starved}");
 }
 
-/// The window fills of every window method, on the test image.
-fn with_every_fill(check: &dyn Fn(&str, &dyn WindowFill)) {
-    let sampler = varied_sampler(30);
-    let pda = Pda {
-        sampler: &sampler,
-        samples: 3,
-    };
-    let sampled_mean = SampledMean {
-        draws: Pda {
-            sampler: &sampler,
-            samples: 4,
-        },
-    };
-    let efficient = EfficientPda { sampler: &sampler };
-    let occlusion = Occlusion { value: 0.5 };
-    let fills: [(&str, &dyn WindowFill); 4] = [
-        ("pda", &pda),
-        ("sampled mean", &sampled_mean),
-        ("efficient pda", &efficient),
-        ("occlusion", &occlusion),
-    ];
-    for (name, fill) in fills {
-        check(name, fill);
-    }
-}
-
 fn same_run(a: &Explanation, b: &Explanation, what: &str) {
     assert_eq!(a.maps, b.maps, "{what}");
     assert_eq!(a.sample_spread, b.sample_spread, "{what}");
@@ -210,7 +185,7 @@ fn same_run(a: &Explanation, b: &Explanation, what: &str) {
 #[test]
 fn a_budget_of_every_window_is_the_full_map_bit_for_bit() {
     let model = ConvModel::new();
-    with_every_fill(&|name, fill| {
+    with_every_window_fill(&|name, fill| {
         let run = |budget| {
             let p = ExplainParams {
                 budget,
@@ -232,7 +207,7 @@ fn a_budget_of_every_window_is_the_full_map_bit_for_bit() {
 #[test]
 fn a_budgeted_map_is_the_same_whatever_the_batch_and_tile() {
     let model = ConvModel::new();
-    with_every_fill(&|name, fill| {
+    with_every_window_fill(&|name, fill| {
         let run = |batch_size, tile_size| {
             let p = ExplainParams {
                 tile_size,

@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 
 use lens_engine::engine::{
-    Classifier, ExplainParams, InputImage, InputShape, MapClasses, MarginalSampler, Progress,
-    Quantity, Rect, Schedule, Target,
+    Classifier, EfficientPda, ExplainParams, InputImage, InputShape, MapClasses, MarginalSampler,
+    Occlusion, Pda, Progress, Quantity, Rect, SampledMean, Schedule, Target, WindowFill,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -182,5 +182,32 @@ impl Classifier for LinearModel {
             .flatten(1, -1)
             .f_matmul(&self.weight.tr())?
             .f_add(&self.bias)
+    }
+}
+
+/// Calls `check` with the window fill of every window method (PDA, the
+/// sampled mean, efficient PDA with the marginal sampler, occlusion).
+pub fn with_every_window_fill(check: &dyn Fn(&str, &dyn WindowFill)) {
+    let sampler = varied_sampler(30);
+    let pda = Pda {
+        sampler: &sampler,
+        samples: 3,
+    };
+    let sampled_mean = SampledMean {
+        draws: Pda {
+            sampler: &sampler,
+            samples: 4,
+        },
+    };
+    let efficient = EfficientPda { sampler: &sampler };
+    let occlusion = Occlusion { value: 0.5 };
+    let fills: [(&str, &dyn WindowFill); 4] = [
+        ("pda", &pda),
+        ("sampled mean", &sampled_mean),
+        ("efficient pda", &efficient),
+        ("occlusion", &occlusion),
+    ];
+    for (name, fill) in fills {
+        check(name, fill);
     }
 }
