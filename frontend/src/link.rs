@@ -101,6 +101,28 @@ pub fn share_url(state: &PageState) -> String {
     format!("{origin}/?{}", query(state))
 }
 
+/// Where this browser keeps its id (local storage).
+const BROWSER_ID_KEY: &str = "evidence-lens-browser";
+
+/// This browser's id: 128 random bits in hex, made once and kept. The
+/// worker counts a client's limits by it, so a classroom behind one school
+/// address is thirty browsers, not one client.
+pub fn browser_id() -> Option<String> {
+    let storage = Secrets::storage()?;
+    if let Some(id) = storage.get_item(BROWSER_ID_KEY).ok().flatten() {
+        return Some(id);
+    }
+    let mut bits = [0u8; 16];
+    web_sys::window()?
+        .crypto()
+        .ok()?
+        .get_random_values_with_u8_array(&mut bits)
+        .ok()?;
+    let id: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+    storage.set_item(BROWSER_ID_KEY, &id).ok()?;
+    Some(id)
+}
+
 /// Secrets kept in this browser only (local storage), by id: the creator's
 /// secret of an explanation, the teacher's of a class.
 pub struct Secrets(&'static str);

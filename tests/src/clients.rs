@@ -18,6 +18,37 @@ pub async fn native_client(address: SocketAddr) -> EvidenceLensClient<Channel> {
     EvidenceLensClient::new(channel)
 }
 
+/// What a page adds to every call: its browser id (`x-lens-browser`).
+#[derive(Clone)]
+pub struct BrowserId(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for BrowserId {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("x-lens-browser", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type BrowserClient =
+    EvidenceLensClient<tonic::service::interceptor::InterceptedService<Channel, BrowserId>>;
+
+/// A native client that names itself as browser `id`, as a page does (a
+/// class behind one address: each page its own id, every request from the
+/// same address).
+pub async fn browser_client(address: SocketAddr, id: &str) -> BrowserClient {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    EvidenceLensClient::with_interceptor(channel, BrowserId(id.parse().unwrap()))
+}
+
 pub type WebService = tonic_web::GrpcWebClientService<
     hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,

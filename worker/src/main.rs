@@ -192,9 +192,14 @@ struct Hosting {
     /// Explanations running or queued at most; more are refused as busy.
     #[arg(long, default_value_t = server::Limits::default().jobs)]
     max_jobs: usize,
-    /// Explanations one client (IP address) may have running or queued.
+    /// Explanations one client (a browser, by the id its page sends; else
+    /// an IP address) may have running or queued.
     #[arg(long, default_value_t = server::Limits::default().per_client)]
     per_client: usize,
+    /// Explanations one IP address (a classroom behind a school's address)
+    /// may have running or queued, all its browsers together.
+    #[arg(long, default_value_t = server::Limits::default().per_address)]
+    per_address: usize,
     /// Behind a reverse proxy: take the client's address from the first
     /// entry of X-Forwarded-For (only if the proxy sets it).
     #[arg(long)]
@@ -202,9 +207,14 @@ struct Hosting {
     /// Live viewers of one explanation at most (its creator included).
     #[arg(long, default_value_t = server::Limits::default().viewers_per_run)]
     viewers_per_run: usize,
-    /// Live streams one client (IP address) may have open at once.
+    /// Live streams one client (a browser, else an IP address) may have
+    /// open at once.
     #[arg(long, default_value_t = server::Limits::default().watches_per_client)]
     watches_per_client: usize,
+    /// Live streams one IP address may have open at once, all its browsers
+    /// together.
+    #[arg(long, default_value_t = server::Limits::default().watches_per_address)]
+    watches_per_address: usize,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); phones on
     /// a local network need it for the camera. Needs --tls-key.
     #[arg(long, requires = "tls_key")]
@@ -219,9 +229,11 @@ impl Hosting {
         server::Limits {
             jobs: self.max_jobs.max(1),
             per_client: self.per_client.max(1),
+            per_address: self.per_address.max(1),
             trust_forwarded_for: self.trust_forwarded_for,
             viewers_per_run: self.viewers_per_run.max(1),
             watches_per_client: self.watches_per_client.max(1),
+            watches_per_address: self.watches_per_address.max(1),
             ..server::Limits::default()
         }
     }

@@ -9,6 +9,7 @@ mod feeds;
 
 use lens_proto::v1 as wire;
 use lens_proto::v1::evidence_lens_client::EvidenceLensClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic_web_wasm_client::Client;
 
 use crate::domain::{
@@ -18,11 +19,23 @@ use crate::domain::{
 use convert::{explain_request, method_from_wire, method_to_wire, model, said};
 pub use feeds::{each_event, ClassFeed, RunFeed};
 
-fn worker() -> EvidenceLensClient<Client> {
+type WithBrowserId = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+type Worker = EvidenceLensClient<InterceptedService<Client, WithBrowserId>>;
+
+fn worker() -> Worker {
     let origin = web_sys::window()
         .and_then(|w| w.location().origin().ok())
         .unwrap_or_default();
-    EvidenceLensClient::new(Client::new(origin))
+    EvidenceLensClient::with_interceptor(Client::new(origin), with_browser_id as WithBrowserId)
+}
+
+/// Every call names this browser (`x-lens-browser`), so the worker's
+/// limits count it apart from its classmates behind the same address.
+fn with_browser_id(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    if let Some(id) = crate::link::browser_id().and_then(|id| id.parse().ok()) {
+        request.metadata_mut().insert("x-lens-browser", id);
+    }
+    Ok(request)
 }
 
 pub async fn models() -> Result<Vec<ModelChoice>, String> {

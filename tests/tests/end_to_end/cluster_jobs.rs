@@ -7,18 +7,25 @@
 //!   submits) was there first.
 //! - `a_job_kept_alive_is_not_handed_on`: confirmed every half `ack_wait`,
 //!   a job longer than `ack_wait` stays with its worker.
-//! - `each_clients_jobs_are_counted_until_done`: the per-client count that
-//!   every gateway reads.
+//! - `each_clients_jobs_are_counted_until_done`: the per-browser and
+//!   per-address counts that every gateway reads.
 //! - `an_unreachable_nats_is_reported_with_its_address`
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lens_tests::nats_server::NatsServer;
-use lens_worker::cluster::jobs::JobQueue;
+use lens_worker::cluster::jobs::{JobQueue, Lane};
 use lens_worker::cluster::ClusterError;
 
 const ACK_WAIT: Duration = Duration::from_secs(2);
+
+fn lane(address: &str, browser: &str) -> Lane {
+    Lane {
+        address: address.into(),
+        browser: browser.into(),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_clients_jobs_are_counted_until_done() {
@@ -27,28 +34,36 @@ async fn each_clients_jobs_are_counted_until_done() {
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
     );
+    let (school, browser, other) = (
+        lane("0a000001", "browser-a"),
+        lane("0a000001", "browser-b"),
+        lane("0a000002", "-"),
+    );
     for _ in 0..3 {
         gateway
-            .submit("10.0.0.1", Bytes::from_static(b"a"))
+            .submit(&school, Bytes::from_static(b"a"))
             .await
             .unwrap();
     }
     gateway
-        .submit("::1", Bytes::from_static(b"b"))
+        .submit(&browser, Bytes::from_static(b"b"))
         .await
         .unwrap();
-    assert_eq!(gateway.outstanding_for("10.0.0.1").await.unwrap(), 3);
-    assert_eq!(gateway.outstanding_for("::1").await.unwrap(), 1);
-    assert_eq!(gateway.outstanding_for("10.0.0.2").await.unwrap(), 0);
+    assert_eq!(gateway.outstanding_in(&school).await.unwrap(), 3);
+    assert_eq!(gateway.outstanding_in(&browser).await.unwrap(), 1);
+    assert_eq!(gateway.outstanding_at_address(&browser).await.unwrap(), 4);
+    assert_eq!(gateway.outstanding_in(&other).await.unwrap(), 0);
+    assert_eq!(gateway.outstanding_at_address(&other).await.unwrap(), 0);
     let taken = worker.next(ACK_WAIT).await.unwrap().unwrap();
     assert_eq!(taken.payload, Bytes::from_static(b"a"), "oldest first");
     assert_eq!(
-        gateway.outstanding_for("10.0.0.1").await.unwrap(),
+        gateway.outstanding_in(&school).await.unwrap(),
         3,
         "running counts"
     );
     taken.done().await.unwrap();
-    assert_eq!(gateway.outstanding_for("10.0.0.1").await.unwrap(), 2);
+    assert_eq!(gateway.outstanding_in(&school).await.unwrap(), 2);
+    assert_eq!(gateway.outstanding_at_address(&school).await.unwrap(), 3);
     assert_eq!(gateway.outstanding().await.unwrap(), 3);
 }
 
@@ -60,7 +75,10 @@ async fn each_job_goes_to_one_worker_and_leaves_when_done() {
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
     );
     for i in 0..4u8 {
-        first.submit("one", Bytes::from(vec![i])).await.unwrap();
+        first
+            .submit(&lane("one", "-"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
     }
     assert_eq!(first.outstanding().await.unwrap(), 4);
     let mut seen = Vec::new();
@@ -86,7 +104,7 @@ async fn a_job_whose_worker_dies_goes_to_another_worker() {
     // A gateway up before any worker leaves the takeover time to them.
     let gateway = JobQueue::submitter(&nats.url()).await.unwrap();
     gateway
-        .submit("one", Bytes::from_static(b"job"))
+        .submit(&lane("one", "-"), Bytes::from_static(b"job"))
         .await
         .unwrap();
     assert!(
@@ -125,7 +143,7 @@ async fn a_job_kept_alive_is_not_handed_on() {
         JobQueue::open(&nats.url(), ACK_WAIT).await.unwrap(),
     );
     worker
-        .submit("one", Bytes::from_static(b"long"))
+        .submit(&lane("one", "-"), Bytes::from_static(b"long"))
         .await
         .unwrap();
     let job = worker.next(ACK_WAIT).await.unwrap().expect("a job waits");

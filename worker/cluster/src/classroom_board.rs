@@ -60,6 +60,26 @@ impl ClassroomBoard {
     }
 
     /// Replaces the class's record (a new view, or its end).
+    /// Notes that `browser` followed class `code` (for a day, as classes).
+    pub async fn joined(&self, code: &str, browser: &str) -> Result<(), ClusterError> {
+        self.classes
+            .put(format!("j.{code}.{browser}"), bytes::Bytes::new())
+            .await
+            .map_err(ClusterError::nats)?;
+        Ok(())
+    }
+
+    /// Whether `browser` has followed class `code`.
+    pub async fn has_joined(&self, code: &str, browser: &str) -> Result<bool, ClusterError> {
+        let key = format!("j.{code}.{browser}");
+        Ok(self
+            .classes
+            .get(key)
+            .await
+            .map_err(ClusterError::nats)?
+            .is_some())
+    }
+
     pub async fn put(&self, code: &str, record: &ClassRecord) -> Result<(), ClusterError> {
         let encoded = bytes::Bytes::from(record.encode_to_vec());
         self.classes

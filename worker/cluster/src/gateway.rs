@@ -6,7 +6,6 @@
 //! after the end.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use prost::Message;
 use tonic::{Response, Status};
 
 use crate::events::{EventLimits, RunEvents};
-use crate::jobs::JobQueue;
+use crate::jobs::{JobQueue, Lane};
 use crate::messages::{AdvertisedModel, ClusterJob, CurvesJob, Failure, RunEntry};
 use crate::model_board::ModelBoard;
 use crate::quotas::{Place, Quotas};
@@ -34,6 +33,7 @@ use crate::gateway_classrooms::GatewayClassrooms;
 use crate::run_viewers::RunViewers;
 use lens_server::admission::Limits;
 use lens_server::classrooms::{ClassroomStream, Classrooms};
+use lens_server::client::Client;
 use lens_server::lens::{Backend, EstimateBasis, Lens, Run};
 use lens_server::limits::{self, Limit};
 use lens_server::metrics;
@@ -188,22 +188,33 @@ impl Cluster {
     }
 
     /// Admission across all gateways: the queue itself counts the jobs
-    /// waiting or running, in all and per client. The client's name in the
-    /// queue and the jobs ahead.
-    async fn admit(&self, client: Option<IpAddr>) -> Result<(String, usize), ServiceError> {
-        let client = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    /// waiting or running, in all, per client and per address. The
+    /// client's lane in the queue and the other clients' jobs ahead.
+    async fn admit(&self, client: &Client) -> Result<(Lane, usize), ServiceError> {
+        let lane = lane_of(client);
         let waiting = self.queue.outstanding().await? as usize;
         if waiting >= self.limits.jobs {
             return Err(ServiceError::Busy { jobs: waiting });
         }
-        if self.queue.outstanding_for(&client).await? as usize >= self.limits.per_client {
+        let own = self.queue.outstanding_in(&lane).await? as usize;
+        if own >= self.limits.per_client {
             let limit = self.limits.per_client;
             return Err(ServiceError::TooManyRuns { limit });
         }
-        Ok((client, waiting))
+        if self.queue.outstanding_at_address(&lane).await? as usize >= self.limits.per_address {
+            let limit = self.limits.per_address;
+            return Err(ServiceError::TooManyRunsFromNetwork { limit });
+        }
+        Ok((lane, waiting - own))
     }
 
-    /// The run's entries from its first, relayed as events until it ends.
+    /// The jobs waiting or running that are not `client`'s own.
+    async fn others_outstanding(&self, client: &Client) -> Result<usize, ServiceError> {
+        let all = self.queue.outstanding().await?;
+        let own = self.queue.outstanding_in(&lane_of(client)).await?;
+        Ok(all.saturating_sub(own) as usize)
+    }
+
     /// Whether run `id` has begun and not yet ended (its events say).
     async fn is_running(&self, id: &str) -> Result<bool, ServiceError> {
         let entries = self.events.so_far(id).await?;
@@ -218,23 +229,20 @@ impl Cluster {
     /// run's first place.
     async fn places(
         &self,
-        client: Option<IpAddr>,
+        client: &Client,
         run: &str,
         creator: bool,
-    ) -> Result<(Option<Place>, Place), ServiceError> {
-        let watch = match client.filter(|_| !creator) {
-            None => None,
-            Some(ip) => {
-                let limit = Limit::watches(self.limits.watches_per_client, ip);
-                Some(limits::take(&self.quotas, limit).await?)
-            }
+    ) -> Result<(Vec<Place>, Place), ServiceError> {
+        let watches = match creator {
+            true => Vec::new(),
+            false => limits::take_watch(&self.quotas, client, &self.limits).await?,
         };
         let limit = Limit::viewers(self.limits.viewers_per_run, run);
         let refusal = match limits::take(&self.quotas, limit).await {
-            Ok(viewer) => return Ok((watch, viewer)),
+            Ok(viewer) => return Ok((watches, viewer)),
             Err(refusal) => refusal,
         };
-        if let Some(watch) = watch {
+        for watch in watches {
             watch.release().await;
         }
         Err(refusal)
@@ -252,6 +260,17 @@ impl Cluster {
             self.shutdown.clone(),
             (hold, viewer),
         )))
+    }
+}
+
+/// Where `client`'s jobs queue: its address (hex) and its browser.
+fn lane_of(client: &Client) -> Lane {
+    let address = client
+        .address_key("a")
+        .map_or("unknown".into(), |k| k[2..].to_string());
+    Lane {
+        address,
+        browser: client.browser.clone().unwrap_or_else(|| "-".into()),
     }
 }
 
@@ -381,7 +400,11 @@ impl Backend for Cluster {
         })
     }
 
-    async fn estimate_basis(&self, model: &str) -> Result<EstimateBasis, ServiceError> {
+    async fn estimate_basis(
+        &self,
+        model: &str,
+        client: &Client,
+    ) -> Result<EstimateBasis, ServiceError> {
         let (summary, advertised) = self.model(model).await?;
         let speeds = Speeds::default();
         if advertised.passes_per_second > 0.0 {
@@ -390,8 +413,9 @@ impl Backend for Cluster {
         Ok(EstimateBasis {
             model: summary,
             speeds: Arc::new(speeds),
-            // An estimate while NATS is out of reach counts no queue.
-            jobs_ahead: self.queue.outstanding().await.unwrap_or(0) as usize,
+            // Other clients' jobs only; an estimate while NATS is out of
+            // reach counts no queue.
+            jobs_ahead: self.others_outstanding(client).await.unwrap_or(0),
         })
     }
 
@@ -399,7 +423,7 @@ impl Backend for Cluster {
         &self,
         job: Job,
         asked: ExplainRequest,
-        client: Option<IpAddr>,
+        client: Client,
         secret_hash: [u8; 32],
     ) -> Result<Run, ServiceError> {
         // A new run needs a live worker for the model (a busy one counts:
@@ -410,14 +434,14 @@ impl Backend for Cluster {
         let key = store::hex(&job.key);
         if let Some(running) = self.runs.claim(&key, &id).await? {
             if self.is_running(&running).await? {
-                let places = self.places(client, &running, false).await?;
+                let places = self.places(&client, &running, false).await?;
                 let watching = self.viewers.watching(&running);
                 return Ok(Run::Joined(self.relay(&running, (places, watching)).await?));
             }
             self.runs.reclaim(&key, &id).await?;
         }
-        let (client, waiting) = self.admit(client).await?;
-        let places = self.places(None, &id, true).await?;
+        let (lane, waiting) = self.admit(&client).await?;
+        let places = self.places(&client, &id, true).await?;
         // The run's first entry, before the job exists: a worker that takes
         // the job finds the run's place in the order, and a cancel on any
         // gateway finds the creator's hash.
@@ -440,9 +464,7 @@ impl Backend for Cluster {
             }),
             curves: None,
         };
-        self.queue
-            .submit(&client, job.encode_to_vec().into())
-            .await?;
+        self.queue.submit(&lane, job.encode_to_vec().into()).await?;
         let watching = self.viewers.watching(&id);
         Ok(Run::Created(self.relay(&id, (places, watching)).await?))
     }
@@ -450,12 +472,12 @@ impl Backend for Cluster {
     async fn watch_live(
         &self,
         id: &str,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Option<EventStream>, ServiceError> {
         if self.events.first(id).await?.is_none() {
             return Ok(None);
         }
-        let places = self.places(client, id, false).await?;
+        let places = self.places(&client, id, false).await?;
         let watching = self.viewers.watching(id);
         Ok(Some(self.relay(id, (places, watching)).await?))
     }
@@ -487,13 +509,13 @@ impl Backend for Cluster {
 
     async fn curves(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
         request: FaithfulnessRequest,
         _removal: Removal,
         record: Record,
     ) -> Result<FaithfulnessResult, Status> {
         self.model(&record.model).await?;
-        let (client, _) = self.admit(client).await?;
+        let (lane, _) = self.admit(&client).await?;
         // A worker computes and stores the curves and answers on a subject
         // of its own.
         let reply = store::new_id();
@@ -506,9 +528,7 @@ impl Backend for Cluster {
             }),
             ..Default::default()
         };
-        self.queue
-            .submit(&client, job.encode_to_vec().into())
-            .await?;
+        self.queue.submit(&lane, job.encode_to_vec().into()).await?;
         loop {
             let next = tokio::select! {
                 next = answers.next() => next,
@@ -531,21 +551,21 @@ impl Backend for Cluster {
 
     async fn inspect(
         &self,
-        _client: Option<IpAddr>,
+        _client: Client,
         _record: Record,
         _at: (u32, u32),
     ) -> Result<WindowInspection, ServiceError> {
         Err(ServiceError::NotOnGateway)
     }
 
-    async fn open_class(&self, client: Option<IpAddr>) -> Result<Response<ClassOpened>, Status> {
+    async fn open_class(&self, client: Client) -> Result<Response<ClassOpened>, Status> {
         self.gateway_classrooms.open_class(client).await
     }
 
     async fn teach(
         &self,
         request: TeachRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<TeachResponse>, Status> {
         self.gateway_classrooms.teach(request, client).await
     }
@@ -553,7 +573,7 @@ impl Backend for Cluster {
     async fn follow_class(
         &self,
         request: FollowClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<ClassroomStream>, Status> {
         self.gateway_classrooms.follow_class(request, client).await
     }
@@ -561,7 +581,7 @@ impl Backend for Cluster {
     async fn close_class(
         &self,
         request: CloseClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<CloseClassResponse>, Status> {
         self.gateway_classrooms.close_class(request, client).await
     }

@@ -8,7 +8,6 @@
 //! (`cluster::quotas`) as well as here.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,7 +23,8 @@ use crate::messages::ClassRecord;
 use crate::quotas::{Place, Quotas};
 use crate::ClusterError;
 use lens_server::classrooms::{self, ClassroomCopy, Classrooms};
-use lens_server::limits::{self, client_key, Limit};
+use lens_server::client::{address_key, Client};
+use lens_server::limits::{self, Limit};
 use lens_server::misses;
 use lens_server::status::ServiceError;
 
@@ -60,17 +60,14 @@ impl GatewayClassrooms {
     /// place among its open classes is held until the class ends here.
     pub async fn open_class(
         self: &Arc<Self>,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<ClassOpened>, Status> {
-        let place = match client {
+        let place = match Limit::classrooms_opened(classrooms::CLASSROOMS_PER_CLIENT, &client) {
             None => None,
-            Some(ip) => {
-                let limit = Limit::classrooms_opened(classrooms::CLASSROOMS_PER_CLIENT, ip);
-                Some(limits::take(&self.quotas, limit).await?)
-            }
+            Some(limit) => Some(limits::take(&self.quotas, limit).await?),
         };
         loop {
-            let opened = classrooms::open_class(&self.classrooms, client)?.into_inner();
+            let opened = classrooms::open_class(&self.classrooms, &client)?.into_inner();
             let record = self.record(&opened.code, false)?;
             match self.board.create(&opened.code, &record).await {
                 Ok(true) => {
@@ -89,12 +86,12 @@ impl GatewayClassrooms {
     pub async fn teach(
         self: &Arc<Self>,
         request: TeachRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<TeachResponse>, Status> {
         let code = self
-            .class_here(&request.code, client, &request.teacher_secret)
+            .class_here(&request.code, &client, &request.teacher_secret)
             .await?;
-        let answer = classrooms::teach(&self.classrooms, request, client)?;
+        let answer = classrooms::teach(&self.classrooms, request, &client)?;
         if let Some(code) = code {
             let record = self.record(&code, false)?;
             self.board
@@ -108,26 +105,35 @@ impl GatewayClassrooms {
     pub async fn follow_class(
         self: &Arc<Self>,
         request: FollowClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<classrooms::ClassroomStream>, Status> {
-        self.class_here(&request.code, client, &request.teacher_secret)
+        let code = self
+            .class_here(&request.code, &client, &request.teacher_secret)
             .await?;
-        classrooms::follow_class(&self.classrooms, request, client)
+        let student = request.teacher_secret.is_empty();
+        let following = classrooms::follow_class(&self.classrooms, request, &client)?;
+        if let (Some(code), Some(browser), true) = (code, &client.browser, student) {
+            self.board
+                .joined(&code, browser)
+                .await
+                .map_err(ServiceError::from)?;
+        }
+        Ok(following)
     }
 
     pub async fn close_class(
         self: &Arc<Self>,
         request: CloseClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<CloseClassResponse>, Status> {
         let code = self
-            .class_here(&request.code, client, &request.teacher_secret)
+            .class_here(&request.code, &client, &request.teacher_secret)
             .await?;
         let ended = code
             .as_deref()
             .map(|code| self.record(code, true))
             .transpose()?;
-        let answer = classrooms::close_class(&self.classrooms, request, client)?;
+        let answer = classrooms::close_class(&self.classrooms, request, &client)?;
         if let (Some(code), Some(ended)) = (code, ended) {
             self.board
                 .put(&code, &ended)
@@ -155,22 +161,38 @@ impl GatewayClassrooms {
     /// if another gateway opened it; `None` when no gateway has it (the
     /// local look-up then refuses it). A client whose typed codes matched
     /// nothing too often, through any gateway, is refused a while, unless
-    /// `teacher_secret` is the class's: that proves the call belongs to it.
+    /// the call proves it belongs to the class: `teacher_secret` is the
+    /// class's, or the browser followed it before (through any gateway).
     async fn class_here(
         self: &Arc<Self>,
         code_or_token: &str,
-        client: Option<IpAddr>,
+        client: &Client,
         teacher_secret: &str,
     ) -> Result<Option<String>, ServiceError> {
         let typed = code_or_token.trim().len() <= classrooms::CODE_LENGTH;
-        let misses = client.filter(|_| typed).map(|ip| client_key("m", ip));
+        let misses = client
+            .address
+            .filter(|_| typed)
+            .map(|ip| address_key("m", ip));
+        let code = code_or_token.trim().to_ascii_uppercase();
+        let rejoining = match &client.browser {
+            Some(browser) if typed && code.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                self.board.has_joined(&code, browser).await?
+            }
+            _ => false,
+        };
         let proves = |teacher: &[u8; 32]| {
-            !teacher_secret.is_empty() && lens_store::hash_secret(teacher_secret) == *teacher
+            rejoining
+                || (!teacher_secret.is_empty()
+                    && lens_store::hash_secret(teacher_secret) == *teacher)
         };
         if let Some(code) = self.classrooms.code_here(code_or_token) {
             let proven = (self.classrooms.shared(&code)).is_some_and(|c| proves(&c.teacher));
             if !proven {
                 self.check_misses(misses.as_deref()).await?;
+            }
+            if rejoining {
+                self.classrooms.remember(&code, client);
             }
             return Ok(Some(code));
         }
@@ -199,6 +221,10 @@ impl GatewayClassrooms {
             view: record.view,
         };
         self.classrooms.adopt(&code, class)?;
+        if rejoining {
+            // This gateway's own count of misses must not refuse it either.
+            self.classrooms.remember(&code, client);
+        }
         self.follow_changes(code.clone(), None);
         Ok(Some(code))
     }

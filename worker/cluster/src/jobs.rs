@@ -18,8 +18,9 @@ use futures::StreamExt;
 use super::{open_stream, publish_stored, ClusterError};
 
 const STREAM: &str = "LENS_JOBS";
-/// Each job on `lens.jobs.<client>`: the stream then counts every client's
-/// jobs waiting or running, for a per-client limit shared by all gateways.
+/// Each job on `lens.jobs.<address>.<browser>`: the stream then counts
+/// every browser's and every address's jobs waiting or running, for limits
+/// shared by all gateways.
 const SUBJECTS: &str = "lens.jobs.>";
 const CONSUMER: &str = "workers";
 /// A job no worker finished after this many deliveries is dropped (a job
@@ -34,9 +35,46 @@ pub struct JobQueue {
     url: String,
 }
 
-/// The subject of `client`'s jobs (one subject token, whatever the address).
-fn subject_of(client: &str) -> String {
-    format!("lens.jobs.{}", client.replace(['.', '*', '>', ' '], "-"))
+/// Whose a job is: two subject tokens (letters, digits, `-` and `_`), the
+/// address's and the browser's (`-` for a client without a browser id).
+#[derive(Clone, Debug)]
+pub struct Lane {
+    pub address: String,
+    pub browser: String,
+}
+
+/// Makes `text` one subject token.
+fn token(text: &str) -> String {
+    let token: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if token.is_empty() {
+        "-".into()
+    } else {
+        token
+    }
+}
+
+impl Lane {
+    fn subject(&self) -> String {
+        format!(
+            "lens.jobs.{}.{}",
+            token(&self.address),
+            token(&self.browser)
+        )
+    }
+
+    /// Every job of the lane's address, whichever browser's.
+    fn address_subjects(&self) -> String {
+        format!("lens.jobs.{}.*", token(&self.address))
+    }
 }
 
 /// A job taken from the queue; back in the queue after `ack_wait` unless
@@ -92,27 +130,35 @@ impl JobQueue {
         })
     }
 
-    /// Adds a job of `client` (its address, or any name); returns once
-    /// JetStream has stored it.
-    pub async fn submit(&self, client: &str, payload: Bytes) -> Result<(), ClusterError> {
+    /// Adds a job in `lane`; returns once JetStream has stored it.
+    pub async fn submit(&self, lane: &Lane, payload: Bytes) -> Result<(), ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
-        publish_stored(&self.jetstream, subject_of(client), payload).await
+        publish_stored(&self.jetstream, lane.subject(), payload).await
     }
 
-    /// `client`'s jobs waiting or taken but not done.
-    pub async fn outstanding_for(&self, client: &str) -> Result<u64, ClusterError> {
+    /// The lane's own jobs waiting or taken but not done.
+    pub async fn outstanding_in(&self, lane: &Lane) -> Result<u64, ClusterError> {
+        self.counted(lane.subject()).await
+    }
+
+    /// The jobs of the lane's address, whichever browser's.
+    pub async fn outstanding_at_address(&self, lane: &Lane) -> Result<u64, ClusterError> {
+        self.counted(lane.address_subjects()).await
+    }
+
+    /// Jobs waiting or taken on the subjects `filter` matches.
+    async fn counted(&self, filter: String) -> Result<u64, ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
         let mut subjects = self
             .stream
-            .info_with_subjects(subject_of(client))
+            .info_with_subjects(filter)
             .await
             .map_err(ClusterError::nats)?;
-        let counted = subjects
-            .next()
-            .await
-            .transpose()
-            .map_err(ClusterError::nats)?;
-        Ok(counted.map_or(0, |(_, jobs)| jobs as u64))
+        let mut jobs = 0;
+        while let Some(counted) = subjects.next().await {
+            jobs += counted.map_err(ClusterError::nats)?.1 as u64;
+        }
+        Ok(jobs)
     }
 
     /// The next job, waiting at most `wait` for one.

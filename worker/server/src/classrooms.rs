@@ -12,7 +12,7 @@
 //! client whose look-ups keep missing is refused for a while. A client may
 //! open only a few classes at once, so nobody takes every place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Response, Status};
 
+use super::client::Client;
 use super::limits::Limit;
 use super::metrics::{metrics, Counted};
 use super::misses;
@@ -47,7 +48,7 @@ pub const MAX_CLASSES: usize = 1000;
 const MAX_MODEL_ID: usize = 200;
 /// The longest shown-class text ("999-998").
 const MAX_SEE: usize = 16;
-/// Classrooms one client (address) may have open at once.
+/// Classrooms one client (a browser, else an address) may have open at once.
 pub const CLASSROOMS_PER_CLIENT: usize = 5;
 
 pub struct Classrooms {
@@ -61,7 +62,10 @@ struct Room {
     /// What the class link carries instead of the code.
     token: String,
     /// Who opened it (for the classes-per-client limit).
-    opener: Option<IpAddr>,
+    opener: Option<String>,
+    /// Browsers that have followed it: a code they type again is proven
+    /// right, not a guess, so no limit on missed codes refuses it.
+    joined: Mutex<HashSet<String>>,
     teacher: [u8; 32],
     events: watch::Sender<ClassEvent>,
     last_teacher: Mutex<Instant>,
@@ -83,6 +87,23 @@ impl Room {
 
     fn end(&self) {
         self.events.send_modify(|e| e.ended = true);
+    }
+
+    fn has_joined(&self, client: &Client) -> bool {
+        let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+        client.browser.as_ref().is_some_and(|b| joined.contains(b))
+    }
+
+    fn remember(&self, client: &Client) {
+        let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded like the followers (a browser may rejoin with a new id).
+        if let Some(browser) = client
+            .browser
+            .as_ref()
+            .filter(|_| joined.len() < 2 * MAX_FOLLOWERS)
+        {
+            joined.insert(browser.clone());
+        }
     }
 }
 
@@ -130,7 +151,7 @@ impl Classrooms {
 
     /// A new class, opened by `client`: its code, the teacher's secret and
     /// the link token.
-    pub fn open(&self, client: Option<IpAddr>) -> Result<Opened, ServiceError> {
+    pub fn open(&self, client: &Client) -> Result<Opened, ServiceError> {
         self.sweep();
         let secret = store::new_secret();
         let mut rooms = self.rooms();
@@ -138,9 +159,9 @@ impl Classrooms {
             return Err(ServiceError::TooManyClassrooms { limit: MAX_CLASSES });
         }
         // The open rooms are where this process counts them.
-        if let Some(ip) = client {
-            let limit = Limit::classrooms_opened(CLASSROOMS_PER_CLIENT, ip);
-            if rooms.values().filter(|r| r.opener == client).count() >= limit.most() {
+        let opener = client.own_key("o");
+        if let Some(limit) = Limit::classrooms_opened(CLASSROOMS_PER_CLIENT, client) {
+            if rooms.values().filter(|r| r.opener == opener).count() >= limit.most() {
                 return Err(limit.refusal());
             }
         }
@@ -160,7 +181,8 @@ impl Classrooms {
         });
         let room = Room {
             token: token.clone(),
-            opener: client,
+            opener,
+            joined: Mutex::default(),
             teacher: store::hash_secret(&secret),
             events,
             last_teacher: Mutex::new(Instant::now()),
@@ -175,15 +197,24 @@ impl Classrooms {
         })
     }
 
-    /// The class with this code (read case-blind) or link token. A client
-    /// whose look-ups found nothing too often is refused a while, whatever
-    /// it asks (a token is never guessed, so it is always answered).
-    fn room(&self, code: &str, client: Option<IpAddr>) -> Result<Arc<Room>, ServiceError> {
+    /// The class with this code (read case-blind) or link token. An
+    /// address whose look-ups found nothing too often is refused a while,
+    /// unless the call proves it belongs to the class: a token is never
+    /// guessed, and a browser that joined the class before knows its code.
+    fn room(&self, code: &str, client: &Client) -> Result<Arc<Room>, ServiceError> {
         self.sweep();
         let code = normalise(code);
         let is_token = code.len() > CODE_LENGTH;
         if !is_token {
-            self.check_misses(client)?;
+            let rejoining = self
+                .rooms()
+                .get(&code)
+                .filter(|r| r.has_joined(client))
+                .cloned();
+            if let Some(room) = rejoining {
+                return Ok(room);
+            }
+            self.check_misses(client.address)?;
         }
         let found = {
             let rooms = self.rooms();
@@ -195,7 +226,7 @@ impl Classrooms {
             }
         };
         found.ok_or_else(|| {
-            self.missed(client);
+            self.missed(client.address);
             ServiceError::NoClassroom { code }
         })
     }
@@ -224,7 +255,7 @@ impl Classrooms {
         &self,
         code: &str,
         secret: &str,
-        client: Option<IpAddr>,
+        client: &Client,
     ) -> Result<Arc<Room>, ServiceError> {
         self.sweep();
         let proven = self
@@ -252,7 +283,7 @@ impl Classrooms {
         code: &str,
         secret: &str,
         view: ClassView,
-        client: Option<IpAddr>,
+        client: &Client,
     ) -> Result<(), ServiceError> {
         let room = self.teachers_room(code, secret, client)?;
         let id = &view.explanation_id;
@@ -282,7 +313,7 @@ impl Classrooms {
         &self,
         code: &str,
         teacher_secret: &str,
-        client: Option<IpAddr>,
+        client: &Client,
     ) -> Result<Following, ServiceError> {
         let (room, counted) = if teacher_secret.is_empty() {
             (self.room(code, client)?, true)
@@ -290,6 +321,7 @@ impl Classrooms {
             (self.teachers_room(code, teacher_secret, client)?, false)
         };
         if counted {
+            room.remember(client);
             // Checked and counted in one step, under the channel's lock.
             let admitted = room.events.send_if_modified(|e| {
                 let room_left = (e.followers as usize) < MAX_FOLLOWERS;
@@ -315,12 +347,7 @@ impl Classrooms {
     }
 
     /// Ends a class for everyone following it.
-    pub fn close(
-        &self,
-        code: &str,
-        secret: &str,
-        client: Option<IpAddr>,
-    ) -> Result<(), ServiceError> {
+    pub fn close(&self, code: &str, secret: &str, client: &Client) -> Result<(), ServiceError> {
         let room = self.teachers_room(code, secret, client)?;
         room.end();
         let mut rooms = self.rooms();
@@ -387,6 +414,7 @@ impl Classrooms {
         let room = Room {
             token: class.token,
             opener: None,
+            joined: Mutex::default(),
             teacher: class.teacher,
             events,
             last_teacher: Mutex::new(Instant::now()),
@@ -395,6 +423,14 @@ impl Classrooms {
         rooms.insert(code.to_string(), Arc::new(room));
         metrics().classes_open.inc();
         Ok(())
+    }
+
+    /// Notes that `client`'s browser followed class `code` (through another
+    /// gateway): its typed code is then proven here too.
+    pub fn remember(&self, code: &str, client: &Client) {
+        if let Some(room) = self.rooms().get(code) {
+            room.remember(client);
+        }
     }
 
     /// A change another gateway made: the view shown, or the class's end.
@@ -484,7 +520,7 @@ fn normalise(code: &str) -> String {
 
 pub fn open_class(
     classrooms: &Classrooms,
-    client: Option<IpAddr>,
+    client: &Client,
 ) -> Result<Response<ClassOpened>, Status> {
     let opened = classrooms.open(client)?;
     Ok(Response::new(ClassOpened {
@@ -497,7 +533,7 @@ pub fn open_class(
 pub fn teach(
     classrooms: &Classrooms,
     request: TeachRequest,
-    client: Option<IpAddr>,
+    client: &Client,
 ) -> Result<Response<TeachResponse>, Status> {
     let TeachRequest {
         code,
@@ -511,7 +547,7 @@ pub fn teach(
 pub fn follow_class(
     classrooms: &Classrooms,
     request: FollowClassRequest,
-    client: Option<IpAddr>,
+    client: &Client,
 ) -> Result<Response<ClassroomStream>, Status> {
     let FollowClassRequest {
         code,
@@ -524,7 +560,7 @@ pub fn follow_class(
 pub fn close_class(
     classrooms: &Classrooms,
     request: CloseClassRequest,
-    client: Option<IpAddr>,
+    client: &Client,
 ) -> Result<Response<CloseClassResponse>, Status> {
     let CloseClassRequest {
         code,
@@ -538,6 +574,10 @@ pub fn close_class(
 mod tests {
     use super::*;
     use crate::misses::{LOOKUP_PERIOD, MISSES_PER_PERIOD};
+
+    fn nobody() -> Client {
+        Client::default()
+    }
 
     fn view(id: &str) -> ClassView {
         ClassView {
@@ -554,24 +594,30 @@ mod tests {
             code,
             teacher_secret: secret,
             ..
-        } = classes.open(None).unwrap();
+        } = classes.open(&nobody()).unwrap();
         assert_eq!(code.len(), CODE_LENGTH);
         assert!(code.bytes().all(|c| ALPHABET.contains(&c)));
         let ids: Vec<String> = (0..3).map(|_| store::new_id()).collect();
-        classes.teach(&code, &secret, view(&ids[0]), None).unwrap();
-        let student = classes.follow(&code.to_lowercase(), "", None).unwrap();
-        let teacher = classes.follow(&code, &secret, None).unwrap();
+        classes
+            .teach(&code, &secret, view(&ids[0]), &nobody())
+            .unwrap();
+        let student = classes.follow(&code.to_lowercase(), "", &nobody()).unwrap();
+        let teacher = classes.follow(&code, &secret, &nobody()).unwrap();
         assert_eq!(
             teacher.events.borrow().followers,
             1,
             "the teacher is not counted"
         );
-        classes.teach(&code, &secret, view(&ids[1]), None).unwrap();
-        classes.teach(&code, &secret, view(&ids[2]), None).unwrap();
+        classes
+            .teach(&code, &secret, view(&ids[1]), &nobody())
+            .unwrap();
+        classes
+            .teach(&code, &secret, view(&ids[2]), &nobody())
+            .unwrap();
         let latest = student.events.borrow().clone();
         assert_eq!(latest.view.unwrap().explanation_id, ids[2]);
         assert!(matches!(
-            classes.teach(&code, &secret, view("not an id"), None),
+            classes.teach(&code, &secret, view("not an id"), &nobody()),
             Err(ServiceError::BadId { .. })
         ));
         drop(student);
@@ -585,20 +631,20 @@ mod tests {
             code,
             teacher_secret: secret,
             ..
-        } = classes.open(None).unwrap();
-        let student = classes.follow(&code, "", None).unwrap();
+        } = classes.open(&nobody()).unwrap();
+        let student = classes.follow(&code, "", &nobody()).unwrap();
         assert!(matches!(
-            classes.teach(&code, "guess", view(""), None),
+            classes.teach(&code, "guess", view(""), &nobody()),
             Err(ServiceError::NotTeacher { .. })
         ));
         assert!(matches!(
-            classes.close(&code, "guess", None),
+            classes.close(&code, "guess", &nobody()),
             Err(ServiceError::NotTeacher { .. })
         ));
-        classes.close(&code, &secret, None).unwrap();
+        classes.close(&code, &secret, &nobody()).unwrap();
         assert!(student.events.borrow().ended);
         assert!(matches!(
-            classes.follow(&code, "", None),
+            classes.follow(&code, "", &nobody()),
             Err(ServiceError::NoClassroom { .. })
         ));
     }
@@ -610,31 +656,31 @@ mod tests {
             code,
             teacher_secret: secret,
             ..
-        } = classes.open(None).unwrap();
-        let student = classes.follow(&code, "", None).unwrap();
+        } = classes.open(&nobody()).unwrap();
+        let student = classes.follow(&code, "", &nobody()).unwrap();
         std::thread::sleep(Duration::from_millis(80));
         classes.sweep();
         assert!(student.events.borrow().ended);
         assert!(matches!(
-            classes.teach(&code, &secret, view(""), None),
+            classes.teach(&code, &secret, view(""), &nobody()),
             Err(ServiceError::NoClassroom { .. })
         ));
     }
 
-    fn address(last: u8) -> Option<IpAddr> {
-        Some(IpAddr::from([10, 0, 0, last]))
+    fn address(last: u8) -> Client {
+        Client::at(IpAddr::from([10, 0, 0, last]))
     }
 
     #[test]
     fn the_link_token_finds_the_class_and_the_code_is_learnt_from_it() {
         let classes = Classrooms::new(Duration::from_secs(3600));
-        let opened = classes.open(address(1)).unwrap();
+        let opened = classes.open(&address(1)).unwrap();
         assert_eq!(opened.link_token.len(), 32, "128 random bits in hex");
         assert_ne!(opened.link_token, opened.code);
-        let student = classes.follow(&opened.link_token, "", address(2)).unwrap();
+        let student = classes.follow(&opened.link_token, "", &address(2)).unwrap();
         assert_eq!(student.events.borrow().code, opened.code);
         classes
-            .close(&opened.link_token, &opened.teacher_secret, address(1))
+            .close(&opened.link_token, &opened.teacher_secret, &address(1))
             .unwrap();
         assert!(student.events.borrow().ended);
     }
@@ -642,35 +688,35 @@ mod tests {
     #[test]
     fn a_client_that_keeps_missing_is_refused_a_while_but_links_still_work() {
         let classes = Classrooms::new(Duration::from_secs(3600));
-        let opened = classes.open(address(1)).unwrap();
+        let opened = classes.open(&address(1)).unwrap();
         let guesser = address(9);
         for _ in 0..MISSES_PER_PERIOD {
             assert!(matches!(
-                classes.follow("ZZZZZZ", "", guesser),
+                classes.follow("ZZZZZZ", "", &guesser),
                 Err(ServiceError::NoClassroom { .. })
             ));
         }
-        match classes.follow(&opened.code, "", guesser) {
+        match classes.follow(&opened.code, "", &guesser) {
             Err(ServiceError::TooManyMisses { wait_seconds }) => {
                 assert!((1..=LOOKUP_PERIOD.as_secs()).contains(&wait_seconds))
             }
             other => panic!("a right code after too many misses: {:?}", other.err()),
         }
         // The refused client may still follow the link; others the code.
-        classes.follow(&opened.link_token, "", guesser).unwrap();
-        classes.follow(&opened.code, "", address(3)).unwrap();
+        classes.follow(&opened.link_token, "", &guesser).unwrap();
+        classes.follow(&opened.code, "", &address(3)).unwrap();
         // The teacher behind the same address still teaches and closes:
         // the secret proves the call belongs to the class. A wrong secret
         // is a look-up like any other, and waits.
         assert!(matches!(
-            classes.teach(&opened.code, "a guess", view(""), guesser),
+            classes.teach(&opened.code, "a guess", view(""), &guesser),
             Err(ServiceError::TooManyMisses { .. })
         ));
         classes
-            .teach(&opened.code, &opened.teacher_secret, view(""), guesser)
+            .teach(&opened.code, &opened.teacher_secret, view(""), &guesser)
             .unwrap();
         classes
-            .close(&opened.code, &opened.teacher_secret, guesser)
+            .close(&opened.code, &opened.teacher_secret, &guesser)
             .unwrap();
         let message = Status::from(ServiceError::TooManyMisses { wait_seconds: 42 });
         assert_eq!(message.code(), tonic::Code::ResourceExhausted);
@@ -681,16 +727,44 @@ mod tests {
     fn a_client_opens_only_a_few_classes_at_once() {
         let classes = Classrooms::new(Duration::from_secs(3600));
         let mine: Vec<Opened> = (0..CLASSROOMS_PER_CLIENT)
-            .map(|_| classes.open(address(1)).unwrap())
+            .map(|_| classes.open(&address(1)).unwrap())
             .collect();
         assert!(matches!(
-            classes.open(address(1)),
+            classes.open(&address(1)),
             Err(ServiceError::TooManyClassroomsOpened { .. })
         ));
-        classes.open(address(2)).expect("another client opens one");
+        classes.open(&address(2)).expect("another client opens one");
         classes
-            .close(&mine[0].code, &mine[0].teacher_secret, address(1))
+            .close(&mine[0].code, &mine[0].teacher_secret, &address(1))
             .unwrap();
-        classes.open(address(1)).expect("a place after closing one");
+        classes
+            .open(&address(1))
+            .expect("a place after closing one");
+    }
+
+    #[test]
+    fn a_browser_that_joined_before_types_the_right_code_through_a_locked_out_address() {
+        let classes = Classrooms::new(Duration::from_secs(3600));
+        let opened = classes.open(&address(1)).unwrap();
+        let school: IpAddr = IpAddr::from([10, 0, 0, 7]);
+        let returning = Client::browser_at(school, "returning-browser");
+        classes.follow(&opened.code, "", &returning).unwrap();
+        let typo = Client::browser_at(school, "typing-browser");
+        for _ in 0..MISSES_PER_PERIOD {
+            let _ = classes.follow("ZZZZZZ", "", &typo);
+        }
+        // The address is locked out for codes: a new browser is refused...
+        let newcomer = Client::browser_at(school, "newcomer-browser");
+        assert!(matches!(
+            classes.follow(&opened.code, "", &newcomer),
+            Err(ServiceError::TooManyMisses { .. })
+        ));
+        // ...one that followed before is not, and a wrong code from it is
+        // still a miss.
+        classes.follow(&opened.code, "", &returning).unwrap();
+        assert!(matches!(
+            classes.follow("YYYYYY", "", &returning),
+            Err(ServiceError::TooManyMisses { .. })
+        ));
     }
 }

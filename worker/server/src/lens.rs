@@ -6,7 +6,6 @@
 //! `Backend`: `Local` (`local.rs`) and `Cluster` (`gateway.rs`).
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use lens_proto::v1::{
@@ -24,6 +23,7 @@ use lens_engine::engine::Removal;
 use lens_store::{self as store, Record, Store};
 
 use super::classrooms::{ClassroomStream, Classrooms};
+use super::client::{client_of, Client};
 use super::estimate::estimate;
 use super::faithfulness;
 use super::presets::Presets;
@@ -74,6 +74,7 @@ pub trait Backend: Send + Sync + 'static {
     fn estimate_basis(
         &self,
         model: &str,
+        client: &Client,
     ) -> impl Future<Output = Result<EstimateBasis, ServiceError>> + Send;
     /// Starts the run of a checked request not answered before (or joins an
     /// identical one in progress). `asked` is the request as it came,
@@ -82,14 +83,14 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         job: Job,
         asked: ExplainRequest,
-        client: Option<IpAddr>,
+        client: Client,
         secret_hash: [u8; 32],
     ) -> impl Future<Output = Result<Run, ServiceError>> + Send;
     /// A viewer's stream of run `id` while it runs (`None`: not running).
     fn watch_live(
         &self,
         id: &str,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> impl Future<Output = Result<Option<EventStream>, ServiceError>> + Send;
     /// The hash of the secret of run `id`'s creator while it runs.
     fn owner_of(
@@ -100,35 +101,35 @@ pub trait Backend: Send + Sync + 'static {
     /// Measures a stored explanation's curves, and keeps them.
     fn curves(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
         request: FaithfulnessRequest,
         removal: Removal,
         record: Record,
     ) -> impl Future<Output = Result<FaithfulnessResult, Status>> + Send;
     fn inspect(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
         record: Record,
         at: (u32, u32),
     ) -> impl Future<Output = Result<WindowInspection, ServiceError>> + Send;
     fn open_class(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> impl Future<Output = Result<Response<ClassOpened>, Status>> + Send;
     fn teach(
         &self,
         request: TeachRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> impl Future<Output = Result<Response<TeachResponse>, Status>> + Send;
     fn follow_class(
         &self,
         request: FollowClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> impl Future<Output = Result<Response<ClassroomStream>, Status>> + Send;
     fn close_class(
         &self,
         request: CloseClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> impl Future<Output = Result<Response<CloseClassResponse>, Status>> + Send;
 }
 
@@ -158,7 +159,7 @@ impl<B: Backend> Lens<B> {
         self.backend.classrooms()
     }
 
-    fn client<T>(&self, request: &Request<T>) -> Option<IpAddr> {
+    fn client<T>(&self, request: &Request<T>) -> Result<Client, ServiceError> {
         client_of(request, self.trust_forwarded_for)
     }
 
@@ -178,25 +179,6 @@ pub fn add_owner_secret(event: &mut ExplainEvent, secret: &str) {
         Some(Event::Queued(queued)) => queued.owner_secret = secret.to_string(),
         _ => {}
     }
-}
-
-/// The client's address (for the per-client limits): the first address
-/// of `X-Forwarded-For` where a proxy is trusted to set it, else the peer's.
-pub fn client_of<T>(request: &Request<T>, trust_forwarded_for: bool) -> Option<IpAddr> {
-    let forwarded = || {
-        let header = request.metadata().get("x-forwarded-for")?.to_str().ok()?;
-        header.split(',').next()?.trim().parse().ok()
-    };
-    if trust_forwarded_for {
-        if let Some(ip) = forwarded() {
-            return Some(ip);
-        }
-    }
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-        .or_else(|| request.remote_addr().map(|a| a.ip()))
 }
 
 /// The creator's stream: its Queued and Started carry the secret that
@@ -220,7 +202,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<ExplainRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         self.refuse_when_stopping()?;
         let mut request = request.into_inner();
         let summary = self.backend.summary(&request.model).await?;
@@ -247,7 +229,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         let id = request.into_inner().id;
         check_id(&id)?;
         let events = if B::LIVE_BEFORE_STORE {
@@ -292,8 +274,9 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<ExplainRequest>,
     ) -> Result<Response<EstimateResponse>, Status> {
+        let client = self.client(&request)?;
         let request = request.into_inner();
-        let basis = self.backend.estimate_basis(&request.model).await?;
+        let basis = self.backend.estimate_basis(&request.model, &client).await?;
         let settings = settings_from_request(&request, &basis.model)?;
         Ok(Response::new(estimate(
             &settings,
@@ -323,7 +306,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<FaithfulnessRequest>,
     ) -> Result<Response<FaithfulnessResult>, Status> {
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         self.refuse_when_stopping()?;
         let request = request.into_inner();
         check_id(&request.id)?;
@@ -346,7 +329,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         if !B::INSPECTS_WINDOWS {
             return Err(ServiceError::NotOnGateway.into());
         }
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         self.refuse_when_stopping()?;
         let InspectWindowRequest { id, x, y } = request.into_inner();
         check_id(&id)?;
@@ -359,14 +342,14 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<OpenClassRequest>,
     ) -> Result<Response<ClassOpened>, Status> {
-        self.backend.open_class(self.client(&request)).await
+        self.backend.open_class(self.client(&request)?).await
     }
 
     async fn teach(
         &self,
         request: Request<TeachRequest>,
     ) -> Result<Response<TeachResponse>, Status> {
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         self.backend.teach(request.into_inner(), client).await
     }
 
@@ -374,7 +357,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<FollowClassRequest>,
     ) -> Result<Response<ClassroomStream>, Status> {
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         self.backend
             .follow_class(request.into_inner(), client)
             .await
@@ -384,7 +367,7 @@ impl<B: Backend> EvidenceLens for Lens<B> {
         &self,
         request: Request<CloseClassRequest>,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        let client = self.client(&request);
+        let client = self.client(&request)?;
         self.backend.close_class(request.into_inner(), client).await
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod classrooms;
+pub mod client;
 mod device_queue;
 pub mod estimate;
 pub mod faithfulness;

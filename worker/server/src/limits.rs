@@ -8,14 +8,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use super::client::Client;
 use super::status::ServiceError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Watches,
+    NetworkWatches,
     Viewers,
     ClassroomsOpened,
 }
@@ -30,13 +31,22 @@ pub struct Limit {
 
 impl Limit {
     /// The live streams (`Watch`, or an identical request joining a run)
-    /// `client` may have open.
-    pub fn watches(most: usize, client: IpAddr) -> Limit {
-        Limit {
+    /// one browser may have open (a client without an id: its address).
+    pub fn watches(most: usize, client: &Client) -> Option<Limit> {
+        Some(Limit {
             kind: Kind::Watches,
             most,
-            key: client_key("w", client),
-        }
+            key: client.own_key("w")?,
+        })
+    }
+
+    /// The live streams a whole address (a classroom) may have open.
+    pub fn network_watches(most: usize, client: &Client) -> Option<Limit> {
+        Some(Limit {
+            kind: Kind::NetworkWatches,
+            most,
+            key: client.address_key("n")?,
+        })
     }
 
     /// The viewers of run `run`, its creator included.
@@ -48,13 +58,13 @@ impl Limit {
         }
     }
 
-    /// The classrooms `client` may have open at once.
-    pub fn classrooms_opened(most: usize, client: IpAddr) -> Limit {
-        Limit {
+    /// The classrooms one client may have open at once.
+    pub fn classrooms_opened(most: usize, client: &Client) -> Option<Limit> {
+        Some(Limit {
             kind: Kind::ClassroomsOpened,
             most,
-            key: client_key("o", client),
-        }
+            key: client.own_key("o")?,
+        })
     }
 
     pub fn key(&self) -> &str {
@@ -70,21 +80,11 @@ impl Limit {
         let limit = self.most;
         match self.kind {
             Kind::Watches => ServiceError::TooManyWatches { limit },
+            Kind::NetworkWatches => ServiceError::TooManyWatchesFromNetwork { limit },
             Kind::Viewers => ServiceError::TooManyViewers { limit },
             Kind::ClassroomsOpened => ServiceError::TooManyClassroomsOpened { limit },
         }
     }
-}
-
-/// A key for `what` about a client: its address in hexadecimal (the
-/// cluster's keys take letters, digits and a few signs only; IPv6 has
-/// colons).
-pub fn client_key(what: &str, client: IpAddr) -> String {
-    let bytes = match client {
-        IpAddr::V4(ip) => ip.octets().to_vec(),
-        IpAddr::V6(ip) => ip.octets().to_vec(),
-    };
-    format!("{what}.{}", lens_store::hex(&bytes))
 }
 
 /// Where places are counted.
@@ -105,6 +105,25 @@ pub async fn take<S: PlaceStore>(store: &Arc<S>, limit: Limit) -> Result<S::Plac
         Some(place) => Ok(place),
         None => Err(limit.refusal()),
     }
+}
+
+/// A live stream's places: its browser's and its address's (either may be
+/// uncounted, for a client whose address is unknown).
+pub async fn take_watch<S: PlaceStore>(
+    store: &Arc<S>,
+    client: &Client,
+    limits: &crate::admission::Limits,
+) -> Result<Vec<S::Place>, ServiceError> {
+    let mut places = Vec::new();
+    let network = Limit::network_watches(limits.watches_per_address, client);
+    for limit in [Limit::watches(limits.watches_per_client, client), network]
+        .into_iter()
+        .flatten()
+    {
+        // A refusal drops the places taken so far.
+        places.push(take(store, limit).await?);
+    }
+    Ok(places)
 }
 
 /// Places counted in this process.
@@ -166,17 +185,18 @@ mod tests {
     #[tokio::test]
     async fn places_are_refused_with_the_limits_message_until_one_is_given_back() {
         let places = Arc::new(LocalPlaces::default());
-        let client = "10.0.0.1".parse().unwrap();
-        let first = take(&places, Limit::watches(2, client)).await.unwrap();
-        let _second = take(&places, Limit::watches(2, client)).await.unwrap();
-        let refused = take(&places, Limit::watches(2, client)).await.err();
+        let client = Client::at("10.0.0.1".parse().unwrap());
+        let watches = |c: &Client| Limit::watches(2, c).unwrap();
+        let first = take(&places, watches(&client)).await.unwrap();
+        let _second = take(&places, watches(&client)).await.unwrap();
+        let refused = take(&places, watches(&client)).await.err();
         assert!(matches!(
             refused,
             Some(ServiceError::TooManyWatches { limit: 2 })
         ));
         // Another client and another limit count apart.
-        let other = "10.0.0.2".parse().unwrap();
-        assert!(take(&places, Limit::watches(2, other)).await.is_ok());
+        let other = Client::at("10.0.0.2".parse().unwrap());
+        assert!(take(&places, watches(&other)).await.is_ok());
         let viewers = take(&places, Limit::viewers(1, "run")).await;
         assert!(viewers.is_ok());
         assert!(matches!(
@@ -184,15 +204,36 @@ mod tests {
             Some(ServiceError::TooManyViewers { limit: 1 })
         ));
         drop(first);
-        assert!(take(&places, Limit::watches(2, client)).await.is_ok());
+        assert!(take(&places, watches(&client)).await.is_ok());
     }
 
-    #[test]
-    fn client_keys_are_valid_key_value_keys() {
-        let v4 = client_key("w", "10.0.0.255".parse().unwrap());
-        assert_eq!(v4, "w.0a0000ff");
-        let v6 = client_key("w", "::1".parse().unwrap());
-        assert_eq!(v6.len(), 2 + 32);
-        assert!(v6.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+    #[tokio::test]
+    async fn browsers_at_one_address_each_have_their_own_watches_within_the_networks() {
+        let places = Arc::new(LocalPlaces::default());
+        let limits = crate::admission::Limits {
+            watches_per_client: 1,
+            watches_per_address: 3,
+            ..Default::default()
+        };
+        let ip = "10.0.0.1".parse().unwrap();
+        let browser = |n: u32| Client::browser_at(ip, &format!("browser-{n:04}"));
+        let mut held = Vec::new();
+        for n in 0..3 {
+            held.push(take_watch(&places, &browser(n), &limits).await.unwrap());
+        }
+        // The first browser's second stream is over its own limit...
+        assert!(matches!(
+            take_watch(&places, &browser(0), &limits).await.err(),
+            Some(ServiceError::TooManyWatches { limit: 1 })
+        ));
+        // ...and a fourth browser is over the address's.
+        assert!(matches!(
+            take_watch(&places, &browser(3), &limits).await.err(),
+            Some(ServiceError::TooManyWatchesFromNetwork { limit: 3 })
+        ));
+        // The refused browser kept no place of its own: one stream ending
+        // lets it in.
+        held.pop();
+        assert!(take_watch(&places, &browser(3), &limits).await.is_ok());
     }
 }

@@ -25,7 +25,7 @@ use lens_store::RequestKey;
 use super::admission::{Limits, Ticket};
 use super::limits::{Limit, LocalPlace};
 use super::metrics::{metrics, Counted};
-use super::status::{ServiceError, CANCELLED_BY_CREATOR};
+use super::status::{ServiceError, CANCELLED_BY_CREATOR, REPLACED_BY_NEWER};
 
 type SharedEvent = Arc<Result<ExplainEvent, Status>>;
 
@@ -181,7 +181,7 @@ impl LiveRun {
 
     /// A stream of the run so far (compact), then the rest live; refused
     /// when the run has as many viewers as it may.
-    pub fn subscribe(&self, watch: Option<LocalPlace>) -> Result<ViewerStream, ServiceError> {
+    pub fn subscribe(&self, watch: Vec<LocalPlace>) -> Result<ViewerStream, ServiceError> {
         let mut state = self.state();
         state.viewers.retain(|v| !v.events.is_closed());
         // The run's own list of viewers is where they are counted.
@@ -228,10 +228,29 @@ impl LiveRun {
     /// Ends the run for every viewer with CANCELLED; its job stops after
     /// the batch in flight, or does not start.
     pub fn cancel(&self) {
+        self.cancel_because(CANCELLED_BY_CREATOR);
+    }
+
+    /// Cancels a run still waiting that a newer run of its browser replaces.
+    pub fn replace(&self) {
+        self.cancel_because(REPLACED_BY_NEWER);
+    }
+
+    fn cancel_because(&self, why: &str) {
         // Viewers hear CANCELLED before the job may see the flag: a job
         // that stops first ends the run without a status otherwise.
-        self.end(Some(Status::cancelled(CANCELLED_BY_CREATOR)));
+        self.end(Some(Status::cancelled(why)));
         self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Viewers still listening (the creator counts).
+    pub fn viewers(&self) -> usize {
+        let state = self.state();
+        state
+            .viewers
+            .iter()
+            .filter(|v| !v.events.is_closed())
+            .count()
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -279,7 +298,7 @@ pub struct ViewerStream {
     dropped: Arc<AtomicBool>,
     told: bool,
     /// This client's place among its `Watch` streams, while it watches.
-    _watch: Option<LocalPlace>,
+    _watch: Vec<LocalPlace>,
     _counted: Counted,
 }
 
@@ -416,7 +435,7 @@ mod tests {
         let (again, is_new) = runs.join_or_start("second", key, [0; 32]);
         assert!(is_new, "an identical request must not join the failed run");
         assert!(!Arc::ptr_eq(&failed, &again));
-        let events: Vec<_> = failed.subscribe(None).unwrap().collect().await;
+        let events: Vec<_> = failed.subscribe(Vec::new()).unwrap().collect().await;
         assert_eq!(events.len(), 2, "what it had, then why it ended");
         assert!(events[0].is_ok());
         assert_eq!(
@@ -431,7 +450,7 @@ mod tests {
     async fn a_cancelled_run_stays_cancelled_when_its_job_ends_it() {
         let run = run_with(Limits::default());
         run.publish(started(8));
-        let viewer = run.subscribe(None).unwrap();
+        let viewer = run.subscribe(Vec::new()).unwrap();
         run.cancel();
         assert!(run.is_cancelled());
         run.end(None);
@@ -440,7 +459,7 @@ mod tests {
             events.last().unwrap().as_ref().unwrap_err().code(),
             tonic::Code::Cancelled
         );
-        let late: Vec<_> = run.subscribe(None).unwrap().collect().await;
+        let late: Vec<_> = run.subscribe(Vec::new()).unwrap().collect().await;
         assert_eq!(
             late.last().unwrap().as_ref().unwrap_err().code(),
             tonic::Code::Cancelled
@@ -481,7 +500,7 @@ mod tests {
                 event: Some(Event::Tile(t.clone())),
             });
         }
-        let late: Vec<_> = run.subscribe(None).unwrap().take(3).collect().await;
+        let late: Vec<_> = run.subscribe(Vec::new()).unwrap().take(3).collect().await;
         let tiles: Vec<Tile> = late
             .into_iter()
             .filter_map(|e| match e.unwrap().event {
@@ -506,8 +525,8 @@ mod tests {
             viewer_buffer: 3,
             ..Limits::default()
         });
-        let mut slow = run.subscribe(None).unwrap();
-        let mut keeping_up = run.subscribe(None).unwrap();
+        let mut slow = run.subscribe(Vec::new()).unwrap();
+        let mut keeping_up = run.subscribe(Vec::new()).unwrap();
         run.publish(started(8));
         for i in 0..6 {
             run.publish(tile(0, 0, 1, i));
@@ -533,14 +552,14 @@ mod tests {
             viewers_per_run: 2,
             ..Limits::default()
         });
-        let _first = run.subscribe(None).unwrap();
-        let second = run.subscribe(None).unwrap();
+        let _first = run.subscribe(Vec::new()).unwrap();
+        let second = run.subscribe(Vec::new()).unwrap();
         assert!(matches!(
-            run.subscribe(None),
+            run.subscribe(Vec::new()),
             Err(ServiceError::TooManyViewers { limit: 2 })
         ));
         // A viewer who left makes room.
         drop(second);
-        assert!(run.subscribe(None).is_ok());
+        assert!(run.subscribe(Vec::new()).is_ok());
     }
 }

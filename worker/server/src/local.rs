@@ -5,7 +5,6 @@
 //! The finished explanation is stored before `Finished` goes out. When
 //! every viewer has left, the engine stops after the batch in flight.
 
-use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -21,12 +20,13 @@ use lens_store::{self as store, Record, Store};
 
 use super::admission::{Admission, Limits, PixelBudget, DECODE_BUDGET};
 use super::classrooms::{self, ClassroomStream, Classrooms};
+use super::client::Client;
 use super::device_queue::DeviceQueue;
 use super::estimate::model_info;
 use super::faithfulness;
 use super::inspect;
 use super::lens::{Backend, EstimateBasis, Lens, Run};
-use super::limits::{self, Limit, LocalPlace, LocalPlaces};
+use super::limits::{self, LocalPlace, LocalPlaces};
 use super::live::{LiveRun, LiveRuns};
 use super::presets::Presets;
 use super::registry::{ModelSummary, Registry};
@@ -45,9 +45,9 @@ pub struct Local {
     store: Arc<dyn Store>,
     live: Arc<LiveRuns>,
     admission: Arc<Admission>,
-    /// A client's live streams.
+    /// Clients' and addresses' live streams.
     watches: Arc<LocalPlaces>,
-    watches_per_client: usize,
+    limits: Limits,
     decoding: Arc<PixelBudget>,
     device: DeviceQueue,
     speeds: Arc<Speeds>,
@@ -92,7 +92,7 @@ impl Lens<Local> {
             live,
             admission: Admission::new(limits),
             watches: Arc::default(),
-            watches_per_client: limits.watches_per_client,
+            limits,
             decoding: PixelBudget::new(DECODE_BUDGET),
             device,
             speeds,
@@ -118,9 +118,9 @@ impl Drop for Local {
     }
 }
 
-/// A live run as a stream, for a viewer holding `watch` (its place among
-/// its client's live streams) or for the run's creator (`None`).
-fn watch_live(run: &LiveRun, watch: Option<LocalPlace>) -> Result<EventStream, ServiceError> {
+/// A live run as a stream, for a viewer holding `watch` (its places among
+/// live streams) or for the run's creator (none).
+fn watch_live(run: &LiveRun, watch: Vec<LocalPlace>) -> Result<EventStream, ServiceError> {
     Ok(Box::pin(run.subscribe(watch)?))
 }
 
@@ -163,11 +163,15 @@ impl Backend for Local {
         Ok(ListModelsResponse { models, broken })
     }
 
-    async fn estimate_basis(&self, model: &str) -> Result<EstimateBasis, ServiceError> {
+    async fn estimate_basis(
+        &self,
+        model: &str,
+        client: &Client,
+    ) -> Result<EstimateBasis, ServiceError> {
         Ok(EstimateBasis {
             model: model_by_id(&self.registry, model)?.summary.clone(),
             speeds: self.speeds.clone(),
-            jobs_ahead: self.device.jobs(),
+            jobs_ahead: self.device.ahead_of(client),
         })
     }
 
@@ -175,17 +179,17 @@ impl Backend for Local {
         &self,
         job: Job,
         _asked: ExplainRequest,
-        client: Option<IpAddr>,
+        client: Client,
         secret_hash: [u8; 32],
     ) -> Result<Run, ServiceError> {
         let entry = model_by_id(&self.registry, &job.model)?;
         let id = store::new_id();
         let (run, is_new) = self.live.join_or_start(&id, job.key, secret_hash);
         if !is_new {
-            let watch = self.watch(client).await?;
+            let watch = self.watch(&client).await?;
             return Ok(Run::Joined(watch_live(&run, watch)?));
         }
-        let ticket = match self.admission.admit(client) {
+        let ticket = match self.admission.admit(&client) {
             Ok(ticket) => ticket,
             Err(error) => {
                 self.live.remove(&id);
@@ -196,7 +200,7 @@ impl Backend for Local {
         // (finished, failed or cancelled), not until its job leaves the
         // queue: a cancelled run frees its place at once.
         run.hold(ticket);
-        let creator = watch_live(&run, None)?;
+        let creator = watch_live(&run, Vec::new())?;
         let context = JobContext {
             info: RunInfo {
                 id: id.clone(),
@@ -222,21 +226,26 @@ impl Backend for Local {
             });
             match image {
                 Err(error) => finish(&job, &context, Err(error)),
-                Ok(image) => device.run(&context.info.id.clone(), context.run.clone(), move || {
-                    let _in_flight = in_flight;
-                    let outcome = guarded(|| {
-                        if shutdown.has_begun() {
-                            return Err(ServiceError::ShuttingDown);
-                        }
-                        // Cancelled, or left by every viewer, while it waited.
-                        if context.run.is_cancelled() || !context.run.has_viewers() {
-                            return Err(EngineError::Cancelled.into());
-                        }
-                        let model = model.lock().unwrap_or_else(|e| e.into_inner());
-                        run_job(&model, &job, &image, &context.info, &context)
-                    });
-                    finish(&job, &context, outcome);
-                }),
+                Ok(image) => device.run(
+                    &context.info.id.clone(),
+                    context.run.clone(),
+                    &client,
+                    move || {
+                        let _in_flight = in_flight;
+                        let outcome = guarded(|| {
+                            if shutdown.has_begun() {
+                                return Err(ServiceError::ShuttingDown);
+                            }
+                            // Cancelled, or left by every viewer, while it waited.
+                            if context.run.is_cancelled() || !context.run.has_viewers() {
+                                return Err(EngineError::Cancelled.into());
+                            }
+                            let model = model.lock().unwrap_or_else(|e| e.into_inner());
+                            run_job(&model, &job, &image, &context.info, &context)
+                        });
+                        finish(&job, &context, outcome);
+                    },
+                ),
             }
         });
         Ok(Run::Created(creator))
@@ -245,12 +254,12 @@ impl Backend for Local {
     async fn watch_live(
         &self,
         id: &str,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Option<EventStream>, ServiceError> {
         let Some(run) = self.live.get(id) else {
             return Ok(None);
         };
-        let watch = self.watch(client).await?;
+        let watch = self.watch(&client).await?;
         Ok(Some(watch_live(&run, watch)?))
     }
 
@@ -268,7 +277,7 @@ impl Backend for Local {
 
     async fn curves(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
         request: FaithfulnessRequest,
         removal: Removal,
         record: Record,
@@ -285,7 +294,7 @@ impl Backend for Local {
 
     async fn inspect(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
         record: Record,
         at: (u32, u32),
     ) -> Result<WindowInspection, ServiceError> {
@@ -298,43 +307,39 @@ impl Backend for Local {
         .await
     }
 
-    async fn open_class(&self, client: Option<IpAddr>) -> Result<Response<ClassOpened>, Status> {
-        classrooms::open_class(&self.classrooms, client)
+    async fn open_class(&self, client: Client) -> Result<Response<ClassOpened>, Status> {
+        classrooms::open_class(&self.classrooms, &client)
     }
 
     async fn teach(
         &self,
         request: TeachRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<TeachResponse>, Status> {
-        classrooms::teach(&self.classrooms, request, client)
+        classrooms::teach(&self.classrooms, request, &client)
     }
 
     async fn follow_class(
         &self,
         request: FollowClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<ClassroomStream>, Status> {
-        classrooms::follow_class(&self.classrooms, request, client)
+        classrooms::follow_class(&self.classrooms, request, &client)
     }
 
     async fn close_class(
         &self,
         request: CloseClassRequest,
-        client: Option<IpAddr>,
+        client: Client,
     ) -> Result<Response<CloseClassResponse>, Status> {
-        classrooms::close_class(&self.classrooms, request, client)
+        classrooms::close_class(&self.classrooms, request, &client)
     }
 }
 
 impl Local {
-    /// A place among `client`'s live streams (none for an unknown client).
-    async fn watch(&self, client: Option<IpAddr>) -> Result<Option<LocalPlace>, ServiceError> {
-        let Some(ip) = client else {
-            return Ok(None);
-        };
-        let limit = Limit::watches(self.watches_per_client, ip);
-        Ok(Some(limits::take(&self.watches, limit).await?))
+    /// A place among `client`'s and its address's live streams.
+    async fn watch(&self, client: &Client) -> Result<Vec<LocalPlace>, ServiceError> {
+        limits::take_watch(&self.watches, client, &self.limits).await
     }
 
     /// Runs `work` on the device thread after the jobs queued so far, as a
@@ -342,13 +347,13 @@ impl Local {
     /// waits and runs, and shutdown waits for it.
     async fn on_device<T: Send + 'static>(
         &self,
-        client: Option<IpAddr>,
+        client: Client,
         work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let ticket = self.admission.admit(client)?;
+        let ticket = self.admission.admit(&client)?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         let in_flight = self.shutdown.job_started();
-        self.device.run_unlisted(move || {
+        self.device.run_unlisted(&client, move || {
             let (_ticket, _in_flight) = (ticket, in_flight);
             let _ = answer.send(guarded(work));
         });

@@ -8,6 +8,10 @@ use lens_engine::methods::MethodError;
 
 /// What the viewers of a run its creator cancelled are told (CANCELLED).
 pub const CANCELLED_BY_CREATOR: &str = "the explanation was cancelled by its creator";
+/// What the viewers of a waiting run are told when a newer run of the same
+/// browser takes its place (CANCELLED).
+pub const REPLACED_BY_NEWER: &str =
+    "a newer explanation from the same browser took this one's place in the queue";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -30,6 +34,14 @@ pub enum ServiceError {
     Busy { jobs: usize },
     #[error("you already have {limit} explanations running: wait for one to finish")]
     TooManyRuns { limit: usize },
+    #[error(
+        "this network already has {limit} explanations running or queued: wait for one to finish"
+    )]
+    TooManyRunsFromNetwork { limit: usize },
+    #[error(
+        "the browser id in x-lens-browser must be 8 to 64 letters, digits, '-' or '_' (got {id:?})"
+    )]
+    BadBrowserId { id: String },
     #[error("{id:?} is not a share link id (32 hex digits)")]
     BadId { id: String },
     #[error("there is no explanation {id} (it may have been deleted or expired)")]
@@ -62,6 +74,8 @@ pub enum ServiceError {
     TooManyViewers { limit: usize },
     #[error("you already watch {limit} explanations live: close one first")]
     TooManyWatches { limit: usize },
+    #[error("this network already watches {limit} explanations live: close one first")]
+    TooManyWatchesFromNetwork { limit: usize },
     #[error(transparent)]
     Store(#[from] lens_store::StoreError),
     /// A backend's shared services (the cluster's NATS) cannot be reached.
@@ -104,10 +118,11 @@ impl From<ServiceError> for Status {
             | ServiceError::UnknownRemoval { .. }
             | ServiceError::TileTooSmall { .. }
             | ServiceError::UnknownModel { .. }
-            | ServiceError::BadId { .. } => Status::invalid_argument(message),
-            ServiceError::Busy { .. } | ServiceError::TooManyRuns { .. } => {
-                Status::resource_exhausted(message)
-            }
+            | ServiceError::BadId { .. }
+            | ServiceError::BadBrowserId { .. } => Status::invalid_argument(message),
+            ServiceError::Busy { .. }
+            | ServiceError::TooManyRuns { .. }
+            | ServiceError::TooManyRunsFromNetwork { .. } => Status::resource_exhausted(message),
             ServiceError::NotFound { .. }
             | ServiceError::NotRunning { .. }
             | ServiceError::NoClassroom { .. } => Status::not_found(message),
@@ -117,7 +132,8 @@ impl From<ServiceError> for Status {
             | ServiceError::TooManyClassroomsOpened { .. }
             | ServiceError::TooManyMisses { .. }
             | ServiceError::TooManyViewers { .. }
-            | ServiceError::TooManyWatches { .. } => Status::resource_exhausted(message),
+            | ServiceError::TooManyWatches { .. }
+            | ServiceError::TooManyWatchesFromNetwork { .. } => Status::resource_exhausted(message),
             ServiceError::ModelIdTooLong { .. }
             | ServiceError::NoWindows { .. }
             | ServiceError::BadShownClass { .. } => Status::invalid_argument(message),
