@@ -70,10 +70,24 @@ struct Defaults {
 }
 
 /// The first `part` of a digit's ink, column by column from the left: a
-/// drawing after some of its strokes.
-fn partial(png: &[u8], part: f64) -> Vec<u8> {
-    let digit = image::load_from_memory(png).unwrap().to_luma8();
-    let (width, height) = digit.dimensions();
+/// drawing after some of its strokes. `hand` (one per drawing) moves the
+/// digit and adds a stray dot, so no two drawings are the same request
+/// (an identical one would be answered from the store at once).
+fn partial(png: &[u8], part: f64, hand: (i64, i64, u32)) -> Vec<u8> {
+    let original = image::load_from_memory(png).unwrap().to_luma8();
+    let (width, height) = original.dimensions();
+    let (dx, dy, dot) = hand;
+    let digit = image::GrayImage::from_fn(width, height, |x, y| {
+        let (from_x, from_y) = (x as i64 - dx, y as i64 - dy);
+        let inside = (0..width as i64).contains(&from_x) && (0..height as i64).contains(&from_y);
+        if (x * height + y) == dot % (width * height) && x < 3 {
+            image::Luma([128])
+        } else if inside {
+            *original.get_pixel(from_x as u32, from_y as u32)
+        } else {
+            image::Luma([0])
+        }
+    });
     let inked: Vec<u32> = (0..width)
         .filter(|&x| (0..height).any(|y| digit.get_pixel(x, y).0[0] > 40))
         .collect();
@@ -231,12 +245,17 @@ async fn student(
     while Instant::now() < until {
         sleep(Duration::from_millis(rng.random_range(10_000..20_000))).await;
         let digit = &digits[rng.random_range(0..digits.len())];
+        let hand = (
+            rng.random_range(-3..=3),
+            rng.random_range(-3..=3),
+            rng.random::<u32>(),
+        );
         let strokes = rng.random_range(3..=4);
         for k in 1..=strokes {
             stroke += 1;
             latest.store(stroke, std::sync::atomic::Ordering::SeqCst);
             let request = ExplainRequest {
-                image: partial(digit, k as f64 / strokes as f64),
+                image: partial(digit, k as f64 / strokes as f64, hand),
                 method: defaults.method,
                 window: defaults.window,
                 stride: defaults.stride,

@@ -7,6 +7,7 @@
 
 mod browser;
 mod class_maps;
+mod classroom_address;
 mod classrooms;
 mod cli;
 mod cluster_classrooms;

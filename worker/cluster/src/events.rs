@@ -108,7 +108,8 @@ impl RunEvents {
 
     /// Publishes one event of `run`; returns once JetStream stored it.
     pub async fn publish(&self, run: &str, event: Bytes) -> Result<(), ClusterError> {
-        publish_stored(&self.jetstream, self.subject(run), event).await
+        publish_stored(&self.jetstream, self.subject(run), event).await?;
+        Ok(())
     }
 
     /// `run`'s events from the first one kept, then each new one as it is

@@ -42,7 +42,7 @@ use lens_server::registry::ModelSummary;
 use lens_server::request::Job;
 use lens_server::run_job::event;
 use lens_server::speed::Speeds;
-use lens_server::status::{ServiceError, CANCELLED_BY_CREATOR};
+use lens_server::status::{ServiceError, CANCELLED_BY_CREATOR, REPLACED_BY_NEWER};
 use lens_server::stored::EventStream;
 use lens_server::Shutdown;
 
@@ -213,6 +213,42 @@ impl Cluster {
         let all = self.queue.outstanding().await?;
         let own = self.queue.outstanding_in(&lane_of(client)).await?;
         Ok(all.saturating_sub(own) as usize)
+    }
+
+    /// Ends the browser's run still waiting if only its creator watches it
+    /// (a new stroke replaces the last one, as on `serve`), and takes its
+    /// job out of the queue so it no longer counts. The newer run queues
+    /// at the end: the cluster's queue keeps JetStream's order.
+    async fn replace_waiting(&self, lane: &Lane) -> Result<(), ServiceError> {
+        let Some((id, sequence)) = self.runs.waiting_in(&lane.key()).await? else {
+            return Ok(());
+        };
+        let entries = self.events.so_far(&id).await?;
+        let only_queued = entries.iter().all(|e| {
+            RunEntry::decode(e.clone()).is_ok_and(|entry| {
+                !entry.ends_run()
+                    && matches!(
+                        entry.event.and_then(|e| e.event),
+                        Some(Event::Queued(_))
+                    )
+            })
+        });
+        let viewers = Limit::viewers(self.limits.viewers_per_run, &id);
+        if entries.is_empty() || !only_queued || self.quotas.taken(viewers.key()).await? > 1 {
+            return Ok(());
+        }
+        let replaced = RunEntry {
+            cancelled: true,
+            failure: Some(Failure {
+                code: tonic::Code::Cancelled as i32,
+                message: REPLACED_BY_NEWER.into(),
+            }),
+            ..Default::default()
+        };
+        self.events.publish(&id, replaced.encoded()).await?;
+        // A worker that took it meanwhile sees it cancelled and stops.
+        self.queue.remove(sequence).await?;
+        Ok(())
     }
 
     /// Whether run `id` has begun and not yet ended (its events say).
@@ -440,6 +476,9 @@ impl Backend for Cluster {
             }
             self.runs.reclaim(&key, &id).await?;
         }
+        if client.browser.is_some() {
+            self.replace_waiting(&lane_of(&client)).await?;
+        }
         let (lane, waiting) = self.admit(&client).await?;
         let places = self.places(&client, &id, true).await?;
         // The run's first entry, before the job exists: a worker that takes
@@ -464,7 +503,10 @@ impl Backend for Cluster {
             }),
             curves: None,
         };
-        self.queue.submit(&lane, job.encode_to_vec().into()).await?;
+        let sequence = self.queue.submit(&lane, job.encode_to_vec().into()).await?;
+        if client.browser.is_some() {
+            self.runs.set_waiting(&lane.key(), &id, sequence).await?;
+        }
         let watching = self.viewers.watching(&id);
         Ok(Run::Created(self.relay(&id, (places, watching)).await?))
     }

@@ -63,6 +63,11 @@ fn token(text: &str) -> String {
 }
 
 impl Lane {
+    /// A key for the lane in a key-value bucket.
+    pub fn key(&self) -> String {
+        format!("{}.{}", token(&self.address), token(&self.browser))
+    }
+
     fn subject(&self) -> String {
         format!(
             "lens.jobs.{}.{}",
@@ -130,10 +135,18 @@ impl JobQueue {
         })
     }
 
-    /// Adds a job in `lane`; returns once JetStream has stored it.
-    pub async fn submit(&self, lane: &Lane, payload: Bytes) -> Result<(), ClusterError> {
+    /// Adds a job in `lane`; returns once JetStream has stored it, with
+    /// its sequence number (for `remove`).
+    pub async fn submit(&self, lane: &Lane, payload: Bytes) -> Result<u64, ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
         publish_stored(&self.jetstream, lane.subject(), payload).await
+    }
+
+    /// Takes job `sequence` out of the queue (a run replaced while it
+    /// waited), so it no longer counts; `false` when it is gone already.
+    pub async fn remove(&self, sequence: u64) -> Result<bool, ClusterError> {
+        super::check_connected(&self.jetstream, &self.url)?;
+        Ok(self.stream.delete_message(sequence).await.is_ok())
     }
 
     /// The lane's own jobs waiting or taken but not done.

@@ -84,19 +84,20 @@ async fn open_stream(
     Ok((jetstream, stream))
 }
 
-/// Publishes `payload` on `subject`; returns once JetStream stored it.
+/// Publishes `payload` on `subject`; returns once JetStream stored it,
+/// with its sequence number in the stream.
 async fn publish_stored(
     jetstream: &async_nats::jetstream::Context,
     subject: String,
     payload: bytes::Bytes,
-) -> Result<(), ClusterError> {
-    jetstream
+) -> Result<u64, ClusterError> {
+    let stored = jetstream
         .publish(subject, payload)
         .await
         .map_err(ClusterError::nats)?
         .await
         .map_err(ClusterError::nats)?;
-    Ok(())
+    Ok(stored.sequence)
 }
 
 /// `ClusterError::Unavailable` at once while the connection is down.

@@ -54,6 +54,31 @@ impl RunBoard {
     }
 
     /// Claims `key` for run `id` in place of a run that ended.
+    /// Notes run `id` (job `sequence` in the queue) as the latest waiting
+    /// run of browser lane `lane`.
+    pub async fn set_waiting(&self, lane: &str, id: &str, sequence: u64) -> Result<(), ClusterError> {
+        self.keys
+            .put(format!("w.{lane}"), format!("{id} {sequence}").into())
+            .await
+            .map_err(ClusterError::nats)?;
+        Ok(())
+    }
+
+    /// The run last noted as lane `lane`'s waiting one, and its job's
+    /// sequence number.
+    pub async fn waiting_in(&self, lane: &str) -> Result<Option<(String, u64)>, ClusterError> {
+        let noted = self
+            .keys
+            .get(format!("w.{lane}"))
+            .await
+            .map_err(ClusterError::nats)?;
+        Ok(noted.and_then(|value| {
+            let text = String::from_utf8_lossy(&value).into_owned();
+            let (id, sequence) = text.split_once(' ')?;
+            Some((id.to_string(), sequence.parse().ok()?))
+        }))
+    }
+
     pub async fn reclaim(&self, key: &str, id: &str) -> Result<(), ClusterError> {
         self.keys
             .put(format!("k.{key}"), id.to_string().into())

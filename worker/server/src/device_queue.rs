@@ -4,7 +4,7 @@
 //! order, each in the order its jobs arrived, so one browser's five runs
 //! do not stand before thirty classmates' first. A browser's new run takes
 //! the place of its own run still waiting (a new stroke replaces the last
-//! one) unless somebody else watches that one. A waiting run is told how
+//! one, `take_place`) unless somebody else watches that one. A waiting run is told how
 //! many other clients' jobs are ahead of it (`Queued`) when it joins and
 //! whenever that changes.
 //!
@@ -54,6 +54,13 @@ struct Waiter {
     /// A run whose place is announced (`None`: a job nobody sees queue).
     listed: Option<Listed>,
     job: DeviceJob,
+}
+
+/// A place in the queue, handed from a browser's replaced run to its newer
+/// one.
+pub struct Place {
+    round: u64,
+    arrival: u64,
 }
 
 struct Listed {
@@ -200,18 +207,37 @@ impl DeviceQueue {
         self.shared.arrived.notify_one();
     }
 
-    /// Queues `job` for `run` (shown under `id`) of `client`. A browser's
-    /// run replaces that browser's run still waiting, if only its creator
-    /// watches it: the new run takes its place, the old one ends at once
-    /// (its job must do nothing for a run that has ended).
+    /// Ends `client`'s waiting run that a newer run of the same browser may
+    /// replace (one only its creator watches) and hands over its place in
+    /// the queue; `None` when it has none. The ended run's job runs here and
+    /// now: its run has ended, so it stops before the model and only leaves
+    /// the live table.
+    pub fn take_place(&self, client: &Client) -> Option<Place> {
+        client.browser.as_ref()?;
+        let mut waiting = self.shared.lock();
+        let old = waiting.take_replaceable(&client.name())?;
+        if let Some(listed) = &old.listed {
+            listed.run.replace();
+        }
+        // Places are announced again when the newer run takes this one.
+        drop(waiting);
+        (old.job)();
+        Some(Place {
+            round: old.round,
+            arrival: old.arrival,
+        })
+    }
+
+    /// Queues `job` for `run` (shown under `id`) of `client`, in `place`
+    /// (taken from the browser's replaced run) or at the end of its turn.
     pub fn run(
         &self,
         id: &str,
         run: Arc<LiveRun>,
         client: &Client,
+        place: Option<Place>,
         job: impl FnOnce() + Send + 'static,
     ) {
-        let name = client.name();
         let listed = Listed {
             id: id.to_string(),
             run,
@@ -219,32 +245,18 @@ impl DeviceQueue {
             replaceable: client.browser.is_some(),
         };
         let mut waiting = self.shared.lock();
-        let replaced = if listed.replaceable {
-            waiting.take_replaceable(&name)
-        } else {
-            None
-        };
-        let Some(old) = replaced else {
-            waiting.add(name, Some(listed), Box::new(job));
-            waiting.announce();
-            self.shared.arrived.notify_one();
-            return;
-        };
-        if let Some(old_run) = &old.listed {
-            old_run.run.replace();
+        match place {
+            Some(Place { round, arrival }) => waiting.jobs.push(Waiter {
+                round,
+                arrival,
+                client: client.name(),
+                listed: Some(listed),
+                job: Box::new(job),
+            }),
+            None => waiting.add(client.name(), Some(listed), Box::new(job)),
         }
-        waiting.jobs.push(Waiter {
-            listed: Some(listed),
-            job: Box::new(job),
-            round: old.round,
-            arrival: old.arrival,
-            client: old.client,
-        });
         waiting.announce();
-        drop(waiting);
-        // The replaced job runs here and now: its run has ended, so it
-        // stops before the model and only leaves the live table.
-        (old.job)();
+        self.shared.arrived.notify_one();
     }
 
     /// Runs `job` of `client` on the device thread in its turn, without a
@@ -369,18 +381,14 @@ mod tests {
             .iter()
             .map(|r| r.subscribe(Vec::new()).unwrap())
             .collect();
-        queue.run(
-            "a1",
-            runs[0].clone(),
-            &browser("a"),
-            run_job(&ran, &runs[0], "a1"),
-        );
-        queue.run(
-            "b1",
-            runs[1].clone(),
-            &browser("b"),
-            run_job(&ran, &runs[1], "b1"),
-        );
+        // As `serve` queues a run: a browser's waiting run gives its place.
+        let queue_run = |id: &str, n: usize, who: &str| {
+            let place = queue.take_place(&browser(who));
+            let job = run_job(&ran, &runs[n], id);
+            queue.run(id, runs[n].clone(), &browser(who), place, job);
+        };
+        queue_run("a1", 0, "a");
+        queue_run("b1", 1, "b");
         assert_eq!(
             queue.ahead_of(&browser("a")),
             1,
@@ -389,21 +397,11 @@ mod tests {
         assert_eq!(queue.ahead_of(&browser("b")), 2);
         assert_eq!(queue.ahead_of(&browser("new")), 3);
         // A's new run replaces a1, in a1's place before b1.
-        queue.run(
-            "a2",
-            runs[2].clone(),
-            &browser("a"),
-            run_job(&ran, &runs[2], "a2"),
-        );
+        queue_run("a2", 2, "a");
         // Watched by somebody else as well, a2 is not replaced: a3 waits
         // behind it, after b1.
         let _joined = runs[2].subscribe(Vec::new()).unwrap();
-        queue.run(
-            "a3",
-            runs[3].clone(),
-            &browser("a"),
-            run_job(&ran, &runs[3], "a3"),
-        );
+        queue_run("a3", 3, "a");
         drop(hold);
         assert_eq!(wait_for(&ran, 3), ["a2", "b1", "a3"]);
         for run in &runs {

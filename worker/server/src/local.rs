@@ -189,6 +189,9 @@ impl Backend for Local {
             let watch = self.watch(&client).await?;
             return Ok(Run::Joined(watch_live(&run, watch)?));
         }
+        // A browser's new run takes the place of its own run still waiting
+        // (a new stroke): that one ends and gives back its admission first.
+        let place = self.device.take_place(&client);
         let ticket = match self.admission.admit(&client) {
             Ok(ticket) => ticket,
             Err(error) => {
@@ -230,6 +233,7 @@ impl Backend for Local {
                     &context.info.id.clone(),
                     context.run.clone(),
                     &client,
+                    place,
                     move || {
                         let _in_flight = in_flight;
                         let outcome = guarded(|| {
