@@ -19,8 +19,9 @@
 //!
 //! Build the worker first (`cargo build --release -p lens-worker --bin
 //! evidence-lens`), then:
-//! cargo run --release -p lens-tests --example class_load -- [SECONDS]
-//! (default 300).
+//! cargo run --release -p lens-tests --example class_load -- [SECONDS [BUDGET]]
+//! (default 300 s; BUDGET, the share of windows the students' runs compute,
+//! as the page's "Windows computed": 1 by default, every window).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -67,6 +68,8 @@ struct Defaults {
     window: u32,
     stride: u32,
     samples: u32,
+    /// The share of windows computed (`None`: every window).
+    budget: Option<f64>,
 }
 
 /// The first `part` of a digit's ink, column by column from the left: a
@@ -196,6 +199,7 @@ async fn student(
     until: Instant,
     shared: Shared,
 ) {
+    let budget = defaults.budget;
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let mut client = browser_client(address, &format!("student-browser-{n:02}")).await;
     sleep(Duration::from_millis(rng.random_range(0..5000))).await;
@@ -260,6 +264,7 @@ async fn student(
                 window: defaults.window,
                 stride: defaults.stride,
                 samples: Some(defaults.samples),
+                budget,
                 ..Default::default()
             };
             let run = (stroke, latest.clone(), k == strokes);
@@ -285,6 +290,10 @@ async fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
         .map_or(300, |s| s.parse().expect("SECONDS"));
+    let budget: Option<f64> = std::env::args()
+        .nth(2)
+        .map(|b| b.parse().expect("BUDGET, between 0 and 1"))
+        .filter(|b| *b < 1.0);
     let worker = ChildWorker::start(&temp_folder("class-load"));
     let address = worker.address;
     let pid = worker.child.process.id();
@@ -303,6 +312,7 @@ async fn main() {
         window: digits_info.default_window,
         stride: digits_info.default_stride,
         samples: digits_info.default_samples,
+        budget,
     };
     let presets = teacher
         .list_presets(ListPresetsRequest::default())
@@ -317,12 +327,13 @@ async fn main() {
         .unwrap()
         .into_inner();
     println!(
-        "class {} on {address}: {STUDENTS} browsers at 127.0.0.1 for {seconds} s; digits: method {:?}, window {}, stride {}, S = {}",
+        "class {} on {address}: {STUDENTS} browsers at 127.0.0.1 for {seconds} s; digits: method {:?}, window {}, stride {}, S = {}, windows computed {}",
         opened.code,
         Method::try_from(defaults.method).unwrap_or(Method::Unspecified),
         defaults.window,
         defaults.stride,
-        defaults.samples
+        defaults.samples,
+        budget.map_or("all".to_string(), |b| format!("{b}"))
     );
     let shared: Shared = Arc::default();
     let until = Instant::now() + Duration::from_secs(seconds);

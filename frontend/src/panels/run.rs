@@ -237,6 +237,12 @@ fn StatusLine() -> impl IntoView {
 fn status_text(r: &RunView) -> String {
     match r.phase {
         Phase::Idle => "Pick an image to start.".to_string(),
+        // Only other browsers' runs count: none ahead means this browser's
+        // own run is on the worker.
+        Phase::Running if r.queued_ahead == Some(0) => format!(
+            "Waiting for this browser's previous explanation to finish, {:.1} s",
+            r.elapsed_ms / 1000.0
+        ),
         Phase::Running if r.queued_ahead.is_some() => format!(
             "Waiting for the worker: {} ahead of this one, {:.1} s",
             match r.queued_ahead.unwrap_or(0) {

@@ -1173,3 +1173,65 @@ async fn over_https_the_page_is_a_secure_context_and_explains_a_digit() {
     assert_eq!(wait_until_not_running(&client).await, "done");
     assert_eq!(status(&client, "data-tiles").await, "16");
 }
+
+/// Issue 29: a page is a client of its own behind a busy school address. A
+/// program at the same address (127.0.0.1, no browser id) holds its two
+/// runs; the page's run still queues, because the page sends its browser
+/// id, kept in local storage, with every call, and it waits for the running
+/// one only: clients are served in turn, so the program's second run waits
+/// behind the page's first. Once the program's runs end, the page's run
+/// finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_is_a_client_of_its_own_behind_a_busy_address() {
+    use lens_proto::v1::{explain_event::Event, CancelRequest};
+    let address = start_worker().await;
+    let mut program = lens_tests::native_client(address).await;
+    let image = lens_tests::preset(&mut program, 1).await.png;
+    let mut held = Vec::new();
+    for seed in [1, 2] {
+        let request = lens_proto::v1::ExplainRequest {
+            seed,
+            ..lens_tests::minutes_of_work(image.clone())
+        };
+        let mut stream = program.explain(request).await.unwrap().into_inner();
+        let (id, secret) = match stream.message().await.unwrap().unwrap().event.unwrap() {
+            Event::Queued(q) => (q.id, q.owner_secret),
+            Event::Started(s) => (s.id, s.owner_secret),
+            other => panic!("{other:?}"),
+        };
+        held.push((stream, id, secret));
+    }
+    let driver = start_chromedriver();
+    let profile = temp_folder("chromium-busy-address");
+    let client = open_browser(&driver, &profile).await;
+    client.goto(&format!("http://{address}/")).await.unwrap();
+    wait_for(&client, "preset-3").await.click().await.unwrap();
+    run_anyway_if_asked(&client).await;
+    let waiting = wait_for_text(&client, "status", |t| {
+        t.contains("1 explanation ahead") || t.contains("Something went wrong")
+    })
+    .await;
+    assert!(waiting.starts_with("Waiting for the worker"), "{waiting}");
+    assert_ne!(status(&client, "data-state").await, "error");
+    for (width, height) in [(1920, 1080), (1280, 720), (390, 844)] {
+        set_viewport(&client, width, height).await;
+        save_screenshot(&client, &format!("busy-address-queued-{width}")).await;
+    }
+    let id = client
+        .execute("return localStorage.getItem('evidence-lens-browser');", vec![])
+        .await
+        .unwrap();
+    let id = id.as_str().unwrap_or_default().to_string();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
+    for (_stream, id, owner_secret) in held.drain(..) {
+        program
+            .cancel(CancelRequest { id, owner_secret })
+            .await
+            .unwrap();
+    }
+    assert_eq!(wait_until_not_running(&client).await, "done");
+    client.close().await.unwrap();
+}
