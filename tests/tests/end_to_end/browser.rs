@@ -1218,7 +1218,10 @@ async fn a_page_is_a_client_of_its_own_behind_a_busy_address() {
         save_screenshot(&client, &format!("busy-address-queued-{width}")).await;
     }
     let id = client
-        .execute("return localStorage.getItem('evidence-lens-browser');", vec![])
+        .execute(
+            "return localStorage.getItem('evidence-lens-browser');",
+            vec![],
+        )
         .await
         .unwrap();
     let id = id.as_str().unwrap_or_default().to_string();

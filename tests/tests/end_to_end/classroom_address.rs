@@ -25,8 +25,7 @@ use lens_proto::v1::{
 };
 use lens_tests::cluster::Services;
 use lens_tests::{
-    browser_client, minutes_of_work, preset, temp_folder, BrowserClient, ChildProcess,
-    ChildWorker,
+    browser_client, minutes_of_work, preset, temp_folder, BrowserClient, ChildProcess, ChildWorker,
 };
 use lens_worker::server::MISSES_PER_PERIOD;
 use tonic::Code;
@@ -71,7 +70,11 @@ impl Front {
 
 async fn next_event(stream: &mut Events) -> Result<Event, tonic::Status> {
     let next = tokio::time::timeout(Duration::from_secs(120), stream.message()).await;
-    Ok(next.expect("an event within two minutes")?.unwrap().event.unwrap())
+    Ok(next
+        .expect("an event within two minutes")?
+        .unwrap()
+        .event
+        .unwrap())
 }
 
 /// A run that keeps the device busy for minutes: its stream, id and secret.
@@ -159,7 +162,9 @@ async fn a_browser_over_its_own_limit_is_told_to_wait(front: Front) {
     let refused = eager.explain(third).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
-        refused.message().contains("you already have 2 explanations"),
+        refused
+            .message()
+            .contains("you already have 2 explanations"),
         "{refused:?}"
     );
     // The classmate at the same address is another client.
@@ -182,7 +187,11 @@ async fn typos_lock_nobody_out_but_a_guesser_is_refused(front: Front) {
     };
     let mut returning = front.browser("returning", 1).await;
     let _first_visit = returning.follow_class(follow(&opened.code)).await.unwrap();
-    let wrong_code = if opened.code == "ZZZZZZ" { "YYYYYY" } else { "ZZZZZZ" };
+    let wrong_code = if opened.code == "ZZZZZZ" {
+        "YYYYYY"
+    } else {
+        "ZZZZZZ"
+    };
     let mut typist = front.browser("typist", 0).await;
     for n in 0..15 {
         let mut typist = front.browser(&format!("typist-{n}"), n).await;
@@ -198,7 +207,10 @@ async fn typos_lock_nobody_out_but_a_guesser_is_refused(front: Front) {
         let _ = n;
     }
     let mut newcomer = front.browser("newcomer", 1).await;
-    let refused = newcomer.follow_class(follow(&opened.code)).await.unwrap_err();
+    let refused = newcomer
+        .follow_class(follow(&opened.code))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
         refused.message().contains("too many wrong class codes"),
@@ -208,7 +220,9 @@ async fn typos_lock_nobody_out_but_a_guesser_is_refused(front: Front) {
     // through either address.
     for n in 0..2 {
         let mut again = front.browser("returning", n).await;
-        let rejoined = again.follow_class(follow(&opened.code.to_lowercase())).await;
+        let rejoined = again
+            .follow_class(follow(&opened.code.to_lowercase()))
+            .await;
         assert!(rejoined.is_ok(), "{:?}", rejoined.err());
     }
     // The teacher, behind the locked-out address, still teaches and closes.
@@ -221,7 +235,12 @@ async fn typos_lock_nobody_out_but_a_guesser_is_refused(front: Front) {
         teacher_secret: opened.teacher_secret.clone(),
         view: Some(view),
     };
-    front.browser("teacher", 1).await.teach(teach).await.unwrap();
+    front
+        .browser("teacher", 1)
+        .await
+        .teach(teach)
+        .await
+        .unwrap();
     let close = CloseClassRequest {
         code: opened.code.clone(),
         teacher_secret: opened.teacher_secret.clone(),

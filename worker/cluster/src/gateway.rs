@@ -227,10 +227,7 @@ impl Cluster {
         let only_queued = entries.iter().all(|e| {
             RunEntry::decode(e.clone()).is_ok_and(|entry| {
                 !entry.ends_run()
-                    && matches!(
-                        entry.event.and_then(|e| e.event),
-                        Some(Event::Queued(_))
-                    )
+                    && matches!(entry.event.and_then(|e| e.event), Some(Event::Queued(_)))
             })
         });
         let viewers = Limit::viewers(self.limits.viewers_per_run, &id);

@@ -56,7 +56,12 @@ impl RunBoard {
     /// Claims `key` for run `id` in place of a run that ended.
     /// Notes run `id` (job `sequence` in the queue) as the latest waiting
     /// run of browser lane `lane`.
-    pub async fn set_waiting(&self, lane: &str, id: &str, sequence: u64) -> Result<(), ClusterError> {
+    pub async fn set_waiting(
+        &self,
+        lane: &str,
+        id: &str,
+        sequence: u64,
+    ) -> Result<(), ClusterError> {
         self.keys
             .put(format!("w.{lane}"), format!("{id} {sequence}").into())
             .await
