@@ -203,7 +203,7 @@ async fn student(
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let mut client = browser_client(address, &format!("student-browser-{n:02}")).await;
     sleep(Duration::from_millis(rng.random_range(0..5000))).await;
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         tally(&shared).typos += 1;
         let typo = FollowClassRequest {
             code: "ZZZZZZ".into(),
