@@ -77,13 +77,29 @@ async fn next_event(stream: &mut Events) -> Result<Event, tonic::Status> {
         .unwrap())
 }
 
-/// A run that keeps the device busy for minutes: its stream, id and secret.
-async fn long_run(client: &mut BrowserClient, seed: u64) -> (Events, String, String) {
+/// A run that keeps the device busy for minutes: its stream, id and secret,
+/// once it has started (a gateway says Queued first).
+async fn running_run(client: &mut BrowserClient, seed: u64) -> (Events, String, String) {
+    let request = long_request(client, seed).await;
+    let mut stream = client.explain(request).await.unwrap().into_inner();
+    loop {
+        if let Event::Started(s) = next_event(&mut stream).await.unwrap() {
+            return (stream, s.id, s.owner_secret);
+        }
+    }
+}
+
+async fn long_request(client: &mut BrowserClient, seed: u64) -> ExplainRequest {
     let image = preset(client, 1).await.png;
-    let request = ExplainRequest {
+    ExplainRequest {
         seed,
         ..minutes_of_work(image)
-    };
+    }
+}
+
+/// A run that keeps the device busy for minutes: its stream, id and secret.
+async fn long_run(client: &mut BrowserClient, seed: u64) -> (Events, String, String) {
+    let request = long_request(client, seed).await;
     let mut stream = client.explain(request).await.unwrap().into_inner();
     loop {
         match next_event(&mut stream).await.unwrap() {
@@ -146,7 +162,8 @@ async fn eight_browsers_all_get_their_maps(front: Front) {
 
 async fn a_browser_over_its_own_limit_is_told_to_wait(front: Front) {
     let mut eager = front.browser("eager", 0).await;
-    let (_first, first_id, first_secret) = long_run(&mut eager, 1).await;
+    // Running, so not a waiting run the second could replace.
+    let (_first, first_id, first_secret) = running_run(&mut eager, 1).await;
     let (_second, second_id, second_secret) = long_run(&mut eager, 2).await;
     // A classmate watches the second run: it is nobody's to replace.
     let mut watcher = front.browser("watcher", 1).await;

@@ -205,14 +205,14 @@ impl Cluster {
             let limit = self.limits.per_address;
             return Err(ServiceError::TooManyRunsFromNetwork { limit });
         }
-        Ok((lane, waiting - own))
+        Ok((lane, waiting - own_counted_apart(client, own)))
     }
 
     /// The jobs waiting or running that are not `client`'s own.
     async fn others_outstanding(&self, client: &Client) -> Result<usize, ServiceError> {
-        let all = self.queue.outstanding().await?;
-        let own = self.queue.outstanding_in(&lane_of(client)).await?;
-        Ok(all.saturating_sub(own) as usize)
+        let all = self.queue.outstanding().await? as usize;
+        let own = self.queue.outstanding_in(&lane_of(client)).await? as usize;
+        Ok(all.saturating_sub(own_counted_apart(client, own)))
     }
 
     /// Ends the browser's run still waiting if only its creator watches it
@@ -293,6 +293,16 @@ impl Cluster {
             self.shutdown.clone(),
             (hold, viewer),
         )))
+    }
+}
+
+/// The client's own jobs that places and estimates leave out: a browser's;
+/// none for a client without a browser id (it may be several programs).
+fn own_counted_apart(client: &Client, own: usize) -> usize {
+    if client.browser.is_some() {
+        own
+    } else {
+        0
     }
 }
 

@@ -115,7 +115,8 @@ impl Waiting {
             (0..self.jobs.len()).min_by_key(|&i| (self.jobs[i].round, self.jobs[i].arrival))?;
         let waiter = self.jobs.remove(next);
         self.round = self.round.max(waiter.round);
-        self.running = Some(waiter.client.clone());
+        // A quiet job (start-up measurements) is nobody's and never ahead.
+        self.running = Some(waiter.client.clone()).filter(|c| !c.is_empty());
         let round = self.round;
         self.last_round.retain(|_, last| *last >= round);
         Some(waiter)
