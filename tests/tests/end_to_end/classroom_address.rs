@@ -11,6 +11,9 @@
 //! - `*_a_browsers_new_run_replaces_its_own_waiting_one`: three strokes
 //!   while the device is busy: each waiting run ends (CANCELLED, saying
 //!   why) and no longer counts against the browser's limit of two.
+//! - `*_browsers_are_served_in_turn`: a browser's second run (its first is
+//!   watched by a classmate, so not replaced) starts after a classmate's
+//!   first that came later.
 //! - `*_typos_lock_nobody_out_but_a_guesser_is_refused`: fifteen wrong
 //!   codes, then the right code joins; after the address's limit of wrong
 //!   codes a new browser's right code is refused, but a browser that joined
@@ -337,4 +340,62 @@ async fn a_browsers_new_run_replaces_its_own_waiting_one(front: Front) {
     }
     cancel(&mut holder, id, secret).await;
     assert!(finishes(strokes.pop().unwrap()).await);
+}
+
+/// When the run of `stream` starts (it must finish).
+async fn started_at(mut stream: Events) -> tokio::time::Instant {
+    let mut started = None;
+    loop {
+        match next_event(&mut stream).await {
+            Ok(Event::Started(_)) => started = Some(tokio::time::Instant::now()),
+            Ok(Event::Finished(_)) => return started.expect("Started before Finished"),
+            Ok(_) => continue,
+            Err(status) => panic!("the run failed: {status:?}"),
+        }
+    }
+}
+
+async fn browsers_are_served_in_turn(front: Front) {
+    let mut holder = front.browser("holder", 0).await;
+    let (_holding, id, secret) = running_run(&mut holder, 1).await;
+    let mut eager = front.browser("eager", 1).await;
+    let first = quick_request(&mut eager, 2).await;
+    let mut first = eager.explain(first).await.unwrap().into_inner();
+    let Ok(Event::Queued(queued)) = next_event(&mut first).await else {
+        panic!("the first run waits");
+    };
+    // Watched by a classmate, the first run is not the eager browser's to
+    // replace: its second run waits behind it.
+    let mut watcher = front.browser("watcher", 0).await;
+    let watch = WatchRequest { id: queued.id };
+    let _watching = watcher.watch(watch).await.unwrap().into_inner();
+    let second = quick_request(&mut eager, 3).await;
+    let second = eager.explain(second).await.unwrap().into_inner();
+    let mut classmate = front.browser("classmate", 1).await;
+    let later = quick_request(&mut classmate, 4).await;
+    let later = classmate.explain(later).await.unwrap().into_inner();
+    let starts: Vec<_> = [first, second, later]
+        .into_iter()
+        .map(|stream| tokio::spawn(started_at(stream)))
+        .collect();
+    cancel(&mut holder, id, secret).await;
+    let mut at = Vec::new();
+    for start in starts {
+        at.push(start.await.unwrap());
+    }
+    assert!(at[0] < at[2], "the eager browser's first run starts first");
+    assert!(
+        at[2] < at[1],
+        "the classmate's first run starts before the eager browser's second"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_browsers_are_served_in_turn() {
+    browsers_are_served_in_turn(Front::serve()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateways_browsers_are_served_in_turn() {
+    browsers_are_served_in_turn(Front::gateways()).await;
 }

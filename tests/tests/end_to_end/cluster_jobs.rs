@@ -8,7 +8,8 @@
 //! - `a_job_kept_alive_is_not_handed_on`: confirmed every half `ack_wait`,
 //!   a job longer than `ack_wait` stays with its worker.
 //! - `each_clients_jobs_are_counted_until_done`: the per-browser and
-//!   per-address counts that every gateway reads.
+//!   per-address counts that every gateway reads, and a browser's further
+//!   jobs held until it has none where workers take them.
 //! - `an_unreachable_nats_is_reported_with_its_address`
 
 use std::time::{Duration, Instant};
@@ -65,6 +66,32 @@ async fn each_clients_jobs_are_counted_until_done() {
     assert_eq!(gateway.outstanding_in(&school).await.unwrap(), 2);
     assert_eq!(gateway.outstanding_at_address(&school).await.unwrap(), 3);
     assert_eq!(gateway.outstanding().await.unwrap(), 3);
+    // A browser has one job where workers take them; its others are held
+    // until it has none there, then queue behind the other browsers' jobs.
+    let b = worker.next(ACK_WAIT).await.unwrap().unwrap();
+    assert_eq!(b.payload, Bytes::from_static(b"b"));
+    assert!(
+        worker
+            .next(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "held, not taken"
+    );
+    let promoted = gateway.promote_held().await.unwrap();
+    assert_eq!(
+        promoted.len(),
+        1,
+        "one held job of the browser with none ready"
+    );
+    assert_eq!(
+        gateway.promote_held().await.unwrap().len(),
+        0,
+        "one at a time"
+    );
+    let a = worker.next(ACK_WAIT).await.unwrap().unwrap();
+    assert_eq!(a.payload, Bytes::from_static(b"a"));
+    assert_eq!(gateway.outstanding().await.unwrap(), 3, "moved, not copied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

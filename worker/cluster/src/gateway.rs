@@ -88,6 +88,7 @@ pub async fn start(
     let name = store::new_id();
     let quotas = Quotas::open(nats_url, name.clone()).await?;
     count_jobs(JobQueue::submitter(nats_url).await?);
+    promote_held_jobs(JobQueue::submitter(nats_url).await?, runs.clone());
     let cluster = Cluster {
         viewers: RunViewers::start(runs.clone(), name.clone()),
         runs,
@@ -315,6 +316,31 @@ fn lane_of(client: &Client) -> Lane {
         address,
         browser: client.browser.clone().unwrap_or_else(|| "-".into()),
     }
+}
+
+/// Moves browsers' held jobs to the workers' queue in turn, every 200 ms
+/// (`JobQueue::promote_held`), keeping the note of each browser's waiting
+/// run on the job's new place so a newer run can still replace it.
+fn promote_held_jobs(queue: JobQueue, runs: RunBoard) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            every.tick().await;
+            let Ok(promoted) = queue.promote_held().await else {
+                continue;
+            };
+            for moved in promoted {
+                let Ok(job) = ClusterJob::decode(moved.payload) else {
+                    continue;
+                };
+                let key = moved.lane.key();
+                let noted = runs.waiting_in(&key).await.ok().flatten();
+                if noted.is_some_and(|(id, _)| id == job.id) {
+                    let _ = runs.set_waiting(&key, &job.id, moved.sequence).await;
+                }
+            }
+        }
+    });
 }
 
 /// Keeps the metric of jobs in the cluster's queue (waiting or on a

@@ -2,6 +2,14 @@
 //! work-queue retention, read through one durable pull consumer that every
 //! worker binds to, so each job goes to one worker at a time.
 //!
+//! Clients are served in turn: a browser has at most one job where the
+//! workers take them (`lens.jobs.ready.<address>.<browser>`); its further
+//! jobs wait under `lens.jobs.held.<address>.<browser>` and a gateway moves
+//! the oldest to the end of the ready ones once the browser has none there
+//! (`promote_held`), behind every classmate's first. Both stages are in the
+//! one stream, so its counts per browser and per address see every job.
+//! A client without a browser id (a program) goes straight to ready.
+//!
 //! A worker acknowledges a job only when it is done (its explanation
 //! stored); one that dies holding a job stops confirming it, and JetStream
 //! hands the job to another worker `ack_wait` later. While a job runs its
@@ -18,10 +26,14 @@ use futures::StreamExt;
 use super::{open_stream, publish_stored, ClusterError};
 
 const STREAM: &str = "LENS_JOBS";
-/// Each job on `lens.jobs.<address>.<browser>`: the stream then counts
-/// every browser's and every address's jobs waiting or running, for limits
-/// shared by all gateways.
+/// Each job on `lens.jobs.<stage>.<address>.<browser>`: the stream then
+/// counts every browser's and every address's jobs waiting or running, for
+/// limits shared by all gateways.
 const SUBJECTS: &str = "lens.jobs.>";
+/// The stage the workers take jobs from, and the one a browser's further
+/// jobs wait in.
+const READY: &str = "ready";
+const HELD: &str = "held";
 const CONSUMER: &str = "workers";
 /// A job no worker finished after this many deliveries is dropped (a job
 /// that kills every worker it reaches must not go round for ever).
@@ -68,18 +80,45 @@ impl Lane {
         format!("{}.{}", token(&self.address), token(&self.browser))
     }
 
-    fn subject(&self) -> String {
+    fn subject(&self, stage: &str) -> String {
         format!(
-            "lens.jobs.{}.{}",
+            "lens.jobs.{stage}.{}.{}",
             token(&self.address),
             token(&self.browser)
         )
     }
 
+    /// Every job of the lane, ready or held.
+    fn own_subjects(&self) -> String {
+        self.subject("*")
+    }
+
     /// Every job of the lane's address, whichever browser's.
     fn address_subjects(&self) -> String {
-        format!("lens.jobs.{}.*", token(&self.address))
+        format!("lens.jobs.*.{}.*", token(&self.address))
     }
+
+    fn is_browser(&self) -> bool {
+        token(&self.browser) != "-"
+    }
+
+    /// The lane of subject `lens.jobs.<stage>.<address>.<browser>`.
+    fn of_subject(subject: &str) -> Option<Lane> {
+        let mut tokens = subject.strip_prefix("lens.jobs.")?.split('.').skip(1);
+        let (address, browser) = (tokens.next()?, tokens.next()?);
+        Some(Lane {
+            address: address.into(),
+            browser: browser.into(),
+        })
+    }
+}
+
+/// A browser's held job moved to the ready ones: its lane, the job and its
+/// new sequence number.
+pub struct Promoted {
+    pub lane: Lane,
+    pub payload: Bytes,
+    pub sequence: u64,
 }
 
 /// A job taken from the queue; back in the queue after `ack_wait` unless
@@ -103,6 +142,8 @@ impl JobQueue {
                 CONSUMER,
                 pull::Config {
                     durable_name: Some(CONSUMER.into()),
+                    // Held jobs wait where no worker takes them.
+                    filter_subject: format!("lens.jobs.{READY}.>"),
                     ack_policy: AckPolicy::Explicit,
                     ack_wait,
                     max_deliver: MAX_DELIVERIES,
@@ -135,11 +176,56 @@ impl JobQueue {
         })
     }
 
-    /// Adds a job in `lane`; returns once JetStream has stored it, with
-    /// its sequence number (for `remove`).
+    /// Adds a job in `lane` (held if the lane is a browser's with a job
+    /// ready already); returns once JetStream has stored it, with its
+    /// sequence number (for `remove`).
     pub async fn submit(&self, lane: &Lane, payload: Bytes) -> Result<u64, ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
-        publish_stored(&self.jetstream, lane.subject(), payload).await
+        let waits = lane.is_browser() && self.counted(lane.subject(READY)).await? > 0;
+        let stage = if waits { HELD } else { READY };
+        publish_stored(&self.jetstream, lane.subject(stage), payload).await
+    }
+
+    /// Moves each browser's oldest held job to the end of the ready ones,
+    /// where that browser has none ready. Several gateways may sweep at
+    /// once: deleting the held job first decides which one moves it.
+    pub async fn promote_held(&self) -> Result<Vec<Promoted>, ClusterError> {
+        let held = self.counts(format!("lens.jobs.{HELD}.>")).await?;
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ready: std::collections::HashSet<String> =
+            (self.counts(format!("lens.jobs.{READY}.>")).await?)
+                .into_iter()
+                .filter_map(|(subject, _)| Lane::of_subject(&subject).map(|lane| lane.key()))
+                .collect();
+        let mut promoted = Vec::new();
+        for (subject, _) in held {
+            let Some(lane) = Lane::of_subject(&subject).filter(|l| !ready.contains(&l.key()))
+            else {
+                continue;
+            };
+            let Ok(oldest) = self.stream.get_next_raw_message_by_subject(&subject).await else {
+                continue;
+            };
+            if !self
+                .stream
+                .delete_message(oldest.sequence)
+                .await
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            let sequence =
+                publish_stored(&self.jetstream, lane.subject(READY), oldest.payload.clone())
+                    .await?;
+            promoted.push(Promoted {
+                lane,
+                payload: oldest.payload,
+                sequence,
+            });
+        }
+        Ok(promoted)
     }
 
     /// Takes job `sequence` out of the queue (a run replaced while it
@@ -151,7 +237,7 @@ impl JobQueue {
 
     /// The lane's own jobs waiting or taken but not done.
     pub async fn outstanding_in(&self, lane: &Lane) -> Result<u64, ClusterError> {
-        self.counted(lane.subject()).await
+        self.counted(lane.own_subjects()).await
     }
 
     /// The jobs of the lane's address, whichever browser's.
@@ -161,17 +247,23 @@ impl JobQueue {
 
     /// Jobs waiting or taken on the subjects `filter` matches.
     async fn counted(&self, filter: String) -> Result<u64, ClusterError> {
+        let counts = self.counts(filter).await?;
+        Ok(counts.iter().map(|(_, jobs)| *jobs as u64).sum())
+    }
+
+    /// Each subject `filter` matches that holds jobs, with how many.
+    async fn counts(&self, filter: String) -> Result<Vec<(String, usize)>, ClusterError> {
         super::check_connected(&self.jetstream, &self.url)?;
         let mut subjects = self
             .stream
             .info_with_subjects(filter)
             .await
             .map_err(ClusterError::nats)?;
-        let mut jobs = 0;
+        let mut counts = Vec::new();
         while let Some(counted) = subjects.next().await {
-            jobs += counted.map_err(ClusterError::nats)?.1 as u64;
+            counts.push(counted.map_err(ClusterError::nats)?);
         }
-        Ok(jobs)
+        Ok(counts)
     }
 
     /// The next job, waiting at most `wait` for one.
