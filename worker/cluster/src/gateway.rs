@@ -20,7 +20,7 @@ use tonic::{Response, Status};
 
 use crate::events::{EventLimits, RunEvents};
 use crate::jobs::{JobQueue, Lane};
-use crate::messages::{AdvertisedModel, ClusterJob, CurvesJob, Failure, RunEntry};
+use crate::messages::{AdvertisedModel, ClusterJob, CurvesJob, RunEntry};
 use crate::model_board::ModelBoard;
 use crate::quotas::{Place, Quotas};
 use crate::run_board::RunBoard;
@@ -235,14 +235,7 @@ impl Cluster {
         if entries.is_empty() || !only_queued || self.quotas.taken(viewers.key()).await? > 1 {
             return Ok(());
         }
-        let replaced = RunEntry {
-            cancelled: true,
-            failure: Some(Failure {
-                code: tonic::Code::Cancelled as i32,
-                message: REPLACED_BY_NEWER.into(),
-            }),
-            ..Default::default()
-        };
+        let replaced = RunEntry::cancelled(REPLACED_BY_NEWER);
         self.events.publish(&id, replaced.encoded()).await?;
         // A worker that took it meanwhile sees it cancelled and stops.
         self.queue.remove(sequence).await?;
@@ -570,14 +563,7 @@ impl Backend for Cluster {
 
     async fn cancel(&self, id: &str) -> Result<(), ServiceError> {
         // The worker stops at this entry; the viewers hear it as in `serve`.
-        let cancelled = RunEntry {
-            cancelled: true,
-            failure: Some(Failure {
-                code: tonic::Code::Cancelled as i32,
-                message: CANCELLED_BY_CREATOR.into(),
-            }),
-            ..Default::default()
-        };
+        let cancelled = RunEntry::cancelled(CANCELLED_BY_CREATOR);
         self.events.publish(id, cancelled.encoded()).await?;
         Ok(())
     }

@@ -159,6 +159,15 @@ impl RunEntry {
         }
     }
 
+    /// A cancel: the worker stops at it, and viewers hear CANCELLED with
+    /// `why` (its creator cancelled it, or a newer run replaced it).
+    pub fn cancelled(why: &str) -> RunEntry {
+        RunEntry {
+            cancelled: true,
+            ..RunEntry::failure(&tonic::Status::cancelled(why))
+        }
+    }
+
     /// Whether the run ends here: Finished, a failure or a cancel.
     pub fn ends_run(&self) -> bool {
         let finished = self.event.as_ref().and_then(|e| e.event.as_ref());
