@@ -41,10 +41,12 @@ impl Client {
     }
 
     /// The key its own limits of kind `what` count under: its browser,
-    /// else its address (`None`: not counted).
+    /// else its address (`None`: not counted). A browser's key has one dot
+    /// more than an address's (`w.b.ID`, `w.HEX`), so no id a page sends can
+    /// name an address's key.
     pub fn own_key(&self, what: &str) -> Option<String> {
         match &self.browser {
-            Some(browser) => Some(format!("{what}.b{browser}")),
+            Some(browser) => Some(format!("{what}.b.{browser}")),
             None => self.address_key(what),
         }
     }
@@ -54,7 +56,7 @@ impl Client {
         self.address.map(|ip| address_key(what, ip))
     }
 
-    /// A name for the queue's order: the browser (`c.b<id>`), else the
+    /// A name for the queue's order: the browser (`c.b.<id>`), else the
     /// address (`c.<hex>`).
     pub fn name(&self) -> String {
         self.own_key("c").unwrap_or_else(|| "unknown".into())
@@ -128,12 +130,17 @@ mod tests {
         let alone = Client::at(ip);
         let browser = Client::browser_at(ip, "0123456789abcdef");
         assert_eq!(alone.own_key("w").unwrap(), "w.0a0000ff");
-        assert_eq!(browser.own_key("w").unwrap(), "w.b0123456789abcdef");
+        assert_eq!(browser.own_key("w").unwrap(), "w.b.0123456789abcdef");
         assert_eq!(browser.address_key("w"), alone.own_key("w"));
         let v6 = address_key("w", "::1".parse().unwrap());
         assert_eq!(v6.len(), 2 + 32);
         assert!(v6.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
         assert_eq!(Client::default().own_key("w"), None);
+        // An id cannot name an address's key (IPv6 hex starting with 'b').
+        let v6: IpAddr = "b000::1".parse().unwrap();
+        let id = &address_key("w", v6)[3..];
+        let pretender = Client::browser_at(ip, id);
+        assert_ne!(pretender.own_key("w"), Some(address_key("w", v6)));
     }
 
     #[test]

@@ -82,9 +82,10 @@ fn queued(ahead: usize, id: &str) -> ExplainEvent {
     }
 }
 
-/// Whether a client's name (`Client::name`) is a browser's.
+/// Whether a client's name (`Client::name`) is a browser's (an address's
+/// name has no second dot).
 fn is_browser(name: &str) -> bool {
-    name.starts_with("c.b")
+    name.starts_with("c.b.")
 }
 
 impl Waiting {
