@@ -27,12 +27,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use image::GenericImageView;
 use lens_proto::v1::{
-    explain_event::Event, ClassView, ExplainRequest, FollowClassRequest, ListModelsRequest,
-    ListPresetsRequest, Method, OpenClassRequest, TeachRequest,
+    explain_event::Event, ClassView, ExplainRequest, FollowClassRequest, ListModelsRequest, Method,
+    OpenClassRequest, TeachRequest,
 };
-use lens_tests::{browser_client, process_status, temp_folder, BrowserClient, ChildWorker};
+use lens_tests::{
+    browser_client, presets, process_status, temp_folder, BrowserClient, ChildWorker,
+};
 use rand::{Rng, SeedableRng};
 use tokio::time::{sleep, Instant};
 use tonic::Code;
@@ -109,12 +110,7 @@ fn partial(png: &[u8], part: f64, hand: (i64, i64, u32)) -> Vec<u8> {
             image::ImageFormat::Png,
         )
         .unwrap();
-    debug_assert!(drawn_dimensions_match(&bytes, width, height));
     bytes
-}
-
-fn drawn_dimensions_match(png: &[u8], width: u32, height: u32) -> bool {
-    image::load_from_memory(png).unwrap().dimensions() == (width, height)
 }
 
 /// One stroke's run, read as the page reads it: dropped at its next event
@@ -314,12 +310,7 @@ async fn main() {
         samples: digits_info.default_samples,
         budget,
     };
-    let presets = teacher
-        .list_presets(ListPresetsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .presets;
+    let presets = presets(&mut teacher).await;
     let digits: Arc<Vec<Vec<u8>>> = Arc::new(presets.iter().map(|p| p.png.clone()).collect());
     let opened = teacher
         .open_class(OpenClassRequest {})
@@ -432,10 +423,8 @@ async fn main() {
         tally.failed
     );
     let drawings = tally.finished_ms.len();
-    let (first, finished) = (
-        &mut tally.first_map_ms.clone(),
-        &mut tally.finished_ms.clone(),
-    );
+    let tally = &mut *tally;
+    let (first, finished) = (&mut tally.first_map_ms, &mut tally.finished_ms);
     println!(
         "a drawing's last stroke ({drawings} finished): first map p50 {:.2} s, p95 {:.2} s; finished map p50 {:.2} s, p95 {:.2} s",
         percentile(first, 0.5) / 1000.0,
@@ -443,7 +432,6 @@ async fn main() {
         percentile(finished, 0.5) / 1000.0,
         percentile(finished, 0.95) / 1000.0,
     );
-    tally.first_map_ms.clear();
     println!(
         "typed joins {} ({} after a typo), refused {}; class views watched to their end {}",
         tally.joins, tally.typos, tally.joins_refused, tally.views_watched

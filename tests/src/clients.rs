@@ -75,14 +75,26 @@ where
     <T::ResponseBody as tonic::codegen::Body>::Error:
         Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
-    let presets = client
+    let presets = presets(client).await;
+    assert_eq!(presets.len(), 10, "one preset per digit class");
+    presets.into_iter().find(|p| p.label == label).unwrap()
+}
+
+/// The digits' presets (held-out digits), fetched over gRPC.
+pub async fn presets<T>(client: &mut EvidenceLensClient<T>) -> Vec<Preset>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    client
         .list_presets(ListPresetsRequest::default())
         .await
         .unwrap()
         .into_inner()
-        .presets;
-    assert_eq!(presets.len(), 10, "one preset per digit class");
-    presets.into_iter().find(|p| p.label == label).unwrap()
+        .presets
 }
 
 /// Every event of one explanation with the time it arrived.

@@ -222,9 +222,8 @@ async fn typos_lock_nobody_out_but_a_guesser_is_refused(front: Front) {
     let joined = typist.follow_class(follow(&opened.code)).await;
     assert!(joined.is_ok(), "{:?}", joined.err());
     // A guesser behind the same address meets the limit.
-    for n in 15..MISSES_PER_PERIOD {
+    for _ in 15..MISSES_PER_PERIOD {
         let _ = typist.follow_class(follow(wrong_code)).await;
-        let _ = n;
     }
     let mut newcomer = front.browser("newcomer", 1).await;
     let refused = newcomer
@@ -266,46 +265,6 @@ async fn typos_lock_nobody_out_but_a_guesser_is_refused(front: Front) {
         teacher_secret: opened.teacher_secret.clone(),
     };
     teacher.close_class(close).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_eight_browsers_all_get_their_maps() {
-    eight_browsers_all_get_their_maps(Front::serve()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn gateways_eight_browsers_all_get_their_maps() {
-    eight_browsers_all_get_their_maps(Front::gateways()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_a_browser_over_its_own_limit_is_told_to_wait() {
-    a_browser_over_its_own_limit_is_told_to_wait(Front::serve()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn gateways_a_browser_over_its_own_limit_is_told_to_wait() {
-    a_browser_over_its_own_limit_is_told_to_wait(Front::gateways()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_typos_lock_nobody_out_but_a_guesser_is_refused() {
-    typos_lock_nobody_out_but_a_guesser_is_refused(Front::serve()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn gateways_typos_lock_nobody_out_but_a_guesser_is_refused() {
-    typos_lock_nobody_out_but_a_guesser_is_refused(Front::gateways()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_a_browsers_new_run_replaces_its_own_waiting_one() {
-    a_browsers_new_run_replaces_its_own_waiting_one(Front::serve()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn gateways_a_browsers_new_run_replaces_its_own_waiting_one() {
-    a_browsers_new_run_replaces_its_own_waiting_one(Front::gateways()).await;
 }
 
 /// Reads a stream until it fails; its status.
@@ -390,12 +349,33 @@ async fn browsers_are_served_in_turn(front: Front) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_browsers_are_served_in_turn() {
-    browsers_are_served_in_turn(Front::serve()).await;
+/// Each scenario twice: on `serve` and through two gateways.
+macro_rules! on_both_fronts {
+    ($($scenario:ident: $on_serve:ident, $through_gateways:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $on_serve() {
+            $scenario(Front::serve()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $through_gateways() {
+            $scenario(Front::gateways()).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn gateways_browsers_are_served_in_turn() {
-    browsers_are_served_in_turn(Front::gateways()).await;
+on_both_fronts! {
+    eight_browsers_all_get_their_maps:
+        serve_eight_browsers_all_get_their_maps, gateways_eight_browsers_all_get_their_maps;
+    a_browser_over_its_own_limit_is_told_to_wait:
+        serve_a_browser_over_its_own_limit_is_told_to_wait,
+        gateways_a_browser_over_its_own_limit_is_told_to_wait;
+    typos_lock_nobody_out_but_a_guesser_is_refused:
+        serve_typos_lock_nobody_out_but_a_guesser_is_refused,
+        gateways_typos_lock_nobody_out_but_a_guesser_is_refused;
+    a_browsers_new_run_replaces_its_own_waiting_one:
+        serve_a_browsers_new_run_replaces_its_own_waiting_one,
+        gateways_a_browsers_new_run_replaces_its_own_waiting_one;
+    browsers_are_served_in_turn:
+        serve_browsers_are_served_in_turn, gateways_browsers_are_served_in_turn;
 }

@@ -33,7 +33,7 @@ use crate::gateway_classrooms::GatewayClassrooms;
 use crate::run_viewers::RunViewers;
 use lens_server::admission::Limits;
 use lens_server::classrooms::{ClassroomStream, Classrooms};
-use lens_server::client::Client;
+use lens_server::client::{address_hex, Client};
 use lens_server::lens::{Backend, EstimateBasis, Lens, Run};
 use lens_server::limits::{self, Limit};
 use lens_server::metrics;
@@ -302,9 +302,7 @@ fn own_counted_apart(client: &Client, own: usize) -> usize {
 
 /// Where `client`'s jobs queue: its address (hex) and its browser.
 fn lane_of(client: &Client) -> Lane {
-    let address = client
-        .address_key("a")
-        .map_or("unknown".into(), |k| k[2..].to_string());
+    let address = client.address.map_or("unknown".into(), address_hex);
     Lane {
         address,
         browser: client.browser.clone().unwrap_or_else(|| "-".into()),

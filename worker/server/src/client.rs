@@ -67,11 +67,16 @@ impl Client {
 /// cluster's keys take letters, digits and a few signs only; IPv6 has
 /// colons).
 pub fn address_key(what: &str, address: IpAddr) -> String {
+    format!("{what}.{}", address_hex(address))
+}
+
+/// An address's bytes in hexadecimal.
+pub fn address_hex(address: IpAddr) -> String {
     let bytes = match address {
         IpAddr::V4(ip) => ip.octets().to_vec(),
         IpAddr::V6(ip) => ip.octets().to_vec(),
     };
-    format!("{what}.{}", lens_store::hex(&bytes))
+    lens_store::hex(&bytes)
 }
 
 /// Checks a browser id as sent.
