@@ -155,7 +155,9 @@ impl Waiting {
                 }
             }
         }
-        metrics().jobs_waiting.set(self.jobs.len() as i64);
+        // Start-up measurements are nobody's explanations: not counted.
+        let explanations = self.jobs.iter().filter(|w| !w.client.is_empty()).count();
+        metrics().jobs_waiting.set(explanations as i64);
     }
 
     /// Takes `client`'s waiting run that a newer one may replace: its place
@@ -189,7 +191,9 @@ impl DeviceQueue {
                         .unwrap_or_else(|e| e.into_inner());
                     let next = waiting.take_next().expect("a job, having waited for one");
                     waiting.announce();
-                    metrics().jobs_running.set(1);
+                    metrics()
+                        .jobs_running
+                        .set(i64::from(waiting.running.is_some()));
                     next.job
                 };
                 // Jobs end their runs themselves, panics included; this
