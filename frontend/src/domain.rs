@@ -21,6 +21,8 @@ pub struct ModelChoice {
     pub default_samples: u32,
     pub default_window: u32,
     pub default_stride: u32,
+    /// The share of the windows the default computes (1: every window).
+    pub default_budget: f64,
     pub defaults_basis: String,
     pub agreement: Vec<Agreement>,
     /// The reference the agreement is measured against ("PDA, S = 32").

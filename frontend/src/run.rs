@@ -149,9 +149,10 @@ fn apply(page: Page, event: RunEvent, elapsed_ms: f64) {
             shown.map.update(|map| map.apply(&tile));
             let scale = shown.map.with_untracked(Heatmap::scale);
             shown.run.update(|r| {
-                // The coarse map is a preview that final tiles replace.
+                // The coarse map is a preview (sharpened by each level of a
+                // budgeted run) that final tiles replace.
                 if tile.coarse {
-                    r.coarse_ms = Some(elapsed_ms);
+                    r.coarse_ms.get_or_insert(elapsed_ms);
                 } else {
                     r.tiles += 1;
                     r.first_tile_ms.get_or_insert(elapsed_ms);

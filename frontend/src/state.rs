@@ -62,7 +62,7 @@ impl Settings {
         self.budget.set(s.budget);
     }
 
-    /// A model's default method, S, window and stride.
+    /// A model's default method, S, window, stride and budget.
     pub fn take_defaults(&self, model: &ModelChoice) {
         self.method.set(model.default_method);
         if model.default_samples > 0 {
@@ -70,6 +70,7 @@ impl Settings {
         }
         self.window.set(model.default_window);
         self.stride.set(model.default_stride.max(1));
+        self.budget.set(model.default_budget);
     }
 
     /// Whether these are the model's defaults (untracked callers may use
@@ -80,6 +81,7 @@ impl Settings {
             && (!uses_samples || self.samples.get() == model.default_samples)
             && self.window.get() == model.default_window
             && self.stride.get() == model.default_stride.max(1)
+            && self.budget.get() == model.default_budget
     }
 }
 

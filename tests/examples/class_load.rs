@@ -21,7 +21,8 @@
 //! evidence-lens`), then:
 //! cargo run --release -p lens-tests --example class_load -- [SECONDS [BUDGET]]
 //! (default 300 s; BUDGET, the share of windows the students' runs compute,
-//! as the page's "Windows computed": 1 by default, every window).
+//! as the page's "Windows computed": by default the model's default, as
+//! the page starts with).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -286,10 +287,9 @@ async fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
         .map_or(300, |s| s.parse().expect("SECONDS"));
-    let budget: Option<f64> = std::env::args()
+    let asked_budget: Option<f64> = std::env::args()
         .nth(2)
-        .map(|b| b.parse().expect("BUDGET, between 0 and 1"))
-        .filter(|b| *b < 1.0);
+        .map(|b| b.parse().expect("BUDGET, between 0 and 1"));
     let worker = ChildWorker::start(&temp_folder("class-load"));
     let address = worker.address;
     let pid = worker.child.process.id();
@@ -303,6 +303,9 @@ async fn main() {
         .into_iter()
         .find(|m| m.id == "digits")
         .expect("the digits model");
+    // The page's default unless asked otherwise (0 from an older worker).
+    let budget =
+        Some(asked_budget.unwrap_or(digits_info.default_budget)).filter(|b| *b > 0.0 && *b < 1.0);
     let defaults = Defaults {
         method: digits_info.default_method,
         window: digits_info.default_window,

@@ -126,6 +126,10 @@ pub(super) fn model(info: wire::ModelInfo) -> ModelChoice {
         default_samples: info.default_samples,
         default_window: info.default_window,
         default_stride: info.default_stride,
+        // 0 from a worker older than the field: every window.
+        default_budget: Some(info.default_budget)
+            .filter(|b| *b > 0.0 && *b <= 1.0)
+            .unwrap_or(1.0),
         defaults_basis: info.defaults_basis,
         agreement_reference: info.agreement_reference,
         agreement_ceiling: info.agreement_ceiling,

@@ -68,6 +68,17 @@ const BUDGETS: [(f64, &str); 5] = [
     (0.0625, "a sixteenth"),
 ];
 
+/// A share of the windows as the page says it ("a quarter").
+fn budget_label(budget: f64) -> String {
+    BUDGETS
+        .iter()
+        .find(|(share, _)| *share == budget)
+        .map_or_else(
+            || format!("{:.0}%", budget * 100.0),
+            |(_, label)| label.trim_end_matches(" of them").to_string(),
+        )
+}
+
 /// How many of the windows a run computes; the gradient methods compute
 /// every pixel at once and have no such choice.
 #[component]
@@ -187,8 +198,16 @@ fn defaults_note(page: Page) -> Option<impl IntoView> {
     } else {
         String::new()
     };
+    let computed = if model.default_budget < 1.0 {
+        format!(
+            ", {} of the windows computed",
+            budget_label(model.default_budget)
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
-        "Defaults: {}{samples}, window {}, stride {}, {}.",
+        "Defaults: {}{samples}, window {}, stride {}{computed}, {}.",
         model.default_method.label(),
         model.default_window,
         model.default_stride,

@@ -1,11 +1,13 @@
 //! Issue 21: the page starts each model with the defaults the worker chose
-//! from its measurement (method, S, window, stride), says why, and offers
+//! from its measurement (method, S, window, stride, the share of windows
+//! computed), says why, and offers
 //! them again once the settings differ. A real headless Chromium.
 
 use fantoccini::{Client, Locator};
 use lens_proto::v1::{ListModelsRequest, Method, ModelInfo};
 use lens_tests::browser::{
-    open_browser, save_screenshot, set_viewport, start_chromedriver, wait_for, wait_for_text,
+    open_browser, run_anyway_if_asked, save_screenshot, set_viewport, start_chromedriver, status,
+    text_of, wait_for, wait_for_text, wait_until_not_running,
 };
 use lens_tests::{native_client, start_worker, temp_folder};
 
@@ -33,10 +35,17 @@ async fn value_of(client: &Client, testid: &str) -> String {
 
 /// The page's settings are the model's defaults.
 async fn shows_defaults_of(client: &Client, model: &ModelInfo) {
+    // The "Windows computed" choice (0 would be every window).
+    let budget = if model.default_budget > 0.0 {
+        model.default_budget
+    } else {
+        1.0
+    };
     let wanted = [
         ("method", page_value(model.default_method()).to_string()),
         ("window", model.default_window.to_string()),
         ("stride", model.default_stride.to_string()),
+        ("budget", budget.to_string()),
     ];
     for (testid, value) in wanted {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -100,7 +109,34 @@ async fn the_page_starts_with_the_measured_defaults_and_offers_them_again() {
     let picker = wait_for(&client, "model").await;
     picker.select_by_value(&photos.id).await.unwrap();
     shows_defaults_of(&client, &photos).await;
-    wait_for_text(&client, "defaults", |t| t.contains(&photos.defaults_basis)).await;
+    let note = wait_for_text(&client, "defaults", |t| t.contains(&photos.defaults_basis)).await;
+    assert_eq!(
+        note.contains("of the windows computed"),
+        photos.default_budget < 1.0,
+        "the note says a budgeted default's share: {note}"
+    );
+
+    // A photo at the default, as a visitor would run it: it finishes, and
+    // a budgeted map says how much of it was computed.
+    wait_for(&client, "preset-chelsea.png")
+        .await
+        .click()
+        .await
+        .unwrap();
+    run_anyway_if_asked(&client).await;
+    assert_eq!(wait_until_not_running(&client).await, "done");
+    let done = text_of(&client, "status").await;
+    let first_map = status(&client, "data-coarse-ms").await;
+    println!(
+        "chelsea.png at the photo default on the page: {done}; first map after {first_map} ms"
+    );
+    if photos.default_budget < 1.0 {
+        let computed = text_of(&client, "legend-computed").await;
+        assert!(
+            computed.contains("windows computed, the rest estimated"),
+            "{computed}"
+        );
+    }
     for (width, height) in [(1920, 1080), (1280, 720), (390, 844)] {
         set_viewport(&client, width, height).await;
         save_screenshot(&client, &format!("defaults-{width}x{height}")).await;

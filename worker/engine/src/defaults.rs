@@ -20,6 +20,10 @@ pub struct MeasuredSetting {
     pub samples: Option<usize>,
     pub window: usize,
     pub stride: usize,
+    /// The share of the windows computed, the rest estimated from their
+    /// neighbours (`ExplainParams::budget`); absent: every window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<f64>,
     /// Seconds per image: measured when `measured`, else estimated from
     /// the device's passes per second (a setting far over the budget is
     /// not run).
@@ -46,6 +50,11 @@ impl MeasuredSetting {
     /// Every pixel is averaged over several windows (not a mosaic).
     pub fn overlaps(&self) -> bool {
         2 * self.stride <= self.window
+    }
+
+    /// The share of the windows computed (1: every window).
+    pub fn budget_share(&self) -> f64 {
+        self.budget.unwrap_or(1.0)
     }
 }
 
@@ -152,6 +161,7 @@ mod tests {
             samples: None,
             window,
             stride,
+            budget: None,
             seconds,
             measured: true,
             rank_correlation: Some(0.5),
@@ -225,6 +235,22 @@ mod tests {
         assert_eq!((best.method.as_str(), best.seconds), ("b", 5.0));
         // Blur 0.3, grey 0.2: a gap of 0.25.
         assert!((best.faithfulness_gap().unwrap() - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_budget_reads_back_and_a_file_without_one_means_every_window() {
+        let budgeted = MeasuredSetting {
+            budget: Some(0.0625),
+            ..setting("pda", 10, 2, 9.0)
+        };
+        let text = serde_json::to_string(&budgeted).unwrap();
+        let back: MeasuredSetting = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, budgeted);
+        assert_eq!(back.budget_share(), 0.0625);
+        let every = serde_json::to_string(&setting("pda", 10, 2, 9.0)).unwrap();
+        assert!(!every.contains("budget"), "{every}");
+        let old: MeasuredSetting = serde_json::from_str(&every).unwrap();
+        assert_eq!(old.budget_share(), 1.0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `evidence-lens defaults`: measures every (method, window, stride) a
-//! default could be on this device over the shipped photos or held-out
-//! digits (the time, the deletion and insertion areas with blur and grey,
-//! the agreement with PDA at the same window) and keeps the table beside
+//! `evidence-lens defaults`: measures every (method, window, stride,
+//! budget) a default could be on this device over the shipped photos or
+//! held-out digits (the time as the page's run takes it, the deletion and
+//! insertion areas with blur and grey, the agreement with PDA at the same
+//! window) and keeps the table beside
 //! the model (`defaults.json`), where the worker finds its default. Prints
 //! the table as Markdown and draws the previous and the new default's maps
 //! side by side.
@@ -17,11 +18,11 @@ use lens_engine::agreement::rank_correlation;
 use lens_engine::defaults::{DeviceDefaults, MeasuredSetting, ModelDefaults, DEFAULTS_FILE};
 use lens_engine::engine::{
     default_batch_size, map_curves, positions, probabilities_of, DeletionParams, InputImage,
-    Removal, Target,
+    Refinement, Removal, Target,
 };
 use lens_engine::methods::MethodKind;
 use lens_engine::models::{LoadedModel, Placement, Runtime};
-use lens_worker::cli::{device_from, named_images, overlay, plain_map, MapSetting, RunOptions};
+use lens_worker::cli::{device_from, named_images, overlay, page_map, MapSetting, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct DefaultsArgs {
@@ -35,12 +36,25 @@ pub struct DefaultsArgs {
     /// for; 2, 4, 6, 8 for a model with the marginal sampler].
     #[arg(long, value_delimiter = ',')]
     pub windows: Vec<usize>,
+    /// Strides measured at every window [default: about a half, a third, a
+    /// quarter, a sixth and an eighth of the window, and 1].
+    #[arg(long, value_delimiter = ',')]
+    pub strides: Vec<usize>,
+    /// The reference PDA's stride [default: the finest stride measured at
+    /// each window with every window computed, within the time].
+    #[arg(long)]
+    pub reference_stride: Option<usize>,
     /// A default finishes within this many seconds per image here.
     #[arg(long, default_value_t = 15.0)]
     pub budget: f64,
     /// Samples of the reference PDA (at the finest stride measured at each window).
     #[arg(long, default_value_t = 8)]
     pub reference_samples: usize,
+    /// The shares of the windows computed (below 1: the rest estimated from
+    /// their neighbours, `explain --budget`). A share that computes no more
+    /// windows than a larger one is left out.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub budgets: Vec<f64>,
     /// The PDA sample counts measured.
     #[arg(long, value_delimiter = ',', default_value = "2,4,10")]
     pub pda_samples: Vec<usize>,
@@ -51,6 +65,9 @@ pub struct DefaultsArgs {
     /// `,samples` for PDA and the sampled mean).
     #[arg(long, value_delimiter = ',')]
     pub previous: Vec<String>,
+    /// The share of the windows the previous default computed.
+    #[arg(long, default_value_t = 1.0)]
+    pub previous_budget: f64,
     /// The machine, for people ("2 CPU cores").
     #[arg(long)]
     pub machine: String,
@@ -80,13 +97,25 @@ struct Candidate {
     samples: usize,
     window: usize,
     stride: usize,
+    /// The share of the windows computed.
+    budget: f64,
 }
 
 impl Candidate {
+    /// The windows computed on an image of this size.
+    fn windows(&self, height: usize, width: usize) -> usize {
+        let rows = positions(height, self.window, self.stride).len();
+        let columns = positions(width, self.window, self.stride).len();
+        if self.budget < 1.0 {
+            Refinement::new(rows, columns, self.window, self.stride, self.budget).target()
+        } else {
+            rows * columns
+        }
+    }
+
     /// Forward passes per image of this size (one more for the image itself).
     fn passes(&self, height: usize, width: usize) -> usize {
-        let windows = positions(height, self.window, self.stride).len()
-            * positions(width, self.window, self.stride).len();
+        let windows = self.windows(height, width);
         let per_window = if self.kind == MethodKind::Pda {
             self.samples
         } else {
@@ -143,6 +172,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
         args.windows.clone()
     };
     let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
+    // Timed as the page's run takes it: with the other classes' maps.
     let map = |c: &Candidate, seed: u64, image: &InputImage| -> anyhow::Result<(Vec<f32>, f64)> {
         let setting = MapSetting {
             window: c.window,
@@ -153,7 +183,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
             target: Target::Predicted,
         };
         let began = Instant::now();
-        let explanation = plain_map(&model, c.kind, &setting, image)?;
+        let explanation = page_map(&model, c.kind, &setting, c.budget, image)?;
         Ok((explanation.map().to_vec(), began.elapsed().as_secs_f64()))
     };
 
@@ -172,6 +202,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
             samples,
             window: largest,
             stride: largest,
+            budget: 1.0,
         };
         map(&probe, args.run.seed, &images[0].1)?; // warm up
         let (_, seconds) = map(&probe, args.run.seed, &images[0].1)?;
@@ -182,16 +213,37 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
     let estimate =
         |c: &Candidate| c.passes(shape.height, shape.width) as f64 / rates[&(c.kind, c.samples)];
 
+    let mut budgets = args.budgets.clone();
+    budgets.sort_by(|a, b| b.total_cmp(a));
+    anyhow::ensure!(
+        budgets.iter().all(|b| *b > 0.0 && *b <= 1.0),
+        "--budgets are shares of the windows, in (0, 1]"
+    );
     let mut candidates = Vec::new();
     for &window in &windows {
-        for stride in strides_for(window) {
+        let strides = if args.strides.is_empty() {
+            strides_for(window)
+        } else {
+            args.strides.clone()
+        };
+        for stride in strides {
             for &(kind, samples) in &kinds {
-                candidates.push(Candidate {
-                    kind,
-                    samples,
-                    window,
-                    stride,
-                });
+                let mut computed_before = None;
+                for &budget in &budgets {
+                    let candidate = Candidate {
+                        kind,
+                        samples,
+                        window,
+                        stride,
+                        budget,
+                    };
+                    // A smaller budget that computes as many windows (the
+                    // covering lattice's floor) is the same setting.
+                    let computed = candidate.windows(shape.height, shape.width);
+                    if computed_before.replace(computed) != Some(computed) {
+                        candidates.push(candidate);
+                    }
+                }
             }
         }
     }
@@ -218,12 +270,14 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
         };
         let mut references = BTreeMap::new();
         for &window in &windows {
-            let Some(finest) = candidates
-                .iter()
-                .filter(|c| c.window == window && runs(c))
-                .map(|c| c.stride)
-                .min()
-            else {
+            // The finest stride run with every window computed.
+            let finest = args.reference_stride.or_else(|| {
+                (candidates.iter())
+                    .filter(|c| c.window == window && c.budget == 1.0 && runs(c))
+                    .map(|c| c.stride)
+                    .min()
+            });
+            let Some(finest) = finest else {
                 continue;
             };
             let reference = Candidate {
@@ -231,6 +285,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
                 samples: args.reference_samples,
                 window,
                 stride: finest,
+                budget: 1.0,
             };
             eprintln!("{name}: the reference at window {window} (stride {finest})");
             references.insert(window, map(&reference, args.run.seed + 1, image)?.0);
@@ -242,7 +297,9 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
             }
             let (m, seconds) = map(candidate, args.run.seed, image)?;
             sum.seconds += seconds;
-            sum.agreement += rank_correlation(&m, &references[&candidate.window]);
+            if let Some(reference) = references.get(&candidate.window) {
+                sum.agreement += rank_correlation(&m, reference);
+            }
             for (total, area) in sum.areas.iter_mut().zip(areas(&m)?) {
                 *total += area;
             }
@@ -266,7 +323,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
     let settings: Vec<MeasuredSetting> = candidates
         .iter()
         .zip(&sums)
-        .map(|(c, s)| measured(c, s, estimate(c), true))
+        .map(|(c, s)| measured(c, s, estimate(c), references_at.contains_key(&c.window)))
         .collect();
     let previous_measured = previous.as_ref().map(|p| {
         let has_reference = references_at.contains_key(&p.window);
@@ -277,10 +334,13 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
         device: device_name.into(),
         machine: args.machine.clone(),
         budget_seconds: args.budget,
-        reference: format!(
-            "PDA, S = {}, at the finest stride measured at each window",
-            args.reference_samples
-        ),
+        reference: match args.reference_stride {
+            Some(stride) => format!("PDA, S = {}, at stride {stride}", args.reference_samples),
+            None => format!(
+                "PDA, S = {}, at the finest stride measured at each window",
+                args.reference_samples
+            ),
+        },
         images: images.iter().map(|(name, _)| name.clone()).collect(),
         settings,
         previous: previous_measured,
@@ -295,6 +355,7 @@ pub fn run_defaults(args: &DefaultsArgs) -> anyhow::Result<()> {
             samples: chosen.samples.unwrap_or(1),
             window: chosen.window,
             stride: chosen.stride,
+            budget: chosen.budget_share(),
         };
         crate::figures::plot::use_font(&args.font)?;
         let mut rows = Vec::new();
@@ -363,6 +424,7 @@ fn previous_candidate(
         samples: samples.parse()?,
         window,
         stride,
+        budget: args.previous_budget,
     }))
 }
 
@@ -379,6 +441,7 @@ fn measured(c: &Candidate, s: &Sums, estimated: f64, with_agreement: bool) -> Me
         samples: c.samples_shown(),
         window: c.window,
         stride: c.stride,
+        budget: (c.budget < 1.0).then_some(c.budget),
         seconds: if ran { s.seconds / n } else { estimated },
         measured: ran,
         rank_correlation: mean(s.agreement).filter(|_| with_agreement),
@@ -396,7 +459,24 @@ fn setting_name(c: &Candidate) -> String {
         Some(s) => format!("{} S={s}", c.kind.name()),
         None => c.kind.name().to_string(),
     };
-    format!("{method}\nk {}, stride {}", c.window, c.stride)
+    let computed = if c.budget < 1.0 {
+        format!(", {}", share(c.budget))
+    } else {
+        String::new()
+    };
+    format!("{method}\nk {}, stride {}{computed}", c.window, c.stride)
+}
+
+/// A share of the windows as a fraction ("1/16", "every").
+fn share(budget: f64) -> String {
+    let inverse = 1.0 / budget;
+    if budget >= 1.0 {
+        "every".into()
+    } else if (inverse - inverse.round()).abs() < 1e-9 {
+        format!("1/{}", inverse.round())
+    } else {
+        format!("{budget}")
+    }
 }
 
 /// The table on stdout, in Markdown: measured settings first, the chosen
@@ -411,8 +491,8 @@ fn print_table(model: &str, m: &DeviceDefaults) {
         m.budget_seconds,
         m.reference
     );
-    println!("| method | k | stride | seconds | agreement with PDA | deletion blur / grey | insertion blur / grey | gap |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| method | k | stride | windows computed | seconds | agreement with PDA | deletion blur / grey | insertion blur / grey | gap |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let figure = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
     let row = |s: &MeasuredSetting, label: &str| {
         let method = match s.samples {
@@ -425,9 +505,10 @@ fn print_table(model: &str, m: &DeviceDefaults) {
             format!("~{:.0} (estimated)", s.seconds)
         };
         let text = format!(
-            "| {method}{label} | {} | {} | {seconds} | {} | {} / {} | {} / {} | {} |",
+            "| {method}{label} | {} | {} | {} | {seconds} | {} | {} / {} | {} / {} | {} |",
             s.window,
             s.stride,
+            share(s.budget_share()),
             figure(s.rank_correlation),
             figure(s.deletion_blur),
             figure(s.deletion_grey),
@@ -455,6 +536,31 @@ fn print_table(model: &str, m: &DeviceDefaults) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_counts_the_windows_it_computes_and_shares_read_as_fractions() {
+        let at = |stride, budget| Candidate {
+            kind: MethodKind::Pda,
+            samples: 2,
+            window: 10,
+            stride,
+            budget,
+        };
+        // 108 x 108 windows at stride 2; a sixteenth is the covering
+        // lattice (every 4th position and the last: 28 x 28).
+        assert_eq!(at(2, 1.0).windows(224, 224), 108 * 108);
+        assert_eq!(at(2, 0.0625).windows(224, 224), 28 * 28);
+        assert_eq!(at(2, 0.0625).passes(224, 224), 2 * 28 * 28 + 1);
+        assert_eq!(
+            at(2, 0.03125).windows(224, 224),
+            28 * 28,
+            "the lattice is the floor"
+        );
+        assert!(at(2, 0.25).windows(224, 224) >= 108 * 108 / 4);
+        assert_eq!(share(0.0625), "1/16");
+        assert_eq!(share(1.0), "every");
+        assert_eq!(share(0.3), "0.3");
+    }
 
     #[test]
     fn strides_are_at_most_half_the_window_and_reach_one() {

@@ -76,6 +76,8 @@ pub struct Defaults {
     pub samples: usize,
     pub window: usize,
     pub stride: usize,
+    /// The share of the windows computed (1: every window).
+    pub budget: f64,
     /// Why, for people; empty without a measurement for this device.
     pub basis: String,
 }
@@ -100,6 +102,7 @@ pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
                 samples: chosen.samples.unwrap_or(super::request::DEFAULT_SAMPLES),
                 window: chosen.window,
                 stride: chosen.stride,
+                budget: chosen.budget_share(),
                 basis: format!(
                     "chosen by measurement on {} over {} images: {:.1} s an image there, \
                      agreement with PDA {:.2}{borrowed}",
@@ -116,6 +119,7 @@ pub fn defaults(model: &ModelSummary, speeds: &Speeds) -> Defaults {
         samples: super::request::DEFAULT_SAMPLES,
         window: model.default_window(),
         stride: default_stride(model, speeds),
+        budget: 1.0,
         basis: String::new(),
     }
 }
@@ -154,6 +158,7 @@ pub fn model_info(s: &ModelSummary, speeds: &Speeds) -> ModelInfo {
         default_stride: defaults.stride as u32,
         default_method: wire_method(defaults.kind) as i32,
         default_samples: defaults.samples as u32,
+        default_budget: defaults.budget,
         defaults_basis: defaults.basis,
         device: s.device.clone(),
         agreement: s.agreement.iter().flat_map(agreement_info).collect(),
@@ -248,6 +253,7 @@ mod tests {
             samples: Some(2),
             window: 24,
             stride: 12,
+            budget: Some(0.25),
             seconds: 12.5,
             measured: true,
             rank_correlation: Some(0.97),
@@ -273,6 +279,11 @@ mod tests {
         assert_eq!(
             (chosen.kind, chosen.samples, chosen.window, chosen.stride),
             (MethodKind::Pda, 2, 24, 12)
+        );
+        assert_eq!(chosen.budget, 0.25, "a budgeted default keeps its budget");
+        assert_eq!(
+            model_info(&photos(Some(measured.clone())), &speeds).default_budget,
+            0.25
         );
         assert_eq!(
             chosen.basis,

@@ -34,7 +34,7 @@ pub const TOP_MAPS: usize = 5;
 /// small model, else the most probable few. They come from the same forward
 /// passes (only accumulation), so the page switches between them without a
 /// new run.
-fn other_maps(kind: MethodKind, classes: usize) -> MapClasses {
+pub fn other_maps(kind: MethodKind, classes: usize) -> MapClasses {
     if kind.one_class_per_run() {
         MapClasses::Classes(Vec::new())
     } else if classes <= ALL_MAPS_UP_TO {
@@ -159,7 +159,7 @@ pub fn settings_from_request(
     };
     params.validate(model.shape, model.class_names.len(), checked_samples)?;
     // Only valid windows have positions.
-    params.schedule = schedule_for(&params, model, checked_samples);
+    params.schedule = schedule_for(&params, model.shape, checked_samples);
     Ok(Settings {
         choice,
         params,
@@ -240,9 +240,9 @@ pub fn job_from_request(
 
 /// Runs of more than a few batches with windows that overlap stream a
 /// coarse map first (`Schedule::CoarseToFine`); short ones need no preview.
-fn schedule_for(params: &ExplainParams, model: &ModelSummary, samples: usize) -> Schedule {
+pub fn schedule_for(params: &ExplainParams, shape: InputShape, samples: usize) -> Schedule {
     let axis = |length| positions(length, params.window, params.stride).len();
-    let passes = axis(model.shape.height) * axis(model.shape.width) * samples;
+    let passes = axis(shape.height) * axis(shape.width) * samples;
     let overlapping = params.stride < params.window;
     if overlapping && params.window > 1 && passes > COARSE_AFTER_BATCHES * params.batch_size {
         Schedule::CoarseToFine

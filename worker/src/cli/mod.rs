@@ -25,6 +25,7 @@ use crate::engine::{
 };
 use crate::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use crate::models::{LoadedModel, Placement, Precision, Runtime};
+use crate::server::request;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DeviceArg {
@@ -421,6 +422,35 @@ pub fn plain_map(
     setting: &MapSetting,
     image: &crate::engine::InputImage,
 ) -> anyhow::Result<crate::engine::Explanation> {
+    map_with(model, kind, setting, image, |_, _| {})
+}
+
+/// `plain_map` as the page asks for it: with the other classes' maps and
+/// the coarse map first, as `serve` runs a request, computing `budget` of
+/// the windows. What the defaults are timed with.
+pub fn page_map(
+    model: &LoadedModel,
+    kind: MethodKind,
+    setting: &MapSetting,
+    budget: f64,
+    image: &crate::engine::InputImage,
+) -> anyhow::Result<crate::engine::Explanation> {
+    let shape = model.classifier.input_shape();
+    let classes = model.class_names.len();
+    map_with(model, kind, setting, image, |params, samples_per_window| {
+        params.budget = budget;
+        params.maps = request::other_maps(kind, classes);
+        params.schedule = request::schedule_for(params, shape, samples_per_window);
+    })
+}
+
+fn map_with(
+    model: &LoadedModel,
+    kind: MethodKind,
+    setting: &MapSetting,
+    image: &crate::engine::InputImage,
+    adjust: impl FnOnce(&mut ExplainParams, usize),
+) -> anyhow::Result<crate::engine::Explanation> {
     let choice = MethodChoice {
         kind,
         sampler: SamplerKind::Auto,
@@ -429,7 +459,8 @@ pub fn plain_map(
         occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
     };
     let fill = methods::window_fill(model, &choice, setting.window)?;
-    let params = plain_params(setting, kind.quantity());
+    let mut params = plain_params(setting, kind.quantity());
+    adjust(&mut params, fill.samples_per_window());
     Ok(methods::run(
         model,
         kind,

@@ -11,7 +11,9 @@
 //! depends on most: cells whose neighbours straddle the edge of the top or
 //! bottom decile of the evidence, then those whose neighbours disagree most.
 //! Each level gets the budget left in proportion to its new cells, a
-//! coarser level's weighing `COARSE_WEIGHT` times a finer one's.
+//! coarser level's weighing `COARSE_WEIGHT` times a finer one's. The
+//! covering lattice is itself computed sparsest part first (lattices L + 2
+//! and L + 1), the whole map previewed after each part and each level.
 //!
 //! The map is then the per-pixel mean over every window, computed or
 //! estimated, as a full run's is. Which cells are computed depends only on
@@ -35,6 +37,13 @@ const COARSE_WEIGHT: f64 = 10.0;
 /// Refinement follows the edges of the evidence above this quantile (and
 /// below one minus it).
 const EDGE_QUANTILE: f64 = 0.9;
+/// How many lattices sparser than the covering one are computed first, each
+/// previewed, so that a long run paints a map early (a sixteenth of a
+/// photo's windows is the covering lattice alone: seconds on a CPU).
+const SPARSER_PREVIEWS: u32 = 2;
+/// A sparser lattice is previewed only with this many positions along each
+/// axis at least (fewer say too little to be worth a map).
+const PREVIEW_POSITIONS: usize = 3;
 
 /// Which cells a budgeted run computes, level by level.
 #[derive(Clone, Debug)]
@@ -130,7 +139,25 @@ impl Refinement {
 
     /// The levels below the coarsest lattice, coarse first.
     pub fn levels(&self) -> Vec<Level> {
-        (0..self.top).rev().map(|level| self.level(level)).collect()
+        self.levels_below(self.top)
+    }
+
+    /// The levels below lattice `level`, coarse first.
+    fn levels_below(&self, level: u32) -> Vec<Level> {
+        (0..level).rev().map(|l| self.level(l)).collect()
+    }
+
+    /// The lattices sparser than the covering one that are computed and
+    /// previewed first (`SPARSER_PREVIEWS`), sparsest first.
+    fn sparser(&self) -> Vec<u32> {
+        let wide = |level: u32| {
+            lattice(self.rows, 1 << level).len() >= PREVIEW_POSITIONS
+                && lattice(self.columns, 1 << level).len() >= PREVIEW_POSITIONS
+        };
+        (self.top + 1..=self.top + SPARSER_PREVIEWS)
+            .rev()
+            .filter(|&level| wide(level))
+            .collect()
     }
 
     fn level(&self, level: u32) -> Level {
@@ -273,8 +300,10 @@ fn estimate(tensors: &[Tensor], candidates: &[&Candidate]) -> Result<(), EngineE
 
 /// Runs `refinement` on `run`: computes its cells (those in `done`, from a
 /// run taken over, are not computed again), estimates the rest, reports
-/// the whole estimated map once the coarsest lattice is done and every
-/// tile of `tiles` at the end. Returns the estimated cells, increasing.
+/// the whole estimated map after each sparser lattice, once the covering
+/// lattice is done and again after each level but the last (the page
+/// repaints it as it sharpens), and every tile of `tiles` at the end.
+/// Returns the estimated cells, increasing.
 pub(super) fn refine(
     run: &mut WindowRun,
     refinement: &Refinement,
@@ -292,9 +321,17 @@ pub(super) fn refine(
         }
     }
     let mut progress = Counter {
-        done: 0,
+        // Cells taken over count as done from the start.
+        done: computed.iter().filter(|&&c| c).count(),
         total: refinement.target(),
     };
+    // Sparser lattices first, each previewed: part of the covering
+    // lattice's cells, so nothing is computed twice.
+    for level in refinement.sparser() {
+        let cells = refinement.cells(level);
+        compute(run, &cells, &mut computed, &mut progress, on_progress)?;
+        preview(run, &refinement.levels_below(level), &progress, on_progress)?;
+    }
     compute(
         run,
         &refinement.coarse_cells(),
@@ -305,20 +342,10 @@ pub(super) fn refine(
 
     let levels = refinement.levels();
     // The whole map from the coarsest lattice alone.
-    let preview = run.results.evidence.get(0).copy().unsqueeze(0);
-    let every: Vec<&Candidate> = levels.iter().flat_map(|l| &l.candidates).collect();
-    estimate(std::slice::from_ref(&preview), &every)?;
-    let coarse = Progress::Coarse {
-        values: host_f32(&run.grid.per_pixel_mean(&preview.get(0)))?,
-        windows_done: progress.done,
-        total_windows: progress.total,
-    };
-    if on_progress(coarse).is_break() {
-        return Err(EngineError::Cancelled);
-    }
+    preview(run, &levels, &progress, on_progress)?;
 
     let mut estimated = Vec::new();
-    for (level, share) in levels.iter().zip(refinement.shares(&levels)) {
+    for (i, (level, share)) in levels.iter().zip(refinement.shares(&levels)).enumerate() {
         let field = host_f64(&run.results.evidence.get(0))?;
         let chosen = choose(level, &field, share);
         let cells: Vec<usize> = chosen.iter().map(|&i| level.candidates[i].cell).collect();
@@ -330,6 +357,9 @@ pub(super) fn refine(
             .collect();
         estimate(&run.results.all(), &rest)?;
         estimated.extend(rest.iter().map(|c| c.cell));
+        if i + 1 < levels.len() {
+            preview(run, &levels[i + 1..], &progress, on_progress)?;
+        }
     }
     estimated.sort_unstable();
 
@@ -343,6 +373,31 @@ pub(super) fn refine(
         return Err(EngineError::Cancelled);
     }
     Ok(estimated)
+}
+
+/// Reports the whole map as it stands: the cells of the `finer` levels
+/// (not known yet) estimated on a copy, level by level, since a level's
+/// corners are the cells of the one before.
+fn preview(
+    run: &WindowRun,
+    finer: &[Level],
+    progress: &Counter,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<(), EngineError> {
+    let field = run.results.evidence.get(0).copy().unsqueeze(0);
+    for level in finer {
+        let candidates: Vec<&Candidate> = level.candidates.iter().collect();
+        estimate(std::slice::from_ref(&field), &candidates)?;
+    }
+    let coarse = Progress::Coarse {
+        values: host_f32(&run.grid.per_pixel_mean(&field.get(0)))?,
+        windows_done: progress.done,
+        total_windows: progress.total,
+    };
+    if on_progress(coarse).is_break() {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(())
 }
 
 /// Windows computed so far, of how many.
@@ -364,7 +419,6 @@ fn compute(
         .filter(|&&cell| !computed[cell])
         .map(|&cell| run.grid.window_of(cell))
         .collect();
-    progress.done += cells.len() - fresh.len();
     for batch in fresh.chunks(run.windows_per_batch) {
         run.compute(batch, on_progress)?;
         progress.done += batch.len();

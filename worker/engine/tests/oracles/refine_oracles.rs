@@ -172,6 +172,68 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
     assert!(worst_starved > 0.1, "{worst_starved}");
 }
 
+/// The map as it sharpens: a preview after each of two lattices sparser
+/// than the covering one (part of it, computed first), after the covering
+/// lattice and after each level but the last; each is the hand-computed
+/// map wherever the window field is linear between the known windows
+/// (bilinear interpolation is exact there), and the last is no further
+/// from it than the first.
+#[test]
+fn a_budgeted_run_previews_the_whole_map_as_it_sharpens() {
+    let model = SmoothWithEdge::new();
+    let ones = InputImage {
+        shape: model.input_shape(),
+        values: vec![1.0; SIDE * SIDE],
+    };
+    let fill = Occlusion { value: 0.0 };
+    let mut previews = Vec::new();
+    let result = explain(&model, &ones, &fill, &edge_params(0.45), &mut |p| {
+        if let Progress::Coarse {
+            values,
+            windows_done,
+            ..
+        } = p
+        {
+            previews.push((values, windows_done));
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // 37 cells a side at window 4: lattices of step 16 (4 x 4 cells with
+    // the last) and 8 (6 x 6) first, then the covering one of step 4
+    // (10 x 10), then levels of step 2 and 1: a preview after each but
+    // the last.
+    let done: Vec<usize> = previews.iter().map(|p| p.1).collect();
+    assert_eq!(&done[..3], [16, 36, 100], "sparsest lattice first");
+    assert_eq!(previews.len(), 4);
+    let by_hand = map_by_hand();
+    // The field bends where a window reaches the step (columns EDGE - 4 =
+    // 17 and EDGE = 21), inside the lattices' brackets; pixels left of
+    // column 17 read windows in [0, 16] only, exact from every lattice,
+    // and from the covering one on, pixels right of 26 (windows in [24,
+    // 36]) too.
+    let exact = |pixel: usize, preview: usize| {
+        let x = pixel % SIDE;
+        x <= 16 || (preview >= 2 && x >= 27)
+    };
+    for (i, (preview, _)) in previews.iter().enumerate() {
+        for (pixel, (&got, want)) in preview.iter().zip(&by_hand).enumerate() {
+            if exact(pixel, i) {
+                assert!(
+                    (got as f64 - want).abs() < 1e-2,
+                    "preview {i}, pixel ({}, {}): {got} against {want}",
+                    pixel % SIDE,
+                    pixel / SIDE
+                );
+            }
+        }
+    }
+    let first = largest_difference(&previews[0].0, &by_hand);
+    let last = largest_difference(&previews[3].0, &by_hand);
+    assert!(last <= first, "the preview sharpens: {first} then {last}");
+    assert!(largest_difference(result.map(), &by_hand) < 1e-2);
+}
+
 fn same_run(a: &Explanation, b: &Explanation, what: &str) {
     assert_eq!(a.maps, b.maps, "{what}");
     assert_eq!(a.sample_spread, b.sample_spread, "{what}");
