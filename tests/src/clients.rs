@@ -149,7 +149,7 @@ pub struct Streamed {
     pub map: Vec<f32>,
     /// The other classes' maps (sent after the last tile).
     pub class_maps: Vec<lens_proto::v1::ClassMap>,
-    /// The coarse map and when it arrived, if the run streamed one.
+    /// The first coarse map and when it arrived, if the run streamed one.
     pub coarse: Option<(Instant, Vec<f32>)>,
     /// When each final tile arrived.
     pub tile_times: Vec<Instant>,
@@ -157,7 +157,8 @@ pub struct Streamed {
 }
 
 /// Checks the order of events (places in the queue if any, Started, an
-/// optional coarse map covering the whole image, tiles, the other classes'
+/// optional coarse map covering the whole image (several for a budgeted
+/// run), tiles, the other classes'
 /// maps, Finished), that the
 /// final tiles cover the image exactly once with growing progress, and
 /// assembles the map.
@@ -189,14 +190,13 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
     for (at, event) in events {
         match event.event {
             Some(Event::Tile(tile)) if tile.coarse => {
-                assert!(
-                    tile_times.is_empty() && coarse.is_none(),
-                    "one coarse map, first"
-                );
+                // A budgeted run sends several, sharper each time.
+                assert!(tile_times.is_empty(), "coarse maps come before any tile");
+                assert!(tile.windows_done >= last_done, "progress only grows");
                 assert_eq!((tile.x, tile.y), (0, 0));
                 assert_eq!((tile.width, tile.height), (input.width, input.height));
                 last_done = tile.windows_done;
-                coarse = Some((at, tile.values));
+                coarse.get_or_insert((at, tile.values));
             }
             Some(Event::Tile(tile)) => {
                 assert!(class_maps.is_empty(), "other classes' maps come last");

@@ -248,10 +248,13 @@ async fn page_explains_a_photo_preset_with_the_efficient_method() {
         .unwrap();
     assert!(default_stride > 1, "stride 1 takes minutes on a CPU");
     wait_for_text(&client, "estimate", |t| t.contains("on this worker (CPU)")).await;
-    // This test is about efficient PDA at window 10 (the model's measured
-    // default on a CPU is another setting: page_defaults.rs).
+    // This test is about efficient PDA at window 10 with every window
+    // computed (the model's measured default on a CPU is another setting:
+    // page_defaults.rs).
     let method = wait_for(&client, "method").await;
     method.select_by_value("efficient").await.unwrap();
+    let every_window = wait_for(&client, "budget").await;
+    every_window.select_by_value("1").await.unwrap();
     client
         .execute(
             r#"const w = document.querySelector('[data-testid=window]');
