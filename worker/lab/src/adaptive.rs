@@ -1,8 +1,10 @@
 //! `evidence-lens-lab adaptive`: how close a budgeted map (adaptive
 //! refinement, `engine/refine.rs`) comes to the full map, beside the map a
-//! plain coarser stride of about the same cost gives. Per method, budget
-//! and image: rank correlation and top-10% overlap with the full map at
-//! the reference stride; the table gives their means (and the worst image).
+//! plain coarser stride of about the same cost gives and a hierarchical
+//! occlusion of the same budget (HiPe's rule, `hierarchical.rs`). Per
+//! method, budget and image: rank correlation and top-10% overlap with the
+//! full map at the reference stride, and each map's deletion and insertion
+//! (blur and grey); the table gives the means (and the worst image).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::ops::ControlFlow;
@@ -13,12 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use lens_engine::agreement::{rank_correlation, top_overlap};
 use lens_engine::engine::{
-    default_batch_size, explain, positions, ExplainParams, Explanation, InputImage, WindowFill,
+    default_batch_size, explain, map_curves, positions, DeletionParams, ExplainParams, Explanation,
+    InputImage, Progress, Refinement, Removal, Takeover, WindowFill,
 };
 use lens_engine::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use lens_engine::models::{LoadedModel, Placement, Runtime};
 use lens_worker::cli::{device_from, named_images, plain_params, write_report};
 use lens_worker::cli::{MapSetting, RunOptions};
+
+use crate::hierarchical::{hierarchical_field, per_pixel_mean};
 
 #[derive(Args, Debug)]
 pub struct AdaptiveArgs {
@@ -87,6 +92,17 @@ pub struct AdaptiveRow {
     /// and of the budgeted one.
     pub full_against_many: Option<Agreement>,
     pub refined_against_many: Option<Agreement>,
+    /// HiPe's rule with the same budget: its share of the passes (it may
+    /// spend less) and agreement.
+    pub hierarchical_passes_share: f64,
+    pub hierarchical_rank: Agreement,
+    pub hierarchical_top_overlap: Agreement,
+    /// Insertion minus deletion, the mean of blur and grey (higher is more
+    /// faithful): the full map's, the refined, the plain stride's, HiPe's.
+    pub gap_full: f64,
+    pub gap_refined: f64,
+    pub gap_plain: f64,
+    pub gap_hierarchical: f64,
 }
 
 /// A mean over images and the worst image.
@@ -188,10 +204,73 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         let map = |image: &InputImage, stride: usize, budget: f64| {
             map_with(fill.as_ref(), image, stride, budget, seed)
         };
-        let fulls = images
-            .iter()
-            .map(|(_, image)| map(image, args.stride, 1.0))
-            .collect::<Result<Vec<_>, _>>()?;
+        let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
+        let (ys, xs) = (
+            positions(shape.height, window, args.stride),
+            positions(shape.width, window, args.stride),
+        );
+        // The full maps with their window fields (the explained class's
+        // evidence per window), which HiPe's rule picks from.
+        let mut fulls = Vec::new();
+        let mut fields = Vec::new();
+        for (name, image) in &images {
+            let setting = MapSetting {
+                window,
+                stride: args.stride,
+                samples: fill.samples_per_window(),
+                batch_size,
+                seed,
+                target: lens_engine::engine::Target::Predicted,
+            };
+            let params = ExplainParams {
+                takeover: Takeover {
+                    report: true,
+                    done: None,
+                },
+                ..plain_params(&setting, kind.quantity())
+            };
+            let mut field = vec![f64::NAN; ys.len() * xs.len()];
+            let full = explain(
+                model.classifier.as_ref(),
+                image,
+                fill.as_ref(),
+                &params,
+                &mut |p| {
+                    if let Progress::Windows(results) = p {
+                        let classes = results.evidence.len() / results.cells.len().max(1);
+                        for (i, &cell) in results.cells.iter().enumerate() {
+                            field[cell as usize] = results.evidence[i * classes];
+                        }
+                    }
+                    ControlFlow::Continue(())
+                },
+            )?;
+            // The field must make the engine's map, or HiPe's row means nothing.
+            let remade = per_pixel_mean(&field, &ys, &xs, window, shape.height, shape.width);
+            let scale = full.map().iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let off = (remade.iter().zip(full.map()))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            anyhow::ensure!(
+                off <= 1e-3 * scale,
+                "{name}: the window field does not make the map ({off})"
+            );
+            fulls.push(full);
+            fields.push(field);
+        }
+        // Insertion minus deletion, blur and grey.
+        let gap = |image: &InputImage, class: usize, map: &[f32]| -> anyhow::Result<f64> {
+            let mut total = 0.0;
+            for removal in [Removal::Blur, Removal::Grey] {
+                let params = DeletionParams::new(class, removal, batch_size);
+                let curves = map_curves(model.classifier.as_ref(), image, map, &params)?;
+                total += curves.insertion_auc() - curves.deletion_auc();
+            }
+            Ok(total / 2.0)
+        };
+        let full_gaps = (images.iter().zip(&fulls))
+            .map(|((_, image), full)| gap(image, full.explained, full.map()))
+            .collect::<anyhow::Result<Vec<f64>>>()?;
         // PDA with many samples and other draws, for PDA's rows.
         let references = if kind == MethodKind::Pda && args.reference_samples > 0 {
             let many_samples = MethodChoice {
@@ -214,8 +293,21 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             let (mut plain_ranks, mut plain_tops) = (Vec::new(), Vec::new());
             let mut plain = None;
             let (mut full_many, mut part_many) = (Vec::new(), Vec::new());
+            let (mut hipe_ranks, mut hipe_tops, mut hipe_shares) =
+                (Vec::new(), Vec::new(), Vec::new());
+            let (mut part_gaps, mut plain_gaps, mut hipe_gaps) =
+                (Vec::new(), Vec::new(), Vec::new());
             for (i, ((_, image), full)) in images.iter().zip(&fulls).enumerate() {
                 let part = map(image, args.stride, budget)?;
+                part_gaps.push(gap(image, full.explained, part.map())?);
+                let plan = Refinement::new(ys.len(), xs.len(), window, args.stride, budget);
+                let (values, computed) = hierarchical_field(&fields[i], &plan);
+                let hipe = per_pixel_mean(&values, &ys, &xs, window, shape.height, shape.width);
+                hipe_ranks.push(rank_correlation(full.map(), &hipe));
+                hipe_tops.push(top_overlap(full.map(), &hipe, 0.1));
+                let passes = computed * fill.samples_per_window() + 1;
+                hipe_shares.push(passes as f64 / full.forward_passes as f64);
+                hipe_gaps.push(gap(image, full.explained, &hipe)?);
                 if let Some(references) = &references {
                     full_many.push(rank_correlation(references[i].map(), full.map()));
                     part_many.push(rank_correlation(references[i].map(), part.map()));
@@ -239,6 +331,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                     let coarse = plain_maps[&stride][i].map();
                     plain_ranks.push(rank_correlation(full.map(), coarse));
                     plain_tops.push(top_overlap(full.map(), coarse, 0.1));
+                    plain_gaps.push(gap(image, full.explained, coarse)?);
                 }
             }
             let row = AdaptiveRow {
@@ -254,6 +347,13 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 plain_top_overlap: Agreement::of(&plain_tops),
                 full_against_many: references.is_some().then(|| Agreement::of(&full_many)),
                 refined_against_many: references.is_some().then(|| Agreement::of(&part_many)),
+                hierarchical_passes_share: Agreement::of(&hipe_shares).mean,
+                hierarchical_rank: Agreement::of(&hipe_ranks),
+                hierarchical_top_overlap: Agreement::of(&hipe_tops),
+                gap_full: Agreement::of(&full_gaps).mean,
+                gap_refined: Agreement::of(&part_gaps).mean,
+                gap_plain: Agreement::of(&plain_gaps).mean,
+                gap_hierarchical: Agreement::of(&hipe_gaps).mean,
             };
             eprintln!("{}", table_line(&row));
             rows.push(row);
@@ -292,16 +392,22 @@ fn table_line(row: &AdaptiveRow) -> String {
         _ => String::new(),
     };
     format!(
-        "| {} | {} ({:.3}) | {} | {plain} | {many} |",
+        "| {} | {} ({:.3}) | {} | {plain} | ({:.3}): {} | {:.3} / {:.3} / {:.3} / {:.3} | {many} |",
         row.method,
         fraction(row.budget),
         row.passes_share,
-        pair(&row.rank, &row.top_overlap)
+        pair(&row.rank, &row.top_overlap),
+        row.hierarchical_passes_share,
+        pair(&row.hierarchical_rank, &row.hierarchical_top_overlap),
+        row.gap_full,
+        row.gap_refined,
+        row.gap_plain,
+        row.gap_hierarchical,
     )
 }
 
 /// 0.25 as "1/4".
-fn fraction(budget: f64) -> String {
+pub fn fraction(budget: f64) -> String {
     let inverse = 1.0 / budget;
     if (inverse - inverse.round()).abs() < 1e-9 {
         format!("1/{}", inverse.round())
@@ -323,9 +429,9 @@ pub fn table(report: &AdaptiveReport) -> String {
             report.reference_samples
         ),
         String::new(),
-        "| method | budget (passes) | refined: rank / top-10% | plain stride (passes): rank / top-10% | PDA: rank with PDA of many samples, full / refined |"
+        "| method | budget (passes) | refined: rank / top-10% | plain stride (passes): rank / top-10% | HiPe's rule (passes): rank / top-10% | gap: full / refined / plain / HiPe | PDA: rank with PDA of many samples, full / refined |"
             .to_string(),
-        "|---|---|---|---|---|".to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
     ];
     lines.extend(report.rows.iter().map(table_line));
     lines.join("\n")

@@ -10,6 +10,7 @@ mod cascade;
 mod estimators;
 mod figures;
 mod held_out;
+mod hierarchical;
 mod measure_defaults;
 mod sanity;
 

@@ -469,13 +469,10 @@ fn setting_name(c: &Candidate) -> String {
 
 /// A share of the windows as a fraction ("1/16", "every").
 fn share(budget: f64) -> String {
-    let inverse = 1.0 / budget;
     if budget >= 1.0 {
         "every".into()
-    } else if (inverse - inverse.round()).abs() < 1e-9 {
-        format!("1/{}", inverse.round())
     } else {
-        format!("{budget}")
+        crate::adaptive::fraction(budget)
     }
 }
 

@@ -496,4 +496,21 @@ fn adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride() {
     // Stride 2 costs 169 windows, the nearest to 157.
     assert_eq!(quarter.plain_stride, Some(2));
     assert!(quarter.plain_rank.mean < 1.0, "{quarter:?}");
+    // HiPe's rule never spends more than the budget, and its map is a map
+    // of the same image (it refines only the salient windows).
+    assert!(
+        quarter.hierarchical_passes_share <= quarter.passes_share + 1e-9,
+        "{quarter:?}"
+    );
+    assert!(
+        quarter.hierarchical_rank.mean > 0.3 && quarter.hierarchical_rank.mean < 1.0,
+        "{quarter:?}"
+    );
+    // Deletion and insertion: the full map and the map of every window are
+    // the same map.
+    assert_eq!(every.gap_refined, every.gap_full);
+    assert!(
+        every.gap_full > 0.0,
+        "a faithful map inserts better than it deletes"
+    );
 }
