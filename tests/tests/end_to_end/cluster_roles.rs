@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lens_proto::v1::{explain_event::Event, ExplainRequest, Method};
+use lens_proto::v1::{explain_event::Event, ExplainEvent, ExplainRequest, Method};
 use lens_tests::cluster::Services;
 use lens_tests::{
     assemble, collect_events, native_client, preset, start_worker, watch_events, ChildProcess,
@@ -95,6 +95,33 @@ fn runner<'w>(workers: &'w mut [ChildProcess], id: &str) -> Option<&'w mut Child
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
+    // Killed once some final tiles are out.
+    let final_tile = |e: &ExplainEvent| matches!(&e.event, Some(Event::Tile(t)) if !t.coarse);
+    killed_mid_run_finishes_elsewhere(|image| seconds_of_work(image, 5), final_tile, 3).await;
+}
+
+/// Issue 28: a budgeted run sends its final tiles at the end; killed after
+/// its second preview, it finishes elsewhere with the same map and the
+/// same windows estimated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budgeted_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
+    let budgeted = |image| ExplainRequest {
+        budget: Some(0.5),
+        ..seconds_of_work(image, 6)
+    };
+    let preview = |e: &ExplainEvent| matches!(&e.event, Some(Event::Tile(t)) if t.coarse);
+    killed_mid_run_finishes_elsewhere(budgeted, preview, 2).await;
+}
+
+/// Starts the request on one of two workers, kills that worker after
+/// `count` events that `kill_after` picks, and checks the run finishes on
+/// the other with the map, windows and draws of an uninterrupted run,
+/// without computing again what was done.
+async fn killed_mid_run_finishes_elsewhere(
+    request_for: impl Fn(Vec<u8>) -> ExplainRequest,
+    kill_after: impl Fn(&ExplainEvent) -> bool,
+    count: usize,
+) {
     let services = Services::start();
     let takeover = 2;
     let mut workers = [
@@ -103,16 +130,15 @@ async fn a_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
     ];
     let (_gateway, address) = services.gateway();
     let mut client = native_client(address).await;
-    let request = seconds_of_work(preset(&mut client, 3).await.png, 5);
+    let request = request_for(preset(&mut client, 3).await.png);
 
     let began = Instant::now();
     let mut stream = client.explain(request.clone()).await.unwrap().into_inner();
     let mut events = Vec::new();
-    let mut tiles = 0;
-    // Some final tiles out, then the worker running it dies.
-    while tiles < 3 {
+    let mut seen = 0;
+    while seen < count {
         let event = stream.next().await.unwrap().unwrap();
-        tiles += matches!(&event.event, Some(Event::Tile(t)) if !t.coarse) as usize;
+        seen += kill_after(&event) as usize;
         events.push((tokio::time::Instant::now(), event));
     }
     let id = match &events.iter().find_map(|(_, e)| match &e.event {
@@ -159,6 +185,7 @@ async fn a_run_whose_worker_is_killed_finishes_on_another_with_the_same_map() {
     let (moved, whole) = (&failed_over.finished, &alone.finished);
     assert_eq!(moved.window_probabilities, whole.window_probabilities);
     assert_eq!(moved.sample_spread, whole.sample_spread);
+    assert_eq!(moved.estimated_windows, whole.estimated_windows);
     eprintln!(
         "forward passes after the move: {} of {}",
         moved.forward_passes, whole.forward_passes
