@@ -127,7 +127,8 @@ impl Waiting {
     /// the one on the device included: a browser's own are not counted (a
     /// client without a browser id may be several programs: all count).
     fn others_ahead(&self, client: &str, at: (u64, u64)) -> usize {
-        let others = |c: &str| c != client || !is_browser(client);
+        // A quiet job (start-up measurements) is nobody's: never ahead.
+        let others = |c: &str| !c.is_empty() && (c != client || !is_browser(client));
         let running = self.running.as_deref().is_some_and(others);
         let waiting = self
             .jobs
