@@ -9,6 +9,36 @@ use tonic::transport::Channel;
 
 use crate::fixtures::{bad_requests, minutes_of_work};
 
+/// What a client of the service runs over (a native channel, gRPC-Web):
+/// the bounds tonic's generated client asks of its transport, written once.
+pub trait Transport:
+    tonic::client::GrpcService<
+    tonic::body::Body,
+    Error: Into<StdError>,
+    ResponseBody: tonic::codegen::Body<
+        Data = tonic::codegen::Bytes,
+        Error: Into<StdError> + Send,
+    > + Send
+                      + 'static,
+>
+{
+}
+
+impl<T> Transport for T where
+    T: tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<StdError>,
+        ResponseBody: tonic::codegen::Body<
+            Data = tonic::codegen::Bytes,
+            Error: Into<StdError> + Send,
+        > + Send
+                          + 'static,
+    >
+{
+}
+
+type StdError = Box<dyn std::error::Error + Send + Sync>;
+
 pub async fn native_client(address: SocketAddr) -> EvidenceLensClient<Channel> {
     let channel = Channel::from_shared(format!("http://{address}"))
         .unwrap()
@@ -69,11 +99,7 @@ pub fn web_client(address: SocketAddr) -> EvidenceLensClient<WebService> {
 /// The preset digit with this label, fetched over gRPC.
 pub async fn preset<T>(client: &mut EvidenceLensClient<T>, label: u32) -> Preset
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T: Transport,
 {
     let presets = presets(client).await;
     assert_eq!(presets.len(), 10, "one preset per digit class");
@@ -83,11 +109,7 @@ where
 /// The digits' presets (held-out digits), fetched over gRPC.
 pub async fn presets<T>(client: &mut EvidenceLensClient<T>) -> Vec<Preset>
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T: Transport,
 {
     client
         .list_presets(ListPresetsRequest::default())
@@ -103,11 +125,7 @@ pub async fn collect_events<T>(
     request: ExplainRequest,
 ) -> Result<Vec<(Instant, ExplainEvent)>, tonic::Status>
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T: Transport,
 {
     let stream = client.explain(request).await?.into_inner();
     drain(stream).await
@@ -119,11 +137,7 @@ pub async fn watch_events<T>(
     id: &str,
 ) -> Result<Vec<(Instant, ExplainEvent)>, tonic::Status>
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T: Transport,
 {
     let request = lens_proto::v1::WatchRequest { id: id.to_string() };
     let stream = client.watch(request).await?.into_inner();
@@ -243,11 +257,7 @@ pub fn assemble(events: Vec<(Instant, ExplainEvent)>) -> Streamed {
 /// INVALID_ARGUMENT and a message that names the problem.
 pub async fn refuses_each_bad_request<T>(client: &mut EvidenceLensClient<T>, good_png: &[u8])
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T: Transport,
 {
     for (what, request, expected) in bad_requests(good_png) {
         let status = collect_events(client, request).await.unwrap_err();
@@ -334,11 +344,7 @@ pub async fn long_run_started<T>(
     image: Vec<u8>,
 ) -> tonic::Streaming<ExplainEvent>
 where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    T: Transport,
 {
     use lens_proto::v1::explain_event::Event;
     let mut stream = client

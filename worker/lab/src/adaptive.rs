@@ -183,19 +183,23 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
         };
         let fill = methods::window_fill(&model, &choice, window)?;
-        let map_with = |fill: &dyn WindowFill, image: &InputImage, stride, budget, seed| {
+        let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
+        let params_for = |fill: &dyn WindowFill, stride, budget, seed| {
             let setting = MapSetting {
                 window,
                 stride,
                 samples: fill.samples_per_window(),
-                batch_size: args.run.batch_size.unwrap_or(default_batch_size(device)),
+                batch_size,
                 seed,
                 target: lens_engine::engine::Target::Predicted,
             };
-            let params = ExplainParams {
+            ExplainParams {
                 budget,
                 ..plain_params(&setting, kind.quantity())
-            };
+            }
+        };
+        let map_with = |fill: &dyn WindowFill, image: &InputImage, stride, budget, seed| {
+            let params = params_for(fill, stride, budget, seed);
             explain(model.classifier.as_ref(), image, fill, &params, &mut |_| {
                 ControlFlow::Continue(())
             })
@@ -204,7 +208,6 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         let map = |image: &InputImage, stride: usize, budget: f64| {
             map_with(fill.as_ref(), image, stride, budget, seed)
         };
-        let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
         let (ys, xs) = (
             positions(shape.height, window, args.stride),
             positions(shape.width, window, args.stride),
@@ -214,20 +217,12 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         let mut fulls = Vec::new();
         let mut fields = Vec::new();
         for (name, image) in &images {
-            let setting = MapSetting {
-                window,
-                stride: args.stride,
-                samples: fill.samples_per_window(),
-                batch_size,
-                seed,
-                target: lens_engine::engine::Target::Predicted,
-            };
             let params = ExplainParams {
                 takeover: Takeover {
                     report: true,
                     done: None,
                 },
-                ..plain_params(&setting, kind.quantity())
+                ..params_for(fill.as_ref(), args.stride, 1.0, seed)
             };
             let mut field = vec![f64::NAN; ys.len() * xs.len()];
             let full = explain(
@@ -286,8 +281,9 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         } else {
             None
         };
-        // Each plain stride's maps, made once whichever budgets compare with it.
-        let mut plain_maps: HashMap<usize, Vec<Explanation>> = HashMap::new();
+        // Each plain stride's maps and their gaps, made once whichever
+        // budgets compare with it.
+        let mut plain_maps: HashMap<usize, Vec<(Explanation, f64)>> = HashMap::new();
         for &budget in &args.budgets {
             let (mut ranks, mut tops, mut shares) = (Vec::new(), Vec::new(), Vec::new());
             let (mut plain_ranks, mut plain_tops) = (Vec::new(), Vec::new());
@@ -322,16 +318,18 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                     (args.stride + 1..=window).min_by(|&a, &b| distance(a).total_cmp(&distance(b)));
                 if let Some(stride) = plain {
                     if let Entry::Vacant(place) = plain_maps.entry(stride) {
-                        let maps = images
-                            .iter()
-                            .map(|(_, image)| map(image, stride, 1.0))
-                            .collect::<Result<Vec<_>, _>>()?;
+                        let mut maps = Vec::new();
+                        for ((_, image), full) in images.iter().zip(&fulls) {
+                            let coarse = map(image, stride, 1.0)?;
+                            let coarse_gap = gap(image, full.explained, coarse.map())?;
+                            maps.push((coarse, coarse_gap));
+                        }
                         place.insert(maps);
                     }
-                    let coarse = plain_maps[&stride][i].map();
-                    plain_ranks.push(rank_correlation(full.map(), coarse));
-                    plain_tops.push(top_overlap(full.map(), coarse, 0.1));
-                    plain_gaps.push(gap(image, full.explained, coarse)?);
+                    let (coarse, coarse_gap) = &plain_maps[&stride][i];
+                    plain_ranks.push(rank_correlation(full.map(), coarse.map()));
+                    plain_tops.push(top_overlap(full.map(), coarse.map(), 0.1));
+                    plain_gaps.push(*coarse_gap);
                 }
             }
             let row = AdaptiveRow {

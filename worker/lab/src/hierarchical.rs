@@ -29,21 +29,19 @@ pub fn hierarchical_field(field: &[f64], refinement: &Refinement) -> (Vec<f64>, 
     for (level, share) in levels.iter().zip(refinement.shares(&levels)) {
         let known: Vec<f64> = level.known.iter().map(|&c| values[c]).collect();
         let threshold = known.iter().sum::<f64>() / known.len().max(1) as f64;
-        let highest_corner = |i: usize| {
-            let candidate = &level.candidates[i];
-            (candidate.corners.iter().zip(candidate.weights))
-                .filter(|(_, w)| *w > 0.0)
-                .map(|(&corner, _)| values[corner])
-                .fold(f64::NEG_INFINITY, f64::max)
-        };
-        let mut salient: Vec<usize> = (0..level.candidates.len())
-            .filter(|&i| highest_corner(i) > threshold)
+        // Each candidate's highest coarser neighbour.
+        let highest: Vec<f64> = (level.candidates.iter())
+            .map(|candidate| {
+                (candidate.corners.iter().zip(candidate.weights))
+                    .filter(|(_, w)| *w > 0.0)
+                    .map(|(&corner, _)| values[corner])
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
             .collect();
-        salient.sort_by(|&a, &b| {
-            highest_corner(b)
-                .total_cmp(&highest_corner(a))
-                .then(a.cmp(&b))
-        });
+        let mut salient: Vec<usize> = (0..highest.len())
+            .filter(|&i| highest[i] > threshold)
+            .collect();
+        salient.sort_by(|&a, &b| highest[b].total_cmp(&highest[a]).then(a.cmp(&b)));
         salient.truncate(share + left_over);
         left_over = share + left_over - salient.len();
         computed += salient.len();

@@ -102,15 +102,11 @@ struct Candidate {
 }
 
 impl Candidate {
-    /// The windows computed on an image of this size.
+    /// The windows computed on an image of this size (a budget of 1: all).
     fn windows(&self, height: usize, width: usize) -> usize {
         let rows = positions(height, self.window, self.stride).len();
         let columns = positions(width, self.window, self.stride).len();
-        if self.budget < 1.0 {
-            Refinement::new(rows, columns, self.window, self.stride, self.budget).target()
-        } else {
-            rows * columns
-        }
+        Refinement::new(rows, columns, self.window, self.stride, self.budget).target()
     }
 
     /// Forward passes per image of this size (one more for the image itself).

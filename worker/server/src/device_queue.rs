@@ -82,6 +82,12 @@ fn queued(ahead: usize, id: &str) -> ExplainEvent {
     }
 }
 
+/// Whether a job is a start-up measurement (`run_quietly`): nobody's, never
+/// ahead of a run and not an explanation.
+fn is_quiet(name: &str) -> bool {
+    name.is_empty()
+}
+
 /// Whether a client's name (`Client::name`) is a browser's (an address's
 /// name has no second dot).
 fn is_browser(name: &str) -> bool {
@@ -116,8 +122,7 @@ impl Waiting {
             (0..self.jobs.len()).min_by_key(|&i| (self.jobs[i].round, self.jobs[i].arrival))?;
         let waiter = self.jobs.remove(next);
         self.round = self.round.max(waiter.round);
-        // A quiet job (start-up measurements) is nobody's and never ahead.
-        self.running = Some(waiter.client.clone()).filter(|c| !c.is_empty());
+        self.running = Some(waiter.client.clone()).filter(|c| !is_quiet(c));
         let round = self.round;
         self.last_round.retain(|_, last| *last >= round);
         Some(waiter)
@@ -127,8 +132,7 @@ impl Waiting {
     /// the one on the device included: a browser's own are not counted (a
     /// client without a browser id may be several programs: all count).
     fn others_ahead(&self, client: &str, at: (u64, u64)) -> usize {
-        // A quiet job (start-up measurements) is nobody's: never ahead.
-        let others = |c: &str| !c.is_empty() && (c != client || !is_browser(client));
+        let others = |c: &str| !is_quiet(c) && (c != client || !is_browser(client));
         let running = self.running.as_deref().is_some_and(others);
         let waiting = self
             .jobs
@@ -157,7 +161,7 @@ impl Waiting {
             }
         }
         // Start-up measurements are nobody's explanations: not counted.
-        let explanations = self.jobs.iter().filter(|w| !w.client.is_empty()).count();
+        let explanations = self.jobs.iter().filter(|w| !is_quiet(&w.client)).count();
         metrics().jobs_waiting.set(explanations as i64);
     }
 

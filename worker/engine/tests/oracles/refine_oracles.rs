@@ -113,6 +113,21 @@ fn edge_params(budget: f64) -> ExplainParams {
     }
 }
 
+/// Occlusion with zeros of an image of ones on `SmoothWithEdge`, computing
+/// `budget` of the windows.
+fn explain_edge(
+    budget: f64,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Explanation {
+    let model = SmoothWithEdge::new();
+    let ones = InputImage {
+        shape: model.input_shape(),
+        values: vec![1.0; SIDE * SIDE],
+    };
+    let fill = Occlusion { value: 0.0 };
+    explain(&model, &ones, &fill, &edge_params(budget), on_progress).unwrap()
+}
+
 /// The oracle: where the evidence is linear in the window's position,
 /// interpolation is exact, so a budget that covers the windows around the
 /// step gives the hand-computed map with most windows estimated; the
@@ -120,14 +135,8 @@ fn edge_params(budget: f64) -> ExplainParams {
 /// columns EDGE - 4 and EDGE) are computed, not estimated.
 #[test]
 fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
-    let model = SmoothWithEdge::new();
-    let ones = InputImage {
-        shape: model.input_shape(),
-        values: vec![1.0; SIDE * SIDE],
-    };
-    let fill = Occlusion { value: 0.0 };
     let mut total_windows = 0;
-    let result = explain(&model, &ones, &fill, &edge_params(0.45), &mut |p| {
+    let result = explain_edge(0.45, &mut |p| {
         if let Progress::Started {
             total_windows: n, ..
         } = p
@@ -135,8 +144,7 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
             total_windows = n;
         }
         ControlFlow::Continue(())
-    })
-    .unwrap();
+    });
     let windows = CELLS * CELLS;
     assert_eq!(result.windows, windows);
     let computed = windows - result.estimated_windows.len();
@@ -167,7 +175,7 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
 
     // Too small a budget must estimate across the step: the map is then
     // visibly wrong there, which is what the budget above avoided.
-    let starved = explain(&model, &ones, &fill, &edge_params(0.08), &mut no_progress).unwrap();
+    let starved = explain_edge(0.08, &mut no_progress);
     let worst_starved = largest_difference(starved.map(), &by_hand);
     assert!(worst_starved > 0.1, "{worst_starved}");
 }
@@ -180,14 +188,8 @@ fn refinement_computes_the_windows_at_the_edge_and_estimates_the_smooth_rest() {
 /// from it than the first.
 #[test]
 fn a_budgeted_run_previews_the_whole_map_as_it_sharpens() {
-    let model = SmoothWithEdge::new();
-    let ones = InputImage {
-        shape: model.input_shape(),
-        values: vec![1.0; SIDE * SIDE],
-    };
-    let fill = Occlusion { value: 0.0 };
     let mut previews = Vec::new();
-    let result = explain(&model, &ones, &fill, &edge_params(0.45), &mut |p| {
+    let result = explain_edge(0.45, &mut |p| {
         if let Progress::Coarse {
             values,
             windows_done,
@@ -197,8 +199,7 @@ fn a_budgeted_run_previews_the_whole_map_as_it_sharpens() {
             previews.push((values, windows_done));
         }
         ControlFlow::Continue(())
-    })
-    .unwrap();
+    });
     // 37 cells a side at window 4: lattices of step 16 (4 x 4 cells with
     // the last) and 8 (6 x 6) first, then the covering one of step 4
     // (10 x 10), then levels of step 2 and 1: a preview after each but
