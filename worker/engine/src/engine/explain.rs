@@ -396,19 +396,9 @@ fn every_window(
     let total = schedule.windows.len();
     let (grid, width) = (run.grid, run.input.shape.width);
     let restored = restore(done, schedule, grid, &mut run.results, run.input.device)?;
-    let mut next_tile = 0;
-    // The tiles final once `windows_done` windows are, not sent yet.
+    let mut release = TileRelease::new(&schedule.tiles);
     let mut final_tiles = |windows_done: usize, evidence: &Tensor| {
-        let mut finished = Vec::new();
-        while next_tile < schedule.tiles.len() && schedule.tiles[next_tile].1 <= windows_done {
-            finished.push(schedule.tiles[next_tile].0);
-            next_tile += 1;
-        }
-        if finished.is_empty() {
-            return Ok(Vec::new());
-        }
-        let map = grid.per_pixel_mean(&evidence.get(0));
-        read_tiles(&map, width, &finished)
+        release.final_after(windows_done, grid, width, evidence)
     };
     // Batches as an uninterrupted run makes them, from the first window
     // not restored.
@@ -752,6 +742,39 @@ impl ClassOutputs<'_> {
                     .f_to_kind(Kind::Double)?,
             )?,
         })
+    }
+}
+
+/// Tiles, each with the number of windows after which it is final, sent
+/// once each as they become final.
+pub(super) struct TileRelease<'a> {
+    tiles: &'a [(Rect, usize)],
+    next: usize,
+}
+
+impl<'a> TileRelease<'a> {
+    pub(super) fn new(tiles: &'a [(Rect, usize)]) -> Self {
+        TileRelease { tiles, next: 0 }
+    }
+
+    /// The tiles final once `windows_done` windows are, not sent yet, read
+    /// from the explained class's window `evidence`.
+    pub(super) fn final_after(
+        &mut self,
+        windows_done: usize,
+        grid: &EvidenceGrid,
+        width: usize,
+        evidence: &Tensor,
+    ) -> Result<Vec<MapTile>, EngineError> {
+        let start = self.next;
+        while self.next < self.tiles.len() && self.tiles[self.next].1 <= windows_done {
+            self.next += 1;
+        }
+        if self.next == start {
+            return Ok(Vec::new());
+        }
+        let finished: Vec<Rect> = self.tiles[start..self.next].iter().map(|t| t.0).collect();
+        read_tiles(&grid.per_pixel_mean(&evidence.get(0)), width, &finished)
     }
 }
 

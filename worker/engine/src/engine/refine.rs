@@ -26,8 +26,8 @@ use tch::{Kind, Tensor};
 
 use super::device::{host_f32, host_f64, upload};
 use super::error::EngineError;
-use super::explain::{read_tiles, restore_cells, Progress, WindowResults, WindowRun};
-use super::windows::{Rect, Window};
+use super::explain::{restore_cells, MapTile, Progress, TileRelease, WindowResults, WindowRun};
+use super::windows::{order_by_tiles, Rect, Window};
 
 /// How much more of the budget a coarser level's cell gets than a finer
 /// one's (measured on the digits, PDA and occlusion at 1/4 and 1/8 of the
@@ -302,7 +302,8 @@ fn estimate(tensors: &[Tensor], candidates: &[&Candidate]) -> Result<(), EngineE
 /// run taken over, are not computed again), estimates the rest, reports
 /// the whole estimated map after each sparser lattice, once the covering
 /// lattice is done and again after each level but the last (the page
-/// repaints it as it sharpens), and every tile of `tiles` at the end.
+/// repaints it as it sharpens), and each tile of `tiles` as it becomes
+/// final during the last level.
 /// Returns the estimated cells, increasing.
 pub(super) fn refine(
     run: &mut WindowRun,
@@ -329,12 +330,13 @@ pub(super) fn refine(
     // lattice's cells, so nothing is computed twice.
     for level in refinement.sparser() {
         let cells = refinement.cells(level);
-        compute(run, &cells, &mut computed, &mut progress, on_progress)?;
+        compute(run, &cells, &[], &mut computed, &mut progress, on_progress)?;
         preview(run, &refinement.levels_below(level), &progress, on_progress)?;
     }
     compute(
         run,
         &refinement.coarse_cells(),
+        &[],
         &mut computed,
         &mut progress,
         on_progress,
@@ -349,29 +351,28 @@ pub(super) fn refine(
         let field = host_f64(&run.results.evidence.get(0))?;
         let chosen = choose(level, &field, share);
         let cells: Vec<usize> = chosen.iter().map(|&i| level.candidates[i].cell).collect();
-        compute(run, &cells, &mut computed, &mut progress, on_progress)?;
         let mut chosen = chosen.into_iter().peekable();
         let rest: Vec<&Candidate> = (0..level.candidates.len())
             .filter(|&i| chosen.next_if_eq(&i).is_none())
             .map(|i| &level.candidates[i])
             .collect();
+        // Estimated before the chosen cells are computed (their corners are
+        // final already), so that on the last level each tile is final as
+        // soon as the computed windows over it are.
         estimate(&run.results.all(), &rest)?;
         estimated.extend(rest.iter().map(|c| c.cell));
         if i + 1 < levels.len() {
+            compute(run, &cells, &[], &mut computed, &mut progress, on_progress)?;
             preview(run, &levels[i + 1..], &progress, on_progress)?;
+        } else {
+            compute(run, &cells, tiles, &mut computed, &mut progress, on_progress)?;
         }
     }
-    estimated.sort_unstable();
-
-    let map = run.grid.per_pixel_mean(&run.results.evidence.get(0));
-    let last = Progress::Batch {
-        tiles: read_tiles(&map, run.input.shape.width, tiles)?,
-        windows_done: progress.done,
-        total_windows: progress.total,
-    };
-    if on_progress(last).is_break() {
-        return Err(EngineError::Cancelled);
+    if levels.is_empty() {
+        // The lattice was every window: every tile is final.
+        compute(run, &[], tiles, &mut computed, &mut progress, on_progress)?;
     }
+    estimated.sort_unstable();
     Ok(estimated)
 }
 
@@ -406,10 +407,14 @@ struct Counter {
     total: usize,
 }
 
-/// Computes the cells not computed yet, in batches, reporting each.
+/// Computes the cells not computed yet, in batches, reporting each. With
+/// `tiles`, every other cell is final: the cells go tile by tile
+/// (`order_by_tiles`) and each tile is sent as soon as no cell still to
+/// compute covers it.
 fn compute(
     run: &mut WindowRun,
     cells: &[usize],
+    tiles: &[Rect],
     computed: &mut [bool],
     progress: &mut Counter,
     on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
@@ -419,22 +424,46 @@ fn compute(
         .filter(|&&cell| !computed[cell])
         .map(|&cell| run.grid.window_of(cell))
         .collect();
-    for batch in fresh.chunks(run.windows_per_batch) {
+    let (ordered, ready) = if tiles.is_empty() {
+        (fresh, Vec::new())
+    } else {
+        order_by_tiles(fresh, tiles, 0)
+    };
+    let mut release = TileRelease::new(&ready);
+    let width = run.input.shape.width;
+    // Tiles no window still to compute covers.
+    let already = release.final_after(0, run.grid, width, &run.results.evidence)?;
+    if !already.is_empty() {
+        report_batch(already, progress, on_progress)?;
+    }
+    let mut windows_done = 0;
+    for batch in ordered.chunks(run.windows_per_batch) {
         run.compute(batch, on_progress)?;
         progress.done += batch.len();
-        let report = Progress::Batch {
-            tiles: Vec::new(),
-            windows_done: progress.done,
-            total_windows: progress.total,
-        };
-        if on_progress(report).is_break() {
-            return Err(EngineError::Cancelled);
-        }
+        windows_done += batch.len();
+        let tiles = release.final_after(windows_done, run.grid, width, &run.results.evidence)?;
+        report_batch(tiles, progress, on_progress)?;
     }
     for &cell in cells {
         computed[cell] = true;
     }
     Ok(())
+}
+
+fn report_batch(
+    tiles: Vec<MapTile>,
+    progress: &Counter,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<(), EngineError> {
+    let report = Progress::Batch {
+        tiles,
+        windows_done: progress.done,
+        total_windows: progress.total,
+    };
+    match on_progress(report) {
+        ControlFlow::Break(()) => Err(EngineError::Cancelled),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -148,22 +148,35 @@ impl TileSchedule {
             pending = rest;
         }
         let coarse = ordered.len();
-        let mut tiles = Vec::new();
-        for rect in tile_rects(height, width, tile) {
-            // Keep the raster order of windows inside one tile.
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(|w| w.overlaps(&rect));
-            ordered.extend(mine);
-            pending = rest;
-            tiles.push((rect, ordered.len()));
-        }
-        debug_assert!(pending.is_empty());
+        let (by_tile, tiles) = order_by_tiles(pending, &tile_rects(height, width, tile), coarse);
+        ordered.extend(by_tile);
         TileSchedule {
             windows: ordered,
             tiles,
             coarse,
         }
     }
+}
+
+/// `pending` windows grouped by the tile they finish: each of `rects` in
+/// turn takes the windows overlapping it that no earlier one took (in
+/// their order), and is final once `before` windows and its own and all
+/// earlier ones are done.
+pub fn order_by_tiles(
+    mut pending: Vec<Window>,
+    rects: &[Rect],
+    before: usize,
+) -> (Vec<Window>, Vec<(Rect, usize)>) {
+    let mut ordered = Vec::with_capacity(pending.len());
+    let mut tiles = Vec::with_capacity(rects.len());
+    for &rect in rects {
+        let (mine, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|w| w.overlaps(&rect));
+        ordered.extend(mine);
+        pending = rest;
+        tiles.push((rect, before + ordered.len()));
+    }
+    debug_assert!(pending.is_empty(), "every window overlaps some tile");
+    (ordered, tiles)
 }
 
 #[cfg(test)]

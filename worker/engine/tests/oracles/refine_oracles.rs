@@ -235,6 +235,50 @@ fn a_budgeted_run_previews_the_whole_map_as_it_sharpens() {
     assert!(largest_difference(result.map(), &by_hand) < 1e-2);
 }
 
+/// On the last level, each tile goes out as soon as the windows computed
+/// over it are done (the rest of its windows are final or estimated by
+/// then), not all at the end: the first before the last window, each
+/// once, after every preview, and with the finished map's own values.
+#[test]
+fn a_budgeted_run_sends_each_tile_as_it_becomes_final() {
+    let (mut sent, mut coarse_after_tile) = (Vec::new(), false);
+    let mut tile_events = 0;
+    let result = explain_edge(0.45, &mut |p| match p {
+        Progress::Batch {
+            tiles,
+            windows_done,
+            ..
+        } if !tiles.is_empty() => {
+            tile_events += 1;
+            sent.extend(tiles.into_iter().map(|t| (t, windows_done)));
+            ControlFlow::Continue(())
+        }
+        Progress::Coarse { .. } => {
+            coarse_after_tile |= !sent.is_empty();
+            ControlFlow::Continue(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    let computed = CELLS * CELLS - result.estimated_windows.len();
+    // 40 x 40 pixels in tiles of 8.
+    assert_eq!(sent.len(), 25, "every tile once");
+    assert!(!coarse_after_tile, "previews come before the final tiles");
+    assert!(
+        sent[0].1 < computed,
+        "the first tile after {} of {computed} windows",
+        sent[0].1
+    );
+    assert!(tile_events > 2, "tiles in {tile_events} reports");
+    let mut map = vec![f32::NAN; SIDE * SIDE];
+    for (tile, _) in &sent {
+        let r = tile.rect;
+        for (i, &v) in tile.values.iter().enumerate() {
+            map[(r.y + i / r.width) * SIDE + r.x + i % r.width] = v;
+        }
+    }
+    assert_eq!(map, result.map(), "the tiles are the finished map");
+}
+
 fn same_run(a: &Explanation, b: &Explanation, what: &str) {
     assert_eq!(a.maps, b.maps, "{what}");
     assert_eq!(a.sample_spread, b.sample_spread, "{what}");
