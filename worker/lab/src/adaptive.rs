@@ -1,7 +1,8 @@
 //! `evidence-lens-lab adaptive`: how close a budgeted map (adaptive
 //! refinement, `engine/refine.rs`) comes to the full map, beside the map a
-//! plain coarser stride of about the same cost gives and a hierarchical
-//! occlusion of the same budget (HiPe's rule, `hierarchical.rs`). Per
+//! plain coarser stride of about the same cost gives, a hierarchical
+//! occlusion of the same budget (HiPe's rule, `hierarchical.rs`) and the
+//! refinement choosing its windows in hindsight (`hindsight.rs`). Per
 //! method, budget and image: rank correlation and top-10% overlap with the
 //! full map at the reference stride, and each map's deletion and insertion
 //! (blur and grey); the table gives the means (and the worst image).
@@ -24,6 +25,7 @@ use lens_worker::cli::{device_from, named_images, plain_params, write_report};
 use lens_worker::cli::{MapSetting, RunOptions};
 
 use crate::hierarchical::{hierarchical_field, per_pixel_mean};
+use crate::hindsight::hindsight_field;
 
 #[derive(Args, Debug)]
 pub struct AdaptiveArgs {
@@ -97,6 +99,13 @@ pub struct AdaptiveRow {
     pub hierarchical_passes_share: f64,
     pub hierarchical_rank: Agreement,
     pub hierarchical_top_overlap: Agreement,
+    /// The refinement choosing in hindsight (`hindsight.rs`: the windows
+    /// worst estimated, from the full run), the same cost: how far the
+    /// scheme can go. Absent in reports made before 2026-12-07.
+    #[serde(default)]
+    pub hindsight_rank: Agreement,
+    #[serde(default)]
+    pub hindsight_top_overlap: Agreement,
     /// Insertion minus deletion, the mean of blur and grey (higher is more
     /// faithful): the full map's, the refined, the plain stride's, HiPe's.
     pub gap_full: f64,
@@ -293,6 +302,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 (Vec::new(), Vec::new(), Vec::new());
             let (mut part_gaps, mut plain_gaps, mut hipe_gaps) =
                 (Vec::new(), Vec::new(), Vec::new());
+            let (mut hindsight_ranks, mut hindsight_tops) = (Vec::new(), Vec::new());
             for (i, ((_, image), full)) in images.iter().zip(&fulls).enumerate() {
                 let part = map(image, args.stride, budget)?;
                 part_gaps.push(gap(image, full.explained, part.map())?);
@@ -304,6 +314,10 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 let passes = computed * fill.samples_per_window() + 1;
                 hipe_shares.push(passes as f64 / full.forward_passes as f64);
                 hipe_gaps.push(gap(image, full.explained, &hipe)?);
+                let best = hindsight_field(&fields[i], &plan);
+                let best = per_pixel_mean(&best, &ys, &xs, window, shape.height, shape.width);
+                hindsight_ranks.push(rank_correlation(full.map(), &best));
+                hindsight_tops.push(top_overlap(full.map(), &best, 0.1));
                 if let Some(references) = &references {
                     full_many.push(rank_correlation(references[i].map(), full.map()));
                     part_many.push(rank_correlation(references[i].map(), part.map()));
@@ -348,6 +362,8 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 hierarchical_passes_share: Agreement::of(&hipe_shares).mean,
                 hierarchical_rank: Agreement::of(&hipe_ranks),
                 hierarchical_top_overlap: Agreement::of(&hipe_tops),
+                hindsight_rank: Agreement::of(&hindsight_ranks),
+                hindsight_top_overlap: Agreement::of(&hindsight_tops),
                 gap_full: Agreement::of(&full_gaps).mean,
                 gap_refined: Agreement::of(&part_gaps).mean,
                 gap_plain: Agreement::of(&plain_gaps).mean,
@@ -390,11 +406,12 @@ fn table_line(row: &AdaptiveRow) -> String {
         _ => String::new(),
     };
     format!(
-        "| {} | {} ({:.3}) | {} | {plain} | ({:.3}): {} | {:.3} / {:.3} / {:.3} / {:.3} | {many} |",
+        "| {} | {} ({:.3}) | {} | {} | {plain} | ({:.3}): {} | {:.3} / {:.3} / {:.3} / {:.3} | {many} |",
         row.method,
         fraction(row.budget),
         row.passes_share,
         pair(&row.rank, &row.top_overlap),
+        pair(&row.hindsight_rank, &row.hindsight_top_overlap),
         row.hierarchical_passes_share,
         pair(&row.hierarchical_rank, &row.hierarchical_top_overlap),
         row.gap_full,
@@ -427,9 +444,9 @@ pub fn table(report: &AdaptiveReport) -> String {
             report.reference_samples
         ),
         String::new(),
-        "| method | budget (passes) | refined: rank / top-10% | plain stride (passes): rank / top-10% | HiPe's rule (passes): rank / top-10% | gap: full / refined / plain / HiPe | PDA: rank with PDA of many samples, full / refined |"
+        "| method | budget (passes) | refined: rank / top-10% | chosen in hindsight: rank / top-10% | plain stride (passes): rank / top-10% | HiPe's rule (passes): rank / top-10% | gap: full / refined / plain / HiPe | PDA: rank with PDA of many samples, full / refined |"
             .to_string(),
-        "|---|---|---|---|---|---|---|".to_string(),
+        "|---|---|---|---|---|---|---|---|".to_string(),
     ];
     lines.extend(report.rows.iter().map(table_line));
     lines.join("\n")

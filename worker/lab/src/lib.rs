@@ -11,6 +11,7 @@ mod estimators;
 mod figures;
 mod held_out;
 mod hierarchical;
+mod hindsight;
 mod measure_defaults;
 mod sanity;
 

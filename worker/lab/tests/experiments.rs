@@ -506,6 +506,13 @@ fn adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride() {
         quarter.hierarchical_rank.mean > 0.3 && quarter.hierarchical_rank.mean < 1.0,
         "{quarter:?}"
     );
+    // Chosen in hindsight: every window at a budget of 1 (the full map),
+    // a map of the same image at a quarter.
+    assert!(every.hindsight_rank.worst > 1.0 - 1e-9, "{every:?}");
+    assert!(
+        quarter.hindsight_rank.mean > 0.5 && quarter.hindsight_top_overlap.mean > 0.5,
+        "{quarter:?}"
+    );
     // Deletion and insertion: the full map and the map of every window are
     // the same map.
     assert_eq!(every.gap_refined, every.gap_full);

@@ -365,7 +365,14 @@ pub(super) fn refine(
             compute(run, &cells, &[], &mut computed, &mut progress, on_progress)?;
             preview(run, &levels[i + 1..], &progress, on_progress)?;
         } else {
-            compute(run, &cells, tiles, &mut computed, &mut progress, on_progress)?;
+            compute(
+                run,
+                &cells,
+                tiles,
+                &mut computed,
+                &mut progress,
+                on_progress,
+            )?;
         }
     }
     if levels.is_empty() {
