@@ -433,15 +433,18 @@ pub fn fraction(budget: f64) -> String {
 
 /// The report as a Markdown table.
 pub fn table(report: &AdaptiveReport) -> String {
+    let against_many = match report.reference_samples {
+        0 => String::new(),
+        samples => format!("; PDA's rows also against PDA with S = {samples} (other draws)"),
+    };
     let mut lines = vec![
         format!(
-            "{}, {} images, window {}, full map at stride {} ({}); PDA's rows also against PDA with S = {} (other draws)",
+            "{}, {} images, window {}, full map at stride {} ({}){against_many}",
             report.model,
             report.images.len(),
             report.window,
             report.stride,
             report.computed_by,
-            report.reference_samples
         ),
         String::new(),
         "| method | budget (passes) | refined: rank / top-10% | chosen in hindsight: rank / top-10% | plain stride (passes): rank / top-10% | HiPe's rule (passes): rank / top-10% | gap: full / refined / plain / HiPe | PDA: rank with PDA of many samples, full / refined |"

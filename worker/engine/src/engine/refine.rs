@@ -361,18 +361,18 @@ pub(super) fn refine(
         // soon as the computed windows over it are.
         estimate(&run.results.all(), &rest)?;
         estimated.extend(rest.iter().map(|c| c.cell));
-        if i + 1 < levels.len() {
-            compute(run, &cells, &[], &mut computed, &mut progress, on_progress)?;
+        let last = i + 1 == levels.len();
+        let final_tiles = if last { tiles } else { &[] };
+        compute(
+            run,
+            &cells,
+            final_tiles,
+            &mut computed,
+            &mut progress,
+            on_progress,
+        )?;
+        if !last {
             preview(run, &levels[i + 1..], &progress, on_progress)?;
-        } else {
-            compute(
-                run,
-                &cells,
-                tiles,
-                &mut computed,
-                &mut progress,
-                on_progress,
-            )?;
         }
     }
     if levels.is_empty() {
