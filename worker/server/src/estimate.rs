@@ -204,6 +204,9 @@ mod tests {
     use lens_engine::defaults::{DeviceDefaults, MeasuredSetting, ModelDefaults};
     use lens_engine::engine::InputShape;
     use lens_engine::models::{Precision, Resize, Runtime};
+    use lens_proto::v1::{ExplainRequest, Method as WireMethod};
+
+    use crate::request::settings_from_request;
 
     fn photos(defaults: Option<ModelDefaults>) -> ModelSummary {
         ModelSummary {
@@ -228,6 +231,37 @@ mod tests {
             agreement: None,
             defaults,
         }
+    }
+
+    #[test]
+    fn the_estimate_counts_the_windows_a_budget_computes() {
+        let digits = ModelSummary {
+            id: lens_engine::models::DIGITS.into(),
+            shape: InputShape {
+                channels: 1,
+                height: 28,
+                width: 28,
+            },
+            class_names: (0..10).map(|d| d.to_string()).collect(),
+            resize: Resize::MnistDigit,
+            conditional_sampler: false,
+            conditional_windows: Vec::new(),
+            marginal_sampler: true,
+            ..photos(None)
+        };
+        let passes = |budget: Option<f64>| {
+            let request = ExplainRequest {
+                method: WireMethod::Pda as i32,
+                samples: Some(4),
+                budget,
+                ..Default::default()
+            };
+            let settings = settings_from_request(&request, &digits).unwrap();
+            work(&settings, &digits)
+        };
+        assert_eq!(passes(None), (625, 625 * 4 + 1));
+        // A quarter of 625 windows rounds up to 157.
+        assert_eq!(passes(Some(0.25)), (625, 157 * 4 + 1));
     }
 
     #[test]

@@ -417,22 +417,4 @@ mod tests {
         let message = refused(WireMethod::Saliency, 0.5);
         assert!(message.contains("window methods"), "{message}");
     }
-
-    #[test]
-    fn the_estimate_counts_the_windows_a_budget_computes() {
-        let summary = digits_summary(Precision::Full);
-        let passes = |budget: Option<f64>| {
-            let request = ExplainRequest {
-                method: WireMethod::Pda as i32,
-                samples: Some(4),
-                budget,
-                ..Default::default()
-            };
-            let settings = settings_from_request(&request, &summary).unwrap();
-            crate::estimate::work(&settings, &summary)
-        };
-        assert_eq!(passes(None), (625, 625 * 4 + 1));
-        // A quarter of 625 windows rounds up to 157.
-        assert_eq!(passes(Some(0.25)), (625, 157 * 4 + 1));
-    }
 }

@@ -13,8 +13,9 @@ use tch::{Kind, Tensor};
 use super::classifier::{Classifier, InputImage};
 use super::device::host_f32;
 use super::error::EngineError;
-use super::explain::{check_request, ExplainParams, Explanation, Progress};
+use super::explain::{check_request, ExplainParams, Explanation};
 use super::gradient::finish_pixel_map;
+use super::progress::Progress;
 
 pub fn gradcam_explain(
     model: &dyn Classifier,

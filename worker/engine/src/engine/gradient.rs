@@ -20,10 +20,11 @@ use super::classifier::{logits_of, Classifier, InputImage, InputShape};
 use super::device::host_f32;
 use super::error::EngineError;
 use super::evidence::{Laplace, Quantity};
-use super::explain::{announce, check_request, ExplainParams, Explanation, MapTile, Progress};
+use super::explain::{announce, check_request, ExplainParams, Explanation};
 use super::fill::WindowFill;
 use super::grid::EvidenceGrid;
 use super::perturb::DeviceInput;
+use super::progress::{MapTile, Progress};
 use super::windows::{Schedule, TileSchedule};
 
 /// Fill values computed at once by the gradient method (windows x values

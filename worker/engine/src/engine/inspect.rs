@@ -11,11 +11,10 @@ use super::classifier::{logits_of, Classifier, InputImage};
 use super::device::{host_f32, host_f64};
 use super::error::EngineError;
 use super::evidence::Laplace;
-use super::explain::{
-    check_fixed_window, check_request, sample_weights, BatchOutcome, ClassOutputs, ExplainParams,
-};
+use super::explain::{check_fixed_window, check_request, ExplainParams};
 use super::fill::WindowFill;
 use super::perturb::DeviceInput;
+use super::window_run::{sample_weights, BatchOutcome, ClassOutputs};
 use super::windows::{TileSchedule, Window};
 
 #[derive(Clone, Debug, PartialEq)]

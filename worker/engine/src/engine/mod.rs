@@ -32,9 +32,11 @@ mod gradient;
 mod grid;
 mod inspect;
 mod perturb;
+mod progress;
 mod refine;
 mod saliency;
 mod sampler;
+mod window_run;
 mod windows;
 
 pub use classifier::{Classifier, InputImage, InputShape};
@@ -46,8 +48,8 @@ pub use draws::{standard_normal, window_stream};
 pub use error::EngineError;
 pub use evidence::{Laplace, Quantity};
 pub use explain::{
-    explain, probabilities_of, ExplainParams, Explanation, MapClasses, MapTile, Progress, Takeover,
-    Target, WindowResults, MAX_BATCH, MAX_SAMPLES,
+    explain, probabilities_of, ExplainParams, Explanation, MapClasses, Takeover, Target, MAX_BATCH,
+    MAX_SAMPLES,
 };
 pub use few_pass::{Design, DesignedPda, SIGMA_SCALE};
 pub use fill::{EfficientPda, Occlusion, Pda, SampledMean, WindowFill};
@@ -57,6 +59,7 @@ pub use gradient::gradient_explain;
 pub use grid::EvidenceGrid;
 pub use inspect::{inspect_window, WindowInspection};
 pub use perturb::DeviceInput;
+pub use progress::{MapTile, Progress, WindowResults};
 pub use refine::Refinement;
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};

@@ -26,7 +26,8 @@ use tch::{Kind, Tensor};
 
 use super::device::{host_f32, host_f64, upload};
 use super::error::EngineError;
-use super::explain::{restore_cells, MapTile, Progress, TileRelease, WindowResults, WindowRun};
+use super::progress::{MapTile, Progress, WindowResults};
+use super::window_run::{restore_cells, TileRelease, WindowRun};
 use super::windows::{order_by_tiles, Rect, Window};
 
 /// How much more of the budget a coarser level's cell gets than a finer

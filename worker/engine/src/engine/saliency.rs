@@ -9,9 +9,10 @@ use std::time::Instant;
 use super::classifier::{Classifier, InputImage};
 use super::device::host_f32;
 use super::error::EngineError;
-use super::explain::{check_request, ExplainParams, Explanation, Progress};
+use super::explain::{check_request, ExplainParams, Explanation};
 use super::gradient::{finish_pixel_map, input_gradient, InputGradient};
 use super::perturb::DeviceInput;
+use super::progress::Progress;
 
 pub fn saliency_explain(
     model: &dyn Classifier,
