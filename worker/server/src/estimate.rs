@@ -207,6 +207,7 @@ mod tests {
     use lens_proto::v1::{ExplainRequest, Method as WireMethod};
 
     use crate::request::settings_from_request;
+    use crate::request::tests::digits_summary;
 
     fn photos(defaults: Option<ModelDefaults>) -> ModelSummary {
         ModelSummary {
@@ -235,20 +236,7 @@ mod tests {
 
     #[test]
     fn the_estimate_counts_the_windows_a_budget_computes() {
-        let digits = ModelSummary {
-            id: lens_engine::models::DIGITS.into(),
-            shape: InputShape {
-                channels: 1,
-                height: 28,
-                width: 28,
-            },
-            class_names: (0..10).map(|d| d.to_string()).collect(),
-            resize: Resize::MnistDigit,
-            conditional_sampler: false,
-            conditional_windows: Vec::new(),
-            marginal_sampler: true,
-            ..photos(None)
-        };
+        let digits = digits_summary(Precision::Full);
         let passes = |budget: Option<f64>| {
             let request = ExplainRequest {
                 method: WireMethod::Pda as i32,

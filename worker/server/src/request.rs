@@ -264,10 +264,12 @@ pub fn wire_method(kind: MethodKind) -> WireMethod {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn digits_summary(precision: Precision) -> ModelSummary {
+    /// The digits network as the registry describes it (also used by
+    /// `estimate`'s tests).
+    pub(crate) fn digits_summary(precision: Precision) -> ModelSummary {
         summary_on(precision, Runtime::Torch)
     }
 
