@@ -13,18 +13,19 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
 
 use lens_engine::agreement::{rank_correlation, top_overlap};
 use lens_engine::engine::{
-    default_batch_size, explain, map_curves, positions, DeletionParams, ExplainParams, Explanation,
-    InputImage, Progress, Refinement, Removal, Takeover, WindowFill,
+    default_batch_size, explain, map_curves, positions, DeletionParams, EvidenceGrid,
+    ExplainParams, Explanation, InputImage, Progress, Refinement, Removal, Takeover, WindowFill,
 };
 use lens_engine::methods::{self, MethodChoice, MethodKind, SamplerKind};
 use lens_engine::models::{LoadedModel, Placement, Runtime};
 use lens_worker::cli::{device_from, named_images, plain_params, write_report};
 use lens_worker::cli::{MapSetting, RunOptions};
 
-use crate::hierarchical::{hierarchical_field, per_pixel_mean};
+use crate::hierarchical::hierarchical_field;
 use crate::hindsight::hindsight_field;
 
 #[derive(Args, Debug)]
@@ -217,10 +218,14 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         let map = |image: &InputImage, stride: usize, budget: f64| {
             map_with(fill.as_ref(), image, stride, budget, seed)
         };
-        let (ys, xs) = (
-            positions(shape.height, window, args.stride),
-            positions(shape.width, window, args.stride),
-        );
+        // Maps of the HiPe and hindsight window fields, made by the engine's
+        // own per-pixel mean, as the refined maps are.
+        let full_grid =
+            EvidenceGrid::new(shape.height, shape.width, window, args.stride, Device::Cpu);
+        let map_of = |field: &[f64]| -> anyhow::Result<Vec<f32>> {
+            let map = full_grid.per_pixel_mean(&Tensor::from_slice(field));
+            Ok(Vec::<f32>::try_from(map.to_kind(Kind::Float).view([-1]))?)
+        };
         // The full maps with their window fields (the explained class's
         // evidence per window), which HiPe's rule picks from.
         let mut fulls = Vec::new();
@@ -233,7 +238,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 },
                 ..params_for(fill.as_ref(), args.stride, 1.0, seed)
             };
-            let mut field = vec![f64::NAN; ys.len() * xs.len()];
+            let mut field = vec![f64::NAN; full_grid.cells()];
             let full = explain(
                 model.classifier.as_ref(),
                 image,
@@ -250,7 +255,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 },
             )?;
             // The field must make the engine's map, or HiPe's row means nothing.
-            let remade = per_pixel_mean(&field, &ys, &xs, window, shape.height, shape.width);
+            let remade = map_of(&field)?;
             let scale = full.map().iter().fold(1e-6f32, |m, v| m.max(v.abs()));
             let off = (remade.iter().zip(full.map()))
                 .map(|(a, b)| (a - b).abs())
@@ -306,16 +311,21 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             for (i, ((_, image), full)) in images.iter().zip(&fulls).enumerate() {
                 let part = map(image, args.stride, budget)?;
                 part_gaps.push(gap(image, full.explained, part.map())?);
-                let plan = Refinement::new(ys.len(), xs.len(), window, args.stride, budget);
+                let plan = Refinement::new(
+                    full_grid.rows(),
+                    full_grid.columns(),
+                    window,
+                    args.stride,
+                    budget,
+                );
                 let (values, computed) = hierarchical_field(&fields[i], &plan);
-                let hipe = per_pixel_mean(&values, &ys, &xs, window, shape.height, shape.width);
+                let hipe = map_of(&values)?;
                 hipe_ranks.push(rank_correlation(full.map(), &hipe));
                 hipe_tops.push(top_overlap(full.map(), &hipe, 0.1));
                 let passes = computed * fill.samples_per_window() + 1;
                 hipe_shares.push(passes as f64 / full.forward_passes as f64);
                 hipe_gaps.push(gap(image, full.explained, &hipe)?);
-                let best = hindsight_field(&fields[i], &plan);
-                let best = per_pixel_mean(&best, &ys, &xs, window, shape.height, shape.width);
+                let best = map_of(&hindsight_field(&fields[i], &plan))?;
                 hindsight_ranks.push(rank_correlation(full.map(), &best));
                 hindsight_tops.push(top_overlap(full.map(), &best, 0.1));
                 if let Some(references) = &references {

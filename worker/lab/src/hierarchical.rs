@@ -69,36 +69,6 @@ fn nearest_corner(weights: &[f64; 4]) -> usize {
     )
 }
 
-/// The per-pixel mean over the windows covering each pixel of a `height x
-/// width` image, windows `window` wide at rows `ys` and columns `xs`
-/// (`field` row-major over them), as the engine makes a map.
-pub fn per_pixel_mean(
-    field: &[f64],
-    ys: &[usize],
-    xs: &[usize],
-    window: usize,
-    height: usize,
-    width: usize,
-) -> Vec<f32> {
-    let mut sums = vec![0.0f64; height * width];
-    let mut counts = vec![0u32; height * width];
-    for (r, &y) in ys.iter().enumerate() {
-        for (c, &x) in xs.iter().enumerate() {
-            let value = field[r * xs.len() + c];
-            for row in y..y + window {
-                for column in x..x + window {
-                    sums[row * width + column] += value;
-                    counts[row * width + column] += 1;
-                }
-            }
-        }
-    }
-    sums.iter()
-        .zip(counts)
-        .map(|(sum, n)| if n > 0 { (sum / n as f64) as f32 } else { 0.0 })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,12 +101,5 @@ mod tests {
         // Far from the bump nothing is refined: a cell takes the value of
         // the nearest coarser one, not an interpolation.
         assert_eq!(values[columns + 1], field[0]);
-    }
-
-    #[test]
-    fn the_per_pixel_mean_averages_the_windows_over_each_pixel() {
-        // Two 2 x 2 windows at x = 0 and 1 on a 2 x 3 image.
-        let map = per_pixel_mean(&[1.0, 3.0], &[0], &[0, 1], 2, 2, 3);
-        assert_eq!(map, vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
     }
 }
