@@ -327,7 +327,7 @@ impl<'a> TileRelease<'a> {
 }
 
 /// The values of each rectangle of an `[H, W]` map, in one copy to the host.
-pub(super) fn read_tiles(
+fn read_tiles(
     map: &Tensor,
     width: usize,
     rects: &[Rect],
