@@ -327,11 +327,7 @@ impl<'a> TileRelease<'a> {
 }
 
 /// The values of each rectangle of an `[H, W]` map, in one copy to the host.
-fn read_tiles(
-    map: &Tensor,
-    width: usize,
-    rects: &[Rect],
-) -> Result<Vec<MapTile>, EngineError> {
+fn read_tiles(map: &Tensor, width: usize, rects: &[Rect]) -> Result<Vec<MapTile>, EngineError> {
     let pixels: Vec<i64> = rects
         .iter()
         .flat_map(|r| {
