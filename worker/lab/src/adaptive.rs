@@ -27,6 +27,7 @@ use lens_worker::cli::{MapSetting, RunOptions};
 
 use crate::hierarchical::hierarchical_field;
 use crate::hindsight::hindsight_field;
+use crate::memo::{Memo, Seen};
 
 #[derive(Args, Debug)]
 pub struct AdaptiveArgs {
@@ -176,7 +177,11 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
         runtime: args.runtime,
         ..Placement::on(device)
     };
-    let model = LoadedModel::load_on(&args.model, &args.run.models, placement)?;
+    let mut model = LoadedModel::load_on(&args.model, &args.run.models, placement)?;
+    // The budgeted and plain runs repeat windows of the full run (the same
+    // keyed draws make the same inputs): each is computed once per method.
+    let seen = Seen::default();
+    model.classifier = Box::new(Memo::new(model.classifier, seen.clone()));
     let images = named_images(&model, args.photos.as_deref(), args.count, &args.run.data)?;
     let window = args.window.unwrap_or(model.resize.default_window());
     let shape = model.classifier.input_shape();
@@ -193,6 +198,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             occlusion_value: methods::DEFAULT_OCCLUSION_VALUE,
         };
         let fill = methods::window_fill(&model, &choice, window)?;
+        seen.forget();
         let batch_size = args.run.batch_size.unwrap_or(default_batch_size(device));
         let params_for = |fill: &dyn WindowFill, stride, budget, seed| {
             let setting = MapSetting {
@@ -380,6 +386,7 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 gap_hierarchical: Agreement::of(&hipe_gaps).mean,
             };
             eprintln!("{}", table_line(&row));
+            eprintln!("({} distinct inputs so far)", seen.distinct_inputs());
             rows.push(row);
         }
     }

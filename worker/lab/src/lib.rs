@@ -13,6 +13,7 @@ mod held_out;
 mod hierarchical;
 mod hindsight;
 mod measure_defaults;
+mod memo;
 mod sanity;
 
 pub use adaptive::{run_adaptive, table, AdaptiveArgs, AdaptiveReport, AdaptiveRow};
