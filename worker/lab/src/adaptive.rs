@@ -1,6 +1,7 @@
 //! `evidence-lens-lab adaptive`: how close a budgeted map (adaptive
 //! refinement, `engine/refine.rs`) comes to the full map, beside the map a
-//! plain coarser stride of about the same cost gives, a hierarchical
+//! plain coarser stride of about the same cost gives (as it is, and with
+//! the windows between interpolated, `interpolated.rs`), a hierarchical
 //! occlusion of the same budget (HiPe's rule, `hierarchical.rs`) and the
 //! refinement choosing its windows in hindsight (`hindsight.rs`). Per
 //! method, budget and image: rank correlation and top-10% overlap with the
@@ -27,6 +28,7 @@ use lens_worker::cli::{MapSetting, RunOptions};
 
 use crate::hierarchical::hierarchical_field;
 use crate::hindsight::hindsight_field;
+use crate::interpolated::{interpolated_field, lattice_windows};
 use crate::memo::{Memo, Seen};
 
 #[derive(Args, Debug)]
@@ -92,6 +94,18 @@ pub struct AdaptiveRow {
     pub plain_passes_share: f64,
     pub plain_rank: Agreement,
     pub plain_top_overlap: Agreement,
+    /// The plain stride (a multiple of the reference) whose windows come
+    /// nearest the budget's, the rest of the reference grid interpolated
+    /// between them (`interpolated.rs`), made from the full run's field.
+    /// Absent in reports made before 2026-12-08.
+    #[serde(default)]
+    pub interpolated_stride: Option<usize>,
+    #[serde(default)]
+    pub interpolated_passes_share: f64,
+    #[serde(default)]
+    pub interpolated_rank: Agreement,
+    #[serde(default)]
+    pub interpolated_top_overlap: Agreement,
     /// PDA only: rank correlation with PDA of many samples of the full map
     /// and of the budgeted one.
     pub full_against_many: Option<Agreement>,
@@ -314,6 +328,8 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
             let (mut part_gaps, mut plain_gaps, mut hipe_gaps) =
                 (Vec::new(), Vec::new(), Vec::new());
             let (mut hindsight_ranks, mut hindsight_tops) = (Vec::new(), Vec::new());
+            let (mut interpolated_ranks, mut interpolated_tops) = (Vec::new(), Vec::new());
+            let mut interpolated = None;
             for (i, ((_, image), full)) in images.iter().zip(&fulls).enumerate() {
                 let part = map(image, args.stride, budget)?;
                 part_gaps.push(gap(image, full.explained, part.map())?);
@@ -334,6 +350,20 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                 let best = map_of(&hindsight_field(&fields[i], &plan))?;
                 hindsight_ranks.push(rank_correlation(full.map(), &best));
                 hindsight_tops.push(top_overlap(full.map(), &best, 0.1));
+                // The interpolated plain stride with as many windows.
+                let (rows, columns) = (full_grid.rows(), full_grid.columns());
+                let off = |step: usize| {
+                    (lattice_windows(rows, columns, step) as f64 / part.windows_computed() as f64)
+                        .ln()
+                        .abs()
+                };
+                interpolated =
+                    (2..=window / args.stride).min_by(|&a, &b| off(a).total_cmp(&off(b)));
+                if let Some(step) = interpolated {
+                    let estimated = map_of(&interpolated_field(&fields[i], rows, columns, step))?;
+                    interpolated_ranks.push(rank_correlation(full.map(), &estimated));
+                    interpolated_tops.push(top_overlap(full.map(), &estimated, 0.1));
+                }
                 if let Some(references) = &references {
                     full_many.push(rank_correlation(references[i].map(), full.map()));
                     part_many.push(rank_correlation(references[i].map(), part.map()));
@@ -373,6 +403,13 @@ pub fn run_adaptive(args: &AdaptiveArgs) -> anyhow::Result<()> {
                     .map_or(0.0, |s| grid(s) as f64 / grid(args.stride) as f64),
                 plain_rank: Agreement::of(&plain_ranks),
                 plain_top_overlap: Agreement::of(&plain_tops),
+                interpolated_stride: interpolated.map(|step| step * args.stride),
+                interpolated_passes_share: interpolated.map_or(0.0, |step| {
+                    lattice_windows(full_grid.rows(), full_grid.columns(), step) as f64
+                        / full_grid.cells() as f64
+                }),
+                interpolated_rank: Agreement::of(&interpolated_ranks),
+                interpolated_top_overlap: Agreement::of(&interpolated_tops),
                 full_against_many: references.is_some().then(|| Agreement::of(&full_many)),
                 refined_against_many: references.is_some().then(|| Agreement::of(&part_many)),
                 hierarchical_passes_share: Agreement::of(&hipe_shares).mean,
@@ -418,12 +455,20 @@ fn table_line(row: &AdaptiveRow) -> String {
         ),
         None => "none (the window is the stride)".to_string(),
     };
+    let interpolated = match row.interpolated_stride {
+        Some(stride) => format!(
+            "stride {stride} ({:.3}): {}",
+            row.interpolated_passes_share,
+            pair(&row.interpolated_rank, &row.interpolated_top_overlap)
+        ),
+        None => String::new(),
+    };
     let many = match (&row.full_against_many, &row.refined_against_many) {
         (Some(full), Some(refined)) => format!("{:.3} / {:.3}", full.mean, refined.mean),
         _ => String::new(),
     };
     format!(
-        "| {} | {} ({:.3}) | {} | {} | {plain} | ({:.3}): {} | {:.3} / {:.3} / {:.3} / {:.3} | {many} |",
+        "| {} | {} ({:.3}) | {} | {} | {plain} | {interpolated} | ({:.3}): {} | {:.3} / {:.3} / {:.3} / {:.3} | {many} |",
         row.method,
         fraction(row.budget),
         row.passes_share,
@@ -464,9 +509,9 @@ pub fn table(report: &AdaptiveReport) -> String {
             report.computed_by,
         ),
         String::new(),
-        "| method | budget (passes) | refined: rank / top-10% | chosen in hindsight: rank / top-10% | plain stride (passes): rank / top-10% | HiPe's rule (passes): rank / top-10% | gap: full / refined / plain / HiPe | PDA: rank with PDA of many samples, full / refined |"
+        "| method | budget (passes) | refined: rank / top-10% | chosen in hindsight: rank / top-10% | plain stride (passes): rank / top-10% | plain stride interpolated (passes): rank / top-10% | HiPe's rule (passes): rank / top-10% | gap: full / refined / plain / HiPe | PDA: rank with PDA of many samples, full / refined |"
             .to_string(),
-        "|---|---|---|---|---|---|---|---|".to_string(),
+        "|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
     lines.extend(report.rows.iter().map(table_line));
     lines.join("\n")

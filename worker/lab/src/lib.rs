@@ -12,6 +12,7 @@ mod figures;
 mod held_out;
 mod hierarchical;
 mod hindsight;
+mod interpolated;
 mod measure_defaults;
 mod memo;
 mod sanity;

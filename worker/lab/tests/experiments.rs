@@ -469,7 +469,7 @@ fn adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride() {
         "--methods",
         "occlusion",
         "--budgets",
-        "1,0.25",
+        "1,0.25,0.0625",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -477,7 +477,7 @@ fn adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride() {
     let report: AdaptiveReport =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(report.images.len(), 2);
-    let [every, quarter] = &report.rows[..] else {
+    let [every, quarter, sixteenth] = &report.rows[..] else {
         panic!("one row per budget: {table}");
     };
     // Every window computed is the full map itself, at the full cost.
@@ -496,6 +496,22 @@ fn adaptive_compares_budgeted_maps_with_the_full_map_and_a_plain_stride() {
     // Stride 2 costs 169 windows, the nearest to 157.
     assert_eq!(quarter.plain_stride, Some(2));
     assert!(quarter.plain_rank.mean < 1.0, "{quarter:?}");
+    // The interpolated stride 2 at a quarter; at a sixteenth the refinement
+    // computes only its covering lattice (every 4th window), which is the
+    // plain stride 4 interpolated: the same map (up to rounding, which may
+    // order tied pixels differently).
+    assert_eq!(quarter.interpolated_stride, Some(2));
+    assert!(
+        quarter.interpolated_rank.mean > 0.5 && quarter.interpolated_rank.mean < 1.0,
+        "{quarter:?}"
+    );
+    assert_eq!(sixteenth.interpolated_stride, Some(4));
+    eprintln!("{sixteenth:?}");
+    assert_eq!(sixteenth.interpolated_rank.mean, sixteenth.rank.mean);
+    assert_eq!(
+        sixteenth.interpolated_top_overlap.mean,
+        sixteenth.top_overlap.mean
+    );
     // HiPe's rule never spends more than the budget, and its map is a map
     // of the same image (it refines only the salient windows).
     assert!(
