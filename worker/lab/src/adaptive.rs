@@ -97,7 +97,7 @@ pub struct AdaptiveRow {
     /// The plain stride (a multiple of the reference) whose windows come
     /// nearest the budget's, the rest of the reference grid interpolated
     /// between them (`interpolated.rs`), made from the full run's field.
-    /// Absent in reports made before 2026-12-08.
+    /// Absent in older reports (before the fourth session of 2026-12-07).
     #[serde(default)]
     pub interpolated_stride: Option<usize>,
     #[serde(default)]
