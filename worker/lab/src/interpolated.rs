@@ -3,31 +3,14 @@
 //! then the per-pixel mean as for a full map. It is what the refinement
 //! must beat to be worth its choices: the same estimate, no choosing.
 
-/// The lattice on one axis of `cells` grid positions: every `step`-th and
-/// the last (as `positions` ends a plain stride's windows at the border).
-fn lattice(cells: usize, step: usize) -> Vec<usize> {
-    let mut at: Vec<usize> = (0..cells).step_by(step).collect();
-    if at.last() != Some(&(cells - 1)) {
-        at.push(cells - 1);
-    }
-    at
-}
+use lens_engine::engine::{bracket, lattice};
 
-/// For each position, the two lattice positions around it and the weight
-/// of the second.
+/// For each position on an axis of `cells`, the two positions of the
+/// lattice of `step` around it and the weight of the second (the
+/// refinement's own lattice and brackets).
 fn brackets(cells: usize, step: usize) -> Vec<(usize, usize, f64)> {
     let at = lattice(cells, step);
-    (0..cells)
-        .map(|i| {
-            let upper = at.partition_point(|&p| p < i).min(at.len() - 1);
-            let (a, b) = (at[upper.saturating_sub(1)], at[upper]);
-            if i == b || a == b {
-                (b, b, 0.0)
-            } else {
-                (a, b, (i - a) as f64 / (b - a) as f64)
-            }
-        })
-        .collect()
+    (0..cells).map(|i| bracket(i, &at)).collect()
 }
 
 /// How many windows the lattice of `step` computes on a `rows` x `columns`

@@ -60,7 +60,7 @@ pub use grid::EvidenceGrid;
 pub use inspect::{inspect_window, WindowInspection};
 pub use perturb::DeviceInput;
 pub use progress::{MapTile, Progress, WindowResults};
-pub use refine::Refinement;
+pub use refine::{bracket, lattice, Refinement};
 pub use saliency::saliency_explain;
 pub use sampler::{read_window, write_window, MarginalSampler};
 pub use windows::{

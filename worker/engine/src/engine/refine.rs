@@ -77,7 +77,7 @@ pub struct Level {
 }
 
 /// Positions along an axis of `n` cells: every `step`-th, and the last.
-fn lattice(n: usize, step: usize) -> Vec<usize> {
+pub fn lattice(n: usize, step: usize) -> Vec<usize> {
     let mut at: Vec<usize> = (0..n).step_by(step).collect();
     if at.last() != Some(&(n - 1)) {
         at.push(n - 1);
@@ -87,7 +87,7 @@ fn lattice(n: usize, step: usize) -> Vec<usize> {
 
 /// The lattice positions around `i`, and how far it lies from the first
 /// towards the second.
-fn bracket(i: usize, positions: &[usize]) -> (usize, usize, f64) {
+pub fn bracket(i: usize, positions: &[usize]) -> (usize, usize, f64) {
     match positions.binary_search(&i) {
         Ok(_) => (i, i, 0.0),
         Err(after) => {
